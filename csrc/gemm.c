@@ -1,0 +1,86 @@
+/* GEMM entry points: argument checks, variant and kernel choice (see gemm.h). The drivers are
+ * in gemm_driver.inc, instantiated here for float32 and float64. */
+#include "gemm.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) {
+    switch (nnf_isa_active()) {
+    case NNF_ISA_AVX512: return &nnf_gemm_ukernels_avx512;
+    case NNF_ISA_AVX2: return &nnf_gemm_ukernels_avx2;
+    default: return &nnf_gemm_ukernels_generic;
+    }
+}
+
+static int check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                      ptrdiff_t lda, ptrdiff_t ldb, ptrdiff_t ldc) {
+    if (m < 0 || n < 0 || k < 0) return NNF_EINVAL;
+    const ptrdiff_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
+    if (lda < (a_cols > 1 ? a_cols : 1) || ldb < (b_cols > 1 ? b_cols : 1) ||
+        ldc < (n > 1 ? n : 1))
+        return NNF_EINVAL;
+    return NNF_OK;
+}
+
+/* The packed variant reads A in place (gemm_small) unless A blocks are reused across enough
+ * column slivers and rows to repay packing them. */
+static int use_goto(const nnf_gemm_ukernel *uk, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k) {
+    return n >= 4 * uk->nr && m >= 2 * uk->mc && k >= 64;
+}
+
+#define T float
+#define PFX(name) s##name
+#define UKR_T nnf_sgemm_ukr
+#include "gemm_driver.inc"
+#undef T
+#undef PFX
+#undef UKR_T
+
+#define T double
+#define PFX(name) d##name
+#define UKR_T nnf_dgemm_ukr
+#include "gemm_driver.inc"
+#undef T
+#undef PFX
+#undef UKR_T
+
+/* One entry point per dtype: map transposes to strides, handle the trivial cases, dispatch. */
+#define DEFINE_GEMM(T, PFX, DTYPE_INDEX)                                                        \
+    int nnf_##PFX##gemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,        \
+                        ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda,           \
+                        const T *b, ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc) {               \
+        int status = check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);                      \
+        if (status != NNF_OK) return status;                                                    \
+        if (m == 0 || n == 0) return NNF_OK;                                                    \
+        if (k == 0 || alpha == (T)0) {                                                          \
+            PFX##scale_c(m, n, beta, c, ldc);                                                   \
+            return NNF_OK;                                                                      \
+        }                                                                                       \
+        const ptrdiff_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;                     \
+        const ptrdiff_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;                     \
+        const int nt = nnf_threads_for((double)m * (double)n * (double)k);                      \
+        switch (variant) {                                                                      \
+        case NNF_GEMM_NAIVE:                                                                    \
+            PFX##gemm_naive(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc);        \
+            return NNF_OK;                                                                      \
+        case NNF_GEMM_BLOCKED:                                                                  \
+            PFX##gemm_blocked(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, nt);  \
+            return NNF_OK;                                                                      \
+        case NNF_GEMM_PACKED: {                                                                 \
+            const nnf_gemm_ukernel *uk = &nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
+            if (use_goto(uk, m, n, k))                                                          \
+                return PFX##gemm_goto(uk, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta,   \
+                                      c, ldc, nt);                                              \
+            return PFX##gemm_small(uk, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c,   \
+                                   ldc, nt);                                                    \
+        }                                                                                       \
+        default: return NNF_EINVAL;                                                             \
+        }                                                                                       \
+    }
+
+DEFINE_GEMM(float, s, 0)
+DEFINE_GEMM(double, d, 1)

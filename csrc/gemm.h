@@ -1,0 +1,59 @@
+/* GEMM: C = alpha * op(A) @ op(B) + beta * C, float32 and float64.
+ *
+ * Row-major storage with leading dimensions: op(A) is M x K, op(B) is K x N, C is M x N.
+ * trans_a = 0: A[i*lda + p];  trans_a = 1: A is stored K x M, A[p*lda + i]  (likewise B).
+ * beta == 0 overwrites C (NaN in C never leaks through); k == 0 gives C = beta * C.
+ * Every entry point returns NNF_OK or a negative status (cpu.h); nothing prints or aborts. */
+#ifndef NNFAST_GEMM_H
+#define NNFAST_GEMM_H
+
+#include <stddef.h>
+
+#include "cpu.h"
+
+typedef enum {
+    NNF_GEMM_NAIVE = 0,   /* triple loop: the reference */
+    NNF_GEMM_BLOCKED = 1, /* cache blocking + OpenMP, compiler-vectorised inner loop */
+    NNF_GEMM_PACKED = 2   /* Goto/BLIS: packed panels and an ISA-specific register micro-kernel */
+} nnf_gemm_variant;
+
+int nnf_sgemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+              ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda, const float *b,
+              ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc);
+int nnf_dgemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+              ptrdiff_t k, double alpha, const double *a, ptrdiff_t lda, const double *b,
+              ptrdiff_t ldb, double beta, double *c, ptrdiff_t ldc);
+
+/* Micro-kernel contract, written once for every ISA (gemm_kernel_<isa>.c):
+ *   C[0:m, 0:n] := alpha * Ap @ Bp + beta * C[0:m, 0:n]      (m <= MR, n <= NR)
+ * Ap is MR x k with element (i, p) at a[i*rs_a + p*cs_a]: packed (rs_a = 1, cs_a = MR) or
+ * read in place. Bp is k x NR with element (p, j) at b[p*rs_b + j]. All MR rows of Ap and NR
+ * columns of Bp must be readable (callers pad edges); only the m x n corner of C is written. */
+typedef void (*nnf_sgemm_ukr)(ptrdiff_t k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                              const float *b, ptrdiff_t rs_b, float *c, ptrdiff_t ldc,
+                              float alpha, float beta, int m, int n);
+typedef void (*nnf_dgemm_ukr)(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                              const double *b, ptrdiff_t rs_b, double *c, ptrdiff_t ldc,
+                              double alpha, double beta, int m, int n);
+
+/* One micro-kernel and the cache blocking it was tuned with. */
+typedef struct {
+    int mr, nr;     /* register tile */
+    int mc, kc, nc; /* packed A block (mc x kc, L2) and B panel (kc x nc, L3) */
+    void *fn;       /* nnf_sgemm_ukr or nnf_dgemm_ukr */
+    const char *name;
+} nnf_gemm_ukernel;
+
+/* Per-ISA registry: the kernels for each dtype (index 0 = float32, 1 = float64). */
+typedef struct {
+    nnf_gemm_ukernel ukr[2];
+} nnf_gemm_ukernels;
+
+extern const nnf_gemm_ukernels nnf_gemm_ukernels_generic;
+extern const nnf_gemm_ukernels nnf_gemm_ukernels_avx2;
+extern const nnf_gemm_ukernels nnf_gemm_ukernels_avx512;
+
+/* The kernels the active ISA uses (what nnfast.info() reports). */
+const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);
+
+#endif

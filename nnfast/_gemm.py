@@ -1,0 +1,223 @@
+"""General matrix multiply: argument checks, operand layouts and the choice of backend.
+
+Operands reach C as a pointer, a leading dimension and a transpose flag: a C-ordered matrix is
+row-major, a Fortran-ordered one (or a ``.T`` view) is a transposed row-major one, and strided
+slices keep their leading dimension. Only a matrix with no unit stride is copied.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _runtime
+from ._native import core
+
+VARIANTS = ("auto", "naive", "blocked", "packed", "blas")
+_NATIVE_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
+
+_blas_module = None
+
+
+def _blas():
+    """SciPy's BLAS through Cython (nnfast._native._blas), loaded on first use; None if absent."""
+    global _blas_module
+    if _blas_module is None:
+        try:
+            from ._native import _blas as module
+        except ImportError:
+            module = False
+        _blas_module = module
+    return _blas_module or None
+
+
+def _check_matrix(name: str, x) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"gemm: {name} has dtype {x.dtype}; nnfast computes in float32 or float64 "
+            f"(convert with {name}.astype(np.float32))"
+        )
+    if x.ndim != 2:
+        raise ValueError(f"gemm: {name} must be 2-D, got shape {x.shape}")
+    return x
+
+
+def _check_scalar(name: str, x) -> float:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"gemm: {name} must be a real number, got {x!r}")
+    return float(x)
+
+
+def _overlaps(x: np.ndarray, y: np.ndarray) -> bool:
+    if not np.may_share_memory(x, y):
+        return False
+    try:
+        return bool(np.shares_memory(x, y, max_work=100_000))
+    except np.exceptions.TooHardError:  # too costly to decide: assume they overlap
+        return True
+
+
+def _layout(x: np.ndarray):
+    """``(column_major, ld)`` if x can be handed to C as it is, else None (it must be copied)."""
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    item = x.itemsize
+    if s0 % item or s1 % item:
+        return None
+    s0 //= item
+    s1 //= item
+    if cols <= 1 or s1 == 1:
+        ld = max(cols, 1) if rows <= 1 else s0
+        if ld >= max(cols, 1):
+            return False, ld
+    if rows <= 1 or s0 == 1:
+        ld = max(rows, 1) if cols <= 1 else s1
+        if ld >= max(rows, 1):
+            return True, ld
+    return None
+
+
+def _operand(x: np.ndarray, trans: bool):
+    """``(array, trans, ld)`` describing x as a row-major matrix starting at x's data pointer."""
+    lay = _layout(x)
+    if lay is None:
+        x = np.ascontiguousarray(x)
+        lay = (False, max(x.shape[1], 1))
+    column_major, ld = lay
+    return x, trans != column_major, ld
+
+
+def _scipy_gemm(a, b, out, alpha, beta, trans_a, trans_b):
+    """The fallback without the compiled extension: SciPy's f2py BLAS wrappers."""
+    from scipy.linalg import blas
+
+    f = blas.sgemm if out.dtype == np.float32 else blas.dgemm
+    # out.T is Fortran-ordered when out is C-ordered: BLAS then writes into out directly
+    res = f(alpha, b.T, a.T, beta=beta, c=out.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=1)
+    if not np.shares_memory(res, out):
+        out[...] = res.T
+
+
+def gemm(
+    a,
+    b,
+    out=None,
+    *,
+    alpha=1.0,
+    beta=0.0,
+    trans_a=False,
+    trans_b=False,
+    variant="auto",
+):
+    """General matrix multiply: ``out = alpha * op(a) @ op(b) + beta * out``.
+
+    Parameters
+    ----------
+    a : ndarray, float32 or float64, shape (M, K), or (K, M) with ``trans_a``
+    b : ndarray, same dtype, shape (K, N), or (N, K) with ``trans_b``
+    out : ndarray, same dtype, shape (M, N), optional
+        Written in place. Required when ``beta != 0``; must not overlap ``a`` or ``b``.
+    alpha, beta : float
+        ``beta == 0`` overwrites ``out`` (NaN already in it does not propagate).
+    trans_a, trans_b : bool
+        Use ``a.T`` / ``b.T``. Transposed, Fortran-ordered and strided operands are not copied.
+    variant : {"auto", "naive", "blocked", "packed", "blas"}
+        ``naive`` is the reference triple loop, ``blocked`` adds cache blocking and threads,
+        ``packed`` is the Goto/BLIS kernel with SIMD micro-kernels, ``blas`` is SciPy's
+        sgemm/dgemm and ``auto`` the fastest available.
+
+    Returns
+    -------
+    ndarray, shape (M, N): ``out`` (a new array when ``out`` is None).
+    """
+    a = _check_matrix("a", a)
+    b = _check_matrix("b", b)
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"gemm: a is {a.dtype} but b is {b.dtype}; convert one so both dtypes match"
+        )
+    trans_a, trans_b = bool(trans_a), bool(trans_b)
+    m, k = a.shape[::-1] if trans_a else a.shape
+    k_b, n = b.shape[::-1] if trans_b else b.shape
+    if k != k_b:
+        raise ValueError(
+            f"gemm: op(a) has shape ({m}, {k}) but op(b) has shape ({k_b}, {n}): "
+            f"a has {k} columns but b has {k_b} rows"
+        )
+    if variant not in VARIANTS:
+        raise ValueError(f"gemm: unknown variant {variant!r}; expected one of {VARIANTS}")
+    alpha = _check_scalar("alpha", alpha)
+    beta = _check_scalar("beta", beta)
+
+    if out is None:
+        if beta != 0.0:
+            raise ValueError(f"gemm: beta={beta} needs an out array to scale and add to")
+        out = np.empty((m, n), dtype=a.dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"gemm: out must be a numpy.ndarray, got {type(out).__name__}")
+        if out.dtype != a.dtype:
+            raise TypeError(f"gemm: out has dtype {out.dtype} but a and b are {a.dtype}")
+        if out.shape != (m, n):
+            raise ValueError(
+                f"gemm: out has shape {out.shape} but op(a) @ op(b) has shape ({m}, {n})"
+            )
+        if not out.flags.writeable:
+            raise ValueError("gemm: out is read-only")
+        for name, x in (("a", a), ("b", b)):
+            if _overlaps(out, x):
+                raise ValueError(f"gemm: out overlaps {name}; pass a separate output array")
+
+    if m == 0 or n == 0:
+        return out
+    if k == 0 or alpha == 0.0:  # BLAS semantics: op(a) @ op(b) is not evaluated
+        if beta == 0.0:
+            out.fill(0)
+        elif beta != 1.0:
+            out *= beta
+        return out
+
+    if variant == "auto":
+        variant = "packed" if core is not None else "blas"
+    if variant == "blas":
+        blas = _blas()
+        _runtime.cap_blas_threads()
+        if blas is None:
+            _scipy_gemm(a, b, out, alpha, beta, trans_a, trans_b)
+            return out
+        backend = blas.gemm
+    else:
+        if core is None:
+            raise RuntimeError(
+                f"gemm: variant {variant!r} needs the native extension, which is unavailable; "
+                f"use variant='blas' or 'auto'"
+            )
+        code = _NATIVE_VARIANTS[variant]
+
+        def backend(*args):
+            core.gemm(code, *args)
+
+    lay = _layout(out)
+    dest = out if lay is not None else np.empty((m, n), dtype=out.dtype)
+    if lay is None:
+        lay = (False, n)
+        if beta != 0.0:
+            dest[...] = out
+    a, ta, lda = _operand(a, trans_a)
+    b, tb, ldb = _operand(b, trans_b)
+    column_major, ldc = lay
+    if column_major:  # out holds C^T row-major: C^T = op(b)^T @ op(a)^T
+        backend(not tb, not ta, n, m, k, alpha, b, ldb, a, lda, beta, dest, ldc)
+    else:
+        backend(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, dest, ldc)
+    if dest is not out:
+        out[...] = dest
+    return out
+
+
+def matmul(a, b, out=None):
+    """The matrix product ``a @ b`` of two 2-D float32 or float64 arrays (see :func:`gemm`)."""
+    return gemm(a, b, out)

@@ -1,0 +1,44 @@
+"""What this nnfast build can do and what it is using now."""
+
+from __future__ import annotations
+
+from . import _runtime
+from ._native import IMPORT_ERROR, core
+
+
+def info() -> dict:
+    """Version, native extension, ISA paths, threads and BLAS, as a dict.
+
+    Keys: ``version``, ``native`` (bool), ``native_error`` (why it is missing, or None),
+    ``isa_compiled``, ``isa_supported``, ``isa`` (in use), ``gemm_kernels``, ``openmp``,
+    ``num_threads``, ``blas_fallback`` (True when every product goes through SciPy) and
+    ``blas`` (SciPy's BLAS library, as threadpoolctl reports it).
+    """
+    from . import __version__
+
+    native = core is not None
+    return {
+        "version": __version__,
+        "native": native,
+        "native_error": None if native else IMPORT_ERROR,
+        "isa_compiled": core.isa_compiled() if native else [],
+        "isa_supported": core.isa_supported() if native else [],
+        "isa": core.isa_active() if native else None,
+        "gemm_kernels": core.gemm_kernels() if native else {},
+        "openmp": core.openmp_enabled() if native else False,
+        "num_threads": _runtime.get_num_threads(),
+        "blas_fallback": not native,
+        "blas": _blas_description(),
+    }
+
+
+def _blas_description() -> str:
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so threadpoolctl can see it)
+    from threadpoolctl import threadpool_info
+
+    libs = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    scipy_libs = [p for p in libs if "scipy" in p.get("filepath", "")] or libs
+    if not scipy_libs:
+        return "unknown"
+    p = scipy_libs[0]
+    return f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"

@@ -1,0 +1,89 @@
+"""Run-time configuration shared by every kernel: thread count, ISA path, BLAS thread cap."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from ._native import IMPORT_ERROR, core
+
+_num_threads = 1
+_blas_threads_applied = None
+
+
+def _default_threads() -> int:
+    for var in ("NNFAST_NUM_THREADS", "OMP_NUM_THREADS"):
+        raw = os.environ.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            n = int(raw.split(",")[0])  # OMP_NUM_THREADS may list nesting levels: "4,2"
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+        warnings.warn(
+            f"nnfast: ignoring {var}={raw!r} (expected a whole number >= 1)", stacklevel=3
+        )
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for nnfast's kernels and for the SciPy BLAS it hands work to.
+
+    Without OpenMP (or without the native extension) nnfast's own kernels run on one thread.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a whole number >= 1, got {n!r}")
+    _num_threads = n
+    if core is not None:
+        core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The thread count set by :func:`set_num_threads` (or from the environment at import)."""
+    return _num_threads
+
+
+def cap_blas_threads() -> None:
+    """Limit SciPy's BLAS pool to our thread count: an OpenMP team beside a pthreads OpenBLAS
+    pool would oversubscribe the cores. Cheap after the first call for a given count."""
+    global _blas_threads_applied
+    if _blas_threads_applied == _num_threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=_num_threads, user_api="blas")
+    _blas_threads_applied = _num_threads
+
+
+def set_isa(name: str) -> None:
+    """Force an ISA path for the native kernels: ``"generic"``, ``"avx2"`` or ``"avx512"``.
+
+    Raises ValueError when the name is unknown or this build or CPU cannot run it.
+    """
+    if core is None:
+        raise RuntimeError(f"set_isa: the native extension is not available ({IMPORT_ERROR})")
+    core.set_isa(name)
+
+
+def get_isa() -> str | None:
+    """The ISA path the native kernels use now (None without the native extension)."""
+    return None if core is None else core.isa_active()
+
+
+def _init() -> None:
+    set_num_threads(_default_threads())
+    forced = os.environ.get("NNFAST_ISA", "").strip().lower()
+    if forced and core is not None:
+        try:
+            core.set_isa(forced)
+        except ValueError as err:
+            warnings.warn(f"nnfast: NNFAST_ISA={forced!r} ignored: {err}", stacklevel=3)
+
+
+_init()

@@ -1,0 +1,114 @@
+"""Build nnfast's native extension: C kernels in csrc/ wrapped by Cython in nnfast/_native/.
+
+ISA flags go on the per-ISA kernel files only (never -march=native), so one wheel runs on any
+x86-64 and dispatches at run time. OpenMP is used when the compiler has it; without it the
+kernels run single-threaded. NNFAST_NO_OPENMP=1 builds without it on purpose.
+"""
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+
+import numpy
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+CSRC = "csrc"
+CORE_SOURCES = ["cpu.c", "gemm.c", "gemm_kernel_generic.c"]
+# kernel file -> (macro announcing it was built, ISA flags)
+ISA_SOURCES = {
+    "gemm_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
+    "gemm_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx2", "-mfma"]),
+}
+IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _try_compile(compiler, code, flags, link=False):
+    """True if `code` compiles (and links) with `flags`."""
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+        if link:
+            compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        cc = self.compiler
+        unix = cc.compiler_type in ("unix", "mingw32", "cygwin")
+        base = ["-O3", "-std=gnu11", "-fno-strict-aliasing"] if unix else ["/O2"]
+        omp = []
+        if unix and not os.environ.get("NNFAST_NO_OPENMP"):
+            probe = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+            if _try_compile(cc, probe, ["-fopenmp"], link=True):
+                omp = ["-fopenmp"]
+            else:
+                print("nnfast: the compiler has no OpenMP; building single-threaded kernels")
+        macros = []
+        for ext in self.extensions:
+            isa_objs = []
+            for name, (macro, flags) in ISA_SOURCES.items():
+                src = os.path.join(CSRC, name)
+                if not (IS_X86_64 and unix):
+                    continue
+                try:
+                    isa_objs += cc.compile(
+                        [src],
+                        output_dir=self.build_temp,
+                        macros=[(macro, "1")],
+                        include_dirs=[CSRC],
+                        extra_postargs=base + omp + flags,
+                    )
+                    macros.append((macro, "1"))
+                except Exception as err:  # an old compiler: leave this ISA path out
+                    print(f"nnfast: cannot build {name} ({err}); that ISA path is left out")
+            ext.extra_objects = isa_objs + list(ext.extra_objects or [])
+            ext.define_macros = list(ext.define_macros or []) + macros
+            ext.extra_compile_args = base + omp
+            ext.extra_link_args = omp
+        super().build_extensions()
+
+
+def native_extension(name, pyx, c_sources):
+    return Extension(
+        name,
+        sources=[pyx] + [os.path.join(CSRC, s) for s in c_sources],
+        include_dirs=[CSRC, numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+    )
+
+
+def cythonize(extensions):
+    from Cython.Build import cythonize as _cythonize
+
+    return _cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    )
+
+
+extensions = [
+    native_extension("nnfast._native._core", "nnfast/_native/_core.pyx", CORE_SOURCES),
+    native_extension("nnfast._native._blas", "nnfast/_native/_blas.pyx", []),
+]
+
+if "--help" not in sys.argv:
+    extensions = cythonize(extensions)
+
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,43 @@
+"""Shared fixtures: ISA paths and thread counts to run kernels under, seeded data."""
+
+import os
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast._native import IMPORT_ERROR, core
+
+if core is None and not os.environ.get("NNFAST_DISABLE_NATIVE"):
+    # Tests would silently exercise only the SciPy fallback: refuse instead.
+    raise pytest.UsageError(
+        f"nnfast's native extension did not import ({IMPORT_ERROR}). Install the package with "
+        f"`pip install .` and run `pytest` (not `python -m pytest`, which puts the source tree, "
+        f"without the compiled extension, first on sys.path)."
+    )
+
+ISAS = core.isa_supported() if core is not None else []
+
+
+@pytest.fixture(params=ISAS or [None])
+def isa(request):
+    """Run the test once per ISA path this machine supports."""
+    if request.param is None:
+        pytest.skip("no native extension")
+    before = nnfast.get_isa()
+    nnfast.set_isa(request.param)
+    yield request.param
+    nnfast.set_isa(before)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    before = nnfast.get_num_threads()
+    nnfast.set_num_threads(request.param)
+    yield request.param
+    nnfast.set_num_threads(before)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

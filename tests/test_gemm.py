@@ -1,0 +1,323 @@
+"""nnfast.gemm against numpy (float64 reference) for every variant, dtype, transpose, ISA path
+and thread count, on odd shapes, views and out=; and every bad input it must reject."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import nnfast
+
+VARIANTS = ["naive", "blocked", "packed", "blas", "auto"]
+# (M, K, N): empty, 1, primes, around the register tiles (MR <= 12, NR <= 32) and block sizes
+SHAPES = [
+    (0, 3, 4),
+    (3, 0, 4),
+    (1, 1, 1),
+    (7, 13, 5),
+    (12, 17, 32),
+    (13, 33, 31),
+    (25, 7, 65),
+    (127, 129, 65),
+    (200, 300, 130),
+]
+
+
+def reference(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    r = alpha * (opa.astype(np.float64) @ opb.astype(np.float64))
+    if beta != 0.0:
+        r += beta * c.astype(np.float64)
+    return r
+
+
+def assert_close(got, want, k, dtype):
+    """Elementwise error bound that grows with K (rounding in a length-K dot product)."""
+    eps = np.finfo(dtype).eps
+    scale = np.abs(want).max() if want.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * max(k, 1) * max(scale, 1.0))
+
+
+def operands(rng, m, k, n, dtype, trans_a, trans_b):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_variants_match_numpy(isa, threads, rng, variant, dtype, trans_a, trans_b):
+    for m, k, n in SHAPES:
+        a, b = operands(rng, m, k, n, dtype, trans_a, trans_b)
+        got = nnfast.gemm(a, b, trans_a=trans_a, trans_b=trans_b, variant=variant)
+        assert got.dtype == dtype and got.shape == (m, n)
+        assert_close(got, reference(a, b, trans_a, trans_b), k, dtype)
+
+
+@pytest.mark.parametrize("variant", ["blocked", "packed", "blas"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_odd_shape(isa, rng, variant, dtype):
+    # crosses every cache block (KC, MC) and the threaded paths
+    m, k, n = 257, 511, 1025
+    for trans_a, trans_b in [(False, False), (True, True)]:
+        a, b = operands(rng, m, k, n, dtype, trans_a, trans_b)
+        got = nnfast.gemm(a, b, trans_a=trans_a, trans_b=trans_b, variant=variant)
+        assert_close(got, reference(a, b, trans_a, trans_b), k, dtype)
+
+
+@pytest.mark.parametrize(
+    "m,k,n", [(73728 // 8, 25, 6), (1024, 150, 16), (600, 300, 700), (8, 3000, 9)]
+)
+def test_packed_paths(isa, threads, rng, m, k, n):
+    """Skinny, long-K and Goto-sized products reach each packed driver."""
+    a, b = operands(rng, m, k, n, np.float32, False, False)
+    assert_close(nnfast.gemm(a, b, variant="packed"), reference(a, b), k, np.float32)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_alpha_beta_out(isa, rng, variant, dtype):
+    m, k, n = 37, 41, 43
+    a, b = operands(rng, m, k, n, dtype, False, False)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    for alpha, beta in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25), (0.0, 3.0), (1.5, -1.0)]:
+        out = c0.copy()
+        ret = nnfast.gemm(a, b, out, alpha=alpha, beta=beta, variant=variant)
+        assert ret is out
+        assert_close(out, reference(a, b, alpha=alpha, beta=beta, c=c0), k, dtype)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_beta_zero_overwrites_nan(variant, rng):
+    a, b = operands(rng, 20, 30, 40, np.float32, False, False)
+    out = np.full((20, 40), np.nan, np.float32)
+    nnfast.gemm(a, b, out, beta=0.0, variant=variant)
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nan_and_inf_propagate(variant, rng):
+    a, b = operands(rng, 16, 16, 40, np.float32, False, False)
+    a[3, 5] = np.nan
+    b[2, 7] = np.inf
+    got = nnfast.gemm(a, b, variant=variant)
+    want = reference(a, b)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+
+
+def layouts(x):
+    """The same matrix as C-ordered, Fortran-ordered, a .T view of a transposed copy, a strided
+    slice, a view with no unit stride (copied internally) and a read-only array."""
+    big = np.zeros((x.shape[0] * 2, x.shape[1] * 3), x.dtype)
+    big[::2, ::3] = x
+    ro = x.copy()
+    ro.flags.writeable = False
+    padded = np.zeros((x.shape[0], x.shape[1] + 5), x.dtype)
+    padded[:, : x.shape[1]] = x
+    return {
+        "C": np.ascontiguousarray(x),
+        "F": np.asfortranarray(x),
+        "T-view": np.ascontiguousarray(x.T).T,
+        "row-slice": padded[:, : x.shape[1]],
+        "no-unit-stride": big[::2, ::3],
+        "read-only": ro,
+    }
+
+
+@pytest.mark.parametrize("variant", ["naive", "packed", "blas"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_operand_layouts(rng, variant, dtype):
+    m, k, n = 19, 23, 29
+    a, b = operands(rng, m, k, n, dtype, False, False)
+    want = reference(a, b)
+    for la, av in layouts(a).items():
+        for lb, bv in layouts(b).items():
+            got = nnfast.gemm(av, bv, variant=variant)
+            assert_close(got, want, k, dtype), (la, lb)
+
+
+@pytest.mark.parametrize("variant", ["naive", "packed", "blas"])
+def test_out_layouts(rng, variant):
+    m, k, n = 19, 23, 29
+    a, b = operands(rng, m, k, n, np.float64, False, False)
+    c0 = rng.standard_normal((m, n))
+    want = reference(a, b, alpha=2.0, beta=0.5, c=c0)
+    for name, view in layouts(c0).items():
+        if name == "read-only":
+            continue
+        out = view.copy(order="K") if name in ("C", "F") else view
+        if name not in ("C", "F"):
+            out[...] = c0
+        nnfast.gemm(a, b, out, alpha=2.0, beta=0.5, variant=variant)
+        assert_close(out, want, k, np.float64), name
+
+
+def test_matmul(rng):
+    a, b = operands(rng, 5, 6, 7, np.float32, False, False)
+    assert_close(nnfast.matmul(a, b), reference(a, b), 6, np.float32)
+
+
+def test_gil_released_concurrent_calls(rng):
+    a, b = operands(rng, 300, 200, 250, np.float32, False, False)
+    want = reference(a, b)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = nnfast.gemm(a, b, variant="packed")
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for r in results:
+        assert_close(r, want, 200, np.float32)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ab():
+    return np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+
+
+def test_inner_dimension_mismatch(ab):
+    a, _ = ab
+    with pytest.raises(ValueError, match=r"a has 4 columns but b has 5 rows"):
+        nnfast.gemm(a, np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match=r"op\(a\) has shape \(4, 3\)"):
+        nnfast.gemm(a, np.ones((4, 2), np.float32), trans_a=True)
+
+
+@pytest.mark.parametrize("bad", [np.ones(4, np.float32), np.ones((2, 2, 2), np.float32), 3.0])
+def test_wrong_ndim(ab, bad):
+    with pytest.raises(ValueError, match="must be 2-D"):
+        nnfast.gemm(bad, ab[1])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float16, np.complex64, bool])
+def test_bad_dtype(ab, dtype):
+    with pytest.raises(TypeError, match="a has dtype"):
+        nnfast.gemm(ab[0].astype(dtype), ab[1])
+
+
+def test_mixed_dtypes(ab):
+    with pytest.raises(TypeError, match="a is float32 but b is float64"):
+        nnfast.gemm(ab[0], ab[1].astype(np.float64))
+
+
+def test_bad_out(ab):
+    a, b = ab
+    with pytest.raises(ValueError, match=r"out has shape \(5, 3\)"):
+        nnfast.gemm(a, b, np.empty((5, 3), np.float32))
+    with pytest.raises(TypeError, match="out has dtype float64"):
+        nnfast.gemm(a, b, np.empty((3, 5), np.float64))
+    ro = np.empty((3, 5), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        nnfast.gemm(a, b, ro)
+    with pytest.raises(TypeError, match=r"numpy\.ndarray"):
+        nnfast.gemm(a, b, [[0.0] * 5] * 3)
+    with pytest.raises(ValueError, match="needs an out array"):
+        nnfast.gemm(a, b, beta=1.0)
+
+
+def test_out_overlapping_input():
+    buf = np.ones((4, 8), np.float32)
+    a, out = buf[:, :5], buf[:, 3:]
+    with pytest.raises(ValueError, match="out overlaps a"):
+        nnfast.gemm(a, np.ones((5, 5), np.float32), out)
+    # disjoint halves of one buffer are fine
+    nnfast.gemm(buf[:, :4], np.ones((4, 4), np.float32), buf[:, 4:])
+    np.testing.assert_array_equal(buf[:, 4:], 4.0)
+    sq = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError, match="out overlaps b"):
+        nnfast.gemm(np.ones((4, 4), np.float32), sq, sq)
+
+
+def test_bad_variant_and_scalars(ab):
+    with pytest.raises(ValueError, match="unknown variant 'fast'"):
+        nnfast.gemm(*ab, variant="fast")
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        nnfast.gemm(*ab, alpha="2")
+    with pytest.raises(TypeError, match="beta must be a real number"):
+        nnfast.gemm(*ab, np.zeros((3, 5), np.float32), beta=1j)
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_threads_api():
+    before = nnfast.get_num_threads()
+    try:
+        nnfast.set_num_threads(1)
+        assert nnfast.get_num_threads() == 1
+        for bad in (0, -1, 1.5, "2", True):
+            with pytest.raises(ValueError, match="whole number"):
+                nnfast.set_num_threads(bad)
+    finally:
+        nnfast.set_num_threads(before)
+
+
+def test_isa_api():
+    info = nnfast.info()
+    assert info["native"] and info["isa"] in info["isa_supported"]
+    assert "generic" in info["isa_compiled"]
+    with pytest.raises(ValueError, match="unknown ISA"):
+        nnfast.set_isa("sse9")
+
+
+def run_python(code, **env):
+    import os
+
+    full_env = dict(os.environ, **env)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_environment_threads_and_isa():
+    code = "import nnfast; print(nnfast.get_num_threads(), nnfast.get_isa())"
+    r = run_python(code, NNFAST_NUM_THREADS="3", OMP_NUM_THREADS="7", NNFAST_ISA="generic")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["3", "generic"]
+    r = run_python(code, NNFAST_NUM_THREADS="", OMP_NUM_THREADS="5,2", NNFAST_ISA="")
+    assert r.stdout.split()[0] == "5"
+    r = run_python(code, NNFAST_NUM_THREADS="lots", NNFAST_ISA="sse9")
+    assert r.returncode == 0 and "ignoring NNFAST_NUM_THREADS" in r.stderr
+    assert "NNFAST_ISA='sse9' ignored" in r.stderr
+
+
+def test_scipy_fallback_without_extension():
+    code = """
+import numpy as np, nnfast
+info = nnfast.info()
+assert not info["native"] and info["blas_fallback"], info
+rng = np.random.default_rng(0)
+a = rng.standard_normal((30, 20)).astype(np.float32)
+b = rng.standard_normal((40, 20)).astype(np.float32)
+c = np.ones((30, 40), np.float32)
+nnfast.gemm(a, b, c, trans_b=True, alpha=2.0, beta=0.5)
+np.testing.assert_allclose(c, 2 * a @ b.T + 0.5, rtol=1e-4, atol=1e-4)
+f = np.asfortranarray(np.ones((30, 40)))
+nnfast.gemm(a.astype(np.float64), b.T.astype(np.float64), f, beta=1.0)
+np.testing.assert_allclose(f, a.astype(np.float64) @ b.T + 1, rtol=1e-10)
+try:
+    nnfast.gemm(a, b.T, variant="packed")
+except RuntimeError as err:
+    assert "native extension" in str(err)
+else:
+    raise AssertionError("packed without the extension must raise")
+print("ok")
+"""
+    r = run_python(code, NNFAST_DISABLE_NATIVE="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
