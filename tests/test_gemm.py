@@ -276,11 +276,19 @@ def test_isa_api():
 
 
 def run_python(code, **env):
+    """Run code in a fresh interpreter, outside the source tree (which has no compiled
+    extension and would shadow the installed package)."""
     import os
+    import tempfile
 
     full_env = dict(os.environ, **env)
     return subprocess.run(
-        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tempfile.gettempdir(),
     )
 
 

@@ -1,0 +1,91 @@
+"""Headline GEMM ratios, measured in interleaved rounds (packed, blas, packed, blas, ...).
+
+The machine's speed drifts by up to 1.8x within minutes, so each round times both variants
+back to back and the median of the per-round ratios is reported, never absolute times alone.
+
+    python bench/compare_gemm.py [--rounds 21] [--threads 2] [--only mlp,im2col]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from gemm_cases import BACKWARD, IM2COL, MLP, SQUARES, flops, label, operands  # noqa: E402
+
+import nnfast  # noqa: E402
+
+# (group, cases, dtype, variant, baseline, target ratio of baseline time to variant time)
+TARGETS = [
+    ("squares", SQUARES[2:], np.float32, "packed", "blas", 0.90),
+    ("squares64", SQUARES, np.float64, "packed", "blas", 0.85),
+    ("mlp", MLP, np.float32, "packed", "blas", 1.0),
+    ("backward", BACKWARD, np.float32, "packed", "blas", 1.0),
+    ("im2col", IM2COL, np.float32, "packed", "blas", 1.0),
+    ("blocked", [SQUARES[1]], np.float32, "blocked", "naive", 5.0),
+]
+
+
+def time_call(fn, min_seconds):
+    """Seconds per call, repeating the call until at least min_seconds have passed."""
+    reps, elapsed = 0, 0.0
+    start = time.perf_counter()
+    while elapsed < min_seconds or reps == 0:
+        fn()
+        reps += 1
+        elapsed = time.perf_counter() - start
+    return elapsed / reps
+
+
+def compare(case, dtype, variant, baseline, rounds, min_seconds):
+    a, b, out = operands(case, dtype)
+    _, _, _, ta, tb = case
+
+    def run(v):
+        return lambda: nnfast.gemm(a, b, out, trans_a=ta, trans_b=tb, variant=v)
+
+    run(variant)()  # warm-up: allocations, thread team, page faults
+    run(baseline)()
+    ratios, t_var, t_base = [], [], []
+    for _ in range(rounds):
+        tv = time_call(run(variant), min_seconds)
+        tb_ = time_call(run(baseline), min_seconds)
+        t_var.append(tv)
+        t_base.append(tb_)
+        ratios.append(tb_ / tv)
+    gf = flops(case) / 1e9
+    return float(np.median(ratios)), gf / np.median(t_var), gf / np.median(t_base)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--min-seconds", type=float, default=0.05, help="per timing in a round")
+    p.add_argument("--only", default="", help="comma-separated groups: " + ",".join(t[0] for t in TARGETS))
+    args = p.parse_args(argv)
+    nnfast.set_num_threads(args.threads)
+    only = set(filter(None, args.only.split(",")))
+    info = nnfast.info()
+    print(f"nnfast {info['version']}, ISA {info['isa']}, {args.threads} threads, BLAS {info['blas']}")
+    print(f"{'group':10} {'shape':22} {'dtype':8} {'variant':>8} {'GF/s':>7} {'base':>6} {'GF/s':>7} "
+          f"{'ratio':>6} {'target':>6}")
+    missed = 0
+    for group, cases, dtype, variant, baseline, target in TARGETS:
+        if only and group not in only:
+            continue
+        for case in cases:
+            ratio, gv, gb = compare(case, dtype, variant, baseline, args.rounds, args.min_seconds)
+            ok = ratio >= target
+            missed += not ok
+            print(f"{group:10} {label(case):22} {np.dtype(dtype).name:8} {variant:>8} {gv:7.1f} "
+                  f"{baseline:>6} {gb:7.1f} {ratio:6.2f} {target:5.2f}{'' if ok else '  MISSED'}",
+                  flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
