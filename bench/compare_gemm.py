@@ -29,8 +29,17 @@ TARGETS = [
 ]
 
 
+SETTLE_SECONDS = 0.25
+
+
 def time_call(fn, min_seconds):
-    """Seconds per call, repeating the call until at least min_seconds have passed."""
+    """Seconds per call, repeating the call until at least min_seconds have passed.
+
+    It first waits for the other library's threads to go idle: OpenBLAS's workers spin for
+    about 0.1 s after a call, and an OpenMP team for a while too, which would steal the cores
+    from whichever runs next and make the comparison depend on the order."""
+    time.sleep(SETTLE_SECONDS)
+    fn()
     reps, elapsed = 0, 0.0
     start = time.perf_counter()
     while elapsed < min_seconds or reps == 0:

@@ -8,13 +8,30 @@
 #include <omp.h>
 #endif
 
-const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) {
+static nnf_gemm_ukernels *active_ukernels(void) {
     switch (nnf_isa_active()) {
     case NNF_ISA_AVX512: return &nnf_gemm_ukernels_avx512;
     case NNF_ISA_AVX2: return &nnf_gemm_ukernels_avx2;
     default: return &nnf_gemm_ukernels_generic;
     }
 }
+
+const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) { return active_ukernels(); }
+
+int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc) {
+    if (dtype_index < 0 || dtype_index > 1) return NNF_EINVAL;
+    nnf_gemm_ukernel *uk = &active_ukernels()->ukr[dtype_index];
+    if (mc < uk->mr || mc % uk->mr || kc < 1 || nc < uk->nr || nc % uk->nr) return NNF_EINVAL;
+    uk->mc = mc;
+    uk->kc = kc;
+    uk->nc = nc;
+    return NNF_OK;
+}
+
+/* Per-core caches assumed by the small-product driver (Zen 4: 32 KiB L1d, 1 MiB L2; recent
+ * Intel cores have at least as much). */
+#define NNF_L1_BYTES (32 << 10)
+#define NNF_L2_BYTES (1 << 20)
 
 static int check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                       ptrdiff_t lda, ptrdiff_t ldb, ptrdiff_t ldc) {

@@ -49,11 +49,15 @@ typedef struct {
     nnf_gemm_ukernel ukr[2];
 } nnf_gemm_ukernels;
 
-extern const nnf_gemm_ukernels nnf_gemm_ukernels_generic;
-extern const nnf_gemm_ukernels nnf_gemm_ukernels_avx2;
-extern const nnf_gemm_ukernels nnf_gemm_ukernels_avx512;
+extern nnf_gemm_ukernels nnf_gemm_ukernels_generic;
+extern nnf_gemm_ukernels nnf_gemm_ukernels_avx2;
+extern nnf_gemm_ukernels nnf_gemm_ukernels_avx512;
 
 /* The kernels the active ISA uses (what nnfast.info() reports). */
 const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);
+
+/* Tuning hook for benchmarks: change the active ISA's cache blocking for one dtype.
+ * mc must be a multiple of MR; NNF_EINVAL otherwise. Not thread-safe against running GEMMs. */
+int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc);
 
 #endif

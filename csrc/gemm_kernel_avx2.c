@@ -36,10 +36,10 @@
 #define UKR_NAME dgemm_ukr_6x8_avx2
 #include "gemm_ukernel.inc"
 
-const nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {{
-    {6, 16, 144, 256, 4096, (void *)sgemm_ukr_6x16_avx2, "sgemm_ukr_6x16_avx2"},
-    {6, 8, 144, 256, 4096, (void *)dgemm_ukr_6x8_avx2, "dgemm_ukr_6x8_avx2"},
+nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {{
+    {6, 16, 72, 512, 4096, (void *)sgemm_ukr_6x16_avx2, "sgemm_ukr_6x16_avx2"},
+    {6, 8, 48, 512, 4096, (void *)dgemm_ukr_6x8_avx2, "dgemm_ukr_6x8_avx2"},
 }};
 #else
-const nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {{{0}}};
+nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {{{0}}};
 #endif

@@ -36,10 +36,10 @@
 #define UKR_NAME dgemm_ukr_12x16_avx512
 #include "gemm_ukernel.inc"
 
-const nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {{
-    {12, 32, 192, 256, 4096, (void *)sgemm_ukr_12x32_avx512, "sgemm_ukr_12x32_avx512"},
-    {12, 16, 192, 256, 4096, (void *)dgemm_ukr_12x16_avx512, "dgemm_ukr_12x16_avx512"},
+nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {{
+    {12, 32, 48, 1024, 4096, (void *)sgemm_ukr_12x32_avx512, "sgemm_ukr_12x32_avx512"},
+    {12, 16, 48, 512, 4096, (void *)dgemm_ukr_12x16_avx512, "dgemm_ukr_12x16_avx512"},
 }};
 #else
-const nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {{{0}}};
+nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {{{0}}};
 #endif

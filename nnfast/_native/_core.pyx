@@ -38,6 +38,7 @@ cdef extern from "gemm.h" nogil:
     ctypedef struct nnf_gemm_ukernels:
         nnf_gemm_ukernel ukr[2]
     const nnf_gemm_ukernels *nnf_gemm_active_ukernels()
+    int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc)
 
 
 GEMM_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
@@ -108,6 +109,13 @@ def gemm_kernels():
         out[dtype] = {"name": k.name.decode(), "mr": k.mr, "nr": k.nr,
                       "mc": k.mc, "kc": k.kc, "nc": k.nc}
     return out
+
+
+def set_gemm_blocking(str dtype, int mc, int kc, int nc):
+    """Tuning hook (benchmarks only): the active ISA's MC, KC, NC for one dtype."""
+    index = {"float32": 0, "float64": 1}[dtype]
+    if nnf_gemm_set_blocking(index, mc, kc, nc) != NNF_OK:
+        raise ValueError("set_gemm_blocking: mc must be a multiple of MR and nc of NR")
 
 
 # --- GEMM --------------------------------------------------------------------------------------
