@@ -20,7 +20,7 @@ CORE_SOURCES = ["cpu.c", "gemm.c", "gemm_kernel_generic.c"]
 # kernel file -> (macro announcing it was built, ISA flags)
 ISA_SOURCES = {
     "gemm_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
-    "gemm_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx2", "-mfma"]),
+    "gemm_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
 }
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 

@@ -40,8 +40,8 @@ int nnf_isa_supported(nnf_isa isa) {
     switch (isa) {
     case NNF_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case NNF_ISA_AVX512:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     default: return 1;
     }
 #else
@@ -83,8 +83,8 @@ int nnf_set_num_threads(int n) {
 }
 
 int nnf_threads_for(double work) {
-    /* Waking a team costs a few microseconds: about 100k multiply-adds per extra thread. */
-    const double per_thread = 1.0e5;
+    /* Waking a team costs a few microseconds: about 50k multiply-adds per extra thread. */
+    const double per_thread = 5.0e4;
     int n = num_threads;
     if (work < per_thread * n) n = (int)(work / per_thread);
     return n < 1 ? 1 : n;

@@ -20,11 +20,15 @@ const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) { return active_ukernels
 
 int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc) {
     if (dtype_index < 0 || dtype_index > 1) return NNF_EINVAL;
-    nnf_gemm_ukernel *uk = &active_ukernels()->ukr[dtype_index];
-    if (mc < uk->mr || mc % uk->mr || kc < 1 || nc < uk->nr || nc % uk->nr) return NNF_EINVAL;
-    uk->mc = mc;
-    uk->kc = kc;
-    uk->nc = nc;
+    nnf_gemm_ukernel *uks = active_ukernels()->ukr[dtype_index];
+    for (int i = 0; i < NNF_GEMM_MAX_UKR && uks[i].fn; i++)
+        if (mc < uks[i].mr || mc % uks[i].mr || kc < 1 || nc < uks[i].nr || nc % uks[i].nr)
+            return NNF_EINVAL;
+    for (int i = 0; i < NNF_GEMM_MAX_UKR && uks[i].fn; i++) {
+        uks[i].mc = mc;
+        uks[i].kc = kc;
+        uks[i].nc = nc;
+    }
     return NNF_OK;
 }
 
@@ -45,8 +49,24 @@ static int check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 
 /* The packed variant reads A in place (gemm_small) unless A blocks are reused across enough
  * column slivers and rows to repay packing them. */
+static int forced_driver = -1;
+
+void nnf_gemm_force_driver(int driver) { forced_driver = driver < 0 ? -1 : driver > 0; }
+
+/* Packing A pays once a block of it is reused across many column slivers and the product is
+ * large (measured on Zen 4: the Goto driver wins from about 800^3 on; below, reading A in place
+ * is faster, by 1.5x at the MLP shapes). */
 static int use_goto(const nnf_gemm_ukernel *uk, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k) {
-    return n >= 4 * uk->nr && m >= 2 * uk->mc && k >= 64;
+    if (forced_driver >= 0) return forced_driver;
+    return (double)m * (double)n * (double)k >= 5.0e8 && n >= 8 * uk->nr && m >= 8 * uk->mr;
+}
+
+/* The narrowest registered kernel whose NR covers n, else the widest. */
+static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t n) {
+    const nnf_gemm_ukernel *best = &uks[0];
+    for (int i = 1; i < NNF_GEMM_MAX_UKR && uks[i].fn; i++)
+        if (uks[i].nr >= n && uks[i].nr < best->nr) best = &uks[i];
+    return best;
 }
 
 #define T float
@@ -88,12 +108,12 @@ static int use_goto(const nnf_gemm_ukernel *uk, ptrdiff_t m, ptrdiff_t n, ptrdif
             PFX##gemm_blocked(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, nt);  \
             return NNF_OK;                                                                      \
         case NNF_GEMM_PACKED: {                                                                 \
-            const nnf_gemm_ukernel *uk = &nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
-            if (use_goto(uk, m, n, k))                                                          \
-                return PFX##gemm_goto(uk, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta,   \
-                                      c, ldc, nt);                                              \
-            return PFX##gemm_small(uk, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c,   \
-                                   ldc, nt);                                                    \
+            const nnf_gemm_ukernel *uks = nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
+            if (use_goto(&uks[0], m, n, k))                                                     \
+                return PFX##gemm_goto(&uks[0], m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,    \
+                                      beta, c, ldc, nt);                                        \
+            return PFX##gemm_small(kernel_for(uks, n), m, n, k, alpha, a, rs_a, cs_a, b, rs_b,  \
+                                   cs_b, beta, c, ldc, nt);                                     \
         }                                                                                       \
         default: return NNF_EINVAL;                                                             \
         }                                                                                       \

@@ -44,9 +44,12 @@ typedef struct {
     const char *name;
 } nnf_gemm_ukernel;
 
-/* Per-ISA registry: the kernels for each dtype (index 0 = float32, 1 = float64). */
+/* Per-ISA registry: for each dtype (index 0 = float32, 1 = float64) up to NNF_GEMM_MAX_UKR
+ * kernels, widest first. The first serves every product; a narrower one (fn != NULL) takes
+ * products whose N fits its NR, since a wide tile on a skinny N mostly multiplies padding. */
+#define NNF_GEMM_MAX_UKR 3
 typedef struct {
-    nnf_gemm_ukernel ukr[2];
+    nnf_gemm_ukernel ukr[2][NNF_GEMM_MAX_UKR];
 } nnf_gemm_ukernels;
 
 extern nnf_gemm_ukernels nnf_gemm_ukernels_generic;
@@ -56,8 +59,12 @@ extern nnf_gemm_ukernels nnf_gemm_ukernels_avx512;
 /* The kernels the active ISA uses (what nnfast.info() reports). */
 const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);
 
-/* Tuning hook for benchmarks: change the active ISA's cache blocking for one dtype.
+/* Tuning hook for benchmarks: change the active ISA's cache blocking for one dtype's kernels.
  * mc must be a multiple of MR; NNF_EINVAL otherwise. Not thread-safe against running GEMMs. */
 int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc);
+
+/* Tuning hook for benchmarks: which driver the packed variant uses.
+ * -1 = by shape (default), 0 = small products (A read in place), 1 = Goto (A and B packed). */
+void nnf_gemm_force_driver(int driver);
 
 #endif

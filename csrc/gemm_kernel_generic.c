@@ -28,6 +28,7 @@ static inline void vd2_store(double *p, vd2 v) { memcpy(p, &v, sizeof v); }
 #define NV 2
 #define UKR_NAME sgemm_ukr_4x8_generic
 #include "gemm_ukernel.inc"
+#include "gemm_vec_undef.inc"
 
 /* float64: 4 x 4 tile */
 #define T double
@@ -43,6 +44,7 @@ static inline void vd2_store(double *p, vd2 v) { memcpy(p, &v, sizeof v); }
 #define NV 2
 #define UKR_NAME dgemm_ukr_4x4_generic
 #include "gemm_ukernel.inc"
+#include "gemm_vec_undef.inc"
 
 #else /* scalar fallback for other compilers */
 #define T float
@@ -58,6 +60,7 @@ static inline void vd2_store(double *p, vd2 v) { memcpy(p, &v, sizeof v); }
 #define NV 8
 #define UKR_NAME sgemm_ukr_4x8_generic
 #include "gemm_ukernel.inc"
+#include "gemm_vec_undef.inc"
 
 #define T double
 #define VEC double
@@ -72,9 +75,10 @@ static inline void vd2_store(double *p, vd2 v) { memcpy(p, &v, sizeof v); }
 #define NV 4
 #define UKR_NAME dgemm_ukr_4x4_generic
 #include "gemm_ukernel.inc"
+#include "gemm_vec_undef.inc"
 #endif
 
 nnf_gemm_ukernels nnf_gemm_ukernels_generic = {{
-    {4, 8, 128, 256, 2048, (void *)sgemm_ukr_4x8_generic, "sgemm_ukr_4x8_generic"},
-    {4, 4, 128, 256, 2048, (void *)dgemm_ukr_4x4_generic, "dgemm_ukr_4x4_generic"},
+    {{4, 8, 128, 256, 2048, (void *)sgemm_ukr_4x8_generic, "sgemm_ukr_4x8_generic"}},
+    {{4, 4, 128, 256, 2048, (void *)dgemm_ukr_4x4_generic, "dgemm_ukr_4x4_generic"}},
 }};

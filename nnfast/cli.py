@@ -16,8 +16,10 @@ def _cmd_info(args) -> int:
         print(f"ISA paths compiled: {', '.join(info['isa_compiled'])}")
         print(f"ISA paths this CPU runs: {', '.join(info['isa_supported'])}")
         print(f"ISA in use: {info['isa']}")
-        for dtype, k in info["gemm_kernels"].items():
-            print(f"GEMM kernel {dtype}: {k['name']} (MC={k['mc']} KC={k['kc']} NC={k['nc']})")
+        for dtype, kernels in info["gemm_kernels"].items():
+            k = kernels[0]
+            names = ", ".join(k["name"] for k in kernels)
+            print(f"GEMM kernels {dtype}: {names} (MC={k['mc']} KC={k['kc']} NC={k['nc']})")
     else:
         print(f"native extension: no ({info['native_error']}); every product uses SciPy's BLAS")
     print(f"threads: {info['num_threads']}")

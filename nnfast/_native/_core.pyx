@@ -32,13 +32,16 @@ cdef extern from "gemm.h" nogil:
     int nnf_dgemm(nnf_gemm_variant variant, int trans_a, int trans_b, Py_ssize_t m,
                   Py_ssize_t n, Py_ssize_t k, double alpha, const double *a, Py_ssize_t lda,
                   const double *b, Py_ssize_t ldb, double beta, double *c, Py_ssize_t ldc)
+    int NNF_GEMM_MAX_UKR
     ctypedef struct nnf_gemm_ukernel:
         int mr, nr, mc, kc, nc
+        void *fn
         const char *name
     ctypedef struct nnf_gemm_ukernels:
-        nnf_gemm_ukernel ukr[2]
+        nnf_gemm_ukernel ukr[2][3]
     const nnf_gemm_ukernels *nnf_gemm_active_ukernels()
     int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc)
+    void nnf_gemm_force_driver(int driver)
 
 
 GEMM_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
@@ -100,14 +103,18 @@ def set_num_threads(int n):
 
 
 def gemm_kernels():
-    """The micro-kernels the active ISA uses: {'float32': {...}, 'float64': {...}}."""
+    """The micro-kernels the active ISA uses, widest first: {'float32': [{...}, ...], ...}."""
     cdef const nnf_gemm_ukernels *ks = nnf_gemm_active_ukernels()
     cdef nnf_gemm_ukernel k
     out = {}
     for i, dtype in enumerate(("float32", "float64")):
-        k = ks.ukr[i]
-        out[dtype] = {"name": k.name.decode(), "mr": k.mr, "nr": k.nr,
-                      "mc": k.mc, "kc": k.kc, "nc": k.nc}
+        out[dtype] = []
+        for j in range(NNF_GEMM_MAX_UKR):
+            k = ks.ukr[i][j]
+            if k.fn == NULL:
+                break
+            out[dtype].append({"name": k.name.decode(), "mr": k.mr, "nr": k.nr,
+                               "mc": k.mc, "kc": k.kc, "nc": k.nc})
     return out
 
 
@@ -116,6 +123,11 @@ def set_gemm_blocking(str dtype, int mc, int kc, int nc):
     index = {"float32": 0, "float64": 1}[dtype]
     if nnf_gemm_set_blocking(index, mc, kc, nc) != NNF_OK:
         raise ValueError("set_gemm_blocking: mc must be a multiple of MR and nc of NR")
+
+
+def force_gemm_driver(driver):
+    """Tuning hook (benchmarks only): None = by shape, "small" or "goto"."""
+    nnf_gemm_force_driver({None: -1, "small": 0, "goto": 1}[driver])
 
 
 # --- GEMM --------------------------------------------------------------------------------------
