@@ -71,6 +71,29 @@ def test_large_odd_shape(isa, rng, variant, dtype):
         assert_close(got, reference(a, b, trans_a, trans_b), k, dtype)
 
 
+def test_every_registered_kernel_around_its_tile(isa, threads, rng):
+    """XNNPACK-style sweep: for each registered micro-kernel, M and N below, at and above its
+    MR and NR, K across a cache block, through both drivers of the packed variant."""
+    from nnfast._native import core
+
+    for dtype, kernels in core.gemm_kernels().items():
+        for kern in kernels:
+            mr, nr = kern["mr"], kern["nr"]
+            ms = sorted({1, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
+            ns = sorted({1, nr - 1, nr, nr + 1} - {0})
+            for driver in ("small", "goto"):
+                core.force_gemm_driver(driver)
+                try:
+                    for m in ms:
+                        for n in ns:
+                            for k in (1, 7, kern["kc"] + 5):
+                                a, b = operands(rng, m, k, n, dtype, False, True)
+                                got = nnfast.gemm(a, b, trans_b=True, variant="packed")
+                                assert_close(got, reference(a, b, False, True), k, dtype)
+                finally:
+                    core.force_gemm_driver(None)
+
+
 @pytest.mark.parametrize(
     "m,k,n", [(73728 // 8, 25, 6), (1024, 150, 16), (600, 300, 700), (8, 3000, 9)]
 )
@@ -329,3 +352,41 @@ print("ok")
     r = run_python(code, NNFAST_DISABLE_NATIVE="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_c_core_builds_and_runs_without_openmp(tmp_path):
+    """The C sources compile without OpenMP (a compiler that lacks it) and stay correct,
+    single-threaded. Built here with the system C compiler and called through ctypes."""
+    import ctypes
+    import shutil
+    from pathlib import Path
+
+    csrc = Path(__file__).resolve().parent.parent / "csrc"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not (csrc / "gemm.c").exists():
+        pytest.skip("needs a C compiler and the source checkout")
+    lib = tmp_path / "libnnfast_noomp.so"
+    srcs = [str(p) for p in sorted(csrc.glob("*.c"))]  # ISA files build empty without flags
+    r = subprocess.run(
+        [cc, "-O1", "-shared", "-fPIC", "-std=gnu11", "-Wall", "-o", str(lib), *srcs],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    dll = ctypes.CDLL(str(lib))
+    assert dll.nnf_openmp_enabled() == 0
+    assert dll.nnf_set_num_threads(4) == 0 and dll.nnf_get_num_threads() == 1
+    sz, f32, ptr = ctypes.c_ssize_t, ctypes.c_float, ctypes.c_void_p
+    dll.nnf_sgemm.argtypes = [ctypes.c_int] * 3 + [sz] * 3 + [f32, ptr, sz, ptr, sz, f32, ptr, sz]
+    rng = np.random.default_rng(0)
+    m, k, n = 37, 300, 45
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c = np.empty((m, n), np.float32)
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    for variant in (0, 1, 2):
+        assert dll.nnf_sgemm(variant, 0, 0, m, n, k, 1.0, pa, k, pb, n, 0.0, pc, n) == 0
+        assert_close(c, reference(a, b), k, np.float32)
+    # bad arguments give a status code, never a crash: lda too small, unknown variant
+    assert dll.nnf_sgemm(2, 0, 0, m, n, k, 1.0, pa, k - 1, pb, n, 0.0, pc, n) != 0
+    assert dll.nnf_sgemm(7, 0, 0, m, n, k, 1.0, pa, k, pb, n, 0.0, pc, n) != 0
