@@ -54,11 +54,13 @@ static int forced_driver = -1;
 void nnf_gemm_force_driver(int driver) { forced_driver = driver < 0 ? -1 : driver > 0; }
 
 /* Packing A pays once a block of it is reused across many column slivers and the product is
- * large (measured on Zen 4: the Goto driver wins from about 800^3 on; below, reading A in place
- * is faster, by 1.5x at the MLP shapes). */
-static int use_goto(const nnf_gemm_ukernel *uk, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k) {
+ * large. Measured on Zen 4: float32 from about 800^3 on (below, reading A in place is faster,
+ * by 1.5x at the MLP shapes); float64, whose K blocks in L1 are half as deep, from about 400^3. */
+static int use_goto(const nnf_gemm_ukernel *uk, size_t elem_size, ptrdiff_t m, ptrdiff_t n,
+                    ptrdiff_t k) {
     if (forced_driver >= 0) return forced_driver;
-    return (double)m * (double)n * (double)k >= 5.0e8 && n >= 8 * uk->nr && m >= 8 * uk->mr;
+    const double min_work = elem_size == 4 ? 5.0e8 : 6.0e7;
+    return (double)m * (double)n * (double)k >= min_work && n >= 8 * uk->nr && m >= 8 * uk->mr;
 }
 
 /* The narrowest registered kernel whose NR covers n, else the widest. */
@@ -109,7 +111,7 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
             return NNF_OK;                                                                      \
         case NNF_GEMM_PACKED: {                                                                 \
             const nnf_gemm_ukernel *uks = nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
-            if (use_goto(&uks[0], m, n, k))                                                     \
+            if (use_goto(&uks[0], sizeof(T), m, n, k))                                          \
                 return PFX##gemm_goto(&uks[0], m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,    \
                                       beta, c, ldc, nt);                                        \
             return PFX##gemm_small(kernel_for(uks, n), m, n, k, alpha, a, rs_a, cs_a, b, rs_b,  \
