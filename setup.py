@@ -16,7 +16,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
-CORE_SOURCES = ["cpu.c", "gemm.c", "gemm_kernel_generic.c"]
+CORE_SOURCES = ["cpu.c", "gemm.c", "gemm_kernel_generic.c", "conv.c"]
 # kernel file -> (macro announcing it was built, ISA flags)
 ISA_SOURCES = {
     "gemm_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),

@@ -14,9 +14,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from gemm_cases import BACKWARD, IM2COL, MLP, SQUARES, flops, label, operands  # noqa: E402
+from gemm_cases import BACKWARD, IM2COL, MLP, SQUARES, flops, label, operands
 
-import nnfast  # noqa: E402
+import nnfast
 
 # (group, cases, dtype, variant, baseline, target ratio of baseline time to variant time)
 TARGETS = [
@@ -74,14 +74,20 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-seconds", type=float, default=0.05, help="per timing in a round")
-    p.add_argument("--only", default="", help="comma-separated groups: " + ",".join(t[0] for t in TARGETS))
+    p.add_argument(
+        "--only", default="", help="comma-separated groups: " + ",".join(t[0] for t in TARGETS)
+    )
     args = p.parse_args(argv)
     nnfast.set_num_threads(args.threads)
     only = set(filter(None, args.only.split(",")))
     info = nnfast.info()
-    print(f"nnfast {info['version']}, ISA {info['isa']}, {args.threads} threads, BLAS {info['blas']}")
-    print(f"{'group':10} {'shape':22} {'dtype':8} {'variant':>8} {'GF/s':>7} {'base':>6} {'GF/s':>7} "
-          f"{'ratio':>6} {'target':>6}")
+    print(
+        f"nnfast {info['version']}, ISA {info['isa']}, {args.threads} threads, BLAS {info['blas']}"
+    )
+    print(
+        f"{'group':10} {'shape':22} {'dtype':8} {'variant':>8} {'GF/s':>7} {'base':>6} {'GF/s':>7} "
+        f"{'ratio':>6} {'target':>6}"
+    )
     missed = 0
     for group, cases, dtype, variant, baseline, target in TARGETS:
         if only and group not in only:
@@ -90,9 +96,11 @@ def main(argv=None):
             ratio, gv, gb = compare(case, dtype, variant, baseline, args.rounds, args.min_seconds)
             ok = ratio >= target
             missed += not ok
-            print(f"{group:10} {label(case):22} {np.dtype(dtype).name:8} {variant:>8} {gv:7.1f} "
-                  f"{baseline:>6} {gb:7.1f} {ratio:6.2f} {target:5.2f}{'' if ok else '  MISSED'}",
-                  flush=True)
+            print(
+                f"{group:10} {label(case):22} {np.dtype(dtype).name:8} {variant:>8} {gv:7.1f} "
+                f"{baseline:>6} {gb:7.1f} {ratio:6.2f} {target:5.2f}{'' if ok else '  MISSED'}",
+                flush=True,
+            )
     return 1 if missed else 0
 
 

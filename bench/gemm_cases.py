@@ -6,7 +6,11 @@ import numpy as np
 SQUARES = [(s, s, s, False, False) for s in (256, 512, 1024, 2048)]
 MLP = [(128, 784, 256, False, False), (128, 256, 128, False, False), (128, 128, 10, False, False)]
 BACKWARD = [(784, 128, 256, True, False), (128, 256, 784, False, True)]
-IM2COL = [(73728, 25, 6, False, False), (8192, 150, 16, False, False), (25088, 288, 64, False, False)]
+IM2COL = [
+    (73728, 25, 6, False, False),
+    (8192, 150, 16, False, False),
+    (25088, 288, 64, False, False),
+]
 
 
 def label(case):

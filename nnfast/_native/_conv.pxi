@@ -1,0 +1,190 @@
+# Convolution and pooling helpers (csrc/conv.h); included by _core.pyx.
+from libc.stdint cimport int32_t
+
+
+cdef extern from "conv.h" nogil:
+    ctypedef struct nnf_conv_geom:
+        int kh, kw, sh, sw, ph, pw, dh, dw
+    Py_ssize_t nnf_conv_out_size(Py_ssize_t size, int k, int s, int p, int d)
+    int nnf_im2col_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                     const nnf_conv_geom *g, float *cols)
+    int nnf_im2col_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                     const nnf_conv_geom *g, double *cols)
+    int nnf_col2im_s(const float *cols, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                     const nnf_conv_geom *g, float *dx)
+    int nnf_col2im_d(const double *cols, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                     Py_ssize_t w, const nnf_conv_geom *g, double *dx)
+    int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                          Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
+    int nnf_maxpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                          Py_ssize_t w, const nnf_conv_geom *g, double *y, int32_t *argmax)
+    int nnf_maxpool_bwd_s(const float *dy, const int32_t *argmax, Py_ssize_t n, Py_ssize_t c,
+                          Py_ssize_t h, Py_ssize_t w, const nnf_conv_geom *g, float *dx)
+    int nnf_maxpool_bwd_d(const double *dy, const int32_t *argmax, Py_ssize_t n, Py_ssize_t c,
+                          Py_ssize_t h, Py_ssize_t w, const nnf_conv_geom *g, double *dx)
+    int nnf_avgpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                          Py_ssize_t w, const nnf_conv_geom *g, float *y)
+    int nnf_avgpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                          Py_ssize_t w, const nnf_conv_geom *g, double *y)
+    int nnf_avgpool_bwd_s(const float *dy, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                          Py_ssize_t w, const nnf_conv_geom *g, float *dx)
+    int nnf_avgpool_bwd_d(const double *dy, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                          Py_ssize_t w, const nnf_conv_geom *g, double *dx)
+
+
+cdef nnf_conv_geom _geom(tuple g) except *:
+    cdef nnf_conv_geom out
+    out.kh, out.kw, out.sh, out.sw, out.ph, out.pw, out.dh, out.dw = g
+    return out
+
+
+cdef int _float_type(cnp.ndarray a, str what) except -1:
+    """NPY_FLOAT32 or NPY_FLOAT64 for a C-contiguous float array, else raise."""
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError(f"{what}: dtype must be float32 or float64")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{what}: arrays must be C-contiguous")
+    return t
+
+
+def conv_out_size(Py_ssize_t size, int k, int s, int p, int d):
+    """Output length along one axis; -1 when the window does not fit the padded input."""
+    return nnf_conv_out_size(size, k, s, p, d)
+
+
+def im2col(cnp.ndarray x, tuple geom, cnp.ndarray cols):
+    """cols (N*Ho*Wo, C*KH*KW) = im2col(x (N, C, H, W)); arrays C-contiguous, one dtype."""
+    cdef int t = _float_type(x, "im2col")
+    _float_type(cols, "im2col")
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t ho = nnf_conv_out_size(h, g.kh, g.sh, g.ph, g.dh)
+    cdef Py_ssize_t wo = nnf_conv_out_size(w, g.kw, g.sw, g.pw, g.dw)
+    if (x.ndim != 4 or cols.ndim != 2 or ho < 0 or wo < 0 or cnp.PyArray_TYPE(cols) != t
+            or cols.shape[0] != n * ho * wo or cols.shape[1] != c * g.kh * g.kw):
+        raise ValueError("im2col: inconsistent shapes or geometry")
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_im2col_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w, &g,
+                                  <float *>cnp.PyArray_DATA(cols))
+    else:
+        with nogil:
+            status = nnf_im2col_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w, &g,
+                                  <double *>cnp.PyArray_DATA(cols))
+    check_status(status, "im2col")
+
+
+def col2im(cnp.ndarray cols, tuple geom, cnp.ndarray dx):
+    """dx (N, C, H, W) = col2im(cols (N*Ho*Wo, C*KH*KW)), overwriting dx."""
+    cdef int t = _float_type(cols, "col2im")
+    _float_type(dx, "col2im")
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
+    cdef Py_ssize_t ho = nnf_conv_out_size(h, g.kh, g.sh, g.ph, g.dh)
+    cdef Py_ssize_t wo = nnf_conv_out_size(w, g.kw, g.sw, g.pw, g.dw)
+    if (dx.ndim != 4 or cols.ndim != 2 or ho < 0 or wo < 0 or cnp.PyArray_TYPE(dx) != t
+            or cols.shape[0] != n * ho * wo or cols.shape[1] != c * g.kh * g.kw):
+        raise ValueError("col2im: inconsistent shapes or geometry")
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_col2im_s(<const float *>cnp.PyArray_DATA(cols), n, c, h, w, &g,
+                                  <float *>cnp.PyArray_DATA(dx))
+    else:
+        with nogil:
+            status = nnf_col2im_d(<const double *>cnp.PyArray_DATA(cols), n, c, h, w, &g,
+                                  <double *>cnp.PyArray_DATA(dx))
+    check_status(status, "col2im")
+
+
+cdef int _check_pool(str what, cnp.ndarray big, cnp.ndarray small, nnf_conv_geom *g) except -1:
+    """big is the (N, C, H, W) input side, small the (N, C, Ho, Wo) output side."""
+    cdef int t = _float_type(big, what)
+    _float_type(small, what)
+    if big.ndim != 4 or small.ndim != 4 or cnp.PyArray_TYPE(small) != t:
+        raise ValueError(f"{what}: expected 4-D arrays of one dtype")
+    cdef Py_ssize_t ho = nnf_conv_out_size(big.shape[2], g.kh, g.sh, g.ph, g.dh)
+    cdef Py_ssize_t wo = nnf_conv_out_size(big.shape[3], g.kw, g.sw, g.pw, g.dw)
+    if (ho < 0 or wo < 0 or small.shape[0] != big.shape[0] or small.shape[1] != big.shape[1]
+            or small.shape[2] != ho or small.shape[3] != wo):
+        raise ValueError(f"{what}: inconsistent shapes or geometry")
+    return t
+
+
+cdef int _check_argmax(cnp.ndarray argmax, cnp.ndarray y) except -1:
+    if (cnp.PyArray_TYPE(argmax) != cnp.NPY_INT32 or not cnp.PyArray_IS_C_CONTIGUOUS(argmax)
+            or argmax.size != y.size):
+        raise ValueError("max_pool2d: argmax must be a C-contiguous int32 array shaped like y")
+    return 0
+
+
+def max_pool2d(cnp.ndarray x, tuple geom, cnp.ndarray y, cnp.ndarray argmax):
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_pool("max_pool2d", x, y, &g)
+    _check_argmax(argmax, y)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_maxpool_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w, &g,
+                                       <float *>cnp.PyArray_DATA(y),
+                                       <int32_t *>cnp.PyArray_DATA(argmax))
+    else:
+        with nogil:
+            status = nnf_maxpool_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w, &g,
+                                       <double *>cnp.PyArray_DATA(y),
+                                       <int32_t *>cnp.PyArray_DATA(argmax))
+    check_status(status, "max_pool2d")
+
+
+def max_pool2d_backward(cnp.ndarray dy, cnp.ndarray argmax, tuple geom, cnp.ndarray dx):
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_pool("max_pool2d_backward", dx, dy, &g)
+    _check_argmax(argmax, dy)
+    cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_maxpool_bwd_s(<const float *>cnp.PyArray_DATA(dy),
+                                       <const int32_t *>cnp.PyArray_DATA(argmax), n, c, h, w,
+                                       &g, <float *>cnp.PyArray_DATA(dx))
+    else:
+        with nogil:
+            status = nnf_maxpool_bwd_d(<const double *>cnp.PyArray_DATA(dy),
+                                       <const int32_t *>cnp.PyArray_DATA(argmax), n, c, h, w,
+                                       &g, <double *>cnp.PyArray_DATA(dx))
+    check_status(status, "max_pool2d_backward")
+
+
+def avg_pool2d(cnp.ndarray x, tuple geom, cnp.ndarray y):
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_pool("avg_pool2d", x, y, &g)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_avgpool_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w, &g,
+                                       <float *>cnp.PyArray_DATA(y))
+    else:
+        with nogil:
+            status = nnf_avgpool_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w, &g,
+                                       <double *>cnp.PyArray_DATA(y))
+    check_status(status, "avg_pool2d")
+
+
+def avg_pool2d_backward(cnp.ndarray dy, tuple geom, cnp.ndarray dx):
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_pool("avg_pool2d_backward", dx, dy, &g)
+    cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_avgpool_bwd_s(<const float *>cnp.PyArray_DATA(dy), n, c, h, w, &g,
+                                       <float *>cnp.PyArray_DATA(dx))
+    else:
+        with nogil:
+            status = nnf_avgpool_bwd_d(<const double *>cnp.PyArray_DATA(dy), n, c, h, w, &g,
+                                       <double *>cnp.PyArray_DATA(dx))
+    check_status(status, "avg_pool2d_backward")
