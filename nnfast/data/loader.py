@@ -1,0 +1,127 @@
+"""Mini-batches over in-memory arrays: seeded shuffling, drop_last, per-batch dtype conversion."""
+
+import numpy as np
+
+__all__ = ["DataLoader"]
+
+
+class DataLoader:
+    """Iterate over ``(x_batch, y_batch)`` pairs, reshuffled every epoch.
+
+    Parameters
+    ----------
+    x : ndarray (N, ...) or a data set with ``data`` and ``targets`` (e.g. :class:`MNIST`)
+        Samples along the first axis. Kept as given (uint8 images stay uint8 in memory): only
+        each batch is gathered and converted, so an epoch never copies the whole set at once.
+    y : ndarray (N, ...), optional
+        Targets; without them the loader yields ``x_batch`` alone.
+    batch_size : int
+    shuffle : bool
+        A new permutation every epoch. Without shuffling, batches are consecutive slices.
+    seed : int, optional
+        The order of epoch ``e`` is a function of ``(seed, e)`` only, so a run resumed at epoch
+        ``e`` sees the same batches as an uninterrupted one. None draws a seed (``self.seed``).
+    drop_last : bool
+        Drop the last batch if it is smaller than ``batch_size``.
+    dtype : dtype or None
+        ``x_batch`` is converted to it (default float32); None keeps ``x``'s dtype. ``y_batch``
+        keeps ``y``'s dtype.
+    transform : callable, optional
+        Applied to each gathered ``x_batch`` before the dtype conversion, e.g.
+        ``MNIST(dtype="uint8").transform`` to scale and standardise per batch.
+
+    Notes
+    -----
+    Iterating starts epoch ``self.epoch`` and then advances it; ``set_epoch(e)`` chooses it.
+    Batches are fresh arrays, except without shuffle, transform or a dtype change, when they
+    are read-only views of ``x`` and ``y``.
+
+    Examples
+    --------
+    >>> loader = DataLoader(x, y, batch_size=128, seed=0)   # doctest: +SKIP
+    >>> for epoch in range(10):
+    ...     for xb, yb in loader:                          # xb float32 (128, 28, 28)
+    ...         ...
+    """
+
+    def __init__(
+        self,
+        x,
+        y=None,
+        batch_size=128,
+        shuffle=True,
+        seed=None,
+        drop_last=False,
+        dtype=np.float32,
+        transform=None,
+    ):
+        if y is None and hasattr(x, "data") and hasattr(x, "targets"):
+            x, y = x.data, x.targets
+        x = np.asarray(x)
+        if x.ndim == 0:
+            raise ValueError("DataLoader: x must have a first (sample) axis")
+        if y is not None:
+            y = np.asarray(y)
+            if y.ndim == 0 or len(y) != len(x):
+                raise ValueError(
+                    f"DataLoader: x has {len(x)} samples but y has shape {np.shape(y)}"
+                )
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, not {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.drop_last = bool(drop_last)
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.transform = transform
+        self.epoch = 0
+
+    def __len__(self):
+        """Number of batches per epoch."""
+        n, b = len(self.x), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    @property
+    def num_samples(self):
+        """Samples seen per epoch (``len(x)``, less the dropped tail with ``drop_last``)."""
+        return len(self) * self.batch_size if self.drop_last else len(self.x)
+
+    def set_epoch(self, epoch):
+        """The epoch the next iteration runs (its shuffle order); e.g. when resuming."""
+        self.epoch = int(epoch)
+
+    def order(self, epoch=None):
+        """Sample indices of ``epoch`` (default: the next one) in the order they are visited."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        n = len(self.x)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, epoch]).permutation(n)
+
+    def __iter__(self):
+        idx = self.order() if self.shuffle else None
+        self.epoch += 1
+        n, b = len(self.x), self.batch_size
+        stop = n - n % b if self.drop_last else n
+        for start in range(0, stop, b):
+            end = min(start + b, n)
+            if idx is None:  # slices: views, made read-only so a batch cannot edit the data
+                xb, yb = self.x[start:end], None if self.y is None else self.y[start:end]
+                xb = _readonly(xb)
+                yb = None if yb is None else _readonly(yb)
+            else:
+                sel = idx[start:end]
+                xb = self.x[sel]
+                yb = None if self.y is None else self.y[sel]
+            if self.transform is not None:
+                xb = self.transform(xb)
+            if self.dtype is not None and xb.dtype != self.dtype:
+                xb = xb.astype(self.dtype)
+            yield xb if yb is None else (xb, yb)
+
+
+def _readonly(a):
+    v = a.view()
+    v.flags.writeable = False
+    return v

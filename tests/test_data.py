@@ -1,0 +1,613 @@
+"""nnfast.data: IDX round trips and every corrupt-file case; MNIST-style lookup, download
+(against a local HTTP server: mirrors, checksums, cache) and loading; the batch iterator."""
+
+import gzip
+import hashlib
+import http.server
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnfast.data import (
+    DATASETS,
+    MNIST,
+    DataLoader,
+    DownloadError,
+    FashionMNIST,
+    IDXError,
+    cache_dir,
+    load_dataset,
+    read_idx,
+    write_idx,
+)
+from nnfast.data._atomic import atomic_write
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.is_dir():
+    SHARED = Path("/work/shared/data")
+
+DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
+FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """No test reads or writes the user's cache or $NNFAST_DATA."""
+    monkeypatch.delenv("NNFAST_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 4), (2, 0, 3), (1, 1, 1, 2)])
+def test_idx_round_trip(tmp_path, dtype, suffix, shape):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(dtype)
+    a = rng.uniform(info.min / 2, info.max / 2, size=shape).astype(dtype)
+    path = tmp_path / f"a.idx{suffix}"
+    write_idx(path, a)
+    b = read_idx(path)
+    assert b.dtype == np.dtype(dtype) and b.dtype.isnative
+    assert b.shape == shape and b.flags.c_contiguous and b.flags.writeable
+    np.testing.assert_array_equal(a, b)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == (suffix == ".gz")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_idx_bytes_are_big_endian_and_exact(tmp_path):
+    a = np.array([[1, -2, 3], [256, 0, -32768]], dtype="<i2")
+    write_idx(tmp_path / "a.idx", a)
+    raw = (tmp_path / "a.idx").read_bytes()
+    assert raw == bytes([0, 0, 0x0B, 2, 0, 0, 0, 2, 0, 0, 0, 3]) + a.astype(">i2").tobytes()
+    # a big-endian input array is written the same way
+    write_idx(tmp_path / "b.idx", a.astype(">i2"))
+    assert (tmp_path / "b.idx").read_bytes() == raw
+    # .gz is plain gzip of the same bytes, and the same array gives the same file
+    write_idx(tmp_path / "a.idx.gz", a)
+    gz = (tmp_path / "a.idx.gz").read_bytes()
+    assert gzip.decompress(gz) == raw
+    write_idx(tmp_path / "a.idx.gz", a)
+    assert (tmp_path / "a.idx.gz").read_bytes() == gz
+
+
+def test_idx_compression_is_detected_from_content(tmp_path):
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    write_idx(tmp_path / "a.idx", a)
+    write_idx(tmp_path / "b.idx.gz", a)
+    os.rename(tmp_path / "a.idx", tmp_path / "plain-named.gz")
+    os.rename(tmp_path / "b.idx.gz", tmp_path / "gzip-named.idx")
+    np.testing.assert_array_equal(read_idx(tmp_path / "plain-named.gz"), a)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "gzip-named.idx")), a)
+
+
+def test_idx_scalar(tmp_path):
+    write_idx(tmp_path / "s.idx", np.float64(2.5))
+    s = read_idx(tmp_path / "s.idx")
+    assert s.shape == () and s == 2.5
+
+
+def _valid_idx():
+    header = bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3])
+    return header, bytes(range(6))
+
+
+def _corrupt_cases():
+    header, payload = _valid_idx()
+    return {
+        "empty": (b"", "truncated header"),
+        "short magic": (b"\x00\x00\x08", "truncated header"),
+        "missing dims": (header[:8], "truncated header"),
+        "truncated payload": (header + payload[:5], "truncated payload"),
+        "no payload": (header, "truncated payload"),
+        "trailing bytes": (header + payload + b"\x00", "trailing bytes"),
+        "wrong magic": (b"\x01\x00" + header[2:] + payload, "wrong magic"),
+        "text file": (b"hello, world\n", "wrong magic"),
+        "bad type code": (header[:2] + b"\x0a" + header[3:] + payload, "type code 0x0A"),
+        "int64 type code": (header[:2] + b"\x0f" + header[3:] + payload, "type code 0x0F"),
+    }
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("case", list(_corrupt_cases()))
+def test_idx_corrupt_files(tmp_path, case, compressed):
+    data, what = _corrupt_cases()[case]
+    path = tmp_path / ("bad.idx.gz" if compressed else "bad.idx")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(IDXError, match=what) as e:
+        read_idx(path)
+    assert isinstance(e.value, ValueError)
+    assert str(path) in str(e.value)
+
+
+def test_idx_huge_dims_in_corrupt_header_fail_cleanly(tmp_path):
+    header = bytes([0, 0, 0x0E, 3]) + b"\xff\xff\xff\xff" * 3  # 2**96 * 8 bytes claimed
+    for name, data in (("h.idx", header + b"x" * 10), ("h.idx.gz", gzip.compress(header))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(IDXError, match="truncated payload"):
+            read_idx(tmp_path / name)
+
+
+def _gzip_cases():
+    header, payload = _valid_idx()
+    good = gzip.compress(header + payload)
+    flipped = bytearray(good)
+    flipped[-8] ^= 0xFF  # CRC32 in the trailer
+    body = bytearray(good)
+    body[12] ^= 0xFF  # inside the deflate stream
+    return {
+        "truncated stream": (good[:-10], "truncated gzip"),
+        "crc mismatch": (bytes(flipped), "corrupt gzip"),
+        "corrupt deflate data": (bytes(body), "gzip"),
+        "gzip magic then garbage": (b"\x1f\x8b" + b"\x00" * 30, "gzip"),
+        "gzip magic only": (b"\x1f\x8b", "gzip"),
+        "garbage after the stream": (good + b"garbage!", "gzip"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_gzip_cases()))
+def test_idx_bad_gzip(tmp_path, case):
+    data, what = _gzip_cases()[case]
+    path = tmp_path / "bad.idx.gz"
+    path.write_bytes(data)
+    with pytest.raises(IDXError, match=what) as e:
+        read_idx(path)
+    assert str(path) in str(e.value)
+
+
+def test_idx_missing_file_is_oserror(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_idx(tmp_path / "nope.idx")
+
+
+@pytest.mark.parametrize("bad", [np.arange(3, dtype=np.int64), np.ones(3, bool), np.ones(2, "c8")])
+def test_write_idx_rejects_unstorable_dtypes(tmp_path, bad):
+    path = tmp_path / "a.idx"
+    path.write_bytes(b"old")
+    with pytest.raises(ValueError, match=f"dtype {bad.dtype}"):
+        write_idx(path, bad)
+    assert path.read_bytes() == b"old"
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_write_failure_leaves_target_untouched(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_write(path) as f:
+        f.write(b"half")
+        raise RuntimeError("boom")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets: a tiny MNIST served by a local HTTP server
+
+N_TRAIN, N_TEST = 6, 4
+
+
+def tiny_arrays():
+    rng = np.random.default_rng(7)
+    return {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": np.array([0, 1, 2, 3, 9, 5], np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": np.array([7, 2, 1, 0], np.uint8),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """name -> bytes of the four tiny .gz files, as a publisher would serve them."""
+    d = tmp_path_factory.mktemp("published")
+    out = {}
+    for name, arr in tiny_arrays().items():
+        write_idx(d / name, arr)
+        out[name] = (d / name).read_bytes()
+    return out
+
+
+@pytest.fixture
+def tiny(tiny_files):
+    """An MNIST subclass whose published md5s are those of the tiny files."""
+
+    class TinyMNIST(MNIST):
+        name = "tiny-mnist"
+        resources = {n: md5(b) for n, b in tiny_files.items()}  # noqa: RUF012
+        mirrors = ()
+
+    return TinyMNIST
+
+
+class Server:
+    """http.server on 127.0.0.1, an ephemeral port, in a thread; counts the requests."""
+
+    def __init__(self, files):
+        self.files = dict(files)  # URL path -> bytes
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def url(self, prefix):
+        return f"http://127.0.0.1:{self.httpd.server_port}/{prefix}/"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(tiny_files):
+    s = Server({f"/good/{n}": b for n, b in tiny_files.items()})
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def closed_port_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def test_download_into_cache_then_load(tiny, server, tmp_path):
+    ds = tiny(train=True, mirrors=[server.url("good")], timeout=5)
+    cache = tmp_path / "xdg-cache" / "nnfast" / "tiny-mnist"
+    assert cache_dir("tiny-mnist") == cache
+    # all four are fetched, so the test split needs no network later
+    assert sorted(p.name for p in cache.iterdir()) == sorted(FILES)
+    assert sorted(server.requests) == sorted(f"/good/{n}" for n in FILES)
+    arrays = tiny_arrays()
+    np.testing.assert_array_equal(ds.raw_data, arrays["train-images-idx3-ubyte.gz"])
+    assert ds.targets.dtype == np.int64 and ds.targets.tolist() == [0, 1, 2, 3, 9, 5]
+    assert ds.data.dtype == np.float32 and ds.data.shape == (N_TRAIN, 28, 28)
+    want = (arrays["train-images-idx3-ubyte.gz"] / 255.0 - MNIST.mean) / MNIST.std
+    np.testing.assert_allclose(ds.data, want, rtol=1e-5, atol=1e-5)
+    assert len(ds) == N_TRAIN and ds[2][1] == 2 and ds.files[0].parent == cache
+
+
+def test_cached_files_are_not_fetched_again(tiny, server):
+    tiny(train=True, mirrors=[server.url("good")], timeout=5)
+    n = len(server.requests)
+    test = tiny(train=False, mirrors=[server.url("good")], timeout=5)
+    tiny(train=True, mirrors=[server.url("good")], timeout=5)
+    assert len(server.requests) == n == 4
+    assert test.targets.tolist() == [7, 2, 1, 0]
+
+
+def test_download_into_root_when_given(tiny, server, tmp_path):
+    root = tmp_path / "my-data"
+    tiny(root, train=False, mirrors=[server.url("good")], timeout=5)
+    assert sorted(p.name for p in root.iterdir()) == sorted(FILES)
+    assert not (tmp_path / "xdg-cache").exists()
+
+
+def test_checksum_mismatch_leaves_nothing_behind(tiny, server, tiny_files):
+    name = "train-labels-idx1-ubyte.gz"
+    server.files[f"/bad/{name}"] = gzip.compress(b"not what was published")
+    for other in FILES:
+        if other != name:
+            server.files[f"/bad/{other}"] = tiny_files[other]
+    with pytest.raises(DownloadError, match="checksum mismatch") as e:
+        tiny(train=True, mirrors=[server.url("bad")], timeout=5)
+    assert name in str(e.value) and tiny.resources[name] in str(e.value)
+    cache = cache_dir("tiny-mnist")
+    assert name not in os.listdir(cache)
+    assert not [p for p in os.listdir(cache) if p.startswith(".")]  # no temporary file
+
+
+def test_failing_mirrors_fall_through_to_the_next(tiny, server, closed_port_url, tiny_files):
+    name = "train-images-idx3-ubyte.gz"
+    server.files[f"/corrupt/{name}"] = tiny_files[name][:-5]  # a cut-off copy: md5 differs
+    mirrors = [closed_port_url, server.url("missing"), server.url("corrupt"), server.url("good")]
+    ds = tiny(train=True, mirrors=mirrors, timeout=5)
+    assert len(ds) == N_TRAIN
+    assert f"/missing/{name}" in server.requests  # 404 there, then the next mirror
+    assert f"/corrupt/{name}" in server.requests
+    assert sorted(r for r in server.requests if r.startswith("/good/")) == sorted(
+        f"/good/{n}" for n in FILES
+    )
+
+
+def test_offline_error_says_which_files_to_put_where(tiny, closed_port_url):
+    with pytest.raises(DownloadError) as e:
+        tiny(train=True, mirrors=[closed_port_url], timeout=5)
+    msg = str(e.value)
+    assert isinstance(e.value, OSError)
+    assert "Put these four files" in msg
+    for name in FILES:
+        assert name in msg and tiny.resources[name] in msg
+    assert str(cache_dir("tiny-mnist")) in msg
+    assert closed_port_url in msg
+
+
+def test_download_false_missing_files(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\.gz") as e:
+        tiny(tmp_path / "empty", train=False, download=False)
+    assert str(tmp_path / "empty") in str(e.value)
+    assert not (tmp_path / "empty").exists()
+
+
+def put(directory, arrays=None, compressed=True, compresslevel=6):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, arr in (arrays or tiny_arrays()).items():
+        write_idx(directory / (name if compressed else name[:-3]), arr, compresslevel=compresslevel)
+    return directory
+
+
+def test_lookup_order_root_then_env_then_cache(tiny, tmp_path, monkeypatch):
+    def labelled(first):
+        arrays = tiny_arrays()
+        arrays["train-labels-idx1-ubyte.gz"] = arrays["train-labels-idx1-ubyte.gz"].copy()
+        arrays["train-labels-idx1-ubyte.gz"][0] = first
+        return arrays
+
+    put(cache_dir("tiny-mnist"), labelled(1))
+    assert tiny(download=False).targets[0] == 1
+    monkeypatch.setenv("NNFAST_DATA", str(tmp_path / "env"))
+    put(tmp_path / "env" / "tiny-mnist", labelled(2))
+    assert tiny(download=False).targets[0] == 2
+    put(tmp_path / "root" / "tiny-mnist", labelled(3))  # root/<name>
+    assert tiny(tmp_path / "root", download=False).targets[0] == 3
+    put(tmp_path / "root", labelled(4))  # root itself comes first
+    assert tiny(tmp_path / "root", download=False).targets[0] == 4
+
+
+def test_home_cache_without_xdg(tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("tiny-mnist") == tmp_path / "home" / ".cache" / "nnfast" / "tiny-mnist"
+    put(cache_dir("tiny-mnist"))
+    assert len(tiny(train=False, download=False)) == N_TEST
+
+
+def test_local_files_recompressed_or_uncompressed_are_accepted(tiny, tmp_path, tiny_files):
+    # Debian recompressed Fashion-MNIST: the .gz md5s differ from the published ones, the
+    # payloads do not. Local files are checked as IDX, not by the md5 of their bytes.
+    d = put(tmp_path / "recompressed", compresslevel=1)
+    assert md5((d / FILES[0]).read_bytes()) != tiny.resources[FILES[0]]
+    assert len(tiny(d, download=False)) == N_TRAIN
+    d = put(tmp_path / "gunzipped", compressed=False)
+    ds = tiny(d, train=False, download=False, dtype="uint8")
+    np.testing.assert_array_equal(ds.data, tiny_arrays()["t10k-images-idx3-ubyte.gz"])
+
+
+@pytest.mark.parametrize(
+    "name, arr, what",
+    [
+        ("train-images-idx3-ubyte.gz", np.zeros((6, 28, 27), np.uint8), r"\(N, 28, 28\)"),
+        ("train-images-idx3-ubyte.gz", np.zeros((6, 28, 28), np.float32), "float32"),
+        ("train-labels-idx1-ubyte.gz", np.zeros((6, 1), np.uint8), r"shape \(N,\)"),
+        ("train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8), "6 images but"),
+        ("train-labels-idx1-ubyte.gz", np.full(6, 10, np.uint8), "label 10 out of range"),
+    ],
+)
+def test_local_files_of_the_wrong_shape(tiny, tmp_path, name, arr, what):
+    arrays = tiny_arrays()
+    arrays[name] = arr
+    put(tmp_path, arrays)
+    with pytest.raises(ValueError, match=what) as e:
+        tiny(tmp_path, download=False)
+    assert str(tmp_path) in str(e.value)
+
+
+def test_corrupt_local_file_names_it(tiny, tmp_path):
+    put(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(IDXError, match="truncated gzip") as e:
+        tiny(tmp_path, download=False)
+    assert str(path) in str(e.value)
+
+
+def test_dtypes_and_normalisation(tiny, tmp_path):
+    put(tmp_path)
+    raw = tiny_arrays()["train-images-idx3-ubyte.gz"]
+    u8 = tiny(tmp_path, dtype="uint8", download=False)
+    assert u8.data.dtype == np.uint8 and u8.data is u8.raw_data
+    unit = tiny(tmp_path, dtype=np.float64, normalize=False, download=False)
+    assert unit.data.dtype == np.float64
+    np.testing.assert_allclose(unit.data, raw / 255.0)
+    batch = u8.transform(raw[:2])  # per batch, as DataLoader(transform=...) uses it
+    np.testing.assert_allclose(batch, (raw[:2] / 255.0 - 0.1307) / 0.3081, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="dtype"):
+        tiny(tmp_path, dtype="int32", download=False)
+
+
+def test_registry_and_class_names():
+    assert DATASETS == {"mnist": MNIST, "fashion-mnist": FashionMNIST}
+    assert FashionMNIST.classes[0] == "T-shirt/top" and FashionMNIST.classes[9] == "Ankle boot"
+    assert len(MNIST.classes) == 10
+    for cls in DATASETS.values():
+        assert sorted(cls.resources) == sorted(FILES)
+        assert all(m.startswith(("https://", "http://")) for m in cls.mirrors)
+    with pytest.raises(ValueError, match="unknown data set"):
+        load_dataset("cifar10")
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nnfast.data; "
+        "print(sorted(m for m in ('urllib.request', 'http.client', 'ssl') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The real data sets, where they are (never downloaded by the tests)
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="no local MNIST")
+def test_real_mnist():
+    (x, y), (xt, yt) = load_dataset("mnist", SHARED / "mnist", download=False, dtype="uint8")
+    assert x.shape == (60000, 28, 28) and y.shape == (60000,) and x.dtype == np.uint8
+    assert xt.shape == (10000, 28, 28) and yt.shape == (10000,) and yt.dtype == np.int64
+    assert y.min() == 0 and y.max() == 9 and yt.min() == 0 and yt.max() == 9
+    assert np.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert int(x[0].sum(dtype=np.int64)) == 27525 and y[0] == 5 and yt[0] == 7
+
+
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="no local Fashion-MNIST")
+def test_real_fashion_mnist_recompressed_by_debian():
+    ds = FashionMNIST(SHARED / "fashion-mnist", train=True, download=False, dtype="uint8")
+    assert ds.data.shape == (60000, 28, 28) and ds.targets.shape == (60000,)
+    assert ds.targets.min() == 0 and ds.targets.max() == 9
+    assert round(float(ds.data.mean()), 2) == 72.94
+
+
+# ---------------------------------------------------------------------------------------------
+# DataLoader
+
+
+def epoch_batches(loader):
+    return [(xb.copy(), yb.copy()) for xb, yb in loader]
+
+
+def test_loader_seeded_order_is_reproducible():
+    x = np.arange(50, dtype=np.uint8).reshape(50, 1)
+    y = np.arange(50, dtype=np.int64)
+    a = DataLoader(x, y, batch_size=8, seed=3)
+    b = DataLoader(x, y, batch_size=8, seed=3)
+    a0, a1 = epoch_batches(a), epoch_batches(a)
+    b0 = epoch_batches(b)
+    for (xa, ya), (xb, yb) in zip(a0, b0):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    order0, order1 = np.concatenate([y for _, y in a0]), np.concatenate([y for _, y in a1])
+    assert not np.array_equal(order0, order1)  # a new permutation each epoch
+    assert not np.array_equal(order0, np.arange(50))
+    # epoch e's order depends only on (seed, e): a resumed run sees the same batches
+    c = DataLoader(x, y, batch_size=8, seed=3)
+    c.set_epoch(1)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in c]), order1)
+    np.testing.assert_array_equal(a.order(0), order0)
+    other = DataLoader(x, y, batch_size=8, seed=4)
+    assert not np.array_equal(np.concatenate([y for _, y in other]), order0)
+    assert isinstance(DataLoader(x, y).seed, int)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize(
+    "n, batch, drop_last",
+    [(50, 8, False), (50, 8, True), (48, 8, True), (5, 8, False), (5, 8, True), (0, 4, False)],
+)
+def test_loader_covers_every_sample_once(n, batch, drop_last, shuffle):
+    x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    y = np.arange(n)
+    loader = DataLoader(x, y, batch_size=batch, shuffle=shuffle, seed=0, drop_last=drop_last)
+    batches = list(loader)
+    assert len(batches) == len(loader) == (n // batch if drop_last else -(-n // batch))
+    sizes = [len(yb) for _, yb in batches]
+    assert all(s == batch for s in sizes[:-1])
+    if drop_last:
+        assert all(s == batch for s in sizes)
+    seen = np.concatenate([yb for _, yb in batches]) if batches else np.array([], int)
+    assert len(seen) == loader.num_samples
+    assert len(np.unique(seen)) == len(seen)
+    if not drop_last:
+        assert sorted(seen.tolist()) == list(range(n))
+    for xb, yb in batches:
+        np.testing.assert_array_equal(xb, x[yb])  # pairs stay together
+    if not shuffle:
+        np.testing.assert_array_equal(seen, np.arange(len(seen)))
+
+
+def test_loader_dtype_and_transform():
+    x = np.arange(40, dtype=np.uint8).reshape(10, 2, 2)
+    y = np.arange(10)
+    xb, yb = next(iter(DataLoader(x, y, batch_size=4, seed=0)))
+    assert xb.dtype == np.float32 and yb.dtype == y.dtype and xb.shape == (4, 2, 2)
+    np.testing.assert_array_equal(xb, x[yb])
+    xb, _ = next(iter(DataLoader(x, y, batch_size=4, dtype=None)))
+    assert xb.dtype == np.uint8
+    xb, _ = next(iter(DataLoader(x, y, batch_size=4, dtype=np.float64)))
+    assert xb.dtype == np.float64
+    seen = []
+
+    def scale(b):
+        seen.append(b.dtype)
+        return b / 255.0  # float64 out, then converted to float32
+
+    xb, yb = next(iter(DataLoader(x, y, batch_size=4, transform=scale, seed=1)))
+    assert seen == [np.uint8] and xb.dtype == np.float32
+    np.testing.assert_allclose(xb, x[yb] / 255.0, rtol=1e-6)
+    # without targets the loader yields the batches alone
+    assert [b.shape for b in DataLoader(x, batch_size=6, shuffle=False)] == [(6, 2, 2), (4, 2, 2)]
+
+
+def test_loader_does_not_copy_or_expose_the_data():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    y = np.arange(6)
+    xb, _ = next(iter(DataLoader(x, y, batch_size=4, shuffle=False)))
+    assert np.shares_memory(xb, x) and not xb.flags.writeable  # a read-only view
+    with pytest.raises(ValueError):
+        xb[0, 0] = 99.0
+    xb, _ = next(iter(DataLoader(x, y, batch_size=4, seed=0)))
+    xb[:] = -1  # a gathered batch is the caller's to change
+    np.testing.assert_array_equal(x, np.arange(12, dtype=np.float32).reshape(6, 2))
+
+
+def test_loader_takes_a_dataset(tiny, tmp_path):
+    put(tmp_path)
+    ds = tiny(tmp_path, dtype="uint8", download=False)
+    batches = list(DataLoader(ds, batch_size=4, seed=0, transform=ds.transform))
+    assert [len(yb) for _, yb in batches] == [4, 2]
+    xb, yb = batches[0]
+    assert xb.dtype == np.float32 and yb.dtype == np.int64
+    np.testing.assert_allclose(xb, ds.transform(ds.raw_data[_positions(ds.targets, yb)]))
+
+
+def _positions(targets, labels):
+    # the tiny training labels are distinct, so each label identifies its sample
+    return [int(np.flatnonzero(targets == v)[0]) for v in labels]
+
+
+def test_loader_bad_arguments():
+    x = np.zeros((5, 2))
+    with pytest.raises(ValueError, match="5 samples"):
+        DataLoader(x, np.zeros(4))
+    with pytest.raises(ValueError, match="batch_size"):
+        DataLoader(x, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        DataLoader(x, batch_size=2.5)
+    with pytest.raises(ValueError, match=r"first \(sample\) axis"):
+        DataLoader(np.float32(1.0))
