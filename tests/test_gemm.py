@@ -95,7 +95,7 @@ def test_every_registered_kernel_around_its_tile(isa, threads, rng):
 
 
 @pytest.mark.parametrize(
-    "m,k,n", [(73728 // 8, 25, 6), (1024, 150, 16), (600, 300, 700), (8, 3000, 9)]
+    "m,k,n", [(73728 // 8, 25, 6), (1024, 150, 16), (600, 300, 700), (8, 3000, 9), (7, 9001, 25)]
 )
 def test_packed_paths(isa, threads, rng, m, k, n):
     """Skinny, long-K and Goto-sized products reach each packed driver."""
@@ -185,6 +185,18 @@ def test_out_layouts(rng, variant):
 def test_matmul(rng):
     a, b = operands(rng, 5, 6, 7, np.float32, False, False)
     assert_close(nnfast.matmul(a, b), reference(a, b), 6, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_k_split_across_threads(threads, rng, dtype):
+    """A weight gradient (M*N tiny, K long) splits K across threads; alpha/beta still apply."""
+    m, k, n = 6, 20011, 25
+    a, b = operands(rng, m, k, n, dtype, True, False)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    for alpha, beta in [(1.0, 0.0), (0.5, 2.0)]:
+        out = c0.copy()
+        nnfast.gemm(a, b, out, alpha=alpha, beta=beta, trans_a=True, variant="packed")
+        assert_close(out, reference(a, b, True, False, alpha, beta, c0), k, dtype)
 
 
 def test_gil_released_concurrent_calls(rng):
