@@ -1,0 +1,59 @@
+"""Ready-made models for 28 x 28 single-channel images (MNIST, Fashion-MNIST).
+
+Each returns an ``nnfast.nn.Sequential`` trainable with ``nnfast.train.fit`` and saved with
+``nnfast.io.save``. ``MODELS`` maps the CLI's ``--model`` names to these functions.
+"""
+
+from __future__ import annotations
+
+from .nn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, Sequential
+
+
+def mlp(hidden=(256, 128), in_features=784, num_classes=10, activation="relu", dropout=0.0,
+        *, dtype="float32"):  # fmt: skip
+    """Flatten, then ``Linear`` layers of the ``hidden`` widths with ``activation`` (and
+    ``Dropout(dropout)`` after each when > 0), then a linear classifier of ``num_classes``."""
+    layers = [Flatten()]
+    width = in_features
+    for h in hidden:
+        layers.append(Linear(width, h, activation=activation, dtype=dtype))
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        width = h
+    layers.append(Linear(width, num_classes, dtype=dtype))
+    return Sequential(*layers)
+
+
+def lenet5(num_classes=10, *, dtype="float32"):
+    """LeNet-5 (LeCun et al., 1998) with ReLU and max pooling, for 1 x 28 x 28 inputs:
+    conv5x5-6, pool 2, conv5x5-16, pool 2, 256 -> 120 -> 84 -> classes."""
+    return Sequential(
+        Conv2d(1, 6, 5, activation="relu", dtype=dtype),
+        MaxPool2d(2),
+        Conv2d(6, 16, 5, activation="relu", dtype=dtype),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(16 * 4 * 4, 120, activation="relu", dtype=dtype),
+        Linear(120, 84, activation="relu", dtype=dtype),
+        Linear(84, num_classes, dtype=dtype),
+    )
+
+
+def cnn_small(num_classes=10, dropout=0.0, *, dtype="float32"):
+    """conv3x3-32, ReLU, max pool 2, conv3x3-64, ReLU, max pool 2, linear 128, linear classes
+    (padding 1, so 28 -> 14 -> 7)."""
+    layers = [
+        Conv2d(1, 32, 3, padding=1, activation="relu", dtype=dtype),
+        MaxPool2d(2),
+        Conv2d(32, 64, 3, padding=1, activation="relu", dtype=dtype),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(64 * 7 * 7, 128, activation="relu", dtype=dtype),
+    ]
+    if dropout > 0:
+        layers.append(Dropout(dropout))
+    layers.append(Linear(128, num_classes, dtype=dtype))
+    return Sequential(*layers)
+
+
+MODELS = {"mlp": mlp, "lenet5": lenet5, "cnn": cnn_small, "cnn_small": cnn_small}

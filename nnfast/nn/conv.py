@@ -1,0 +1,426 @@
+"""Conv2d (im2col + GEMM), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and BatchNorm2d on NCHW.
+
+A convolution is one GEMM over all output pixels of a batch: with the receptive fields as rows,
+``cols`` (N*Ho*Wo, C*KH*KW), and the weight as (Cout, C*KH*KW),
+``Y (N*Ho*Wo, Cout) = cols @ W.T``, then Y is laid out as NCHW. Backward: ``dW += dY.T @ cols``
+(a long-K product the GEMM splits across threads), ``dcols = dY @ W``, ``dx = col2im(dcols)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _convops as ops
+from .._gemm import gemm
+from .._random import generator
+from . import init
+from .activation import activation_module
+from .module import Module, Parameter, _float_dtype, register
+
+#: The im2col buffer of one Conv2d stays under this many bytes: larger batches are processed in
+#: chunks of images (and backward recomputes the columns of each chunk instead of keeping them).
+DEFAULT_MAX_COLS_BYTES = 64 << 20
+
+
+def _check_nchw(layer, x, channels):
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{layer!r}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{layer!r}: expected {channels} input channels, got shape {x.shape} "
+            f"({x.shape[1]} channels)"
+        )
+    return x
+
+
+def _nhwc_rows_to_nchw(rows, n, c, h, w, out=None):
+    """rows (N*H*W, C) -> (N, C, H, W)."""
+    src = rows.reshape(n, h * w, c).transpose(0, 2, 1)
+    if out is None:
+        return np.ascontiguousarray(src).reshape(n, c, h, w)
+    np.copyto(out.reshape(n, c, h * w), src)
+    return out
+
+
+def _nchw_to_nhwc_rows(x):
+    """(N, C, H, W) -> rows (N*H*W, C), C-contiguous."""
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(n, c, h * w).transpose(0, 2, 1)).reshape(n * h * w, c)
+
+
+@register
+class Conv2d(Module):
+    """2-D convolution of (N, C_in, H, W) into (N, C_out, Ho, Wo), ``act(conv(x) + b)``.
+
+    Parameters follow ``torch.nn.Conv2d``: ``kernel_size``, ``stride``, ``padding`` and
+    ``dilation`` are ints or (h, w) pairs; ``activation`` names an activation fused after the
+    bias (``"relu"``...). The weight is (C_out, C_in, KH, KW), initialised as in torch
+    (Kaiming-uniform with a = sqrt(5); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))). The im2col
+    buffer is reused across calls and capped at ``max_cols_bytes`` by processing the batch in
+    chunks. A 1x1 convolution with stride 1 and no padding skips im2col.
+    """
+
+    can_skip_input_grad = True
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        activation=None,
+        *,
+        dtype="float32",
+        seed=None,
+        max_cols_bytes=DEFAULT_MAX_COLS_BYTES,
+    ):
+        super().__init__()
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"Conv2d: in_channels and out_channels must be >= 1, got "
+                f"{in_channels}, {out_channels}"
+            )
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.geom = ops.geometry(kernel_size, stride, padding, dilation)
+        kh, kw, sh, sw, ph, pw, dh, dw = self.geom
+        self.kernel_size, self.stride = (kh, kw), (sh, sw)
+        self.padding, self.dilation = (ph, pw), (dh, dw)
+        self.max_cols_bytes = int(max_cols_bytes)
+        dtype = _float_dtype(dtype)
+        rng = generator(seed)
+        w = np.empty((self.out_channels, self.in_channels, kh, kw), dtype)
+        self.weight = Parameter(init.kaiming_uniform_(w, a=math.sqrt(5), rng=rng))
+        if bias:
+            bound = 1.0 / math.sqrt(self.in_channels * kh * kw)
+            self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
+        else:
+            self.bias = None
+        self.activation = activation
+        self._act = activation_module(activation)
+        self._pointwise = (kh, kw, sh, sw, ph, pw, dh, dw) == (1, 1, 1, 1, 0, 0, 1, 1)
+        self._cols = None  # reused im2col buffer
+        self._x = None
+        self._cols_valid = False
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _chunk(self, n, ho, wo, dtype):
+        """Images per im2col chunk so the columns stay under max_cols_bytes."""
+        per_image = ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return max(1, min(n, self.max_cols_bytes // max(1, per_image * dtype.itemsize)))
+
+    def _columns(self, x, n0, n1, ho, wo):
+        """im2col of images n0:n1 into the reused buffer (grown when needed)."""
+        rows, k = (n1 - n0) * ho * wo, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        buf = self._cols
+        if buf is None or buf.dtype != x.dtype or buf.size < rows * k:
+            buf = self._cols = np.empty(rows * k, x.dtype)
+        cols = buf[: rows * k].reshape(rows, k)
+        kh, kw, sh, sw, ph, pw, dh, dw = self.geom
+        return ops.im2col(x[n0:n1], (kh, kw), (sh, sw), (ph, pw), (dh, dw), out=cols)
+
+    def _w2(self, data):
+        return data.reshape(self.out_channels, -1)
+
+    # --- forward / backward --------------------------------------------------------------------
+    def forward(self, x):
+        """x (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
+        x = _check_nchw(self, x, self.in_channels)
+        w = self.weight.data
+        if x.dtype != w.dtype:
+            x = x.astype(w.dtype)
+        x = np.ascontiguousarray(x)
+        n, _, h, wd = x.shape
+        ho, wo = ops.output_shape(h, wd, self.geom, repr(self))
+        y = np.empty((n, self.out_channels, ho, wo), w.dtype)
+        w2 = self._w2(w)
+        if self._pointwise:  # per image: Y_n (Cout, H*W) = W (Cout, Cin) @ X_n (Cin, H*W)
+            for i in range(n):
+                gemm(w2, x[i].reshape(self.in_channels, -1), y[i].reshape(self.out_channels, -1))
+        else:
+            step = self._chunk(n, ho, wo, w.dtype)
+            for n0 in range(0, n, step):
+                n1 = min(n, n0 + step)
+                cols = self._columns(x, n0, n1, ho, wo)
+                rows = gemm(cols, w2, trans_b=True)  # (nb*Ho*Wo, Cout)
+                _nhwc_rows_to_nchw(rows, n1 - n0, self.out_channels, ho, wo, out=y[n0:n1])
+            self._cols_valid = step >= n  # one chunk: backward reuses these columns
+        if self.bias is not None:
+            y += self.bias.data[:, None, None]
+        self._x = x
+        if self._act is not None:
+            y = self._act.forward(y)
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        """grad_out (N, C_out, Ho, Wo) -> dx (N, C_in, H, W) (assigned); weight.grad and
+        bias.grad are accumulated (+=)."""
+        if self._x is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        x = self._x
+        dy = np.asarray(grad_out, dtype=self.weight.dtype)
+        if self._act is not None:
+            dy = self._act.backward(dy)
+        n, _, h, wd = x.shape
+        ho, wo = dy.shape[2], dy.shape[3]
+        if dy.shape != (n, self.out_channels, ho, wo):
+            raise ValueError(f"{self!r}: grad_out has shape {dy.shape}, expected "
+                             f"{(n, self.out_channels, ho, wo)}")  # fmt: skip
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=(0, 2, 3))
+        w2 = self._w2(self.weight.data)
+        dw2 = self._w2(self.weight.grad)
+        dx = np.empty_like(x) if input_grad else None
+        if self._pointwise:
+            for i in range(n):
+                dyi = dy[i].reshape(self.out_channels, -1)
+                gemm(dyi, x[i].reshape(self.in_channels, -1), dw2, trans_b=True, beta=1.0)
+                if input_grad:
+                    gemm(w2, dyi, dx[i].reshape(self.in_channels, -1), trans_a=True)
+            return dx
+        dy_rows = _nchw_to_nhwc_rows(dy)  # (N*Ho*Wo, Cout)
+        step = n if self._cols_valid else self._chunk(n, ho, wo, x.dtype)
+        kh, kw, sh, sw, ph, pw, dh, dw = self.geom
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            cols = self._cols_of(x, n0, n1, ho, wo)
+            d_rows = dy_rows[n0 * ho * wo : n1 * ho * wo]
+            gemm(d_rows, cols, dw2, trans_a=True, beta=1.0)  # dW += dY.T @ cols
+            if input_grad:
+                dcols = gemm(d_rows, w2, cols)  # cols is free now: dcols = dY @ W
+                ops.col2im(dcols, (n1 - n0, *x.shape[1:]), (kh, kw), (sh, sw), (ph, pw),
+                           (dh, dw), out=dx[n0:n1])  # fmt: skip
+        self._cols_valid = False
+        return dx
+
+    def _cols_of(self, x, n0, n1, ho, wo):
+        """Columns of images n0:n1: the ones forward left in the buffer, else recomputed."""
+        if self._cols_valid:
+            rows = (n1 - n0) * ho * wo
+            k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+            return self._cols[: rows * k].reshape(rows, k)
+        return self._columns(x, n0, n1, ho, wo)
+
+    def output_shape(self, input_shape):
+        if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
+            return (input_shape[0] if input_shape else None, self.out_channels, None, None)
+        ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, repr(self))
+        return (input_shape[0], self.out_channels, ho, wo)
+
+    def get_config(self):
+        cfg = {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+        }
+        if self.bias is None:
+            cfg["bias"] = False
+        if self.activation is not None:
+            cfg["activation"] = self.activation
+        return cfg
+
+    def extra_repr(self):
+        kh, kw = self.kernel_size
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size=({kh}, {kw})"
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.kernel_size = ops.geometry(kernel_size)[:2]
+        stride = self.kernel_size if stride is None else stride
+        self.geom = ops.geometry(self.kernel_size, stride, padding, dilation)
+        self.stride, self.padding, self.dilation = self.geom[2:4], self.geom[4:6], self.geom[6:8]
+        self._shape = None
+
+    def _args(self):
+        return self.kernel_size, self.stride, self.padding
+
+    def output_shape(self, input_shape):
+        if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
+            return input_shape
+        ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, repr(self))
+        return (*input_shape[:2], ho, wo)
+
+    def get_config(self):
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+        }
+
+
+@register
+class MaxPool2d(_Pool2d):
+    """Max pooling of (N, C, H, W); ``stride`` defaults to ``kernel_size``."""
+
+    def forward(self, x):
+        x = _check_nchw(self, x, None)
+        y, self._argmax = ops.max_pool2d(x, *self._args(), self.dilation)
+        self._shape = x.shape
+        return y
+
+    def backward(self, grad_out):
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        return ops.max_pool2d_backward(
+            grad_out, self._argmax, self._shape, *self._args(), self.dilation
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "dilation": list(self.dilation)}
+
+
+@register
+class AvgPool2d(_Pool2d):
+    """Average pooling of (N, C, H, W), padding counted as zeros (torch's default)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__(kernel_size, stride, padding, 1)
+
+    def forward(self, x):
+        x = _check_nchw(self, x, None)
+        self._shape = x.shape
+        return ops.avg_pool2d(x, *self._args())
+
+    def backward(self, grad_out):
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        return ops.avg_pool2d_backward(grad_out, self._shape, *self._args())
+
+
+@register
+class AdaptiveAvgPool2d(Module):
+    """Global average pooling: (N, C, H, W) -> (N, C, 1, 1). Only ``output_size=1``."""
+
+    def __init__(self, output_size=1):
+        super().__init__()
+        if output_size not in (1, (1, 1), [1, 1]):
+            raise ValueError(
+                f"AdaptiveAvgPool2d: only output_size=1 is supported, got {output_size}"
+            )
+        self.output_size = 1
+        self._shape = None
+
+    def forward(self, x):
+        x = _check_nchw(self, x, None)
+        self._shape = x.shape
+        return ops.global_avg_pool2d(x)[:, :, None, None]
+
+    def backward(self, grad_out):
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        g = np.asarray(grad_out).reshape(self._shape[0], self._shape[1])
+        return ops.global_avg_pool2d_backward(g, self._shape)
+
+    def output_shape(self, input_shape):
+        if input_shape is None or len(input_shape) != 4:
+            return input_shape
+        return (*input_shape[:2], 1, 1)
+
+    def get_config(self):
+        return {"output_size": 1}
+
+
+@register
+class BatchNorm2d(Module):
+    """Batch normalisation per channel of (N, C, H, W) (statistics over N, H, W).
+
+    Training uses the batch mean and biased variance and updates ``running_mean`` and
+    ``running_var`` (unbiased) with ``momentum``; ``eval()`` uses the running statistics.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype="float32"):
+        super().__init__()
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        dtype = _float_dtype(dtype)
+        if self.affine:
+            self.weight = Parameter(np.ones(self.num_features, dtype))
+            self.bias = Parameter(np.zeros(self.num_features, dtype))
+        else:
+            self.weight = self.bias = None
+        self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
+        self.register_buffer("running_var", np.ones(self.num_features, dtype))
+        self._cache = None
+
+    def forward(self, x):
+        x = _check_nchw(self, x, self.num_features)
+        dtype = self.running_mean.dtype
+        if x.dtype != dtype:
+            x = x.astype(dtype)
+        n = x.shape[0] * x.shape[2] * x.shape[3]
+        if self.training:
+            if n < 2:
+                raise ValueError(f"{self!r}: training needs more than 1 value per channel")
+            mean = x.mean(axis=(0, 2, 3))
+            xc = x - mean[:, None, None]
+            var = np.einsum("nchw,nchw->c", xc, xc) / n
+            m = self.momentum
+            self.running_mean *= 1 - m
+            self.running_mean += m * mean
+            self.running_var *= 1 - m
+            self.running_var += (m * n / (n - 1)) * var
+        else:
+            xc = x - self.running_mean[:, None, None]
+            var = self.running_var
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(dtype)
+        x_hat = xc
+        x_hat *= inv_std[:, None, None]
+        self._cache = (x_hat, inv_std, self.training)
+        if not self.affine:
+            return x_hat.copy()
+        return x_hat * self.weight.data[:, None, None] + self.bias.data[:, None, None]
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        x_hat, inv_std, batch_stats = self._cache
+        dy = np.asarray(grad_out, dtype=x_hat.dtype)
+        if self.affine:
+            self.weight.grad += np.einsum("nchw,nchw->c", dy, x_hat)
+            self.bias.grad += dy.sum(axis=(0, 2, 3))
+            g = self.weight.data * inv_std
+        else:
+            g = inv_std
+        if not batch_stats:
+            return dy * g[:, None, None]
+        n = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
+        mean_dy = dy.mean(axis=(0, 2, 3))
+        mean_dy_xhat = np.einsum("nchw,nchw->c", dy, x_hat) / n
+        dx = dy - mean_dy[:, None, None]
+        dx -= x_hat * mean_dy_xhat[:, None, None]
+        dx *= g[:, None, None]
+        return dx
+
+    def get_config(self):
+        cfg = {"num_features": self.num_features}
+        if self.eps != 1e-5:
+            cfg["eps"] = self.eps
+        if self.momentum != 0.1:
+            cfg["momentum"] = self.momentum
+        if not self.affine:
+            cfg["affine"] = False
+        return cfg
