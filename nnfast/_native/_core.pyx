@@ -163,4 +163,5 @@ def gemm(int variant, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
     check_status(status, "gemm")
 
 
+include "_eltwise.pxi"
 include "_conv.pxi"
