@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "eltwise.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -74,51 +76,62 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
 #define T float
 #define PFX(name) s##name
 #define UKR_T nnf_sgemm_ukr
+#define EPI_ROWS nnf_bias_act_rows_s
 #include "gemm_driver.inc"
 #undef T
 #undef PFX
 #undef UKR_T
+#undef EPI_ROWS
 
 #define T double
 #define PFX(name) d##name
 #define UKR_T nnf_dgemm_ukr
+#define EPI_ROWS nnf_bias_act_rows_d
 #include "gemm_driver.inc"
 #undef T
 #undef PFX
 #undef UKR_T
+#undef EPI_ROWS
 
 /* One entry point per dtype: map transposes to strides, handle the trivial cases, dispatch. */
 #define DEFINE_GEMM(T, PFX, DTYPE_INDEX)                                                        \
-    int nnf_##PFX##gemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,        \
-                        ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda,           \
-                        const T *b, ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc) {               \
+    int nnf_##PFX##gemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,     \
+                           ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda,        \
+                           const T *b, ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc,              \
+                           const nnf_gemm_epilogue *ep) {                                       \
         int status = check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);                      \
         if (status != NNF_OK) return status;                                                    \
+        if (ep && (ep->act < 0 || ep->act >= NNF_ACT_COUNT ||                                   \
+                   (ep->preact && ep->ld_preact < n)))                                          \
+            return NNF_EINVAL;                                                                  \
+        if (variant < NNF_GEMM_NAIVE || variant > NNF_GEMM_PACKED) return NNF_EINVAL;           \
         if (m == 0 || n == 0) return NNF_OK;                                                    \
-        if (k == 0 || alpha == (T)0) {                                                          \
-            PFX##scale_c(m, n, beta, c, ldc);                                                   \
-            return NNF_OK;                                                                      \
-        }                                                                                       \
         const ptrdiff_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;                     \
         const ptrdiff_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;                     \
         const int nt = nnf_threads_for((double)m * (double)n * (double)k);                      \
-        switch (variant) {                                                                      \
-        case NNF_GEMM_NAIVE:                                                                    \
+        if (k == 0 || alpha == (T)0) {                                                          \
+            PFX##scale_c(m, n, beta, c, ldc);                                                   \
+        } else if (variant == NNF_GEMM_NAIVE) {                                                 \
             PFX##gemm_naive(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc);        \
-            return NNF_OK;                                                                      \
-        case NNF_GEMM_BLOCKED:                                                                  \
+        } else if (variant == NNF_GEMM_BLOCKED) {                                               \
             PFX##gemm_blocked(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, nt);  \
-            return NNF_OK;                                                                      \
-        case NNF_GEMM_PACKED: {                                                                 \
+        } else { /* the packed drivers apply the epilogue tile by tile */                       \
             const nnf_gemm_ukernel *uks = nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
             if (use_goto(&uks[0], sizeof(T), m, n, k))                                          \
                 return PFX##gemm_goto(&uks[0], m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,    \
-                                      beta, c, ldc, nt);                                        \
+                                      beta, c, ldc, nt, ep);                                    \
             return PFX##gemm_small(kernel_for(uks, n), m, n, k, alpha, a, rs_a, cs_a, b, rs_b,  \
-                                   cs_b, beta, c, ldc, nt);                                     \
+                                   cs_b, beta, c, ldc, nt, ep);                                 \
         }                                                                                       \
-        default: return NNF_EINVAL;                                                             \
-        }                                                                                       \
+        /* the reference variants apply it afterwards, over the whole of C */                   \
+        PFX##epilogue(ep, 0, 0, m, n, c, ldc);                                                  \
+        return NNF_OK;                                                                          \
+    }                                                                                           \
+    int nnf_##PFX##gemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,        \
+                        ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda,           \
+                        const T *b, ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc) {               \
+        return nnf_##PFX##gemm_ep(variant, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,    \
+                                  beta, c, ldc, NULL);                                          \
     }
 
 DEFINE_GEMM(float, s, 0)

@@ -17,6 +17,29 @@ typedef enum {
     NNF_GEMM_PACKED = 2   /* Goto/BLIS: packed panels and an ISA-specific register micro-kernel */
 } nnf_gemm_variant;
 
+/* Optional epilogue, applied to each tile of C as it is finished, while it is in cache:
+ *   preact = alpha * op(A) @ op(B) + beta * C + bias     (if preact != NULL, ld_preact)
+ *   C      = act(alpha * op(A) @ op(B) + beta * C + bias)
+ * bias holds N entries of the GEMM's dtype (one per column of C) or is NULL; act is an nnf_act
+ * from eltwise.h (NNF_ACT_IDENTITY for none) and param its parameter (leaky slope, ELU alpha,
+ * softplus beta). Pass NULL for a plain GEMM. */
+typedef struct {
+    const void *bias;
+    int act;
+    double param;
+    void *preact;
+    ptrdiff_t ld_preact;
+} nnf_gemm_epilogue;
+
+int nnf_sgemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+                 ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda, const float *b,
+                 ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep);
+int nnf_dgemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+                 ptrdiff_t k, double alpha, const double *a, ptrdiff_t lda, const double *b,
+                 ptrdiff_t ldb, double beta, double *c, ptrdiff_t ldc,
+                 const nnf_gemm_epilogue *ep);
+
+/* Plain GEMM: nnf_?gemm_ep with no epilogue. */
 int nnf_sgemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
               ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda, const float *b,
               ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc);

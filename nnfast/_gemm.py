@@ -101,6 +101,42 @@ def _scipy_gemm(a, b, out, alpha, beta, trans_a, trans_b):
         out[...] = res.T
 
 
+def _check_epilogue(bias, activation, activation_params, preact_out, m, n, dtype, inputs):
+    """Validated (bias, (act_id, param, threshold), preact_out) for the GEMM epilogue."""
+    from .functional import _act_params
+
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.dtype != dtype:
+            raise TypeError(f"gemm: bias has dtype {bias.dtype} but a and b are {dtype}")
+        if bias.shape != (n,):
+            raise ValueError(
+                f"gemm: bias has shape {bias.shape} but op(a) @ op(b) has {n} columns: "
+                f"expected shape ({n},)"
+            )
+        bias = np.ascontiguousarray(bias)
+    act = _act_params("gemm", activation or "identity", dict(activation_params or {}))
+    if preact_out is not None:
+        if not isinstance(preact_out, np.ndarray) or preact_out.dtype != dtype:
+            raise TypeError(f"gemm: preact_out must be a {np.dtype(dtype).name} numpy array")
+        if preact_out.shape != (m, n):
+            raise ValueError(f"gemm: preact_out has shape {preact_out.shape}, expected ({m}, {n})")
+        if not (preact_out.flags.c_contiguous and preact_out.flags.writeable):
+            raise ValueError("gemm: preact_out must be C-contiguous and writeable")
+        for name, x in inputs:
+            if _overlaps(preact_out, x):
+                raise ValueError(f"gemm: preact_out overlaps {name}")
+    return bias, act, preact_out
+
+
+def _epilogue_after(out, bias, activation, activation_params, preact_out):
+    """The epilogue as a separate pass, where it cannot be fused (BLAS, transposed out)."""
+    from .functional import bias_act
+
+    bias_act(out, bias, activation or "identity", out=out, preact_out=preact_out,
+             **dict(activation_params or {}))  # fmt: skip
+
+
 def gemm(
     a,
     b,
@@ -110,6 +146,10 @@ def gemm(
     beta=0.0,
     trans_a=False,
     trans_b=False,
+    bias=None,
+    activation=None,
+    activation_params=None,
+    preact_out=None,
     variant="auto",
 ):
     """General matrix multiply: ``out = alpha * op(a) @ op(b) + beta * out``.
@@ -124,6 +164,16 @@ def gemm(
         ``beta == 0`` overwrites ``out`` (NaN already in it does not propagate).
     trans_a, trans_b : bool
         Use ``a.T`` / ``b.T``. Transposed, Fortran-ordered and strided operands are not copied.
+    bias : ndarray, same dtype, shape (N,), optional
+        Added to every row of the product (a per-output-feature bias).
+    activation : str, optional
+        An activation name of ``nnfast.functional`` (``"relu"``, ``"tanh"``, ...) applied after
+        the bias; ``activation_params`` holds its parameters (``{"negative_slope": 0.1}``).
+        Bias and activation are applied to each tile of ``out`` while it is still in cache
+        (no second pass), except with ``variant="blas"`` or a non-row-major ``out``.
+    preact_out : ndarray, same dtype, shape (M, N), C-contiguous, optional
+        Receives the pre-activation ``alpha * op(a) @ op(b) + beta * out + bias``, for
+        backward passes that need it.
     variant : {"auto", "naive", "blocked", "packed", "blas"}
         ``naive`` is the reference triple loop, ``blocked`` adds cache blocking and threads,
         ``packed`` is the Goto/BLIS kernel with SIMD micro-kernels, ``blas`` is SciPy's
@@ -171,22 +221,38 @@ def gemm(
             if _overlaps(out, x):
                 raise ValueError(f"gemm: out overlaps {name}; pass a separate output array")
 
+    epilogue = bias is not None or activation is not None or preact_out is not None
+    if epilogue:
+        bias, act, preact_out = _check_epilogue(
+            bias, activation, activation_params, preact_out, m, n, a.dtype,
+            (("a", a), ("b", b), ("out", out)),
+        )  # fmt: skip
+
     if m == 0 or n == 0:
         return out
+    if variant == "auto":
+        variant = "packed" if core is not None else "blas"
+    lay = _layout(out)
+    # the native packed drivers fuse the epilogue; elsewhere it is a pass of its own
+    fused = epilogue and variant != "blas" and lay is not None and not lay[0]
+    if fused and act[0] == 8 and act[2] != 20.0:  # softplus: the epilogue fixes threshold=20
+        fused = False
     if k == 0 or alpha == 0.0:  # BLAS semantics: op(a) @ op(b) is not evaluated
         if beta == 0.0:
             out.fill(0)
         elif beta != 1.0:
             out *= beta
+        if epilogue:
+            _epilogue_after(out, bias, activation, activation_params, preact_out)
         return out
 
-    if variant == "auto":
-        variant = "packed" if core is not None else "blas"
     if variant == "blas":
         blas = _blas()
         _runtime.cap_blas_threads()
         if blas is None:
             _scipy_gemm(a, b, out, alpha, beta, trans_a, trans_b)
+            if epilogue:
+                _epilogue_after(out, bias, activation, activation_params, preact_out)
             return out
         backend = blas.gemm
     else:
@@ -196,11 +262,11 @@ def gemm(
                 f"use variant='blas' or 'auto'"
             )
         code = _NATIVE_VARIANTS[variant]
+        extra = (bias, act[0], act[1], preact_out) if fused else ()
 
         def backend(*args):
-            core.gemm(code, *args)
+            core.gemm(code, *args, *extra)
 
-    lay = _layout(out)
     dest = out if lay is not None else np.empty((m, n), dtype=out.dtype)
     if lay is None:
         lay = (False, n)
@@ -215,6 +281,8 @@ def gemm(
         backend(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, dest, ldc)
     if dest is not out:
         out[...] = dest
+    if epilogue and not fused:
+        _epilogue_after(out, bias, activation, activation_params, preact_out)
     return out
 
 

@@ -32,6 +32,20 @@ cdef extern from "gemm.h" nogil:
     int nnf_dgemm(nnf_gemm_variant variant, int trans_a, int trans_b, Py_ssize_t m,
                   Py_ssize_t n, Py_ssize_t k, double alpha, const double *a, Py_ssize_t lda,
                   const double *b, Py_ssize_t ldb, double beta, double *c, Py_ssize_t ldc)
+    ctypedef struct nnf_gemm_epilogue:
+        const void *bias
+        int act
+        double param
+        void *preact
+        Py_ssize_t ld_preact
+    int nnf_sgemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, Py_ssize_t m,
+                     Py_ssize_t n, Py_ssize_t k, float alpha, const float *a, Py_ssize_t lda,
+                     const float *b, Py_ssize_t ldb, float beta, float *c, Py_ssize_t ldc,
+                     const nnf_gemm_epilogue *ep)
+    int nnf_dgemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, Py_ssize_t m,
+                     Py_ssize_t n, Py_ssize_t k, double alpha, const double *a,
+                     Py_ssize_t lda, const double *b, Py_ssize_t ldb, double beta, double *c,
+                     Py_ssize_t ldc, const nnf_gemm_epilogue *ep)
     int NNF_GEMM_MAX_UKR
     ctypedef struct nnf_gemm_ukernel:
         int mr, nr, mc, kc, nc
@@ -134,30 +148,52 @@ def force_gemm_driver(driver):
 
 def gemm(int variant, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
          double alpha, cnp.ndarray a, Py_ssize_t lda, cnp.ndarray b, Py_ssize_t ldb,
-         double beta, cnp.ndarray c, Py_ssize_t ldc):
-    """C = alpha * op(A) @ op(B) + beta * C on row-major buffers (see csrc/gemm.h).
+         double beta, cnp.ndarray c, Py_ssize_t ldc, cnp.ndarray bias=None, int act=-1,
+         double param=0.0, cnp.ndarray preact=None):
+    """C = act(alpha * op(A) @ op(B) + beta * C + bias) on row-major buffers (csrc/gemm.h).
 
     a, b, c are arrays of one dtype (float32 or float64) whose data pointers are where the
-    row-major operands start; lda, ldb, ldc are their leading dimensions in elements.
+    row-major operands start; lda, ldb, ldc are their leading dimensions in elements. With
+    bias (n entries), act >= 0 (an nnf_act) or preact (a C-contiguous (m, n) array receiving
+    the pre-activation), the epilogue is applied to each tile of C while it is in cache.
     """
     cdef int status
     cdef int dtype = cnp.PyArray_TYPE(c)
+    cdef nnf_gemm_epilogue ep
+    cdef nnf_gemm_epilogue *pep = NULL
     if cnp.PyArray_TYPE(a) != dtype or cnp.PyArray_TYPE(b) != dtype:
         raise TypeError("gemm: a, b and out must have one dtype")
     if not cnp.PyArray_ISWRITEABLE(c):
         raise ValueError("gemm: out is read-only")
+    if bias is not None or act >= 0 or preact is not None:
+        ep.act = act if act >= 0 else 0
+        ep.param = param
+        ep.bias = NULL
+        ep.preact = NULL
+        ep.ld_preact = n
+        if bias is not None:
+            if (cnp.PyArray_TYPE(bias) != dtype or not cnp.PyArray_IS_C_CONTIGUOUS(bias)
+                    or bias.size != n):
+                raise ValueError(f"gemm: bias must be a contiguous array of {n} entries")
+            ep.bias = cnp.PyArray_DATA(bias)
+        if preact is not None:
+            if (cnp.PyArray_TYPE(preact) != dtype or not cnp.PyArray_IS_C_CONTIGUOUS(preact)
+                    or preact.size != m * n or not cnp.PyArray_ISWRITEABLE(preact)):
+                raise ValueError(f"gemm: preact_out must be a writeable contiguous ({m}, {n}) array")
+            ep.preact = cnp.PyArray_DATA(preact)
+        pep = &ep
     if dtype == cnp.NPY_FLOAT32:
         with nogil:
-            status = nnf_sgemm(variant, trans_a, trans_b, m, n, k, <float>alpha,
-                               <const float *>cnp.PyArray_DATA(a), lda,
-                               <const float *>cnp.PyArray_DATA(b), ldb, <float>beta,
-                               <float *>cnp.PyArray_DATA(c), ldc)
+            status = nnf_sgemm_ep(variant, trans_a, trans_b, m, n, k, <float>alpha,
+                                  <const float *>cnp.PyArray_DATA(a), lda,
+                                  <const float *>cnp.PyArray_DATA(b), ldb, <float>beta,
+                                  <float *>cnp.PyArray_DATA(c), ldc, pep)
     elif dtype == cnp.NPY_FLOAT64:
         with nogil:
-            status = nnf_dgemm(variant, trans_a, trans_b, m, n, k, alpha,
-                               <const double *>cnp.PyArray_DATA(a), lda,
-                               <const double *>cnp.PyArray_DATA(b), ldb, beta,
-                               <double *>cnp.PyArray_DATA(c), ldc)
+            status = nnf_dgemm_ep(variant, trans_a, trans_b, m, n, k, alpha,
+                                  <const double *>cnp.PyArray_DATA(a), lda,
+                                  <const double *>cnp.PyArray_DATA(b), ldb, beta,
+                                  <double *>cnp.PyArray_DATA(c), ldc, pep)
     else:
         raise TypeError("gemm: dtype must be float32 or float64")
     check_status(status, "gemm")
