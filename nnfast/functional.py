@@ -1,4 +1,4 @@
-"""Activations, their derivatives, softmax and losses on numpy arrays: ``import nnfast.functional as F``.
+"""Activations, derivatives, softmax and losses on numpy arrays: ``import nnfast.functional as F``.
 
 Every function takes float32 or float64 arrays and returns arrays of the same dtype; ``out=``
 receives the result (and is returned). The work is done by fused C kernels (one pass over
@@ -156,7 +156,8 @@ def bias_act(x, b=None, act="relu", *, out=None, preact_out=None, **params):
         b = _array(what, "b", b, x.dtype)
         if b.ndim != 1 or b.shape[0] != c:
             raise ValueError(
-                f"{what}: b has shape {b.shape} but x has {c} features/channels (axis 1 of {x.shape})"
+                f"{what}: b has shape {b.shape} but x has {c} features/channels "
+                f"(axis 1 of {x.shape})"
             )
     return _act_forward(what, x, b, act, params, out, preact_out, (outer, c, inner))
 
@@ -321,7 +322,7 @@ def maxout(x, k, out=None):
     outer, ck, inner = _layout(x.shape)
     if ck % k:
         raise ValueError(f"{what}: axis 1 of x has {ck} entries, not a multiple of k={k}")
-    shape = (outer, ck // k) + x.shape[2:]
+    shape = (outer, ck // k, *x.shape[2:])
     o = _Out(what, out, shape, x.dtype)
     argmax = np.empty(shape, np.int64)
     _native().maxout_forward(outer, ck // k, k, inner, x, o.buf, argmax)
@@ -329,7 +330,7 @@ def maxout(x, k, out=None):
 
 
 def maxout_backward(dy, argmax, k, out=None):
-    """Gradient of ``maxout``: dy (N, C, ...) scattered to the winning pieces of dx (N, C*k, ...)."""
+    """Gradient of ``maxout``: dy (N, C, ...) scattered to winning pieces of dx (N, C*k, ...)."""
     what = "maxout_backward"
     dy = _array(what, "dy", dy)
     argmax = np.ascontiguousarray(argmax)
@@ -337,7 +338,7 @@ def maxout_backward(dy, argmax, k, out=None):
         raise TypeError(f"{what}: argmax must be the int64 array maxout returned")
     _same_shape(what, "argmax", argmax, "dy", dy)
     outer, c, inner = _layout(dy.shape)
-    shape = (outer, c * k) + dy.shape[2:]
+    shape = (outer, c * k, *dy.shape[2:])
     o = _Out(what, out, shape, dy.dtype)
     _native().maxout_backward(outer, c, k, inner, dy, argmax, o.buf)
     return o.done()

@@ -87,7 +87,7 @@ def test_activation_vs_reference(isa, rng, name, dtype):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_finite_differences(rng, name):
-    params, fref, _ = REF[name]
+    params, _fref, _ = REF[name]
     act = F.ACTIVATIONS[_act(name)]
     x = rng.uniform(-6, 6, 257)
     x = x[np.abs(x) > 1e-3]  # away from the kinks
@@ -133,7 +133,7 @@ def test_bias_act(isa, threads, rng, name, dtype, shape):
     dx, db = F.bias_act_backward(dy, y if F.ACTIVATIONS[name].from_output else pre, name, **params)
     ref = dy * dref(u64)
     np.testing.assert_allclose(dx, ref, **_tol(dtype))
-    axes = (0,) + tuple(range(2, x.ndim))
+    axes = (0, *tuple(range(2, x.ndim)))
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else _tol(dtype)
     np.testing.assert_allclose(db, ref.sum(axis=axes), **tol)
 
@@ -159,7 +159,7 @@ def test_prelu(isa, rng, dtype, shape):
     dx, dalpha = F.prelu_backward(dy, x, alpha)
     np.testing.assert_allclose(dx, np.where(x > 0, dy, a * dy), **_tol(dtype))
     ref = np.where(x > 0, 0, dy * x)
-    ref = ref.sum(axis=(0,) + tuple(range(2, x.ndim))) if x.ndim > 1 else ref.sum(keepdims=True)
+    ref = ref.sum(axis=(0, *tuple(range(2, x.ndim)))) if x.ndim > 1 else ref.sum(keepdims=True)
     np.testing.assert_allclose(dalpha, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -168,7 +168,7 @@ def test_prelu(isa, rng, dtype, shape):
 def test_maxout(isa, rng, dtype, shape, k):
     x = rng.standard_normal(shape).astype(dtype)
     y, arg = F.maxout(x, k)
-    pieces = x.reshape((shape[0], shape[1] // k, k) + shape[2:])
+    pieces = x.reshape((shape[0], shape[1] // k, k, *shape[2:]))
     np.testing.assert_array_equal(y, pieces.max(axis=2))
     np.testing.assert_array_equal(arg, pieces.argmax(axis=2))
     dy = rng.standard_normal(y.shape).astype(dtype)
