@@ -34,7 +34,7 @@ def test_epilogue_matches_separate_pass(isa, threads, rng, act, params, dtype):
     for m, k, n in [(7, 13, 5), (37, 64, 33), (130, 70, 10), (5, 20000, 20), (900, 700, 800)]:
         if m * n * k > 1e8 and (act, dtype) != ("relu", np.float32):
             continue
-        a = rng.standard_normal((m, k)).astype(dtype) / np.sqrt(k)
+        a = (rng.standard_normal((m, k)) / np.sqrt(k)).astype(dtype)
         b = rng.standard_normal((n, k)).astype(dtype)
         bias = rng.standard_normal(n).astype(dtype)
         want, want_pre = unfused(a, b, bias, act, params, trans_b=True)
