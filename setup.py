@@ -16,11 +16,13 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
-CORE_SOURCES = ["cpu.c", "gemm.c", "gemm_kernel_generic.c"]
+CORE_SOURCES = ["cpu.c", "gemm.c", "gemm_kernel_generic.c", "eltwise.c", "eltwise_kernel_generic.c"]
 # kernel file -> (macro announcing it was built, ISA flags)
 ISA_SOURCES = {
     "gemm_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
     "gemm_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
+    "eltwise_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
+    "eltwise_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
 }
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 

@@ -161,3 +161,6 @@ def gemm(int variant, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
     else:
         raise TypeError("gemm: dtype must be float32 or float64")
     check_status(status, "gemm")
+
+
+include "_eltwise.pxi"

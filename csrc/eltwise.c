@@ -1,0 +1,64 @@
+/* Element-wise kernels: dispatch to the active ISA and the OpenMP split (see eltwise.h).
+ *
+ * y = act(x + b) and dx = dy * act'(u) over (outer, C, inner) blocks, softmax rows, losses.
+ * The per-element work lives in eltwise_kernel.inc (one copy per ISA); this file only checks
+ * arguments, picks the kernel once per call and hands each thread a contiguous chunk. */
+#include "eltwise.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* Relative cost per element (~multiply-adds) for nnf_threads_for: memory-bound acts are cheap,
+ * the transcendental ones pay for a thread team sooner. */
+static const double act_cost[NNF_ACT_COUNT] = {1, 1, 8, 8, 8, 1, 1, 8, 12, 12, 8, 8};
+
+static const int from_output[NNF_ACT_COUNT] = {
+    [NNF_ACT_IDENTITY] = 1, [NNF_ACT_STEP] = 1,       [NNF_ACT_SIGMOID] = 1,
+    [NNF_ACT_TANH] = 1,     [NNF_ACT_RELU] = 1,       [NNF_ACT_LEAKY_RELU] = 1,
+    [NNF_ACT_ELU] = 1,
+};
+
+int nnf_act_from_output(int act) {
+    return act >= 0 && act < NNF_ACT_COUNT ? from_output[act] : 0;
+}
+
+static const nnf_eltwise_kernels *kernels(void) {
+    const nnf_eltwise_kernels *k;
+    switch (nnf_isa_active()) {
+    case NNF_ISA_AVX512: k = &nnf_eltwise_kernels_avx512; break;
+    case NNF_ISA_AVX2: k = &nnf_eltwise_kernels_avx2; break;
+    default: k = &nnf_eltwise_kernels_generic; break;
+    }
+    return k->fwd_s[0] ? k : NULL; /* NULL: a compiler without vector extensions */
+}
+
+/* [lo, hi) of thread t's share of n elements, boundaries on 64-element (cache line) steps */
+static void chunk(ptrdiff_t n, int t, int nt, ptrdiff_t *lo, ptrdiff_t *hi) {
+    ptrdiff_t per = (n + nt - 1) / nt;
+    per = (per + 63) & ~(ptrdiff_t)63;
+    *lo = MIN(n, per * t);
+    *hi = MIN(n, per * (t + 1));
+}
+
+static void chunk_rows(ptrdiff_t rows, int t, int nt, ptrdiff_t *lo, ptrdiff_t *hi) {
+    const ptrdiff_t per = (rows + nt - 1) / nt;
+    *lo = MIN(rows, per * t);
+    *hi = MIN(rows, per * (t + 1));
+}
+
+#define T float
+#define TS s
+#include "eltwise_driver.inc"
+
+#define T double
+#define TS d
+#include "eltwise_driver.inc"

@@ -1,0 +1,165 @@
+/* Fused element-wise kernels: activations with bias, their derivatives, softmax and losses.
+ *
+ * Layout: every tensor is a contiguous (outer, C, inner) block; a bias or per-channel
+ * parameter has C entries. (N, F) with a per-feature bias is outer = N, C = F, inner = 1;
+ * (N, C, H, W) with a per-channel bias is outer = N, C = C, inner = H * W; a plain activation is
+ * outer = 1, C = 1, inner = size. Outputs are assigned (=), never accumulated, including db.
+ * Every entry point returns NNF_OK or a negative status (cpu.h); nothing prints or aborts. */
+#ifndef NNFAST_ELTWISE_H
+#define NNFAST_ELTWISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu.h"
+
+/* Activations. a and b are the parameters (unused ones ignored):
+ *   LEAKY_RELU a = slope;  ELU a = alpha;  SOFTPLUS a = beta, b = threshold (as torch: x when
+ *   beta * x > threshold);  the others take none.
+ * The backward of each takes `u`: the forward's OUTPUT y for the acts in NNF_ACT_FROM_OUTPUT,
+ * its INPUT (the pre-activation x + bias) for the others. */
+typedef enum {
+    NNF_ACT_IDENTITY = 0,
+    NNF_ACT_STEP = 1,       /* x > 0 ? 1 : 0, derivative 0 */
+    NNF_ACT_SIGMOID = 2,
+    NNF_ACT_TANH = 3,
+    NNF_ACT_ARCTAN = 4,
+    NNF_ACT_RELU = 5,
+    NNF_ACT_LEAKY_RELU = 6, /* backward from y needs slope >= 0; else pass x */
+    NNF_ACT_ELU = 7,        /* backward from y needs alpha >= 0 */
+    NNF_ACT_SOFTPLUS = 8,
+    NNF_ACT_GELU = 9,       /* 0.5 x (1 + erf(x / sqrt 2)) */
+    NNF_ACT_GELU_TANH = 10, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    NNF_ACT_SILU = 11,
+    NNF_ACT_COUNT = 12
+} nnf_act;
+
+/* 1 if the backward of `act` takes the output y, 0 if it takes the input x. */
+int nnf_act_from_output(int act);
+
+/* y = act(x + bias[c]) over (outer, C, inner); bias may be NULL; preact, if not NULL, receives
+ * x + bias. y may alias x (in place). OpenMP above a size threshold. */
+int nnf_act_fwd_s(int act, float a, float b, ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner,
+                  const float *x, const float *bias, float *y, float *preact);
+int nnf_act_fwd_d(int act, double a, double b, ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner,
+                  const double *x, const double *bias, double *y, double *preact);
+
+/* dx = dy * act'(.) computed from u (see above), and, if db is not NULL, db[c] = sum of dx over
+ * outer and inner (the bias gradient), in the same pass. dx may alias dy. */
+int nnf_act_bwd_s(int act, float a, float b, ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner,
+                  const float *dy, const float *u, float *dx, float *db);
+int nnf_act_bwd_d(int act, double a, double b, ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner,
+                  const double *dy, const double *u, double *dx, double *db);
+
+/* GEMM epilogue entry: for each of `rows` rows of length n (row r at c + r * ldc):
+ * if preact != NULL, preact[r * ld_preact + j] = c + bias; then c = act(c + bias) in place.
+ * bias (n entries) may be NULL. param is `a` above (softplus: beta, threshold 20).
+ * Single-threaded (the caller is inside its own parallel region), active ISA. */
+int nnf_bias_act_rows_s(int act, float param, ptrdiff_t rows, ptrdiff_t n, float *c,
+                        ptrdiff_t ldc, const float *bias, float *preact, ptrdiff_t ld_preact);
+int nnf_bias_act_rows_d(int act, double param, ptrdiff_t rows, ptrdiff_t n, double *c,
+                        ptrdiff_t ldc, const double *bias, double *preact, ptrdiff_t ld_preact);
+
+/* PReLU over (outer, C, inner): y = x > 0 ? x : alpha[c] * x. Backward takes the input x:
+ * dx = dy * (x > 0 ? 1 : alpha[c]), dalpha[c] = sum dy * x over x <= 0 (assigned). */
+int nnf_prelu_fwd_s(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner, const float *x,
+                    const float *alpha, float *y);
+int nnf_prelu_fwd_d(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner, const double *x,
+                    const double *alpha, double *y);
+int nnf_prelu_bwd_s(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner, const float *dy,
+                    const float *x, const float *alpha, float *dx, float *dalpha);
+int nnf_prelu_bwd_d(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t inner, const double *dy,
+                    const double *x, const double *alpha, double *dx, double *dalpha);
+
+/* Maxout: x is (outer, C * k, inner) read as (outer, C, k, inner); y and argmax (the piece,
+ * 0..k-1) are (outer, C, inner). NaN wins (propagates). Backward scatters dy into dx (zeroed). */
+int nnf_maxout_fwd_s(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t k, ptrdiff_t inner, const float *x,
+                     float *y, int64_t *argmax);
+int nnf_maxout_fwd_d(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t k, ptrdiff_t inner,
+                     const double *x, double *y, int64_t *argmax);
+int nnf_maxout_bwd_s(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t k, ptrdiff_t inner,
+                     const float *dy, const int64_t *argmax, float *dx);
+int nnf_maxout_bwd_d(ptrdiff_t outer, ptrdiff_t c, ptrdiff_t k, ptrdiff_t inner,
+                     const double *dy, const int64_t *argmax, double *dx);
+
+/* Row-wise softmax (log_ = 0) or log-softmax (log_ = 1) of a (rows, n) matrix, stable. */
+int nnf_softmax_s(int log_, ptrdiff_t rows, ptrdiff_t n, const float *x, float *y);
+int nnf_softmax_d(int log_, ptrdiff_t rows, ptrdiff_t n, const double *x, double *y);
+
+/* Softmax cross-entropy of logits (rows, n) with labels in [0, n) and label smoothing eps
+ * (target (1 - eps) onehot + eps / n): *loss = mean over rows. Backward:
+ * dx = scale * (softmax(x) - target), scale usually 1 / rows. NNF_EINVAL for a bad label. */
+int nnf_softmax_xent_fwd_s(ptrdiff_t rows, ptrdiff_t n, const float *x, const int64_t *labels,
+                           double eps, double *loss);
+int nnf_softmax_xent_fwd_d(ptrdiff_t rows, ptrdiff_t n, const double *x, const int64_t *labels,
+                           double eps, double *loss);
+int nnf_softmax_xent_bwd_s(ptrdiff_t rows, ptrdiff_t n, const float *x, const int64_t *labels,
+                           double eps, double scale, float *dx);
+int nnf_softmax_xent_bwd_d(ptrdiff_t rows, ptrdiff_t n, const double *x, const int64_t *labels,
+                           double eps, double scale, double *dx);
+
+/* Binary cross-entropy with logits, stable: *sum = sum max(x,0) - x t + log1p(exp(-|x|));
+ * backward dx = scale * (sigmoid(x) - t). MSE: *sum = sum (p - t)^2; dx = scale * (p - t). */
+int nnf_bce_logits_fwd_s(ptrdiff_t n, const float *x, const float *t, double *sum);
+int nnf_bce_logits_fwd_d(ptrdiff_t n, const double *x, const double *t, double *sum);
+int nnf_bce_logits_bwd_s(ptrdiff_t n, const float *x, const float *t, double scale, float *dx);
+int nnf_bce_logits_bwd_d(ptrdiff_t n, const double *x, const double *t, double scale,
+                         double *dx);
+int nnf_mse_fwd_s(ptrdiff_t n, const float *p, const float *t, double *sum);
+int nnf_mse_fwd_d(ptrdiff_t n, const double *p, const double *t, double *sum);
+int nnf_mse_bwd_s(ptrdiff_t n, const float *p, const float *t, double scale, float *dx);
+int nnf_mse_bwd_d(ptrdiff_t n, const double *p, const double *t, double scale, double *dx);
+
+/* The vectorised math, exposed for its accuracy test: y = f(x) with the active ISA. */
+typedef enum {
+    NNF_MATH_EXP = 0,
+    NNF_MATH_EXPM1 = 1,
+    NNF_MATH_LOG = 2,
+    NNF_MATH_LOG1P = 3,
+    NNF_MATH_TANH = 4,
+    NNF_MATH_ERF = 5,
+    NNF_MATH_ATAN = 6,
+    NNF_MATH_SIGMOID = 7,
+    NNF_MATH_COUNT = 8
+} nnf_math_fn;
+int nnf_vmath_s(int fn, ptrdiff_t n, const float *x, float *y);
+int nnf_vmath_d(int fn, ptrdiff_t n, const double *x, double *y);
+
+/* Per-ISA kernel table (eltwise_kernel_<isa>.c, built from eltwise_kernel.inc). Spans are
+ * contiguous. fwd: y = f(x + bias[i] + bs) (bias per element, may be NULL), pre = x + ...
+ * if not NULL. bwd: dx = dy * f'(u), dbv[i] += dx[i] if dbv not NULL, returns sum of dx. */
+typedef void (*nnf_act_fwd_span_s)(ptrdiff_t n, const float *x, const float *bias, float bs,
+                                   float *y, float *pre, float a, float b);
+typedef void (*nnf_act_fwd_span_d)(ptrdiff_t n, const double *x, const double *bias,
+                                   double bs, double *y, double *pre, double a, double b);
+typedef double (*nnf_act_bwd_span_s)(ptrdiff_t n, const float *dy, const float *u, float *dx,
+                                     float *dbv, float a, float b);
+typedef double (*nnf_act_bwd_span_d)(ptrdiff_t n, const double *dy, const double *u,
+                                     double *dx, double *dbv, double a, double b);
+typedef struct {
+    nnf_act_fwd_span_s fwd_s[NNF_ACT_COUNT];
+    nnf_act_bwd_span_s bwd_s[NNF_ACT_COUNT];
+    nnf_act_fwd_span_d fwd_d[NNF_ACT_COUNT];
+    nnf_act_bwd_span_d bwd_d[NNF_ACT_COUNT];
+    void (*math_s)(int fn, ptrdiff_t n, const float *x, float *y);
+    void (*math_d)(int fn, ptrdiff_t n, const double *x, double *y);
+    /* one softmax row: returns log(sum exp(x - max)) + max; writes y (softmax or log-softmax)
+     * if y != NULL; *xsum (if not NULL) = sum of x */
+    double (*lse_row_s)(int log_, ptrdiff_t n, const float *x, float *y, double *xsum);
+    double (*lse_row_d)(int log_, ptrdiff_t n, const double *x, double *y, double *xsum);
+    /* y = scale * (exp(x - lse) - tgt_off), tgt_off subtracted from every element */
+    void (*xent_bwd_row_s)(ptrdiff_t n, const float *x, double lse, double off, double scale,
+                           float *dx);
+    void (*xent_bwd_row_d)(ptrdiff_t n, const double *x, double lse, double off, double scale,
+                           double *dx);
+    double (*bce_fwd_s)(ptrdiff_t n, const float *x, const float *t);
+    double (*bce_fwd_d)(ptrdiff_t n, const double *x, const double *t);
+    void (*bce_bwd_s)(ptrdiff_t n, const float *x, const float *t, float scale, float *dx);
+    void (*bce_bwd_d)(ptrdiff_t n, const double *x, const double *t, double scale, double *dx);
+} nnf_eltwise_kernels;
+
+extern nnf_eltwise_kernels nnf_eltwise_kernels_generic;
+extern nnf_eltwise_kernels nnf_eltwise_kernels_avx2;
+extern nnf_eltwise_kernels nnf_eltwise_kernels_avx512;
+
+#endif
