@@ -262,6 +262,8 @@ class Sequential(Module):
     it) and its parameter count.
     """
 
+    can_skip_input_grad = True  # passed on to the first layer
+
     def __init__(self, *modules):
         super().__init__()
         if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
