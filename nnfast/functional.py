@@ -1,0 +1,468 @@
+"""Activations, derivatives, softmax and losses on numpy arrays: ``import nnfast.functional as F``.
+
+Every function takes float32 or float64 arrays and returns arrays of the same dtype; ``out=``
+receives the result (and is returned). The work is done by fused C kernels (one pass over
+memory, vectorised, OpenMP above a size threshold). Backward functions take the upstream
+gradient ``dy`` first and *return* the input gradient (they never accumulate).
+
+Activation backward functions take ``u``: the forward's output ``y`` for the activations whose
+derivative is cheaper from the output (``ACTIVATIONS[name].from_output``: identity, step,
+sigmoid, tanh, relu, leaky_relu, elu), the forward's input ``x`` for the others.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ._native import core
+
+
+def _native():
+    if core is None:
+        raise RuntimeError("nnfast.functional needs the compiled extension (pip install .)")
+    return core
+
+
+# --- argument checks ---------------------------------------------------------------------------
+
+
+def _array(what: str, name: str, x, dtype=None) -> np.ndarray:
+    """x as a C-contiguous float32/float64 array (copied only if it is not one already)."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{what}: {name} has dtype {x.dtype}; nnfast computes in float32 or float64 "
+            f"(convert with {name}.astype(np.float32))"
+        )
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{what}: {name} has dtype {x.dtype} but the input is {np.dtype(dtype)}")
+    return np.ascontiguousarray(x)
+
+
+def _same_shape(what: str, name: str, x: np.ndarray, ref_name: str, ref: np.ndarray):
+    if x.shape != ref.shape:
+        raise ValueError(f"{what}: {name} has shape {x.shape} but {ref_name} has shape {ref.shape}")
+
+
+def _real(what: str, name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{what}: {name} must be a real number, got {v!r}")
+    return float(v)
+
+
+class _Out:
+    """Where a kernel writes: ``out`` itself when C can write it directly, else a scratch array
+    copied into ``out`` by ``done()``."""
+
+    def __init__(self, what, out, shape, dtype, name="out"):
+        self.out = out
+        if out is None:
+            self.buf = np.empty(shape, dtype)
+            return
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{what}: {name} must be a numpy array")
+        if out.shape != tuple(shape):
+            raise ValueError(f"{what}: {name} has shape {out.shape}, expected {tuple(shape)}")
+        if out.dtype != dtype:
+            raise TypeError(f"{what}: {name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
+        if not out.flags.writeable:
+            raise ValueError(f"{what}: {name} is read-only")
+        self.buf = out if out.flags.c_contiguous else np.empty(shape, dtype)
+
+    def done(self) -> np.ndarray:
+        if self.out is not None and self.buf is not self.out:
+            self.out[...] = self.buf
+            return self.out
+        return self.buf
+
+
+# --- activations -------------------------------------------------------------------------------
+
+# C enum nnf_act (csrc/eltwise.h)
+_ACT_IDS = {
+    "identity": 0,
+    "step": 1,
+    "sigmoid": 2,
+    "tanh": 3,
+    "arctan": 4,
+    "relu": 5,
+    "leaky_relu": 6,
+    "elu": 7,
+    "softplus": 8,
+    "gelu": 9,  # approximate="tanh" -> 10
+    "silu": 11,
+}
+
+
+def _act_params(what: str, act: str, params: dict):
+    """(C act id, a, b) for an activation name and its keyword parameters."""
+    if act not in _ACT_IDS:
+        raise ValueError(f"{what}: unknown activation {act!r}; expected one of {list(_ACT_IDS)}")
+    allowed = {
+        "leaky_relu": {"negative_slope": 0.01},
+        "elu": {"alpha": 1.0},
+        "softplus": {"beta": 1.0, "threshold": 20.0},
+        "gelu": {"approximate": "none"},
+    }.get(act, {})
+    unknown = set(params) - set(allowed)
+    if unknown:
+        raise TypeError(f"{what}: {act} takes no parameter(s) {sorted(unknown)}")
+    p = {**allowed, **params}
+    if act == "gelu":
+        if p["approximate"] not in ("none", "tanh"):
+            raise ValueError(
+                f"{what}: approximate must be 'none' or 'tanh', got {p['approximate']!r}"
+            )
+        return (10 if p["approximate"] == "tanh" else 9), 0.0, 0.0
+    vals = [_real(what, k, v) for k, v in p.items()]
+    if act == "softplus" and vals[0] == 0:
+        raise ValueError(f"{what}: beta must be non-zero")
+    vals += [0.0, 0.0]
+    return _ACT_IDS[act], vals[0], vals[1]
+
+
+def _layout(shape):
+    """(outer, C, inner) of an (N, C, ...) array: channel axis 1."""
+    if len(shape) < 2:
+        raise ValueError(f"expected an array of shape (N, F) or (N, C, H, W), got shape {shape}")
+    inner = int(np.prod(shape[2:], dtype=np.int64))
+    return shape[0], shape[1], inner
+
+
+def bias_act(x, b=None, act="relu", *, out=None, preact_out=None, **params):
+    """``act(x + b)`` with the bias broadcast along axis 1, in one pass.
+
+    Parameters
+    ----------
+    x : ndarray (N, F) or (N, C, H, W) (any (N, C, ...)), float32 or float64
+    b : ndarray (F,) or (C,), same dtype, or None
+    act : activation name (``ACTIVATIONS``); its parameters as keywords (``negative_slope=``,
+        ``alpha=``, ``beta=``, ``threshold=``, ``approximate=``)
+    out : ndarray like x, optional
+    preact_out : ndarray like x, optional: receives ``x + b`` (what the backward of the
+        activations computed from their input needs)
+
+    Returns
+    -------
+    ndarray like x
+    """
+    what = "bias_act"
+    x = _array(what, "x", x)
+    outer, c, inner = _layout(x.shape)
+    if b is not None:
+        b = _array(what, "b", b, x.dtype)
+        if b.ndim != 1 or b.shape[0] != c:
+            raise ValueError(
+                f"{what}: b has shape {b.shape} but x has {c} features/channels "
+                f"(axis 1 of {x.shape})"
+            )
+    return _act_forward(what, x, b, act, params, out, preact_out, (outer, c, inner))
+
+
+def _act_forward(what, x, b, act, params, out, preact_out, layout):
+    aid, pa, pb = _act_params(what, act, params)
+    o = _Out(what, out, x.shape, x.dtype)
+    pre = None if preact_out is None else _Out(what, preact_out, x.shape, x.dtype, "preact_out")
+    _native().act_forward(aid, pa, pb, *layout, x, b, o.buf, None if pre is None else pre.buf)
+    if pre is not None:
+        pre.done()
+    return o.done()
+
+
+def bias_act_backward(dy, u, act="relu", *, out=None, bias_grad=True, **params):
+    """Gradients of ``bias_act``: ``(dx, db)`` in one pass, ``dx = dy * act'(.)``.
+
+    Parameters
+    ----------
+    dy : ndarray (N, F) or (N, C, ...), the upstream gradient
+    u : ndarray like dy: the forward's output y if ``ACTIVATIONS[act].from_output``, else
+        its pre-activation ``x + b`` (``preact_out``)
+    bias_grad : compute db (sum of dx over every axis but 1); else db is None
+
+    Returns
+    -------
+    (dx, db) : dx like dy, db (C,) or None
+    """
+    what = "bias_act_backward"
+    dy = _array(what, "dy", dy)
+    u = _array(what, "u", u, dy.dtype)
+    _same_shape(what, "u", u, "dy", dy)
+    layout = _layout(dy.shape)
+    db = np.empty(layout[1], dy.dtype) if bias_grad else None
+    dx = _act_backward(what, dy, u, act, params, out, layout, db)
+    return dx, db
+
+
+def _act_backward(what, dy, u, act, params, out, layout, db=None):
+    aid, pa, pb = _act_params(what, act, params)
+    o = _Out(what, out, dy.shape, dy.dtype)
+    _native().act_backward(aid, pa, pb, *layout, dy, u, o.buf, db)
+    return o.done()
+
+
+def _make_activation(name: str, doc: str, from_output: bool):
+    def forward(x, out=None, **params):
+        what = name
+        x = _array(what, "x", x)
+        return _act_forward(what, x, None, name, params, out, None, (1, 1, x.size))
+
+    def backward(dy, u, out=None, **params):
+        what = f"{name}_backward"
+        uname = "y" if from_output else "x"
+        dy = _array(what, "dy", dy)
+        u = _array(what, uname, u, dy.dtype)
+        _same_shape(what, uname, u, "dy", dy)
+        return _act_backward(what, dy, u, name, params, out, (1, 1, dy.size))
+
+    forward.__name__, backward.__name__ = name, f"{name}_backward"
+    forward.__qualname__, backward.__qualname__ = forward.__name__, backward.__name__
+    forward.__doc__ = f"""{doc}
+
+    x : ndarray, float32 or float64, any shape; out : ndarray like x, optional.
+    """
+    arg = "y : the forward's output" if from_output else "x : the forward's input"
+    backward.__doc__ = f"""Gradient of ``{name}``: ``dy * {name}'(.)``.
+
+    dy : ndarray, the upstream gradient; {arg}, same shape and dtype; out : optional.
+    """
+    return forward, backward
+
+
+class Activation(NamedTuple):
+    """A registry entry: ``forward(x, out=None, **params)``, ``backward(dy, u, out=None,
+    **params)`` where u is y if ``from_output`` else x."""
+
+    forward: Callable
+    backward: Callable
+    from_output: bool
+
+
+_DOCS = {
+    "identity": "``y = x``.",
+    "step": "Binary step: ``y = 1 if x > 0 else 0`` (derivative 0).",
+    "sigmoid": "``y = 1 / (1 + exp(-x))``, stable for any x.",
+    "tanh": "``y = tanh(x)``.",
+    "arctan": "``y = arctan(x)``.",
+    "relu": "``y = max(x, 0)``.",
+    "leaky_relu": "``y = x if x > 0 else negative_slope * x`` (negative_slope=0.01; the backward "
+    "may take y only for negative_slope >= 0, else pass x).",
+    "elu": "``y = x if x > 0 else alpha * (exp(x) - 1)`` (alpha=1.0 >= 0).",
+    "softplus": "``y = log(1 + exp(beta x)) / beta``, ``x`` where ``beta x > threshold`` "
+    "(beta=1.0, threshold=20.0, as torch).",
+    "gelu": "``y = x Phi(x)`` (approximate='none', erf form) or the tanh form "
+    "(approximate='tanh').",
+    "silu": "``y = x sigmoid(x)``.",
+}
+
+ACTIVATIONS: dict[str, Activation] = {}
+for _name, _doc in _DOCS.items():
+    _fo = bool(_native().act_from_output(_ACT_IDS[_name])) if core is not None else False
+    _f, _b = _make_activation(_name, _doc, _fo)
+    globals()[_name], globals()[f"{_name}_backward"] = _f, _b
+    ACTIVATIONS[_name] = Activation(_f, _b, _fo)
+del _name, _doc, _fo, _f, _b
+
+
+# --- PReLU and maxout --------------------------------------------------------------------------
+
+
+def _prelu_alpha(what, alpha, x):
+    alpha = _array(what, "alpha", alpha, x.dtype).reshape(-1)
+    c = x.shape[1] if x.ndim >= 2 else 1
+    if alpha.size == 1 and c != 1:
+        alpha = np.full(c, alpha[0], x.dtype)
+    if alpha.size != c:
+        raise ValueError(f"{what}: alpha has {alpha.size} entries but x has {c} channels (axis 1)")
+    return alpha
+
+
+def _prelu_layout(x):
+    return _layout(x.shape) if x.ndim >= 2 else (1, 1, x.size)
+
+
+def prelu(x, alpha, out=None):
+    """``y = x if x > 0 else alpha[c] * x``, alpha per channel (axis 1; one value broadcasts).
+
+    x : (N, C, ...) or 1-D; alpha : (C,) or (1,). Returns an array like x."""
+    what = "prelu"
+    x = _array(what, "x", x)
+    alpha = _prelu_alpha(what, alpha, x)
+    o = _Out(what, out, x.shape, x.dtype)
+    _native().prelu_forward(*_prelu_layout(x), x, alpha, o.buf)
+    return o.done()
+
+
+def prelu_backward(dy, x, alpha, out=None):
+    """Gradients of ``prelu``: ``(dx, dalpha)``; dalpha has C entries (summed over the rest)
+    even when a single alpha was broadcast (sum it then)."""
+    what = "prelu_backward"
+    dy = _array(what, "dy", dy)
+    x = _array(what, "x", x, dy.dtype)
+    _same_shape(what, "x", x, "dy", dy)
+    alpha = _prelu_alpha(what, alpha, x)
+    o = _Out(what, out, x.shape, x.dtype)
+    dalpha = np.empty(alpha.size, x.dtype)
+    _native().prelu_backward(*_prelu_layout(x), dy, x, alpha, o.buf, dalpha)
+    return o.done(), dalpha
+
+
+def maxout(x, k, out=None):
+    """Maxout over ``k`` pieces along axis 1: x (N, C*k, ...) read as (N, C, k, ...).
+
+    Returns ``(y, argmax)``: y (N, C, ...), argmax int64 (N, C, ...) the winning piece (keep it
+    for the backward). NaN propagates."""
+    what = "maxout"
+    x = _array(what, "x", x)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"{what}: k must be a whole number >= 1, got {k!r}")
+    k = int(k)
+    outer, ck, inner = _layout(x.shape)
+    if ck % k:
+        raise ValueError(f"{what}: axis 1 of x has {ck} entries, not a multiple of k={k}")
+    shape = (outer, ck // k, *x.shape[2:])
+    o = _Out(what, out, shape, x.dtype)
+    argmax = np.empty(shape, np.int64)
+    _native().maxout_forward(outer, ck // k, k, inner, x, o.buf, argmax)
+    return o.done(), argmax
+
+
+def maxout_backward(dy, argmax, k, out=None):
+    """Gradient of ``maxout``: dy (N, C, ...) scattered to winning pieces of dx (N, C*k, ...)."""
+    what = "maxout_backward"
+    dy = _array(what, "dy", dy)
+    argmax = np.ascontiguousarray(argmax)
+    if argmax.dtype != np.int64:
+        raise TypeError(f"{what}: argmax must be the int64 array maxout returned")
+    _same_shape(what, "argmax", argmax, "dy", dy)
+    outer, c, inner = _layout(dy.shape)
+    shape = (outer, c * k, *dy.shape[2:])
+    o = _Out(what, out, shape, dy.dtype)
+    _native().maxout_backward(outer, c, k, inner, dy, argmax, o.buf)
+    return o.done()
+
+
+# --- softmax and losses ------------------------------------------------------------------------
+
+
+def _rows(x):
+    n = x.shape[-1] if x.ndim else 1
+    return (x.size // n if n else 0), n
+
+
+def softmax(x, out=None):
+    """Softmax along the last axis, stable (max subtracted). x : (..., n)."""
+    x = _array("softmax", "x", x)
+    o = _Out("softmax", out, x.shape, x.dtype)
+    _native().softmax(False, *_rows(x), x, o.buf)
+    return o.done()
+
+
+def log_softmax(x, out=None):
+    """Log-softmax along the last axis: ``x - max - log(sum(exp(x - max)))``."""
+    x = _array("log_softmax", "x", x)
+    o = _Out("log_softmax", out, x.shape, x.dtype)
+    _native().softmax(True, *_rows(x), x, o.buf)
+    return o.done()
+
+
+def _labels(what, labels, n_rows, n_classes):
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"{what}: labels must be integers (class indices), got dtype {labels.dtype}"
+        )
+    if labels.shape != (n_rows,):
+        raise ValueError(f"{what}: labels has shape {labels.shape}, expected ({n_rows},)")
+    if n_rows and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"{what}: labels must be in [0, {n_classes}), got values in "
+            f"[{labels.min()}, {labels.max()}]"
+        )
+    return np.ascontiguousarray(labels, np.int64)
+
+
+def _xent_args(what, logits, labels, label_smoothing):
+    logits = _array(what, "logits", logits)
+    if logits.ndim != 2:
+        raise ValueError(f"{what}: logits must be (N, classes), got shape {logits.shape}")
+    n, k = logits.shape
+    if n == 0 or k == 0:
+        raise ValueError(f"{what}: logits is empty (shape {logits.shape})")
+    eps = _real(what, "label_smoothing", label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"{what}: label_smoothing must be in [0, 1], got {eps}")
+    return logits, _labels(what, labels, n, k), eps
+
+
+def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
+    """Mean cross-entropy of ``softmax(logits)`` against integer labels (torch's
+    ``cross_entropy``): the target is ``(1 - s) onehot + s / classes``.
+
+    logits : (N, classes) float32/float64; labels : (N,) integers in [0, classes).
+    Returns a Python float."""
+    what = "softmax_cross_entropy"
+    logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
+    return _native().softmax_xent_forward(*logits.shape, logits, labels, eps)
+
+
+def softmax_cross_entropy_backward(logits, labels, label_smoothing=0.0, out=None):
+    """Gradient of the mean loss w.r.t. logits: ``(softmax(logits) - target) / N``."""
+    what = "softmax_cross_entropy_backward"
+    logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
+    o = _Out(what, out, logits.shape, logits.dtype)
+    n, k = logits.shape
+    _native().softmax_xent_backward(n, k, logits, labels, eps, 1.0 / n, o.buf)
+    return o.done()
+
+
+def _pair(what, a_name, a, target):
+    a = _array(what, a_name, a)
+    target = _array(what, "target", target, a.dtype)
+    _same_shape(what, "target", target, a_name, a)
+    return a, target
+
+
+def _reduction(what, reduction, size):
+    if reduction == "mean":
+        return 1.0 / size if size else float("nan")
+    if reduction == "sum":
+        return 1.0
+    raise ValueError(f"{what}: reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def mse_loss(pred, target, reduction="mean"):
+    """``mean((pred - target)^2)`` (or the sum). Returns a Python float."""
+    pred, target = _pair("mse_loss", "pred", pred, target)
+    scale = _reduction("mse_loss", reduction, pred.size)
+    return _native().pair_loss_forward("mse", pred, target) * scale
+
+
+def mse_loss_backward(pred, target, reduction="mean", out=None):
+    """Gradient of ``mse_loss`` w.r.t. pred: ``2 (pred - target) / size`` (or without /size)."""
+    what = "mse_loss_backward"
+    pred, target = _pair(what, "pred", pred, target)
+    scale = 2.0 * _reduction(what, reduction, pred.size)
+    o = _Out(what, out, pred.shape, pred.dtype)
+    _native().pair_loss_backward("mse", pred, target, scale, o.buf)
+    return o.done()
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """``mean(max(x, 0) - x t + log(1 + exp(-|x|)))``: BCE of ``sigmoid(x)``, stable for any x."""
+    what = "binary_cross_entropy_with_logits"
+    logits, target = _pair(what, "logits", logits, target)
+    scale = _reduction(what, reduction, logits.size)
+    return _native().pair_loss_forward("bce", logits, target) * scale
+
+
+def binary_cross_entropy_with_logits_backward(logits, target, reduction="mean", out=None):
+    """Gradient w.r.t. the logits: ``(sigmoid(x) - t) / size`` (or without /size)."""
+    what = "binary_cross_entropy_with_logits_backward"
+    logits, target = _pair(what, "logits", logits, target)
+    scale = _reduction(what, reduction, logits.size)
+    o = _Out(what, out, logits.shape, logits.dtype)
+    _native().pair_loss_backward("bce", logits, target, scale, o.buf)
+    return o.done()

@@ -1,0 +1,323 @@
+"""nnfast.functional: every kernel against a numpy float64 reference (odd sizes, both dtypes,
+every ISA path), central finite differences of every derivative (float64), stability at +-1e4
+and NaN, and the errors bad input raises."""
+
+import numpy as np
+import pytest
+from scipy.special import erf, expit
+
+import nnfast.functional as F
+
+SQRT2 = np.sqrt(2.0)
+K = np.sqrt(2 / np.pi)
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(K * (x + 0.044715 * x**3)))
+
+
+# name -> (params, forward reference, derivative reference d(x))
+REF = {
+    "identity": ({}, lambda x: x, lambda x: np.ones_like(x)),
+    "step": ({}, lambda x: (x > 0) * 1.0, lambda x: np.zeros_like(x)),
+    "sigmoid": ({}, expit, lambda x: expit(x) * (1 - expit(x))),
+    "tanh": ({}, np.tanh, lambda x: 1 - np.tanh(x) ** 2),
+    "arctan": ({}, np.arctan, lambda x: 1 / (1 + x * x)),
+    "relu": ({}, lambda x: np.maximum(x, 0), lambda x: (x > 0) * 1.0),
+    "leaky_relu": (
+        {"negative_slope": 0.1},
+        lambda x: np.where(x > 0, x, 0.1 * x),
+        lambda x: np.where(x > 0, 1, 0.1),
+    ),
+    "elu": (
+        {"alpha": 1.5},
+        lambda x: np.where(x > 0, x, 1.5 * np.expm1(np.minimum(x, 0))),
+        lambda x: np.where(x > 0, 1, 1.5 * np.exp(np.minimum(x, 0))),
+    ),
+    "softplus": (
+        {"beta": 2.0, "threshold": 10.0},
+        lambda x: np.where(2 * x > 10, x, np.logaddexp(0, 2 * x) / 2),
+        lambda x: np.where(2 * x > 10, 1, expit(2 * x)),
+    ),
+    "gelu": (
+        {},
+        lambda x: 0.5 * x * (1 + erf(x / SQRT2)),
+        lambda x: 0.5 * (1 + erf(x / SQRT2)) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi),
+    ),
+    "gelu_tanh": ({"approximate": "tanh"}, _gelu_tanh, None),
+    "silu": ({}, lambda x: x * expit(x), lambda x: expit(x) * (1 + x * (1 - expit(x)))),
+}
+NAMES = list(REF)
+SIZES = [0, 1, 7, 13, 97, 1031]
+DTYPES = [np.float32, np.float64]
+
+
+def _act(name):
+    return "gelu" if name == "gelu_tanh" else name
+
+
+def _tol(dtype):
+    return dict(rtol=5e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+
+
+def _u(name, x, y):
+    return y if F.ACTIVATIONS[_act(name)].from_output else x
+
+
+def _data(rng, n, dtype, scale=4.0):
+    return (rng.standard_normal(n) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_vs_reference(isa, rng, name, dtype):
+    params, fref, dref = REF[name]
+    act = F.ACTIVATIONS[_act(name)]
+    for n in SIZES:
+        x = _data(rng, 2 * n, dtype)[::2]  # non-contiguous
+        y = act.forward(x, **params)
+        assert y.dtype == dtype and y.shape == x.shape
+        np.testing.assert_allclose(y, fref(x.astype(np.float64)), **_tol(dtype))
+        dy = _data(rng, n, dtype, 1.0)
+        dx = act.backward(dy, _u(name, x, y), **params)
+        if dref is not None:
+            ref = dy * dref(x.astype(np.float64))
+            np.testing.assert_allclose(dx, ref, **_tol(dtype))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_finite_differences(rng, name):
+    params, _fref, _ = REF[name]
+    act = F.ACTIVATIONS[_act(name)]
+    x = rng.uniform(-6, 6, 257)
+    x = x[np.abs(x) > 1e-3]  # away from the kinks
+    if name == "softplus":
+        x = x[np.abs(2 * x - 10) > 1e-3]
+    h = 1e-6
+    numeric = (act.forward(x + h, **params) - act.forward(x - h, **params)) / (2 * h)
+    dy = rng.standard_normal(x.shape)
+    dx = act.backward(dy, _u(name, x, act.forward(x, **params)), **params)
+    np.testing.assert_allclose(dx, dy * numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_stability(isa, name, dtype):
+    params, fref, _ = REF[name]
+    act = F.ACTIVATIONS[_act(name)]
+    x = np.array([-1e4, -100, -30, 30, 100, 1e4, np.nan], dtype)
+    with np.errstate(all="ignore"):
+        ref = fref(x.astype(np.float64))
+    y = act.forward(x, **params)
+    assert np.isnan(y[-1])
+    assert np.all(np.isfinite(y[:-1]))
+    np.testing.assert_allclose(y[:-1], ref[:-1], rtol=1e-6, atol=1e-30)
+    dx = act.backward(np.ones_like(x), _u(name, x, y), **params)
+    assert np.all(np.isfinite(dx[:-1]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "gelu", "tanh", "softplus"])
+@pytest.mark.parametrize("shape", [(1, 1), (13, 7), (5, 3, 4, 7), (2, 70, 33, 33)])
+def test_bias_act(isa, threads, rng, name, dtype, shape):
+    params, fref, dref = REF[name]
+    x = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    pre = np.empty_like(x)
+    y = F.bias_act(x, b, name, preact_out=pre, **params)
+    bb = b.reshape((1, -1) + (1,) * (x.ndim - 2))
+    u64 = x.astype(np.float64) + bb
+    np.testing.assert_allclose(pre, u64, **_tol(dtype))
+    np.testing.assert_allclose(y, fref(u64), **_tol(dtype))
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, db = F.bias_act_backward(dy, y if F.ACTIVATIONS[name].from_output else pre, name, **params)
+    ref = dy * dref(u64)
+    np.testing.assert_allclose(dx, ref, **_tol(dtype))
+    axes = (0, *tuple(range(2, x.ndim)))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else _tol(dtype)
+    np.testing.assert_allclose(db, ref.sum(axis=axes), **tol)
+
+
+def test_bias_act_out_and_no_bias(rng):
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    out = np.empty((5, 6), np.float32).T  # non-contiguous out is filled too
+    assert F.bias_act(x, None, "relu", out=out) is out
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    buf = np.empty_like(x)
+    assert F.relu(x, out=buf) is buf
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (4, 3), (3, 5, 2, 3)])
+def test_prelu(isa, rng, dtype, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    c = shape[1] if len(shape) > 1 else 1
+    alpha = rng.uniform(0, 0.5, c).astype(dtype)
+    a = alpha.reshape((1, -1) + (1,) * (x.ndim - 2)) if x.ndim > 1 else alpha
+    np.testing.assert_allclose(F.prelu(x, alpha), np.where(x > 0, x, a * x), **_tol(dtype))
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, dalpha = F.prelu_backward(dy, x, alpha)
+    np.testing.assert_allclose(dx, np.where(x > 0, dy, a * dy), **_tol(dtype))
+    ref = np.where(x > 0, 0, dy * x)
+    ref = ref.sum(axis=(0, *tuple(range(2, x.ndim)))) if x.ndim > 1 else ref.sum(keepdims=True)
+    np.testing.assert_allclose(dalpha, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k", [((5, 12), 3), ((2, 6, 3, 5), 2), ((1, 1), 1)])
+def test_maxout(isa, rng, dtype, shape, k):
+    x = rng.standard_normal(shape).astype(dtype)
+    y, arg = F.maxout(x, k)
+    pieces = x.reshape((shape[0], shape[1] // k, k, *shape[2:]))
+    np.testing.assert_array_equal(y, pieces.max(axis=2))
+    np.testing.assert_array_equal(arg, pieces.argmax(axis=2))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = F.maxout_backward(dy, arg, k)
+    ref = np.zeros_like(pieces)
+    np.put_along_axis(ref, np.expand_dims(arg, 2), np.expand_dims(dy, 2), axis=2)
+    np.testing.assert_array_equal(dx, ref.reshape(shape))
+
+
+def _log_softmax(x):
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (13, 97), (2, 3, 10)])
+def test_softmax(isa, rng, dtype, shape):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    ref = _log_softmax(x.astype(np.float64))
+    np.testing.assert_allclose(F.log_softmax(x), ref, **_tol(dtype))
+    np.testing.assert_allclose(F.softmax(x), np.exp(ref), **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_stable(isa, dtype):
+    x = np.array([[1e4, -1e4, 0], [-1e4, -1e4, -1e4], [np.nan, 0, 1]], dtype)
+    s = F.softmax(x)
+    np.testing.assert_allclose(s[:2], [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+    assert np.isnan(s[2]).all()
+    ls = F.log_softmax(x)
+    np.testing.assert_allclose(ls[0], [0, -2e4, -1e4], rtol=1e-6)
+    loss = F.softmax_cross_entropy(x[:2], [1, 0])
+    np.testing.assert_allclose(loss, (2e4 + np.log(3)) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (37, 11), (8, 1000)])
+def test_softmax_cross_entropy(isa, threads, rng, dtype, eps, shape):
+    n, k = shape
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    labels = rng.integers(0, k, n)
+    ls = _log_softmax(x.astype(np.float64))
+    target = np.full(shape, eps / k)
+    target[np.arange(n), labels] += 1 - eps
+    ref = -(target * ls).sum() / n
+    np.testing.assert_allclose(
+        F.softmax_cross_entropy(x, labels, label_smoothing=eps),
+        ref,
+        rtol=1e-5 if dtype == np.float32 else 1e-12,
+        atol=1e-12,
+    )
+    grad = F.softmax_cross_entropy_backward(x, labels, label_smoothing=eps)
+    np.testing.assert_allclose(grad, (np.exp(ls) - target) / n, **_tol(dtype))
+
+
+def test_softmax_cross_entropy_finite_differences(rng):
+    x = rng.standard_normal((4, 5))
+    labels = np.array([0, 4, 2, 2])
+    g = F.softmax_cross_entropy_backward(x, labels, 0.1)
+    h = 1e-6
+    num = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        num[i] = (
+            F.softmax_cross_entropy(x + e, labels, 0.1)
+            - F.softmax_cross_entropy(x - e, labels, 0.1)
+        ) / (2 * h)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 13, 1031])
+def test_mse_and_bce(isa, rng, dtype, n):
+    if n == 0:
+        return
+    p = (rng.standard_normal(n) * 3).astype(dtype)
+    t = rng.uniform(0, 1, n).astype(dtype)
+    p64, t64 = p.astype(np.float64), t.astype(np.float64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(F.mse_loss(p, t), ((p64 - t64) ** 2).mean(), rtol=rtol)
+    np.testing.assert_allclose(F.mse_loss(p, t, "sum"), ((p64 - t64) ** 2).sum(), rtol=rtol)
+    np.testing.assert_allclose(F.mse_loss_backward(p, t), 2 * (p64 - t64) / n, **_tol(dtype))
+    bce = np.maximum(p64, 0) - p64 * t64 + np.log1p(np.exp(-np.abs(p64)))
+    np.testing.assert_allclose(F.binary_cross_entropy_with_logits(p, t), bce.mean(), rtol=rtol)
+    np.testing.assert_allclose(
+        F.binary_cross_entropy_with_logits_backward(p, t, "sum"), expit(p64) - t64, **_tol(dtype)
+    )
+
+
+def test_losses_finite_differences(rng):
+    p, t = rng.standard_normal(6), rng.uniform(0, 1, 6)
+    h = 1e-6
+    for f, fb in [
+        (F.mse_loss, F.mse_loss_backward),
+        (F.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits_backward),
+    ]:
+        num = [(f(p + h * e, t) - f(p - h * e, t)) / (2 * h) for e in np.eye(6)]
+        np.testing.assert_allclose(fb(p, t), num, rtol=1e-6, atol=1e-9)
+
+
+def test_bce_stable():
+    x = np.array([1e4, -1e4, 0, np.nan], np.float32)
+    t = np.array([0, 1, 0.5, 1], np.float32)
+    assert F.binary_cross_entropy_with_logits(x[:3], t[:3], "sum") == pytest.approx(2e4 + np.log(2))
+    assert np.isnan(F.binary_cross_entropy_with_logits(x, t))
+    np.testing.assert_allclose(
+        F.binary_cross_entropy_with_logits_backward(x[:3], t[:3], "sum"), [1, -1, 0]
+    )
+
+
+def test_registry():
+    assert set(F.ACTIVATIONS) >= {"relu", "sigmoid", "tanh", "gelu", "silu", "softplus", "elu"}
+    assert F.ACTIVATIONS["sigmoid"].from_output and not F.ACTIVATIONS["gelu"].from_output
+    assert F.ACTIVATIONS["relu"].forward is F.relu
+
+
+def test_bad_input():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="b has shape"):
+        F.bias_act(x, np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        F.bias_act(x, np.zeros(3, np.float64))
+    with pytest.raises(TypeError, match="int64"):
+        F.relu(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="unknown activation"):
+        F.bias_act(x, None, "swish2")
+    with pytest.raises(ValueError, match="y has shape"):
+        F.sigmoid_backward(np.zeros(3, np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="labels must be in"):
+        F.softmax_cross_entropy(x, [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="labels must be in"):
+        F.softmax_cross_entropy(x, [0, -1, 2, 0])
+    with pytest.raises(TypeError, match="labels must be integers"):
+        F.softmax_cross_entropy(x, np.zeros(4))
+    with pytest.raises(ValueError, match="labels has shape"):
+        F.softmax_cross_entropy(x, [0, 1])
+    with pytest.raises(ValueError, match="target has shape"):
+        F.mse_loss(x, np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="reduction"):
+        F.mse_loss(x, x, reduction="max")
+    with pytest.raises(ValueError, match="alpha has"):
+        F.prelu(x, np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="multiple of k"):
+        F.maxout(x, 2)
+    with pytest.raises(ValueError, match="read-only"):
+        ro = np.zeros_like(x)
+        ro.flags.writeable = False
+        F.relu(x, out=ro)
+    with pytest.raises(TypeError, match="takes no parameter"):
+        F.relu(x, alpha=2.0)
