@@ -115,6 +115,7 @@ def cythonize(extensions):
 extensions = [
     native_extension("nnfast._native._core", "nnfast/_native/_core.pyx", CORE_SOURCES),
     native_extension("nnfast._native._blas", "nnfast/_native/_blas.pyx", []),
+    native_extension("nnfast._native._optim", "nnfast/_native/_optim.pyx", ["optim.c"]),
 ]
 
 if "--help" not in sys.argv:

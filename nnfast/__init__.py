@@ -1,18 +1,26 @@
 """nnfast: neural networks on the CPU, with the hot paths in C."""
 
+from . import nn, optim
 from ._gemm import gemm, matmul
+from ._gradcheck import GradcheckError, gradcheck
 from ._info import info
+from ._random import manual_seed
 from ._runtime import get_isa, get_num_threads, set_isa, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GradcheckError",
     "__version__",
     "gemm",
     "get_isa",
     "get_num_threads",
+    "gradcheck",
     "info",
+    "manual_seed",
     "matmul",
+    "nn",
+    "optim",
     "set_isa",
     "set_num_threads",
 ]

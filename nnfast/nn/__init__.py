@@ -1,0 +1,63 @@
+"""Layers, activations and losses with explicit forward/backward (torch.nn names).
+
+``MODULES`` maps every class name to its class (used by ``nnfast.io`` and the CLI),
+``ACTIVATIONS`` maps activation names (``"relu"``) to modules and ``LOSSES`` loss names.
+"""
+
+from . import init
+from .activation import (
+    ACTIVATIONS,
+    ELU,
+    GELU,
+    Arctan,
+    BinaryStep,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    Maxout,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from .layers import BatchNorm1d, Dropout, Flatten, Linear
+from .loss import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .module import MODULES, Module, Parameter, Sequential, register
+from .utils import clip_grad_norm_
+
+__all__ = [
+    "ACTIVATIONS",
+    "ELU",
+    "GELU",
+    "LOSSES",
+    "MODULES",
+    "Arctan",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BinaryStep",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "Maxout",
+    "Module",
+    "PReLU",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "clip_grad_norm_",
+    "init",
+    "register",
+]

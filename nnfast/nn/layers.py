@@ -1,0 +1,298 @@
+"""Linear, Dropout, BatchNorm1d, Flatten.
+
+Shapes: N is the batch. Each layer's ``forward`` caches what ``backward`` needs; ``backward``
+adds (``+=``) into parameter gradients and returns a new array for the input gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _gemm
+from .._random import generator
+from . import init
+from .activation import activation_module
+from .module import Module, Parameter, _float_dtype, register
+
+gemm = _gemm.gemm
+
+
+def _check_input(layer, x, width, what="features"):
+    """x as a 2-D array of the layer's dtype, or ValueError naming the layer and the shape."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(
+            f"{layer!r}: expected input of shape (N, {width}) ({width} {what}), got shape {x.shape}"
+        )
+    return x
+
+
+@register
+class Linear(Module):
+    """``y = act(x @ W.T + b)``: x (N, in_features) -> y (N, out_features).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+        Learn a per-output bias ``b`` of shape (out_features,).
+    activation : str or None
+        A name from ``nnfast.nn.ACTIVATIONS`` (``"relu"``, ``"tanh"``, ...) applied to the output;
+        backward goes through it first.
+    dtype : float32 (default) or float64
+    seed : int, Generator or None
+        For the initial weights; None takes the next stream of ``nnfast.manual_seed``.
+
+    The weight is (out_features, in_features) and initialised as in torch:
+    U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. Inputs of another dtype are converted.
+    """
+
+    can_skip_input_grad = True
+
+    def __init__(
+        self, in_features, out_features, bias=True, activation=None, *, dtype="float32", seed=None
+    ):
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear: in_features and out_features must be >= 1, got "
+                f"{in_features}, {out_features}"
+            )
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        dtype = _float_dtype(dtype)
+        rng = generator(seed)
+        bound = 1.0 / math.sqrt(self.in_features)
+        w = np.empty((self.out_features, self.in_features), dtype)
+        self.weight = Parameter(init.kaiming_uniform_(w, a=math.sqrt(5), rng=rng))
+        if bias:
+            b = rng.uniform(-bound, bound, size=self.out_features).astype(dtype)
+            self.bias = Parameter(b)
+        else:
+            self.bias = None
+        self.activation = activation
+        self._act = activation_module(activation)
+        self._x = None
+
+    def forward(self, x):
+        """x (N, in_features) -> (N, out_features)."""
+        w = self.weight.data
+        x = _check_input(self, x, self.in_features)
+        if x.dtype != w.dtype:
+            x = x.astype(w.dtype)
+        self._x = x
+        y = gemm(x, w, trans_b=True)  # y (N, out) = x (N, in) @ W.T
+        if self.bias is not None:
+            y += self.bias.data
+        if self._act is not None:
+            y = self._act.forward(y)
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        """grad_out (N, out) -> dx (N, in) (assigned); W.grad += dy.T @ x, b.grad += sum(dy)."""
+        if self._x is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        dy = np.asarray(grad_out, dtype=self.weight.dtype)
+        if self._act is not None:
+            dy = self._act.backward(dy)
+        gemm(dy, self._x, self.weight.grad, trans_a=True, beta=1.0)
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=0)
+        if not input_grad:
+            return None
+        return gemm(dy, self.weight.data)  # dx (N, in) = dy (N, out) @ W (out, in)
+
+    def output_shape(self, input_shape):
+        n = input_shape[0] if input_shape else None
+        return (n, self.out_features)
+
+    def get_config(self):
+        cfg = {"in_features": self.in_features, "out_features": self.out_features}
+        if self.bias is None:
+            cfg["bias"] = False
+        if self.activation is not None:
+            cfg["activation"] = self.activation
+        return cfg
+
+    def extra_repr(self):
+        s = f"{self.in_features}, {self.out_features}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+@register
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim = int(start_dim)
+        self.end_dim = int(end_dim)
+        self._shape = None
+
+    def _new_shape(self, shape):
+        nd = len(shape)
+        s = self.start_dim % nd if nd else 0
+        e = self.end_dim % nd if nd else 0
+        if s > e:
+            raise ValueError(f"{self!r}: input of shape {tuple(shape)} has no dims {s}..{e}")
+        mid = None if any(d is None for d in shape[s : e + 1]) else math.prod(shape[s : e + 1])
+        return (*shape[:s], mid, *shape[e + 1 :])
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._shape = x.shape
+        return x.reshape(self._new_shape(x.shape))
+
+    def backward(self, grad_out):
+        return np.asarray(grad_out).reshape(self._shape)
+
+    def output_shape(self, input_shape):
+        return None if input_shape is None else self._new_shape(input_shape)
+
+    def get_config(self):
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+
+@register
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the
+    rest by ``1 / (1 - p)``; in ``eval()`` the identity. ``seed`` fixes the mask stream."""
+
+    def __init__(self, p=0.5, *, seed=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self._rng = generator(seed)
+        self._mask = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+        # mask = (u >= p) / (1 - p): one array, reused by backward
+        mask = self._rng.random(x.shape, dtype=dtype)
+        np.greater_equal(mask, self.p, out=mask, casting="unsafe")
+        mask *= 1.0 / (1.0 - self.p)
+        self._mask = mask
+        return x * mask
+
+    def backward(self, grad_out):
+        if self._mask is None:
+            return grad_out
+        return grad_out * self._mask
+
+    def get_config(self):
+        return {"p": self.p}
+
+
+@register
+class BatchNorm1d(Module):
+    """Batch normalisation over the batch of (N, C) inputs (Ioffe & Szegedy, 2015).
+
+    Training normalises with the batch mean and biased variance and updates
+    ``running_mean``/``running_var`` (unbiased) with ``momentum``; ``eval()`` uses the running
+    statistics. ``affine`` learns ``weight`` (gamma) and ``bias`` (beta) of shape (C,).
+    """
+
+    def __init__(
+        self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+        *, dtype="float32",
+    ):  # fmt: skip
+        super().__init__()
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        dtype = _float_dtype(dtype)
+        if self.affine:
+            self.weight = Parameter(np.ones(self.num_features, dtype))
+            self.bias = Parameter(np.zeros(self.num_features, dtype))
+        else:
+            self.weight = self.bias = None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
+            self.register_buffer("running_var", np.ones(self.num_features, dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+        self._cache = None
+
+    def forward(self, x):
+        x = _check_input(self, x, self.num_features, "channels")
+        dtype = (
+            self.weight.dtype
+            if self.affine
+            else self.running_mean.dtype
+            if (self.track_running_stats)
+            else x.dtype
+        )
+        if x.dtype != dtype:
+            x = x.astype(dtype)
+        batch_stats = self.training or not self.track_running_stats
+        if batch_stats:
+            n = x.shape[0]
+            if n < 2 and self.training:
+                raise ValueError(f"{self!r}: training needs more than 1 sample per batch, got {n}")
+            mean = x.mean(axis=0)
+            xc = x - mean
+            var = np.einsum("ij,ij->j", xc, xc) / n
+            if self.training and self.track_running_stats:
+                m = self.momentum
+                self.running_mean *= 1 - m
+                self.running_mean += m * mean
+                self.running_var *= 1 - m
+                self.running_var += (m * n / max(n - 1, 1)) * var
+                self.num_batches_tracked += 1
+        else:
+            xc = x - self.running_mean
+            var = self.running_var
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        x_hat = xc
+        x_hat *= inv_std
+        self._cache = (x_hat, inv_std, batch_stats)
+        if not self.affine:
+            return x_hat.copy()
+        return x_hat * self.weight.data + self.bias.data
+
+    def backward(self, grad_out):
+        x_hat, inv_std, batch_stats = self._cache
+        dy = np.asarray(grad_out, dtype=x_hat.dtype)
+        g = self.weight.data if self.affine else 1.0
+        sum_dy = dy.sum(axis=0)
+        sum_dy_xhat = np.einsum("ij,ij->j", dy, x_hat)
+        if self.affine:
+            self.weight.grad += sum_dy_xhat
+            self.bias.grad += sum_dy
+        scale = g * inv_std
+        if not batch_stats:
+            return dy * scale
+        n = dy.shape[0]
+        # dx = g * inv_std / N * (N dy - sum(dy) - x_hat * sum(dy * x_hat))
+        dx = x_hat * (sum_dy_xhat / n)
+        dx += sum_dy / n
+        np.subtract(dy, dx, out=dx)
+        dx *= scale
+        return dx
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        cfg = {"num_features": self.num_features}
+        if self.eps != 1e-5:
+            cfg["eps"] = self.eps
+        if self.momentum != 0.1:
+            cfg["momentum"] = self.momentum
+        if not self.affine:
+            cfg["affine"] = False
+        if not self.track_running_stats:
+            cfg["track_running_stats"] = False
+        return cfg

@@ -1,0 +1,327 @@
+"""Parameter, Module and Sequential: layers without an autograd tape.
+
+Every module caches in ``forward`` what its ``backward`` needs. ``backward(grad_out)``
+*accumulates* (``+=``) into its parameters' ``.grad`` and *returns* the gradient with respect to
+its input, so gradients flow through any stack of modules (a GAN backpropagates through the
+discriminator into the generator with the same two calls).
+
+Modules are registered by class name in ``MODULES`` so a model can be rebuilt from a JSON record
+of its architecture (``nnfast.io``) or named on the command line.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+MODULES: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make ``cls`` constructible by name (``MODULES[cls.__name__]``)."""
+    MODULES[cls.__name__] = cls
+    return cls
+
+
+def _float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"nnfast computes in float32 or float64, got dtype {dtype}")
+    return dtype
+
+
+class Parameter:
+    """A learnable array and its gradient, both of the same shape and dtype.
+
+    ``data`` is updated in place by optimizers; ``grad`` is accumulated by ``backward`` and reset
+    by ``zero_grad``. An optimizer may move both into one flat buffer (``data`` then becomes a
+    view into it), so hold on to the Parameter, not to ``param.data``.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data, grad=None):
+        data = np.asarray(data)
+        if data.dtype not in (np.float32, np.float64):
+            data = data.astype(np.float32)
+        self.data = data
+        self.grad = np.zeros_like(data) if grad is None else np.asarray(grad, dtype=data.dtype)
+        if self.grad.shape != data.shape:
+            raise ValueError(
+                f"Parameter: grad has shape {self.grad.shape} but data has shape {data.shape}"
+            )
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer, activation and container.
+
+    Subclasses implement ``forward(x)`` and ``backward(grad_out)``, and ``get_config()`` returning
+    the constructor arguments (JSON-serialisable) so the module can be saved and rebuilt.
+    Parameters, buffers (non-learnable state such as running means) and sub-modules assigned as
+    attributes are registered automatically, in assignment order.
+    """
+
+    #: True when ``backward(grad_out, input_grad=False)`` skips computing the input gradient
+    #: (a first Linear layer saves a whole GEMM). Sequential uses it for its first module.
+    can_skip_input_grad = False
+
+    def __init__(self):
+        d = self.__dict__
+        d["_parameters"] = OrderedDict()
+        d["_buffers"] = OrderedDict()
+        d["_modules"] = OrderedDict()
+        d["training"] = True
+
+    def __setattr__(self, name, value):
+        d = self.__dict__
+        if "_parameters" not in d:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__()")
+        for reg in (d["_parameters"], d["_modules"]):
+            reg.pop(name, None)
+        if isinstance(value, Parameter):
+            d["_parameters"][name] = value
+        elif isinstance(value, Module):
+            d["_modules"][name] = value
+        elif name in d["_buffers"]:
+            d["_buffers"][name] = value
+        d[name] = value
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Non-learnable state saved in ``state_dict`` (e.g. BatchNorm running statistics)."""
+        self._buffers[name] = value
+        self.__dict__[name] = value
+
+    # --- computation ---------------------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, grad_out):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def output_shape(self, input_shape):
+        """Shape of the output for an input of ``input_shape`` (None entries are unknown)."""
+        return input_shape
+
+    # --- parameters and state ------------------------------------------------------------------
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix=""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        """Every Parameter of this module and its sub-modules, in a stable order."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, b in m._buffers.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            m.__dict__["training"] = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def astype(self, dtype):
+        """Convert every parameter and buffer to ``dtype`` (float32 or float64), in place."""
+        dtype = _float_dtype(dtype)
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = p.data.astype(dtype)
+                p.grad = p.grad.astype(dtype)
+            for name, b in list(m._buffers.items()):
+                if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+                    setattr(m, name, b.astype(dtype))
+        return self
+
+    @property
+    def dtype(self):
+        for p in self.parameters():
+            return p.dtype
+        return None
+
+    def state_dict(self) -> OrderedDict:
+        """Copies of every parameter and buffer array, keyed like ``"0.weight"``."""
+        sd = OrderedDict()
+        for name, p in self.named_parameters():
+            sd[name] = p.data.copy()
+        for name, b in self.named_buffers():
+            sd[name] = np.array(b, copy=True)
+        return sd
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Copy arrays into the parameters and buffers, in place.
+
+        Everything is checked (missing and unexpected keys, shapes) before anything is written,
+        so a failed load leaves the module unchanged.
+        """
+        targets = {}
+        for name, p in self.named_parameters():
+            targets[name] = ("param", p)
+        for mod_name, m in self.named_modules():
+            for bname in m._buffers:
+                targets[f"{mod_name}.{bname}" if mod_name else bname] = ("buffer", (m, bname))
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"load_state_dict: missing arrays {missing}, unexpected arrays {unexpected}"
+            )
+        plan = []
+        for name, (kind, target) in targets.items():
+            if name not in state_dict:
+                continue
+            value = np.asarray(state_dict[name])
+            current = target.data if kind == "param" else getattr(*target)
+            if value.shape != np.shape(current):
+                raise ValueError(
+                    f"load_state_dict: {name} has shape {value.shape} but the model expects "
+                    f"{np.shape(current)}"
+                )
+            plan.append((kind, target, value))
+        for kind, target, value in plan:
+            if kind == "param":
+                target.data[...] = value
+            else:
+                m, bname = target
+                cur = getattr(m, bname)
+                if isinstance(cur, np.ndarray):
+                    cur[...] = value
+                else:
+                    setattr(m, bname, type(cur)(value))
+
+    # --- description ---------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """Constructor arguments, JSON-serialisable, to rebuild this module (see nnfast.io)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _fmt_shape(shape):
+    if shape is None:
+        return "?"
+    return (
+        "("
+        + ", ".join("N" if i == 0 else ("?" if s is None else str(s)) for i, s in enumerate(shape))
+        + ")"
+    )
+
+
+@register
+class Sequential(Module):
+    """Modules applied in order; ``backward`` runs them in reverse.
+
+    ``Sequential(Linear(784, 256, activation="relu"), Linear(256, 10))``. Its repr lists each
+    layer with its output shape (once an input has been seen, or where the layer alone fixes
+    it) and its parameter count.
+    """
+
+    can_skip_input_grad = True  # passed on to the first layer
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
+            modules = tuple(modules[0])
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+        self.__dict__["_layers"] = list(modules)
+        self.__dict__["_input_shape"] = None
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(*self._layers[i])
+        return self._layers[i]
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def append(self, module: Module):
+        setattr(self, str(len(self._layers)), module)
+        self._layers.append(module)
+        return self
+
+    def forward(self, x):
+        self.__dict__["_input_shape"] = (None, *np.shape(x)[1:])
+        for m in self._layers:
+            x = m(x)
+        return x
+
+    def backward(self, grad_out, input_grad: bool = True):
+        """Backpropagate through every layer; with ``input_grad=False`` the first layer may skip
+        the gradient with respect to the model's input (returns None then)."""
+        layers = self._layers
+        for m in reversed(layers[1:]):
+            grad_out = m.backward(grad_out)
+        if not layers:
+            return grad_out
+        first = layers[0]
+        if not input_grad and first.can_skip_input_grad:
+            return first.backward(grad_out, input_grad=False)
+        return first.backward(grad_out)
+
+    def output_shape(self, input_shape):
+        for m in self._layers:
+            input_shape = m.output_shape(input_shape)
+        return input_shape
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}("]
+        shape = self._input_shape
+        for i, m in enumerate(self._layers):
+            shape = m.output_shape(shape)
+            n = m.num_parameters()
+            body = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({i}): {body}  -> {_fmt_shape(shape)}  {n:,} params")
+        lines.append(f")  total {self.num_parameters():,} params")
+        return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Learning-rate schedulers (torch.optim.lr_scheduler names).
+
+Call ``scheduler.step()`` once per epoch (or per batch, for warm-up), after ``optimizer.step()``.
+Each epoch-indexed scheduler sets ``lr = _lr_at(base_lr, epoch)`` in closed form, so resuming
+from ``state_dict()`` gives exactly the same rates. ``ReduceLROnPlateau.step(metric)`` reacts to
+a validation metric instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+SCHEDULERS: dict[str, type] = {}
+
+
+def _register(cls):
+    SCHEDULERS[cls.__name__] = cls
+    return cls
+
+
+class LRScheduler:
+    """Base class: subclasses give ``_lr_at(base_lr, epoch)``."""
+
+    def __init__(self, optimizer, last_epoch=-1):
+        self.optimizer = optimizer
+        for g in optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self.step()
+
+    def _lr_at(self, base_lr, epoch):
+        raise NotImplementedError
+
+    def step(self):
+        self.last_epoch += 1
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = self._lr_at(base, self.last_epoch)
+
+    def get_last_lr(self):
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self):
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state):
+        self.base_lrs = list(state["base_lrs"])
+        self.last_epoch = int(state["last_epoch"]) - 1
+        self.step()
+
+
+@_register
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base_lr, epoch):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+@_register
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2 (Loshchilov & Hutter,
+    2017, without restarts); stays at eta_min after T_max."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base_lr, epoch):
+        e = min(epoch, self.T_max)
+        return (
+            self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
+        )
+
+
+@_register
+class LinearLR(LRScheduler):
+    """lr = base_lr * factor, factor going linearly from ``start_factor`` to ``end_factor`` over
+    ``total_iters`` steps, then constant."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):  # fmt: skip
+        if total_iters < 1:
+            raise ValueError(f"LinearLR: total_iters must be >= 1, got {total_iters}")
+        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
+        self.total_iters = int(total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base_lr, epoch):
+        frac = min(epoch, self.total_iters) / self.total_iters
+        return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * frac)
+
+
+@_register
+class LinearWarmup(LRScheduler):
+    """Linear warm-up from ``start_factor * base_lr`` to ``base_lr`` over ``warmup_steps`` steps,
+    then the schedule ``after`` (a scheduler built on the same optimizer, counted from the end of
+    the warm-up), or a constant rate when ``after`` is None."""
+
+    def __init__(self, optimizer, warmup_steps, after=None, start_factor=0.0, last_epoch=-1):
+        if warmup_steps < 1:
+            raise ValueError(f"LinearWarmup: warmup_steps must be >= 1, got {warmup_steps}")
+        if after is not None and after.optimizer is not optimizer:
+            raise ValueError("LinearWarmup: `after` must schedule the same optimizer")
+        self.warmup_steps, self.after = int(warmup_steps), after
+        self.start_factor = float(start_factor)
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base_lr, epoch):
+        w = self.warmup_steps
+        if epoch < w:
+            return base_lr * (self.start_factor + (1 - self.start_factor) * epoch / w)
+        if self.after is None:
+            return base_lr
+        return self.after._lr_at(base_lr, epoch - w)
+
+
+@_register
+class ReduceLROnPlateau:
+    """Multiply the rate by ``factor`` when ``metric`` (passed to ``step``) has not improved for
+    ``patience`` epochs (``mode="min"``: lower is better; ``"max"``: higher). An improvement is
+    relative by ``threshold`` (``threshold_mode="rel"``) or absolute (``"abs"``)."""
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):  # fmt: skip
+        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+            raise ValueError("ReduceLROnPlateau: mode is 'min'/'max', threshold_mode 'rel'/'abs'")
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        self.threshold, self.threshold_mode = float(threshold), threshold_mode
+        self.cooldown, self.min_lr, self.eps = int(cooldown), float(min_lr), float(eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+
+    def _is_better(self, a):
+        rel = self.threshold_mode == "rel"
+        if self.mode == "min":
+            return a < (self.best * (1 - self.threshold) if rel else self.best - self.threshold)
+        return a > (self.best * (1 + self.threshold) if rel else self.best + self.threshold)
+
+    def step(self, metric):
+        metric = float(metric)
+        self.last_epoch += 1
+        if self._is_better(metric):
+            self.best, self.num_bad_epochs = metric, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for g in self.optimizer.param_groups:
+                new = max(g["lr"] * self.factor, self.min_lr)
+                if g["lr"] - new > self.eps:
+                    g["lr"] = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+
+    def get_last_lr(self):
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    _STATE = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")
+
+    def state_dict(self):
+        return {k: getattr(self, k) for k in self._STATE}
+
+    def load_state_dict(self, state):
+        for k in self._STATE:
+            setattr(self, k, type(getattr(self, k))(state[k]))

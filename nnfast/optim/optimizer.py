@@ -1,0 +1,366 @@
+"""Optimizers over ``Parameter(data, grad)`` lists (torch.optim names and semantics).
+
+Each parameter group is moved into one flat ``data`` and one flat ``grad`` buffer (see
+``nnfast.nn.utils.flatten_parameters``), so every update below is a few in-place numpy passes
+over one array, with the temporaries allocated once. Adam/AdamW use a fused one-pass C kernel
+when the native extension is present.
+
+Ordered from simple to complex: SGD, Adagrad, RMSprop, AdamW (Adam is AdamW with no decay).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _runtime
+from .._native import core as _core
+from ..nn.utils import flatten_parameters
+
+_native_optim = None
+if _core is not None:  # the fused kernels ship beside the core (off with NNFAST_DISABLE_NATIVE)
+    try:
+        from .._native import _optim as _native_optim
+    except ImportError:
+        _native_optim = None
+
+OPTIMIZERS: dict[str, type] = {}
+
+
+def _register(cls):
+    OPTIMIZERS[cls.__name__.lower()] = cls
+    return cls
+
+
+class Optimizer:
+    """Base class: parameter groups, flat buffers, ``zero_grad``, ``step`` and state_dict.
+
+    ``params`` is an iterable of Parameters, or of dicts ``{"params": [...], "lr": ...}`` for
+    per-group hyper-parameters. Subclasses implement ``_init_state(data)`` and
+    ``_update(group, data, grad, state)``.
+    """
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        self._flat = []
+        self.state = []
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict) -> None:
+        group = dict(group)
+        params = list(group["params"])
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in params:
+            if not hasattr(p, "grad"):
+                raise TypeError(
+                    f"{type(self).__name__}: expected nnfast.nn.Parameter objects, got "
+                    f"{type(p).__name__}"
+                )
+            if id(p) in seen:
+                raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self._check_hyper(group)
+        group["params"] = params
+        data, grad = flatten_parameters(params)
+        self.param_groups.append(group)
+        self._flat.append((data, grad))
+        state = self._init_state(group, data)
+        state["step"] = 0
+        self.state.append(state)
+
+    def _check_hyper(self, group):
+        if group["lr"] < 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {group['lr']}")
+        if group.get("weight_decay", 0) < 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0")
+
+    def _init_state(self, group, data) -> dict:
+        """Per-group state arrays; keys starting with "_" are scratch, not saved."""
+        return {}
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero: one fill per group."""
+        for _, grad in self._flat:
+            grad.fill(0)
+
+    def step(self) -> None:
+        """One update of every parameter from its accumulated gradient."""
+        for group, (data, grad), state in zip(self.param_groups, self._flat, self.state):
+            state["step"] += 1
+            self._update(group, data, grad, state)
+
+    def _update(self, group, data, grad, state):
+        raise NotImplementedError
+
+    # --- resuming -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Hyper-parameters and state (copies): enough to resume training exactly."""
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        for g, (data, _) in zip(groups, self._flat):
+            g["num_elements"] = int(data.size)
+        state = []
+        for s in self.state:
+            state.append(
+                {
+                    k: (v.copy() if isinstance(v, np.ndarray) else v)
+                    for k, v in s.items()
+                    if not k.startswith("_")
+                }
+            )
+        return {"param_groups": groups, "state": state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` returned; checked fully before anything changes."""
+        groups, states = state_dict["param_groups"], state_dict["state"]
+        if len(groups) != len(self.param_groups) or len(states) != len(self.state):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: {len(groups)} parameter groups saved, "
+                f"{len(self.param_groups)} here"
+            )
+        for i, (g, s, (data, _)) in enumerate(zip(groups, states, self._flat)):
+            if int(g.get("num_elements", data.size)) != data.size:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: group {i} has "
+                    f"{g.get('num_elements')} elements saved but {data.size} here"
+                )
+            for k, cur in self.state[i].items():
+                if isinstance(cur, np.ndarray) and not k.startswith("_") and k not in s:
+                    raise ValueError(
+                        f"{type(self).__name__}.load_state_dict: state {k!r} of group {i} "
+                        f"is missing"
+                    )
+            for k, saved in s.items():
+                if isinstance(saved, np.ndarray) and saved.shape != data.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}.load_state_dict: state {k!r} of group {i} has "
+                        f"shape {saved.shape}, expected {data.shape}"
+                    )
+        for i, (g, s) in enumerate(zip(groups, states)):
+            for k, v in g.items():
+                if k != "num_elements":
+                    self.param_groups[i][k] = v
+            for k, saved in s.items():
+                cur = self.state[i].get(k)
+                if isinstance(cur, np.ndarray):
+                    cur[...] = saved
+                elif isinstance(saved, np.ndarray):
+                    self.state[i][k] = saved.astype(self._flat[i][0].dtype)
+                else:
+                    self.state[i][k] = int(saved) if k == "step" else saved
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            hyper = ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")
+            lines.append(f"  group {i}: {len(g['params'])} params, {hyper}")
+        return "\n".join([*lines, ")"])
+
+
+@_register
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum (Polyak; Sutskever et al. 2013 for Nesterov),
+    as torch: g = grad + wd p; buf = momentum buf + (1 - dampening) g (buf = g at step 1);
+    g = g + momentum buf if nesterov else buf; p -= lr g."""
+
+    def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):  # fmt: skip
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
+        if momentum < 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))  # fmt: skip
+
+    def _init_state(self, group, data):
+        state = {"_tmp": np.empty_like(data)}
+        if group["momentum"]:
+            state["momentum_buffer"] = np.zeros_like(data)
+        return state
+
+    def _update(self, group, data, grad, state):
+        lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+        damp, t = group["dampening"], state["_tmp"]
+        g = grad
+        if wd:
+            np.multiply(data, wd, out=t)
+            t += grad
+            g = t
+        if mom:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.zeros_like(data)
+            if state["step"] == 1:
+                buf[...] = g
+            else:
+                buf *= mom
+                if damp:
+                    buf += (1 - damp) * g
+                else:
+                    buf += g
+            if group["nesterov"]:
+                if g is t:  # t = g + mom * buf, in place
+                    t += mom * buf
+                else:
+                    np.multiply(buf, mom, out=t)
+                    t += g
+                g = t
+            else:
+                g = buf
+        np.multiply(g, lr, out=t)
+        data -= t
+
+
+@_register
+class Adagrad(Optimizer):
+    """Duchi et al. (2011), as torch: sum += g^2; p -= lr / (1 + (t-1) lr_decay) g / (sqrt(sum)
+    + eps)."""
+
+    def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):  # fmt: skip
+        self._init_acc = float(initial_accumulator_value)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      eps=eps))  # fmt: skip
+
+    def _init_state(self, group, data):
+        return {"sum": np.full_like(data, self._init_acc), "_tmp": np.empty_like(data)}
+
+    def _update(self, group, data, grad, state):
+        s, t = state["sum"], state["_tmp"]
+        g = grad
+        if group["weight_decay"]:
+            g = data * group["weight_decay"]
+            g += grad
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        np.multiply(g, g, out=t)
+        s += t
+        np.sqrt(s, out=t)
+        t += group["eps"]
+        np.divide(g, t, out=t)
+        t *= clr
+        data -= t
+
+
+@_register
+class RMSprop(Optimizer):
+    """Tieleman & Hinton (2012), as torch: v = alpha v + (1 - alpha) g^2 (centered: minus the
+    squared running mean of g); buf = momentum buf + g / (sqrt(v) + eps); p -= lr buf."""
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):  # fmt: skip
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))  # fmt: skip
+
+    def _init_state(self, group, data):
+        state = {"square_avg": np.zeros_like(data), "_tmp": np.empty_like(data)}
+        if group["centered"]:
+            state["grad_avg"] = np.zeros_like(data)
+        if group["momentum"]:
+            state["momentum_buffer"] = np.zeros_like(data)
+        return state
+
+    def _update(self, group, data, grad, state):
+        a, t, sq = group["alpha"], state["_tmp"], state["square_avg"]
+        g = grad
+        if group["weight_decay"]:
+            g = data * group["weight_decay"]
+            g += grad
+        sq *= a
+        np.multiply(g, g, out=t)
+        t *= 1 - a
+        sq += t
+        if group["centered"]:
+            ga = state["grad_avg"]
+            ga *= a
+            ga += (1 - a) * g
+            np.multiply(ga, ga, out=t)
+            np.subtract(sq, t, out=t)
+            np.sqrt(t, out=t)
+        else:
+            np.sqrt(sq, out=t)
+        t += group["eps"]
+        if group["momentum"]:
+            buf = state["momentum_buffer"]
+            buf *= group["momentum"]
+            np.divide(g, t, out=t)
+            buf += t
+            np.multiply(buf, group["lr"], out=t)
+        else:
+            np.divide(g, t, out=t)
+            t *= group["lr"]
+        data -= t
+
+
+@_register
+class AdamW(Optimizer):
+    """Adam (Kingma & Ba, 2015) with decoupled weight decay (Loshchilov & Hutter, 2019):
+
+        p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        p -= lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+
+    computed as the paper's efficient form with torch's placement of eps:
+    p -= (lr sqrt(1 - b2^t) / (1 - b1^t)) m / (sqrt(v) + eps sqrt(1 - b2^t)).
+    One fused pass in C when the native extension is present, else 13 in-place numpy passes.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        super().__init__(params, dict(lr=lr, betas=(float(b1), float(b2)), eps=eps,
+                                      weight_decay=weight_decay))  # fmt: skip
+
+    def _init_state(self, group, data):
+        state = {"exp_avg": np.zeros_like(data), "exp_avg_sq": np.zeros_like(data)}
+        if _native_optim is None:
+            state["_tmp"] = np.empty_like(data)
+        return state
+
+    def _update(self, group, data, grad, state):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        bc1, sqrt_bc2 = 1 - b1**t, math.sqrt(1 - b2**t)
+        step_size, eps_hat, decay = lr * sqrt_bc2 / bc1, eps * sqrt_bc2, 1 - lr * wd
+        if _native_optim is not None:
+            threads = _runtime.get_num_threads()
+            _native_optim.adam(data, grad, m, v, step_size, b1, b2, eps_hat, decay, threads)
+            return
+        tmp = state.get("_tmp")
+        if tmp is None:
+            tmp = state["_tmp"] = np.empty_like(data)
+        if wd:
+            data *= decay
+        m *= b1
+        np.multiply(grad, 1 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += eps_hat
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        data -= tmp
+
+
+@_register
+class Adam(AdamW):
+    """Adam (Kingma & Ba, 2015): AdamW with no decoupled decay. A ``weight_decay`` here is the
+    L2 penalty added to the gradient (``g + wd p``), as in torch.optim.Adam."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _update(self, group, data, grad, state):
+        if group["weight_decay"]:  # L2 penalty coupled to the gradient, as torch.optim.Adam
+            grad = grad + group["weight_decay"] * data
+            group = {**group, "weight_decay": 0.0}
+        super()._update(group, data, grad, state)

@@ -1,0 +1,237 @@
+"""nnfast.nn: gradient checks of every module and loss, shapes, modes, state, bad inputs."""
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import gradcheck, nn
+
+
+def _x(rng, *shape):
+    x = rng.standard_normal(shape)
+    x[np.abs(x) < 1e-2] += 0.05  # keep away from kinks (ReLU, step, maxout ties)
+    return x
+
+
+ACT_CASES = [(name, {}) for name in nn.ACTIVATIONS if name not in ("prelu", "maxout")]
+
+
+@pytest.mark.parametrize("name,kw", ACT_CASES, ids=[c[0] for c in ACT_CASES])
+def test_gradcheck_activations(name, kw, rng):
+    assert gradcheck(nn.ACTIVATIONS[name](**kw), _x(rng, 4, 5))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.LeakyReLU(0.2),
+        nn.ELU(0.7),
+        nn.Softplus(beta=2.0, threshold=3.0),
+        nn.GELU("tanh"),
+        nn.PReLU(),
+        nn.PReLU(3, init=0.1),
+        nn.Maxout(2),
+        nn.Softmax(),
+        nn.LogSoftmax(),
+    ],
+    ids=repr,
+)
+def test_gradcheck_parametrised_activations(module, rng):
+    assert gradcheck(module, _x(rng, 4, 6) if not isinstance(module, nn.PReLU) else _x(rng, 4, 3))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid", "gelu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck_linear(activation, bias, rng):
+    assert gradcheck(nn.Linear(5, 3, bias=bias, activation=activation, seed=1), _x(rng, 4, 5))
+
+
+def test_gradcheck_batchnorm_dropout_flatten_sequential(rng):
+    bn = nn.BatchNorm1d(3)
+    bn.weight.data[:] = [0.5, 1.5, -1.0]
+    bn.bias.data[:] = [0.1, 0.0, -0.2]
+    assert gradcheck(bn, _x(rng, 6, 3))
+    assert gradcheck(bn.eval(), _x(rng, 6, 3))
+    assert gradcheck(nn.Dropout(0.3, seed=3), _x(rng, 5, 4))
+    assert gradcheck(nn.Flatten(), _x(rng, 2, 3, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 6, activation="tanh", seed=0),
+        nn.BatchNorm1d(6),
+        nn.Dropout(0.2, seed=1),
+        nn.Linear(6, 3, seed=2),
+        nn.PReLU(3),
+    )
+    assert gradcheck(model, _x(rng, 5, 4))
+
+
+def test_gradcheck_losses(rng):
+    x = _x(rng, 5, 4)
+    assert gradcheck(nn.MSELoss(), x, rng.standard_normal((5, 4)))
+    assert gradcheck(nn.MSELoss("sum"), x, rng.standard_normal((5, 4)))
+    labels = np.array([0, 3, 1, 1, 2])
+    assert gradcheck(nn.CrossEntropyLoss(), x, labels)
+    assert gradcheck(nn.CrossEntropyLoss(label_smoothing=0.1), x, labels)
+    assert gradcheck(nn.CrossEntropyLoss(reduction="sum"), x, labels)
+    probs = rng.dirichlet(np.ones(4), size=5)
+    assert gradcheck(nn.CrossEntropyLoss(), x, probs)
+    assert gradcheck(nn.BCEWithLogitsLoss(), x, (rng.random((5, 4)) > 0.5).astype(float))
+
+
+def test_gradcheck_catches_a_wrong_backward(rng):
+    class Bad(nn.Tanh):
+        def _df(self, dy, x, y):
+            return dy * (1 - y)
+
+    with pytest.raises(nnfast.GradcheckError, match="input"):
+        gradcheck(Bad(), _x(rng, 3, 3))
+
+
+def test_losses_match_references(rng):
+    x = rng.standard_normal((6, 5))
+    labels = rng.integers(0, 5, 6)
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    assert nn.CrossEntropyLoss()(x, labels) == pytest.approx(-logp[np.arange(6), labels].mean())
+    eps = 0.2
+    target = np.full((6, 5), eps / 5)
+    target[np.arange(6), labels] += 1 - eps
+    ls = nn.CrossEntropyLoss(label_smoothing=eps)(x, labels)
+    assert ls == pytest.approx(-(target * logp).sum(1).mean())
+    t = rng.random((6, 5))
+    bce = np.mean(-t * np.log(1 / (1 + np.exp(-x))) - (1 - t) * np.log(1 - 1 / (1 + np.exp(-x))))
+    assert nn.BCEWithLogitsLoss()(x, t) == pytest.approx(bce)
+    assert nn.MSELoss()(x, t) == pytest.approx(np.mean((x - t) ** 2))
+    # stable for huge logits
+    big = np.array([[1e4, -1e4]], np.float32)
+    assert np.isfinite(nn.BCEWithLogitsLoss()(big, np.array([[0.0, 1.0]])))
+    assert np.isfinite(nn.CrossEntropyLoss()(big, np.array([1])))
+
+
+def test_linear_forward_matches_numpy_float32(rng):
+    lin = nn.Linear(7, 4, activation="relu", seed=0)
+    x = rng.standard_normal((9, 7)).astype(np.float32)
+    y = lin(x)
+    assert y.dtype == np.float32
+    ref = np.maximum(x @ lin.weight.data.T + lin.bias.data, 0)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_backward_accumulates_and_zero_grad(rng):
+    lin = nn.Linear(3, 2, seed=0)
+    x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    lin(x)
+    lin.backward(dy)
+    g1 = lin.weight.grad.copy()
+    lin.backward(dy)
+    np.testing.assert_allclose(lin.weight.grad, 2 * g1, rtol=1e-6)
+    lin.zero_grad()
+    assert not lin.weight.grad.any() and not lin.bias.grad.any()
+
+
+def test_dropout_train_and_eval(rng):
+    d = nn.Dropout(0.5, seed=0)
+    x = np.ones((200, 50), np.float32)
+    y = d(x)
+    assert set(np.unique(y)) <= {0.0, 2.0}
+    assert 0.4 < np.mean(y == 0) < 0.6
+    np.testing.assert_array_equal(d.backward(x), y)
+    d.eval()
+    assert d(x) is x
+
+
+def test_batchnorm_running_stats(rng):
+    bn = nn.BatchNorm1d(3, momentum=0.5)
+    x = rng.standard_normal((8, 3)) * 2 + 1
+    y = bn(x)
+    np.testing.assert_allclose(y.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(y.var(0), 1, atol=1e-3)
+    np.testing.assert_allclose(bn.running_mean, 0.5 * x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var, 0.5 + 0.5 * x.var(0, ddof=1), rtol=1e-5)
+    bn.eval()
+    expect = (x - bn.running_mean) / np.sqrt(bn.running_var + bn.eps)
+    np.testing.assert_allclose(bn(x), expect, rtol=1e-5)
+
+
+def test_parameters_state_dict_and_repr():
+    nnfast.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 8, activation="relu"), nn.BatchNorm1d(8), nn.Linear(8, 3)
+    )
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["1.weight", "1.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+    assert model.num_parameters() == 12 * 8 + 8 + 16 + 8 * 3 + 3
+    sd = model.state_dict()
+    assert "2.running_mean" in sd and "2.num_batches_tracked" in sd
+    sd["1.weight"][:] = 0  # a copy: the model is untouched
+    assert model[1].weight.data.any()
+    model.load_state_dict(sd)
+    assert not model[1].weight.data.any()
+    with pytest.raises(ValueError, match="shape"):
+        model.load_state_dict({**sd, "3.bias": np.zeros(4)})
+    with pytest.raises(ValueError, match="missing"):
+        model.load_state_dict({k: v for k, v in sd.items() if k != "3.bias"})
+    text = repr(model)
+    assert "Linear(12, 8, activation='relu')" in text and "-> (N, 3)" in text
+    assert "27 params" in text and "total" in text
+    model(np.zeros((2, 3, 4), np.float32))
+    assert "-> (N, 12)" in repr(model)  # Flatten's output shape is known once an input was seen
+
+
+def test_train_eval_propagate():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_seeding_is_reproducible():
+    nnfast.manual_seed(42)
+    a = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 2))
+    nnfast.manual_seed(42)
+    b = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 2))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.data, pb.data)
+    assert not np.array_equal(a[0].weight.data[:2, :2], a[1].weight.data[:2, :2])
+    np.testing.assert_array_equal(nn.Linear(5, 4, seed=3).weight.data, nn.Linear(5, 4, seed=3).weight.data)
+
+
+def test_initialisers():
+    w = np.empty((300, 200))
+    nn.init.xavier_uniform_(w, rng=0)
+    assert np.abs(w).max() <= np.sqrt(6 / 500) and w.std() == pytest.approx(np.sqrt(2 / 500), rel=0.05)
+    nn.init.kaiming_normal_(w, nonlinearity="relu", rng=0)
+    assert w.std() == pytest.approx(np.sqrt(2 / 200), rel=0.05)
+    nn.init.xavier_normal_(w, rng=0)
+    assert w.std() == pytest.approx(np.sqrt(2 / 500), rel=0.05)
+    nn.init.kaiming_uniform_(w, rng=0)
+    nn.init.orthogonal_(w, rng=0)
+    np.testing.assert_allclose(w.T @ w, np.eye(200), atol=1e-10)
+    nn.init.zeros_(w)
+    assert not w.any()
+    p = nn.Parameter(np.empty((3, 4), np.float32))
+    nn.init.ones_(p)
+    assert (p.data == 1).all()
+
+
+@pytest.mark.parametrize(
+    "layer,x,match",
+    [
+        (nn.Linear(4, 2), np.zeros((3, 5)), r"Linear\(4, 2\): expected input of shape \(N, 4\)"),
+        (nn.Linear(4, 2), np.zeros(4), r"\(N, 4\).*got shape \(4,\)"),
+        (nn.BatchNorm1d(3), np.zeros((2, 4)), r"BatchNorm1d.*\(N, 3\)"),
+        (nn.Maxout(3), np.zeros((2, 4)), r"Maxout.*\(N, C \* 3"),
+        (nn.PReLU(3), np.zeros((2, 4)), r"PReLU.*\(N, 3"),
+    ],
+)
+def test_bad_input_names_layer_and_shape(layer, x, match):
+    with pytest.raises(ValueError, match=match):
+        layer(x)
+
+
+def test_bad_loss_inputs():
+    with pytest.raises(ValueError, match="labels must be in"):
+        nn.CrossEntropyLoss()(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="shape"):
+        nn.MSELoss()(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="unknown activation"):
+        nn.Linear(2, 2, activation="swishy")

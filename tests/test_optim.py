@@ -1,0 +1,274 @@
+"""nnfast.optim: each optimizer against hand-written update equations, resume, schedulers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nnfast import nn, optim
+from nnfast.optim import optimizer as optimizer_module
+
+
+def _params(rng, dtype=np.float64):
+    shapes = [(3, 4), (4,), (2, 3)]
+    return [nn.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+
+
+def _grads(rng, params, steps):
+    return [[rng.standard_normal(p.shape) for p in params] for _ in range(steps)]
+
+
+def _run(opt, params, grads):
+    for gs in grads:
+        opt.zero_grad()
+        for p, g in zip(params, gs):
+            p.grad += g
+        opt.step()
+
+
+def _flat(params):
+    return np.concatenate([p.data.ravel() for p in params])
+
+
+def _reference(update, params, grads):
+    """Apply update(step, p, g, state) element-wise per parameter, in float64."""
+    ps = [p.data.astype(np.float64).copy() for p in params]
+    states = [{} for _ in ps]
+    for t, gs in enumerate(grads, start=1):
+        for i, g in enumerate(gs):
+            ps[i] = update(t, ps[i], g, states[i])
+    return np.concatenate([p.ravel() for p in ps])
+
+
+def _sgd_ref(lr, momentum=0.0, dampening=0.0, wd=0.0, nesterov=False):
+    def update(t, p, g, s):
+        g = g + wd * p
+        if momentum:
+            s["buf"] = g.copy() if t == 1 else momentum * s["buf"] + (1 - dampening) * g
+            g = g + momentum * s["buf"] if nesterov else s["buf"]
+        return p - lr * g
+
+    return update
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"momentum": 0.9},
+        {"momentum": 0.9, "nesterov": True},
+        {"momentum": 0.8, "dampening": 0.3},
+        {"momentum": 0.9, "weight_decay": 0.1},
+        {"momentum": 0.9, "weight_decay": 0.1, "nesterov": True},
+        {"weight_decay": 0.05},
+    ],
+    ids=str,
+)
+def test_sgd(kw, rng):
+    params = _params(rng)
+    grads = _grads(rng, params, 4)
+    ref = _reference(
+        _sgd_ref(0.1, kw.get("momentum", 0), kw.get("dampening", 0), kw.get("weight_decay", 0),
+                 kw.get("nesterov", False)), params, grads)  # fmt: skip
+    _run(optim.SGD(params, lr=0.1, **kw), params, grads)
+    np.testing.assert_allclose(_flat(params), ref, rtol=1e-12)
+
+
+def _adam_paper(lr, b1, b2, eps, wd=0.0, decoupled=True):
+    """Kingma & Ba (2015), Algorithm 1 (bias-corrected moments), torch's eps placement."""
+
+    def update(t, p, g, s):
+        if wd and not decoupled:
+            g = g + wd * p
+        if wd and decoupled:
+            p = p * (1 - lr * wd)
+        s["m"] = b1 * s.get("m", 0) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", 0) + (1 - b2) * g * g
+        m_hat = s["m"] / (1 - b1**t)
+        v_hat = s["v"] / (1 - b2**t)
+        return p - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+    return update
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["fused-C", "numpy"])
+@pytest.mark.parametrize(
+    "cls,kw,decoupled",
+    [
+        (optim.Adam, {}, True),
+        (optim.Adam, {"weight_decay": 0.1}, False),
+        (optim.AdamW, {"weight_decay": 0.1}, True),
+        (optim.AdamW, {"betas": (0.5, 0.9), "eps": 1e-3, "weight_decay": 0.0}, True),
+    ],
+)
+def test_adam_against_the_paper(cls, kw, decoupled, native, rng, monkeypatch):
+    if not native:
+        monkeypatch.setattr(optimizer_module, "_native_optim", None)
+    elif optimizer_module._native_optim is None:
+        pytest.skip("no native extension")
+    params = _params(rng)
+    grads = _grads(rng, params, 5)
+    b1, b2 = kw.get("betas", (0.9, 0.999))
+    wd = kw.get("weight_decay", 0.01 if cls is optim.AdamW else 0.0)
+    ref = _reference(_adam_paper(0.01, b1, b2, kw.get("eps", 1e-8), wd, decoupled), params, grads)
+    _run(cls(params, lr=0.01, **kw), params, grads)
+    np.testing.assert_allclose(_flat(params), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_adam_float32_native_matches_numpy(rng, monkeypatch):
+    if optimizer_module._native_optim is None:
+        pytest.skip("no native extension")
+    a = [nn.Parameter(rng.standard_normal(50_000).astype(np.float32))]  # threaded size
+    b = [nn.Parameter(a[0].data.copy())]
+    grads = _grads(rng, a, 3)
+    _run(optim.AdamW(a, lr=0.01), a, grads)
+    monkeypatch.setattr(optimizer_module, "_native_optim", None)
+    _run(optim.AdamW(b, lr=0.01), b, grads)
+    np.testing.assert_allclose(a[0].data, b[0].data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"momentum": 0.9}, {"centered": True}, {"centered": True, "momentum": 0.5,
+                                                          "weight_decay": 0.1}], ids=str
+)  # fmt: skip
+def test_rmsprop(kw, rng):
+    alpha, eps, lr = 0.9, 1e-8, 0.01
+    mom, wd = kw.get("momentum", 0), kw.get("weight_decay", 0)
+
+    def update(t, p, g, s):
+        g = g + wd * p
+        s["sq"] = alpha * s.get("sq", 0) + (1 - alpha) * g * g
+        avg = s["sq"]
+        if kw.get("centered"):
+            s["ga"] = alpha * s.get("ga", 0) + (1 - alpha) * g
+            avg = avg - s["ga"] ** 2
+        step = g / (np.sqrt(avg) + eps)
+        if mom:
+            s["buf"] = mom * s.get("buf", 0) + step
+            step = s["buf"]
+        return p - lr * step
+
+    params = _params(rng)
+    grads = _grads(rng, params, 4)
+    ref = _reference(update, params, grads)
+    _run(optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, **kw), params, grads)
+    np.testing.assert_allclose(_flat(params), ref, rtol=1e-10)
+
+
+def test_adagrad(rng):
+    lr, decay, eps, wd = 0.1, 0.01, 1e-10, 0.05
+
+    def update(t, p, g, s):
+        g = g + wd * p
+        s["sum"] = s.get("sum", 0.5) + g * g
+        return p - lr / (1 + (t - 1) * decay) * g / (np.sqrt(s["sum"]) + eps)
+
+    params = _params(rng)
+    grads = _grads(rng, params, 4)
+    ref = _reference(update, params, grads)
+    opt = optim.Adagrad(params, lr=lr, lr_decay=decay, weight_decay=wd,
+                        initial_accumulator_value=0.5)  # fmt: skip
+    _run(opt, params, grads)
+    np.testing.assert_allclose(_flat(params), ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_state_dict_resumes_exactly(name, rng):
+    cls = optim.OPTIMIZERS[name]
+    kw = {"momentum": 0.9} if name in ("sgd", "rmsprop") else {}
+    params_a = _params(rng, np.float32)
+    params_b = [nn.Parameter(p.data.copy()) for p in params_a]
+    grads = _grads(rng, params_a, 6)
+    opt_a = cls(params_a, lr=0.01, **kw)
+    _run(opt_a, params_a, grads)  # 6 uninterrupted steps
+    opt_b = cls(params_b, lr=0.01, **kw)
+    _run(opt_b, params_b, grads[:3])
+    saved = opt_b.state_dict()
+    snapshot = [p.data.copy() for p in params_b]
+    params_c = [nn.Parameter(s) for s in snapshot]  # a fresh process: new params, new optimizer
+    opt_c = cls(params_c, lr=0.5, **kw)
+    opt_c.load_state_dict(saved)
+    assert opt_c.param_groups[0]["lr"] == 0.01
+    _run(opt_c, params_c, grads[3:])
+    np.testing.assert_array_equal(_flat(params_c), _flat(params_a))
+    with pytest.raises(ValueError, match="elements"):
+        cls(_params(rng)[:1], lr=0.01, **kw).load_state_dict(saved)
+
+
+def test_flat_buffers_and_zero_grad(rng):
+    params = _params(rng)
+    views = [p.data for p in params]
+    opt = optim.SGD(params, lr=0.1)
+    data, grad = opt._flat[0]
+    assert data.size == sum(p.size for p in params)
+    assert all(np.shares_memory(p.data, data) for p in params)
+    assert all(np.array_equal(v, p.data) for v, p in zip(views, params))
+    for p in params:
+        p.grad += 1
+    opt.zero_grad()
+    assert not grad.any()
+    optim.Adam(params)  # a second optimizer reuses the existing flat layout
+    assert all(np.shares_memory(p.data, data) for p in params)
+
+
+def test_clip_grad_norm(rng):
+    params = _params(rng)
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.shape)
+    norm = math.sqrt(sum(float((p.grad**2).sum()) for p in params))
+    assert optim.clip_grad_norm_(params, 1e9) == pytest.approx(norm)
+    assert optim.clip_grad_norm_(params, 0.5) == pytest.approx(norm)
+    assert optim.grad_norm(params) == pytest.approx(0.5, rel=1e-5)
+    optim.SGD(params, lr=0.1)  # flattened: one dot product, same answer
+    assert nn.clip_grad_norm_(params, 0.25) == pytest.approx(0.5, rel=1e-5)
+    assert optim.grad_norm(params) == pytest.approx(0.25, rel=1e-5)
+
+
+def _lrs(sched, n):
+    out = []
+    for _ in range(n):
+        out.append(sched.optimizer.param_groups[0]["lr"])
+        sched.step()
+    return out
+
+
+def _opt(lr=1.0):
+    return optim.SGD([nn.Parameter(np.zeros(2))], lr=lr)
+
+
+def test_schedulers():
+    np.testing.assert_allclose(_lrs(optim.StepLR(_opt(), 2, gamma=0.5), 5), [1, 1, 0.5, 0.5, 0.25])
+    cos = _lrs(optim.CosineAnnealingLR(_opt(), T_max=4, eta_min=0.1), 6)
+    np.testing.assert_allclose(cos, [0.1 + 0.9 * (1 + math.cos(math.pi * min(e, 4) / 4)) / 2
+                                     for e in range(6)])  # fmt: skip
+    np.testing.assert_allclose(_lrs(optim.LinearLR(_opt(), 0.5, 1.0, 2), 4), [0.5, 0.75, 1, 1])
+    opt = _opt()
+    warm = optim.LinearWarmup(opt, 2, after=optim.StepLR(opt, 1, gamma=0.1))
+    np.testing.assert_allclose(_lrs(warm, 5), [0.0, 0.5, 1.0, 0.1, 0.01])
+    plateau = optim.ReduceLROnPlateau(opt := _opt(), patience=1, factor=0.5)
+    lrs = []
+    for metric in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95]:
+        plateau.step(metric)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+def test_scheduler_state_dict():
+    a = optim.CosineAnnealingLR(_opt(), T_max=10)
+    for _ in range(4):
+        a.step()
+    b = optim.CosineAnnealingLR(_opt(), T_max=10)
+    b.load_state_dict(a.state_dict())
+    assert b.get_last_lr() == a.get_last_lr()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="empty"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="nesterov"):
+        optim.SGD([nn.Parameter(np.zeros(2))], nesterov=True)
+    with pytest.raises(ValueError, match="lr"):
+        optim.Adam([nn.Parameter(np.zeros(2))], lr=-1)
+    p = nn.Parameter(np.zeros(2))
+    with pytest.raises(ValueError, match="two groups"):
+        optim.SGD([{"params": [p]}, {"params": [p]}])
