@@ -25,7 +25,9 @@ class _Binary:
     def _prepare(self, X, y):
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
-            raise ValueError(f"{type(self).__name__}: X must be 2-D (samples, features), got {X.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: X must be 2-D (samples, features), got {X.shape}"
+            )
         y = np.asarray(y)
         if y.shape != (len(X),):
             raise ValueError(f"{type(self).__name__}: y must have shape ({len(X)},), got {y.shape}")
@@ -69,7 +71,12 @@ class Perceptron(_Binary):
     """
 
     def __init__(self, lr=1.0, max_epochs=100, shuffle=True, seed=None):
-        self.lr, self.max_epochs, self.shuffle, self.seed = float(lr), int(max_epochs), shuffle, seed
+        self.lr, self.max_epochs, self.shuffle, self.seed = (
+            float(lr),
+            int(max_epochs),
+            shuffle,
+            seed,
+        )
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)

@@ -466,3 +466,6 @@ def binary_cross_entropy_with_logits_backward(logits, target, reduction="mean", 
     o = _Out(what, out, logits.shape, logits.dtype)
     _native().pair_loss_backward("bce", logits, target, scale, o.buf)
     return o.done()
+
+
+# --- convolution and pooling building blocks (nnfast._convops) ---------------------------------

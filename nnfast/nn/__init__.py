@@ -23,6 +23,7 @@ from .activation import (
     Softplus,
     Tanh,
 )
+from .conv import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
 from .layers import BatchNorm1d, Dropout, Flatten, Linear
 from .loss import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import MODULES, Module, Parameter, Sequential, register
@@ -34,10 +35,14 @@ __all__ = [
     "GELU",
     "LOSSES",
     "MODULES",
+    "AdaptiveAvgPool2d",
     "Arctan",
+    "AvgPool2d",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
+    "BatchNorm2d",
     "BinaryStep",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -46,6 +51,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool2d",
     "Maxout",
     "Module",
     "PReLU",
