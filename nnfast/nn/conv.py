@@ -256,6 +256,12 @@ class _Pool2d(Module):
     def _args(self):
         return self.kernel_size, self.stride, self.padding
 
+    def _check(self, x):
+        """x as (N, C, H, W) whose padded size fits the window, else ValueError naming self."""
+        x = _check_nchw(self, x, None)
+        ops.output_shape(x.shape[2], x.shape[3], self.geom, repr(self))
+        return x
+
     def output_shape(self, input_shape):
         if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
             return input_shape
@@ -275,7 +281,7 @@ class MaxPool2d(_Pool2d):
     """Max pooling of (N, C, H, W); ``stride`` defaults to ``kernel_size``."""
 
     def forward(self, x):
-        x = _check_nchw(self, x, None)
+        x = self._check(x)
         y, self._argmax = ops.max_pool2d(x, *self._args(), self.dilation)
         self._shape = x.shape
         return y
@@ -299,7 +305,7 @@ class AvgPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding, 1)
 
     def forward(self, x):
-        x = _check_nchw(self, x, None)
+        x = self._check(x)
         self._shape = x.shape
         return ops.avg_pool2d(x, *self._args())
 

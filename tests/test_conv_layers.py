@@ -1,0 +1,164 @@
+"""Conv2d, pooling, BatchNorm2d and the CNN models: forward against a direct loop convolution,
+gradcheck of every module, chunked == unchunked, save/load, training, bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import io, models, nn
+from nnfast.optim import Adam
+from nnfast.train import fit
+
+# (N, Cin, H, W, Cout, kernel, stride, padding, dilation)
+CONV_CONFIGS = [
+    (1, 1, 5, 5, 2, 3, 1, 0, 1),
+    (5, 3, 9, 7, 4, 3, 2, 1, 1),
+    (2, 16, 7, 8, 3, (3, 2), (1, 3), (1, 0), 1),
+    (2, 3, 11, 10, 5, 3, 3, 2, 2),
+    (5, 3, 6, 6, 16, 1, 1, 0, 1),  # pointwise: no im2col
+    (1, 3, 7, 7, 2, 1, 2, 0, 1),  # 1x1 with stride: im2col
+]
+
+
+def direct_conv(x, w, b, stride, padding, dilation):
+    """y[n, o, oh, ow] = b[o] + sum x[n, c, oh*s - p + i*d, ow*s - p + j*d] * w[o, c, i, j]."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, o, ho, wo)) + (0 if b is None else b[None, :, None, None])
+    for bi, oi, oh, ow in itertools.product(range(n), range(o), range(ho), range(wo)):
+        for ci, i, j in itertools.product(range(c), range(kh), range(kw)):
+            ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
+            if 0 <= ih < h and 0 <= iw < wd:
+                y[bi, oi, oh, ow] += x[bi, ci, ih, iw] * w[oi, ci, i, j]
+    return y
+
+
+@pytest.mark.parametrize("cfg", CONV_CONFIGS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng):
+    n, cin, h, w, cout, k, s, p, d = cfg
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, dtype=dtype, seed=1)
+    x = rng.standard_normal((n, cin, h, w)).astype(dtype)
+    y = conv(x)
+    want = direct_conv(x, conv.weight.data, conv.bias.data, conv.stride, conv.padding,
+                       conv.dilation)  # fmt: skip
+    tol = 1e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    assert y.dtype == dtype and conv.output_shape(x.shape) == y.shape
+
+
+@pytest.mark.parametrize("cfg", CONV_CONFIGS)
+def test_conv2d_gradcheck(cfg, rng):
+    n, cin, h, w, cout, k, s, p, d = cfg
+    n = min(n, 2)
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, seed=2)
+    assert nnfast.gradcheck(conv, rng.standard_normal((n, cin, h, w)))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_conv2d_fused_activation_gradcheck(activation, rng):
+    conv = nn.Conv2d(2, 3, 3, padding=1, activation=activation, seed=3)
+    assert nnfast.gradcheck(conv, rng.standard_normal((2, 2, 5, 5)))
+
+
+def test_chunked_equals_unchunked(rng):
+    """A column buffer capped below one image forces one chunk per image (and backward
+    recomputes the columns): same outputs and gradients as the single-chunk path."""
+    x = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
+    whole = nn.Conv2d(3, 4, 3, padding=1, seed=4)
+    chunked = nn.Conv2d(3, 4, 3, padding=1, seed=4, max_cols_bytes=1)
+    y1, y2 = whole(x), chunked(x)
+    np.testing.assert_allclose(y1, y2, rtol=1e-6, atol=1e-6)
+    dy = rng.standard_normal(y1.shape).astype(np.float32)
+    dx1, dx2 = whole.backward(dy), chunked.backward(dy)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(whole.weight.grad, chunked.weight.grad, rtol=1e-5, atol=1e-5)
+    assert chunked._cols.nbytes < whole._cols.nbytes
+
+
+def test_column_buffer_is_reused(rng):
+    conv = nn.Conv2d(1, 2, 3)
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    conv.backward(np.ones_like(conv(x)))
+    buf = conv._cols
+    conv.backward(np.ones_like(conv(x)))
+    assert conv._cols is buf
+
+
+@pytest.mark.parametrize(
+    "module,shape",
+    [
+        (nn.MaxPool2d(2), (2, 3, 6, 6)),
+        (nn.MaxPool2d(3, stride=2, padding=1), (1, 2, 7, 7)),
+        (nn.AvgPool2d(2), (2, 3, 6, 5)),
+        (nn.AvgPool2d(3, stride=2, padding=1), (1, 2, 7, 7)),
+        (nn.AdaptiveAvgPool2d(1), (2, 3, 4, 5)),
+        (nn.BatchNorm2d(3), (4, 3, 3, 3)),
+    ],
+)
+def test_pool_and_batchnorm_gradcheck(module, shape, rng):
+    assert nnfast.gradcheck(module, rng.standard_normal(shape))
+
+
+def test_batchnorm2d_statistics(rng):
+    bn = nn.BatchNorm2d(2, momentum=0.5)
+    x = rng.standard_normal((8, 2, 4, 4)).astype(np.float32) * 3 + 1
+    y = bn(x)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(0, 2, 3)), 1, atol=1e-3)
+    mean = x.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(bn.running_mean, 0.5 * mean, rtol=1e-5)
+    bn.eval()
+    y_eval = bn(x)
+    want = (x - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + 1e-5)
+    np.testing.assert_allclose(y_eval, want, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_bad_input():
+    conv = nn.Conv2d(3, 4, 5)
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*expected 3 input channels"):
+        conv(np.zeros((1, 2, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*4-D \(N, C, H, W\)"):
+        conv(np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*kernel 5x5 .* padded input 4x4"):
+        conv(np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"MaxPool2d.*kernel 3x3"):
+        nn.MaxPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="in_channels"):
+        nn.Conv2d(0, 4, 3)
+    with pytest.raises(ValueError, match="kernel_size"):
+        nn.Conv2d(1, 4, 0)
+
+
+@pytest.mark.parametrize("factory", [models.lenet5, models.cnn_small, models.mlp])
+def test_models_shapes_and_save_load(factory, rng, tmp_path):
+    model = factory()
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    y = model(x)
+    assert y.shape == (3, 10)
+    assert model.backward(np.ones_like(y)).shape == x.shape
+    model.eval()
+    io.save(model, tmp_path / "m.npz")
+    again = io.load(tmp_path / "m.npz").eval()
+    np.testing.assert_array_equal(again(x), model(x))
+
+
+def test_lenet_trains_on_a_separable_toy_problem(rng):
+    """Bright top half vs bright bottom half: a few epochs reach full accuracy."""
+    n = 64
+    x = rng.random((n, 1, 28, 28)).astype(np.float32) * 0.1
+    y = rng.integers(0, 2, n)
+    x[y == 0, :, :14] += 1.0
+    x[y == 1, :, 14:] += 1.0
+    nnfast.manual_seed(0)
+    model = models.lenet5(num_classes=2)
+    loss = nn.CrossEntropyLoss()
+    hist = fit(model, loss, Adam(model.parameters(), lr=3e-3), (x, y), epochs=6,
+               batch_size=16, seed=0)  # fmt: skip
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["accuracy"][-1] == 1.0
