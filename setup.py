@@ -55,7 +55,11 @@ class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler
         unix = cc.compiler_type in ("unix", "mingw32", "cygwin")
-        base = ["-O3", "-std=gnu11", "-fno-strict-aliasing"] if unix else ["/O2"]
+        # -fno-trapping-math lets GCC turn float compares into vector selects (max pooling, ReLU);
+        # nnfast never reads the FP exception flags.
+        base = (
+            ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-trapping-math"] if unix else ["/O2"]
+        )
         omp = []
         if unix and not os.environ.get("NNFAST_NO_OPENMP"):
             probe = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
