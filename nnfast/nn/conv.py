@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import _convops as ops
+from .. import functional as F
 from .._gemm import gemm
 from .._random import generator
 from . import init
@@ -36,6 +37,17 @@ def _check_nchw(layer, x, channels):
     return x
 
 
+def _buffer(owner, name, shape, dtype):
+    """A scratch array kept on ``owner`` and reused while shape and dtype allow (fresh
+    allocations of tens of MB cost page faults every step)."""
+    buf = owner.__dict__.get(name)
+    size = math.prod(shape)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(size, dtype)
+        owner.__dict__[name] = buf
+    return buf[:size].reshape(shape)
+
+
 def _nhwc_rows_to_nchw(rows, n, c, h, w, out=None):
     """rows (N*H*W, C) -> (N, C, H, W)."""
     src = rows.reshape(n, h * w, c).transpose(0, 2, 1)
@@ -43,12 +55,6 @@ def _nhwc_rows_to_nchw(rows, n, c, h, w, out=None):
         return np.ascontiguousarray(src).reshape(n, c, h, w)
     np.copyto(out.reshape(n, c, h * w), src)
     return out
-
-
-def _nchw_to_nhwc_rows(x):
-    """(N, C, H, W) -> rows (N*H*W, C), C-contiguous."""
-    n, c, h, w = x.shape
-    return np.ascontiguousarray(x.reshape(n, c, h * w).transpose(0, 2, 1)).reshape(n * h * w, c)
 
 
 @register
@@ -103,7 +109,12 @@ class Conv2d(Module):
         else:
             self.bias = None
         self.activation = activation
-        self._act = activation_module(activation)
+        # an activation whose derivative comes from its output runs in the GEMM epilogue and
+        # in one fused backward pass with the bias gradient; others run as a module
+        entry = F.ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+        self._fused = activation is None or (entry is not None and entry.from_output)
+        self._act = None if self._fused else activation_module(activation)
+        self._y = None
         self._pointwise = (kh, kw, sh, sw, ph, pw, dh, dw) == (1, 1, 1, 1, 0, 0, 1, 1)
         self._cols = None  # reused im2col buffer
         self._x = None
@@ -140,22 +151,27 @@ class Conv2d(Module):
         ho, wo = ops.output_shape(h, wd, self.geom, repr(self))
         y = np.empty((n, self.out_channels, ho, wo), w.dtype)
         w2 = self._w2(w)
+        bias = None if self.bias is None else self.bias.data
+        act = self.activation if (self._fused and self.activation) else None
         if self._pointwise:  # per image: Y_n (Cout, H*W) = W (Cout, Cin) @ X_n (Cin, H*W)
             for i in range(n):
                 gemm(w2, x[i].reshape(self.in_channels, -1), y[i].reshape(self.out_channels, -1))
+            if bias is not None or act is not None:
+                F.bias_act(y, bias, act or "identity", out=y)
         else:
             step = self._chunk(n, ho, wo, w.dtype)
             for n0 in range(0, n, step):
                 n1 = min(n, n0 + step)
                 cols = self._columns(x, n0, n1, ho, wo)
-                rows = gemm(cols, w2, trans_b=True)  # (nb*Ho*Wo, Cout)
+                rows = _buffer(self, "_rows", (cols.shape[0], self.out_channels), w.dtype)
+                # rows (nb*Ho*Wo, Cout) = act(cols @ W.T + b), bias and activation per tile
+                gemm(cols, w2, rows, trans_b=True, bias=bias, activation=act)
                 _nhwc_rows_to_nchw(rows, n1 - n0, self.out_channels, ho, wo, out=y[n0:n1])
             self._cols_valid = step >= n  # one chunk: backward reuses these columns
-        if self.bias is not None:
-            y += self.bias.data[:, None, None]
         self._x = x
         if self._act is not None:
             y = self._act.forward(y)
+        self._y = y if self._fused else None
         return y
 
     def backward(self, grad_out, input_grad=True):
@@ -165,15 +181,23 @@ class Conv2d(Module):
             raise RuntimeError(f"{self!r}: backward called before forward")
         x = self._x
         dy = np.asarray(grad_out, dtype=self.weight.dtype)
-        if self._act is not None:
-            dy = self._act.backward(dy)
-        n, _, h, wd = x.shape
-        ho, wo = dy.shape[2], dy.shape[3]
+        n = x.shape[0]
+        ho, wo = (dy.shape[2], dy.shape[3]) if dy.ndim == 4 else (None, None)
         if dy.shape != (n, self.out_channels, ho, wo):
-            raise ValueError(f"{self!r}: grad_out has shape {dy.shape}, expected "
-                             f"{(n, self.out_channels, ho, wo)}")  # fmt: skip
-        if self.bias is not None:
-            self.bias.grad += dy.sum(axis=(0, 2, 3))
+            raise ValueError(
+                f"{self!r}: grad_out has shape {dy.shape}, expected (N={n}, "
+                f"{self.out_channels}, Ho, Wo) like the forward's output"
+            )
+        if self._fused:  # dy * act'(y) and the bias gradient in one pass
+            want_db = self.bias is not None
+            dy, db = F.bias_act_backward(dy, self._y, self.activation or "identity",
+                                         bias_grad=want_db)  # fmt: skip
+            if want_db:
+                self.bias.grad += db
+        else:
+            dy = self._act.backward(dy)
+            if self.bias is not None:
+                self.bias.grad += dy.sum(axis=(0, 2, 3))
         w2 = self._w2(self.weight.data)
         dw2 = self._w2(self.weight.grad)
         dx = np.empty_like(x) if input_grad else None
@@ -184,7 +208,10 @@ class Conv2d(Module):
                 if input_grad:
                     gemm(w2, dyi, dx[i].reshape(self.in_channels, -1), trans_a=True)
             return dx
-        dy_rows = _nchw_to_nhwc_rows(dy)  # (N*Ho*Wo, Cout)
+        dy_rows = _buffer(self, "_rows", (n * ho * wo, self.out_channels), dy.dtype)
+        np.copyto(
+            dy_rows.reshape(n, ho * wo, -1), dy.reshape(n, self.out_channels, -1).transpose(0, 2, 1)
+        )
         step = n if self._cols_valid else self._chunk(n, ho, wo, x.dtype)
         kh, kw, sh, sw, ph, pw, dh, dw = self.geom
         for n0 in range(0, n, step):
