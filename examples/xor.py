@@ -1,6 +1,6 @@
 """XOR: a single perceptron cannot learn it (not linearly separable); a 2-2-1 MLP can.
 
-    python examples/xor.py
+python examples/xor.py
 """
 
 import warnings

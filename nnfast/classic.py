@@ -25,7 +25,9 @@ class _Binary:
     def _prepare(self, X, y):
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
-            raise ValueError(f"{type(self).__name__}: X must be 2-D (samples, features), got {X.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: X must be 2-D (samples, features), got {X.shape}"
+            )
         y = np.asarray(y)
         if y.shape != (len(X),):
             raise ValueError(f"{type(self).__name__}: y must have shape ({len(X)},), got {y.shape}")
@@ -43,7 +45,8 @@ class _Binary:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.weights):
             raise ValueError(
-                f"{type(self).__name__}: expected X of shape (N, {len(self.weights)}), got {X.shape}"
+                f"{type(self).__name__}: expected X of shape (N, {len(self.weights)}), got "
+                f"{X.shape}"
             )
         return X
 
@@ -69,7 +72,12 @@ class Perceptron(_Binary):
     """
 
     def __init__(self, lr=1.0, max_epochs=100, shuffle=True, seed=None):
-        self.lr, self.max_epochs, self.shuffle, self.seed = float(lr), int(max_epochs), shuffle, seed
+        self.lr, self.max_epochs, self.shuffle, self.seed = (
+            float(lr),
+            int(max_epochs),
+            shuffle,
+            seed,
+        )
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)

@@ -190,7 +190,10 @@ def fit(
                 idx = order[b * batch_size : (b + 1) * batch_size]
                 xb, yb = x[idx], y[idx]
             else:
-                xb, yb = x[b * batch_size : (b + 1) * batch_size], y[b * batch_size : (b + 1) * batch_size]
+                xb, yb = (
+                    x[b * batch_size : (b + 1) * batch_size],
+                    y[b * batch_size : (b + 1) * batch_size],
+                )
             optimizer.zero_grad()
             out = model(xb)
             value = loss(out, yb)
