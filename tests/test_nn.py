@@ -158,7 +158,7 @@ def test_parameters_state_dict_and_repr():
     )
     names = [n for n, _ in model.named_parameters()]
     assert names == ["1.weight", "1.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
-    assert model.num_parameters() == 12 * 8 + 8 + 16 + 8 * 3 + 3
+    assert model.parameter_count() == 12 * 8 + 8 + 16 + 8 * 3 + 3
     sd = model.state_dict()
     assert "2.running_mean" in sd and "2.num_batches_tracked" in sd
     sd["1.weight"][:] = 0  # a copy: the model is untouched
