@@ -31,6 +31,8 @@ ISA_SOURCES = {
     "eltwise_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
     "eltwise_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
 }
+# extensions whose loops call sqrt on values known to be >= 0: no errno, so they vectorise
+NO_ERRNO = {"nnfast._native._optim": ["-fno-math-errno"]}
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
@@ -87,7 +89,7 @@ class BuildExt(build_ext):
                     print(f"nnfast: cannot build {name} ({err}); that ISA path is left out")
             ext.extra_objects = isa_objs + list(ext.extra_objects or [])
             ext.define_macros = list(ext.define_macros or []) + macros
-            ext.extra_compile_args = base + omp
+            ext.extra_compile_args = base + omp + (NO_ERRNO.get(ext.name, []) if unix else [])
             ext.extra_link_args = omp
         super().build_extensions()
 
