@@ -87,18 +87,16 @@ class Linear(Module):
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
         self._x = x
-        z = gemm(x, w, trans_b=True)  # z (N, out) = x (N, in) @ W.T
         b = None if self.bias is None else self.bias.data
         act = self.activation
-        if act is None:
-            if b is not None:
-                z += b
-            return z
-        # one fused pass: y = act(z + b), in place; keep what the derivative is written in
-        if F.ACTIVATIONS[act].from_output:
-            self._u = y = F.bias_act(z, b, act, out=z)
+        # y = act(x @ W.T + b): bias and activation applied to each GEMM tile while in cache;
+        # keep what the derivative is written in (the output, or the pre-activation)
+        if act is None or F.ACTIVATIONS[act].from_output:
+            y = gemm(x, w, trans_b=True, bias=b, activation=act)
+            self._u = y
         else:
-            y = F.bias_act(z, b, act, preact_out=z)
+            z = np.empty((x.shape[0], self.out_features), w.dtype)
+            y = gemm(x, w, trans_b=True, bias=b, activation=act, preact_out=z)
             self._u = z
         return y
 
