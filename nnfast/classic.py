@@ -45,7 +45,8 @@ class _Binary:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.weights):
             raise ValueError(
-                f"{type(self).__name__}: expected X of shape (N, {len(self.weights)}), got {X.shape}"
+                f"{type(self).__name__}: expected X of shape (N, {len(self.weights)}), got "
+                f"{X.shape}"
             )
         return X
 

@@ -8,11 +8,9 @@ PReLU learns one slope per channel (axis 1) or one shared slope; Maxout reduces 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from scipy import special
 
+from .. import functional as F
 from .module import Module, Parameter, _float_dtype, register
 
 ACTIVATIONS: dict[str, type] = {}
@@ -50,23 +48,27 @@ def _as_float(x):
 
 
 class _Elementwise(Module):
-    """y = f(x) element-wise; subclasses give ``_f(x)`` and ``_df(dy, x, y)``."""
+    """y = f(x) element-wise by the fused C kernel ``nnfast.functional.ACTIVATIONS[name]``;
+    backward takes y or x, whichever the kernel's derivative is written in. Subclasses only
+    declare their hyper-parameters (``get_config`` doubles as the kernel's keywords)."""
 
     def forward(self, x):
         x = _as_float(x)
-        y = self._f(x)
-        self._x, self._y = x, y
+        fn = F.ACTIVATIONS[self.name]
+        y = fn.forward(x, **self.get_config())
+        self._u = y if fn.from_output else x
         return y
 
     def backward(self, grad_out):
-        if getattr(self, "_y", None) is None:
+        u = getattr(self, "_u", None)
+        if u is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        dy = np.asarray(grad_out, dtype=self._y.dtype)
-        if dy.shape != self._y.shape:
+        dy = np.asarray(grad_out, dtype=u.dtype)
+        if dy.shape != u.shape:
             raise ValueError(
-                f"{self!r}: grad_out has shape {dy.shape} but the output had shape {self._y.shape}"
+                f"{self!r}: grad_out has shape {dy.shape} but the output had shape {u.shape}"
             )
-        return self._df(dy, self._x, self._y)
+        return F.ACTIVATIONS[self.name].backward(dy, u, **self.get_config())
 
 
 @_activation("identity")
@@ -82,62 +84,36 @@ class Identity(Module):
 
 @_activation("step")
 class BinaryStep(_Elementwise):
-    """Heaviside step: 1 where x >= 0, else 0. Its derivative is taken as 0 everywhere."""
-
-    def _f(self, x):
-        return (x >= 0).astype(x.dtype)
-
-    def _df(self, dy, x, y):
-        return np.zeros_like(dy)
+    """Heaviside step: 1 where x > 0, else 0. Its derivative is taken as 0 everywhere."""
 
 
 @_activation("sigmoid")
 class Sigmoid(_Elementwise):
-    def _f(self, x):
-        return special.expit(x)
-
-    def _df(self, dy, x, y):
-        return dy * y * (1 - y)
+    """1 / (1 + exp(-x))."""
 
 
 @_activation("tanh")
 class Tanh(_Elementwise):
-    def _f(self, x):
-        return np.tanh(x)
-
-    def _df(self, dy, x, y):
-        return dy * (1 - y * y)
+    """tanh(x)."""
 
 
 @_activation("arctan")
 class Arctan(_Elementwise):
-    def _f(self, x):
-        return np.arctan(x)
-
-    def _df(self, dy, x, y):
-        return dy / (1 + x * x)
+    """arctan(x)."""
 
 
 @_activation("relu")
 class ReLU(_Elementwise):
-    def _f(self, x):
-        return np.maximum(x, 0)
-
-    def _df(self, dy, x, y):
-        return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    """max(x, 0)."""
 
 
 @_activation("leaky_relu")
 class LeakyReLU(_Elementwise):
+    """x where x > 0, else negative_slope * x."""
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = float(negative_slope)
-
-    def _f(self, x):
-        return np.where(x > 0, x, x * self.negative_slope).astype(x.dtype, copy=False)
-
-    def _df(self, dy, x, y):
-        return np.where(x > 0, dy, dy * self.negative_slope).astype(dy.dtype, copy=False)
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -145,15 +121,11 @@ class LeakyReLU(_Elementwise):
 
 @_activation("elu")
 class ELU(_Elementwise):
+    """x where x > 0, else alpha (exp(x) - 1)."""
+
     def __init__(self, alpha=1.0):
         super().__init__()
         self.alpha = float(alpha)
-
-    def _f(self, x):
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype)
-
-    def _df(self, dy, x, y):
-        return np.where(x > 0, dy, dy * (y + self.alpha)).astype(dy.dtype, copy=False)
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -168,20 +140,8 @@ class Softplus(_Elementwise):
         self.beta = float(beta)
         self.threshold = float(threshold)
 
-    def _f(self, x):
-        bx = x * self.beta
-        y = np.logaddexp(0, bx) / self.beta
-        return np.where(bx > self.threshold, x, y).astype(x.dtype, copy=False)
-
-    def _df(self, dy, x, y):
-        bx = x * self.beta
-        return np.where(bx > self.threshold, dy, dy * special.expit(bx)).astype(dy.dtype)
-
     def get_config(self):
         return {"beta": self.beta, "threshold": self.threshold}
-
-
-_SQRT_2_PI = math.sqrt(2.0 / math.pi)
 
 
 @_activation("gelu")
@@ -194,42 +154,13 @@ class GELU(_Elementwise):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
-    def _f(self, x):
-        if self.approximate == "tanh":
-            return 0.5 * x * (1 + np.tanh(_SQRT_2_PI * (x + 0.044715 * x**3)))
-        return 0.5 * x * (1 + special.erf(x / math.sqrt(2.0)))
-
-    def _df(self, dy, x, y):
-        if self.approximate == "tanh":
-            t = np.tanh(_SQRT_2_PI * (x + 0.044715 * x**3))
-            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * x * x)
-        else:
-            d = 0.5 * (1 + special.erf(x / math.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / math.sqrt(
-                2 * math.pi
-            )
-        return (dy * d).astype(dy.dtype, copy=False)
-
     def get_config(self):
         return {} if self.approximate == "none" else {"approximate": self.approximate}
 
 
-@_activation("gelu_tanh")
-class GELUTanh(GELU):
-    def __init__(self):
-        super().__init__("tanh")
-
-    def get_config(self):
-        return {}
-
-
 @_activation("silu")
 class SiLU(_Elementwise):
-    def _f(self, x):
-        return x * special.expit(x)
-
-    def _df(self, dy, x, y):
-        s = special.expit(x)
-        return dy * s * (1 + x * (1 - s))
+    """x * sigmoid(x)."""
 
 
 @_activation("prelu")
@@ -244,32 +175,21 @@ class PReLU(Module):
         self.weight = Parameter(np.full(self.num_parameters, init, _float_dtype(dtype)))
         self._x = None
 
-    def _alpha(self, x):
-        a = self.weight.data
-        if self.num_parameters == 1:
-            return a[0]
-        if x.ndim < 2 or x.shape[1] != self.num_parameters:
+    def forward(self, x):
+        x = np.asarray(x, dtype=self.weight.dtype)
+        if self.num_parameters != 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
             raise ValueError(
                 f"{self!r}: expected input of shape (N, {self.num_parameters}, ...), got {x.shape}"
             )
-        return a.reshape((1, -1) + (1,) * (x.ndim - 2))
-
-    def forward(self, x):
-        x = np.asarray(x, dtype=self.weight.dtype)
         self._x = x
-        return np.where(x > 0, x, x * self._alpha(x))
+        return F.prelu(x, self.weight.data)
 
     def backward(self, grad_out):
-        x = self._x
-        dy = np.asarray(grad_out, dtype=x.dtype)
-        neg = x <= 0
-        contrib = np.where(neg, dy * x, 0)
-        if self.num_parameters == 1:
-            self.weight.grad += contrib.sum()
-        else:
-            axes = (0, *range(2, x.ndim))
-            self.weight.grad += contrib.sum(axis=axes)
-        return np.where(neg, dy * self._alpha(x), dy)
+        if self._x is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        dx, dalpha = F.prelu_backward(grad_out, self._x, self.weight.data)
+        self.weight.grad += dalpha.sum() if self.num_parameters == 1 else dalpha
+        return dx
 
     def get_config(self):
         return {"num_parameters": self.num_parameters, "init": self.init}
@@ -285,7 +205,7 @@ class Maxout(Module):
         if pool_size < 1:
             raise ValueError(f"Maxout: pool_size must be >= 1, got {pool_size}")
         self.pool_size = int(pool_size)
-        self._cache = None
+        self._argmax = None
 
     def forward(self, x):
         x = _as_float(x)
@@ -294,18 +214,15 @@ class Maxout(Module):
             raise ValueError(
                 f"{self!r}: expected input of shape (N, C * {k}, ...), got shape {x.shape}"
             )
-        g = x.reshape(x.shape[0], x.shape[1] // k, k, *x.shape[2:])
-        idx = g.argmax(axis=2)
-        self._cache = (x.shape, idx)
-        return np.take_along_axis(g, idx[:, :, None], axis=2)[:, :, 0]
+        y, self._argmax = F.maxout(x, k)
+        self._dtype = x.dtype
+        return y
 
     def backward(self, grad_out):
-        shape, idx = self._cache
-        dy = np.asarray(grad_out)
-        k = self.pool_size
-        dg = np.zeros((shape[0], shape[1] // k, k, *shape[2:]), dy.dtype)
-        np.put_along_axis(dg, idx[:, :, None], dy[:, :, None], axis=2)
-        return dg.reshape(shape)
+        if self._argmax is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        dy = np.asarray(grad_out, dtype=self._dtype)
+        return F.maxout_backward(dy, self._argmax, self.pool_size)
 
     def output_shape(self, input_shape):
         if input_shape is None or len(input_shape) < 2 or input_shape[1] is None:
@@ -326,9 +243,12 @@ class Softmax(Module):
 
     def forward(self, x):
         x = _as_float(x)
-        z = x - x.max(axis=self.dim, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=self.dim, keepdims=True)
+        if self.dim in (-1, x.ndim - 1):
+            z = F.softmax(x)
+        else:
+            z = x - x.max(axis=self.dim, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=self.dim, keepdims=True)
         self._y = z
         return z
 
@@ -351,8 +271,11 @@ class LogSoftmax(Module):
 
     def forward(self, x):
         x = _as_float(x)
-        z = x - x.max(axis=self.dim, keepdims=True)
-        z -= np.log(np.exp(z).sum(axis=self.dim, keepdims=True))
+        if self.dim in (-1, x.ndim - 1):
+            z = F.log_softmax(x)
+        else:
+            z = x - x.max(axis=self.dim, keepdims=True)
+            z -= np.log(np.exp(z).sum(axis=self.dim, keepdims=True))
         self._y = z
         return z
 

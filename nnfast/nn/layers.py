@@ -11,9 +11,9 @@ import math
 import numpy as np
 
 from .. import _gemm
+from .. import functional as F
 from .._random import generator
 from . import init
-from .activation import activation_module
 from .module import Module, Parameter, _float_dtype, register
 
 gemm = _gemm.gemm
@@ -72,9 +72,13 @@ class Linear(Module):
             self.bias = Parameter(b)
         else:
             self.bias = None
+        if activation is not None and activation not in F.ACTIVATIONS:
+            raise ValueError(
+                f"Linear: unknown activation {activation!r}; expected one of "
+                f"{sorted(F.ACTIVATIONS)} (use a separate layer for prelu and maxout)"
+            )
         self.activation = activation
-        self._act = activation_module(activation)
-        self._x = None
+        self._x = self._u = None
 
     def forward(self, x):
         """x (N, in_features) -> (N, out_features)."""
@@ -83,11 +87,19 @@ class Linear(Module):
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
         self._x = x
-        y = gemm(x, w, trans_b=True)  # y (N, out) = x (N, in) @ W.T
-        if self.bias is not None:
-            y += self.bias.data
-        if self._act is not None:
-            y = self._act.forward(y)
+        z = gemm(x, w, trans_b=True)  # z (N, out) = x (N, in) @ W.T
+        b = None if self.bias is None else self.bias.data
+        act = self.activation
+        if act is None:
+            if b is not None:
+                z += b
+            return z
+        # one fused pass: y = act(z + b), in place; keep what the derivative is written in
+        if F.ACTIVATIONS[act].from_output:
+            self._u = y = F.bias_act(z, b, act, out=z)
+        else:
+            y = F.bias_act(z, b, act, preact_out=z)
+            self._u = z
         return y
 
     def backward(self, grad_out, input_grad=True):
@@ -95,11 +107,14 @@ class Linear(Module):
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
         dy = np.asarray(grad_out, dtype=self.weight.dtype)
-        if self._act is not None:
-            dy = self._act.backward(dy)
+        has_bias = self.bias is not None
+        if self.activation is not None:  # dz = dy * act'(.) and db = sum(dz) in one pass
+            dy, db = F.bias_act_backward(dy, self._u, self.activation, bias_grad=has_bias)
+        elif has_bias:
+            db = dy.sum(axis=0)
+        if has_bias:
+            self.bias.grad += db
         gemm(dy, self._x, self.weight.grad, trans_a=True, beta=1.0)
-        if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)
         if not input_grad:
             return None
         return gemm(dy, self.weight.data)  # dx (N, in) = dy (N, out) @ W (out, in)

@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
+from .. import functional as F
 from .module import Module, register
 
 REDUCTIONS = ("mean", "sum")
@@ -60,12 +60,8 @@ class MSELoss(_Loss):
                 raise ValueError(
                     f"MSELoss: input has shape {x.shape} but target has shape {t.shape}"
                 )
-        diff = x - t
-        loss = float(np.dot(diff.ravel(), diff.ravel()))
-        scale = 2.0 / x.size if self.reduction == "mean" else 2.0
-        diff *= scale
-        self._grad = diff
-        return loss / x.size if self.reduction == "mean" else loss
+        self._grad = F.mse_loss_backward(x, t, self.reduction)
+        return F.mse_loss(x, t, self.reduction)
 
 
 @register
@@ -93,13 +89,8 @@ class CrossEntropyLoss(_Loss):
             )
         n, c = x.shape
         t = np.asarray(target)
-        # log-softmax, stable: z = x - max; logp = z - log(sum(exp(z)))
-        z = x - x.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        s = p.sum(axis=1, keepdims=True)
-        p /= s
-        z -= np.log(s)  # z is log-softmax now
         eps = self.label_smoothing
+        scale = n if self.reduction == "sum" else 1
         if t.dtype.kind in "iu" or t.dtype == bool:
             if t.shape != (n,):
                 raise ValueError(
@@ -111,31 +102,28 @@ class CrossEntropyLoss(_Loss):
                     f"CrossEntropyLoss: labels must be in [0, {c}), got values in "
                     f"[{t.min()}, {t.max()}]"
                 )
-            rows = np.arange(n)
-            nll = -z[rows, t]
-            losses = (1 - eps) * nll - (eps / c) * z.sum(axis=1) if eps else nll
-            grad = p
-            if eps:
-                grad -= eps / c
-            grad[rows, t] -= 1 - eps
-        elif t.dtype.kind == "f" and t.shape == x.shape:
+            # fused softmax + cross-entropy: forward the mean loss, backward (p - target) / N
+            loss = F.softmax_cross_entropy(x, t, eps)
+            grad = F.softmax_cross_entropy_backward(x, t, eps)
+        elif t.dtype.kind == "f" and t.shape == x.shape:  # class probabilities
             t = t.astype(x.dtype, copy=False)
             if eps:
                 t = (1 - eps) * t + eps / c * t.sum(axis=1, keepdims=True)
-            losses = -np.einsum("ij,ij->i", t, z)
-            grad = p * t.sum(axis=1, keepdims=True) - t
+            logp = F.log_softmax(x)
+            loss = -float(np.einsum("ij,ij->", t, logp)) / max(n, 1)
+            grad = np.exp(logp)
+            grad *= t.sum(axis=1, keepdims=True)
+            grad -= t
+            grad /= max(n, 1)
         else:
             raise ValueError(
                 f"CrossEntropyLoss: target must be integer labels of shape ({n},) or class "
                 f"probabilities of shape {x.shape}; got dtype {t.dtype}, shape {t.shape}"
             )
-        if self.reduction == "mean" and n:
-            grad /= n
-            loss = float(losses.sum()) / n
-        else:
-            loss = float(losses.sum())
+        if scale != 1:
+            grad *= scale
         self._grad = grad
-        return loss
+        return loss * scale
 
     def get_config(self):
         cfg = super().get_config()
@@ -159,15 +147,8 @@ class BCEWithLogitsLoss(_Loss):
                 raise ValueError(
                     f"BCEWithLogitsLoss: input has shape {x.shape} but target has shape {t.shape}"
                 )
-        losses = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
-        grad = expit(x)
-        grad -= t
-        total = float(losses.sum())
-        if self.reduction == "mean":
-            grad /= max(x.size, 1)
-            total /= max(x.size, 1)
-        self._grad = grad
-        return total
+        self._grad = F.binary_cross_entropy_with_logits_backward(x, t, self.reduction)
+        return F.binary_cross_entropy_with_logits(x, t, self.reduction)
 
 
 LOSSES = {

@@ -148,7 +148,8 @@ class Module:
             for name, b in m._buffers.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), b
 
-    def num_parameters(self) -> int:
+    def parameter_count(self) -> int:
+        """The number of learnable scalars."""
         return sum(p.size for p in self.parameters())
 
     def zero_grad(self) -> None:
@@ -320,8 +321,8 @@ class Sequential(Module):
         shape = self._input_shape
         for i, m in enumerate(self._layers):
             shape = m.output_shape(shape)
-            n = m.num_parameters()
+            n = m.parameter_count()
             body = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({i}): {body}  -> {_fmt_shape(shape)}  {n:,} params")
-        lines.append(f")  total {self.num_parameters():,} params")
+        lines.append(f")  total {self.parameter_count():,} params")
         return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""nnfast vs PyTorch (CPU): one MLP training step, interleaved rounds, median of the ratios.
+
+    python bench/compare_torch.py [--rounds 15] [--threads 2]
+
+PyTorch is not a dependency: install it in a throwaway environment to run this. Without it
+the script says so and exits 0. Target: an nnfast epoch <= 0.6x PyTorch's time.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import argparse
+
+from compare_mlp import interleave, report
+from mlp_cases import BATCH, nnfast_step, numpy_step, torch_step
+from threadpoolctl import threadpool_limits
+
+import nnfast
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--min-seconds", type=float, default=0.1)
+    args = p.parse_args(argv)
+    step = torch_step()
+    if step is None:
+        print("compare_torch: PyTorch is not installed; skipped")
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    nnfast.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        fns = {"nnfast": nnfast_step(), "torch": step, "numpy": numpy_step()}
+        times = interleave(fns, args.rounds, args.min_seconds)
+    print(f"MLP 784-256-128-10, batch {BATCH}, float32, Adam, {args.threads} threads, "
+          f"torch {torch.__version__}, {args.rounds} interleaved rounds (median)")  # fmt: skip
+    ratio = report(times, "torch")
+    print(f"nnfast epoch time / torch epoch time: {1 / ratio:.2f} (target <= 0.6)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

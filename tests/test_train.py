@@ -1,0 +1,102 @@
+"""nnfast.train: fit/evaluate/predict, XOR, reproducibility, early stopping, non-finite loss."""
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import nn, optim
+from nnfast.train import EarlyStopping, NonFiniteLossError, evaluate, fit, predict
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([0, 1, 1, 0])
+
+
+def _blobs(rng, n=240, classes=3, dim=6):
+    centers = rng.standard_normal((classes, dim)) * 3
+    y = rng.integers(0, classes, n)
+    return (centers[y] + rng.standard_normal((n, dim))).astype(np.float32), y
+
+
+def test_xor_mlp_reaches_100_percent():
+    nnfast.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 2, activation="tanh"), nn.Linear(2, 1))
+    loss = nn.BCEWithLogitsLoss()
+    hist = fit(model, loss, optim.Adam(model.parameters(), lr=0.05),
+               (XOR_X, XOR_Y.astype(np.float32)), epochs=500, batch_size=4, seed=0)  # fmt: skip
+    assert hist["accuracy"][-1] == 1.0
+    assert ((predict(model, XOR_X)[:, 0] > 0) == XOR_Y).all()
+
+
+def _train(seed, x, y, val):
+    nnfast.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(6, 16, activation="relu"), nn.Dropout(0.2), nn.BatchNorm1d(16), nn.Linear(16, 3)
+    )
+    opt = optim.AdamW(model.parameters(), lr=0.01)
+    sched = optim.CosineAnnealingLR(opt, T_max=4)
+    hist = fit(model, nn.CrossEntropyLoss(label_smoothing=0.05), opt, (x, y), epochs=4,
+               batch_size=32, val=val, scheduler=sched)  # fmt: skip
+    return model, hist
+
+
+def test_fit_history_and_bit_identical_reproduction(rng):
+    x, y = _blobs(rng)
+    val = (x[:60], y[:60])
+    m1, h1 = _train(7, x, y, val)
+    m2, h2 = _train(7, x, y, val)
+    assert h1.epochs == 4 and set(h1) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert h1["loss"] == h2["loss"] and h1["val_accuracy"] == h2["val_accuracy"]
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p1.data, p2.data)
+    assert h1["val_accuracy"][-1] > 0.9
+    assert h1["lr"][0] == 0.01 and h1["lr"][-1] < 0.01
+    _, h3 = _train(8, x, y, val)
+    assert h3["loss"] != h1["loss"]
+    ev = evaluate(m1, nn.CrossEntropyLoss(label_smoothing=0.05), val)
+    assert ev["loss"] == pytest.approx(h1["val_loss"][-1])
+    assert predict(m1, x).shape == (len(x), 3) and m1.training
+
+
+def test_early_stopping_restores_best(rng):
+    x, y = _blobs(rng)
+    nnfast.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 3))
+    stop = EarlyStopping(monitor="val_loss", patience=2)
+    # lr so high that validation loss wanders: training must stop and restore the best epoch
+    opt = optim.SGD(model.parameters(), lr=5.0)
+    hist = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=50, batch_size=16,
+               val=(x[:50], y[:50]), callbacks=[stop], seed=0)  # fmt: skip
+    assert hist.stopped_early and hist.epochs < 50
+    best = min(hist["val_loss"])
+    assert stop.best == best
+    assert evaluate(model, nn.CrossEntropyLoss(), (x[:50], y[:50]))["loss"] == pytest.approx(best)
+
+
+def test_non_finite_loss_names_epoch_and_batch(rng):
+    x, y = _blobs(rng, n=64)
+    x[40] = np.nan  # batch 3 of 4 (batch_size 16, no shuffling)
+    model = nn.Sequential(nn.Linear(6, 3, seed=0))
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 3 of 4") as err:
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
+            epochs=2, batch_size=16, shuffle=False)  # fmt: skip
+    assert err.value.epoch == 1 and err.value.batch == 3
+
+
+def test_plateau_scheduler_and_mse(rng):
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    t = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    model = nn.Sequential(nn.Linear(3, 1, seed=0))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    hist = fit(model, nn.MSELoss(), opt, (x, t), epochs=30, batch_size=16, seed=0,
+               scheduler=optim.ReduceLROnPlateau(opt, patience=2))  # fmt: skip
+    assert hist["accuracy"][-1] is None
+    assert hist["loss"][-1] < 1e-3
+
+
+def test_bad_data():
+    model = nn.Sequential(nn.Linear(2, 1))
+    opt = optim.SGD(model.parameters())
+    with pytest.raises(ValueError, match="3 inputs but 2 targets"):
+        fit(model, nn.MSELoss(), opt, (np.zeros((3, 2)), np.zeros(2)), epochs=1)
+    with pytest.raises(ValueError, match=r"Linear\(2, 1\): expected input of shape \(N, 2\)"):
+        fit(model, nn.MSELoss(), opt, (np.zeros((3, 5)), np.zeros((3, 1))), epochs=1)
