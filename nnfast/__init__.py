@@ -1,6 +1,6 @@
 """nnfast: neural networks on the CPU, with the hot paths in C."""
 
-from . import nn, optim
+from . import classic, io, nn, optim, train
 from ._gemm import gemm, matmul
 from ._gradcheck import GradcheckError, gradcheck
 from ._info import info
@@ -12,15 +12,18 @@ __version__ = "0.1.0"
 __all__ = [
     "GradcheckError",
     "__version__",
+    "classic",
     "gemm",
     "get_isa",
     "get_num_threads",
     "gradcheck",
     "info",
+    "io",
     "manual_seed",
     "matmul",
     "nn",
     "optim",
     "set_isa",
     "set_num_threads",
+    "train",
 ]
