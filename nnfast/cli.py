@@ -314,10 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural networks on the CPU with C hot paths: train and use MNIST models.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # --debug is accepted after the command too (nnfast train --debug)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def command(name, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
     datasets = ("mnist", "fashion-mnist")
-    p = sub.add_parser(
+    p = command(
         "train",
         help="train a model on MNIST or Fashion-MNIST",
         description="Train a model, with a progress bar, a summary line and a checkpoint every "
@@ -407,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the final accuracy")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser(
+    p = command(
         "evaluate",
         help="accuracy, per-class accuracy and confusion matrix",
         description="Evaluate a saved model (or checkpoint) on a test set.",
@@ -419,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser(
+    p = command(
         "predict",
         help="predicted class and probabilities of 28x28 images",
         description="Classify 28x28 grey images given as PNG (needs Pillow: nnfast[image]), "
@@ -432,12 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", action="store_true", help="invert the pixels (dark on light)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("info", help="version, ISA paths, threads and BLAS in use")
+    p = command("info", help="version, ISA paths, threads and BLAS in use")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("bench", help="quick benchmarks")
+    p = command("bench", help="quick benchmarks")
     bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
-    g = bench.add_parser("gemm", help="GFLOP/s of the GEMM variants against SciPy's BLAS")
+    g = bench.add_parser(
+        "gemm", parents=[common], help="GFLOP/s of the GEMM variants against SciPy's BLAS"
+    )
     g.add_argument(
         "--sizes",
         type=_int_list,

@@ -246,6 +246,8 @@ def test_runtime_errors_exit_1_with_one_line(data_dir, tmp_path, capsys):
     # --debug shows the traceback instead
     with pytest.raises(FileNotFoundError):
         cli.main(["--debug", "evaluate", str(tmp_path / "missing.npz")])
+    with pytest.raises(FileNotFoundError):
+        cli.main(["evaluate", str(tmp_path / "missing.npz"), "--debug"])
 
 
 def test_info_and_bench(capsys):
