@@ -157,7 +157,8 @@ def _cmd_evaluate(args) -> int:
     for i, name in enumerate(names):
         total = confusion[i].sum()
         frac = confusion[i, i] / total if total else float("nan")
-        print(f"  {i} {name:<{width}}  {100 * frac:6.2f}%  ({confusion[i, i]}/{total})")
+        label = f"{i}" if name == str(i) else f"{i} {name:<{width}}"
+        print(f"  {label}  {100 * frac:6.2f}%  ({confusion[i, i]}/{total})")
     print("\nconfusion matrix (rows: true class, columns: predicted class):")
     cell = max(len(str(confusion.max())), 3) + 1
     print("     " + "".join(f"{j:>{cell}}" for j in range(k)))
@@ -486,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(f"nnfast: {err}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         if args.debug:
             raise
