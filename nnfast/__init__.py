@@ -1,7 +1,7 @@
 """nnfast: neural networks on the CPU, with the hot paths in C."""
 
 from . import classic, io, nn, optim, train
-from ._gemm import gemm, matmul
+from ._gemm import gemm, get_gemm_backend, matmul, set_gemm_backend
 from ._gradcheck import GradcheckError, gradcheck
 from ._info import info
 from ._random import manual_seed
@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "classic",
     "gemm",
+    "get_gemm_backend",
     "get_isa",
     "get_num_threads",
     "gradcheck",
@@ -23,6 +24,7 @@ __all__ = [
     "matmul",
     "nn",
     "optim",
+    "set_gemm_backend",
     "set_isa",
     "set_num_threads",
     "train",

@@ -18,6 +18,22 @@ VARIANTS = ("auto", "naive", "blocked", "packed", "blas")
 _NATIVE_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
 
 _blas_module = None
+_backend = "native"  # what variant="auto" means: see set_gemm_backend
+
+
+def set_gemm_backend(name: str) -> None:
+    """Route every ``variant="auto"`` product (all of nnfast's layers) to ``"native"`` (the
+    packed C kernels; SciPy's BLAS when the extension is missing) or ``"blas"`` (SciPy's
+    sgemm/dgemm). Explicit variants are unaffected. The CLI's ``--backend`` sets this."""
+    global _backend
+    if name not in ("native", "blas"):
+        raise ValueError(f"set_gemm_backend: expected 'native' or 'blas', got {name!r}")
+    _backend = name
+
+
+def get_gemm_backend() -> str:
+    """``"native"`` or ``"blas"``: what :func:`set_gemm_backend` chose (default ``"native"``)."""
+    return _backend
 
 
 def _blas():
@@ -177,7 +193,8 @@ def gemm(
     variant : {"auto", "naive", "blocked", "packed", "blas"}
         ``naive`` is the reference triple loop, ``blocked`` adds cache blocking and threads,
         ``packed`` is the Goto/BLIS kernel with SIMD micro-kernels, ``blas`` is SciPy's
-        sgemm/dgemm and ``auto`` the fastest available.
+        sgemm/dgemm and ``auto`` the fastest available (``blas`` after
+        ``set_gemm_backend("blas")``).
 
     Returns
     -------
@@ -231,7 +248,7 @@ def gemm(
     if m == 0 or n == 0:
         return out
     if variant == "auto":
-        variant = "packed" if core is not None else "blas"
+        variant = "packed" if core is not None and _backend == "native" else "blas"
     lay = _layout(out)
     # the native packed drivers fuse the epilogue; elsewhere it is a pass of its own
     fused = epilogue and variant != "blas" and lay is not None and not lay[0]

@@ -1,11 +1,242 @@
-"""The ``nnfast`` command line: ``nnfast info``."""
+"""The ``nnfast`` command line (also ``python -m nnfast``).
+
+    nnfast train [--dataset mnist] [--model mlp|lenet5|cnn] [--epochs N] ...   train, checkpoint
+    nnfast evaluate MODEL.npz [--dataset ...]     accuracy, per-class accuracy, confusion matrix
+    nnfast predict MODEL.npz FILE...              class and probabilities of 28x28 images
+    nnfast info                                   version, ISA paths, threads, BLAS
+    nnfast bench gemm [--sizes 256,512]           GFLOP/s of the GEMM variants against BLAS
+
+Exit status: 0 on success, 2 for a usage error, 1 for any other error (one line on stderr;
+``--debug`` shows the traceback), 130 when Ctrl-C stopped training (after a checkpoint).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
+
+# --- argument types -----------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _dropout(text):
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers like 256,128, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
+    return values
+
+
+def _metrics_path(text):
+    if not text.lower().endswith((".csv", ".jsonl", ".json", ".ndjson")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the extension chooses the format: .csv, or .jsonl / .json for JSON lines"
+        )
+    return text
+
+
+# --- train --------------------------------------------------------------------------------------
+def _cmd_train(args) -> int:
+    from ._cli_train import run
+
+    return run(args)
+
+
+# --- evaluate and predict -----------------------------------------------------------------------
+def _load_model(path):
+    from . import io
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path}")
+    return io.load(path), io.read_metadata(path)
+
+
+def _normalise(images, meta, dataset=None):
+    """uint8 pixels (or floats in [0, 1]) (N, 28, 28) -> float32 (N, 1, 28, 28), standardised
+    as the model's training data were (its metadata; else the data set's constants)."""
+    import numpy as np
+
+    from .data import DATASETS
+
+    cls = DATASETS.get(meta.get("dataset") or dataset or "mnist")
+    mean = float(meta.get("mean", cls.mean if cls else 0.0))
+    std = float(meta.get("std", cls.std if cls else 1.0))
+    x = np.asarray(images)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255)
+    else:
+        x = x.astype(np.float32)
+        if x.size and float(x.max()) > 1.0:  # pixels 0..255 stored as floats
+            x /= np.float32(255)
+    x = (x - np.float32(mean)) / np.float32(std)
+    shape = meta.get("input_shape", [1, 28, 28])
+    return np.ascontiguousarray(x.reshape(-1, *shape), dtype=np.float32)
+
+
+def _softmax(z):
+    import numpy as np
+
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from .data import DATASETS
+    from .train import predict
+
+    model, meta = _load_model(args.model_path)
+    dataset = args.dataset or meta.get("dataset") or "mnist"
+    cls = DATASETS[dataset]
+    test = cls(args.data_dir, train=False, dtype="uint8")
+    if meta.get("dataset") and meta["dataset"] != dataset:
+        print(f"note: the model was trained on {meta['dataset']}; evaluating on {dataset}")
+    x = _normalise(test.data, meta, dataset)
+    y = test.targets
+    pred = predict(model, x, batch_size=500).argmax(axis=1)
+    k = len(cls.classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    acc = np.trace(confusion) / len(y)
+    print(f"{args.model_path} on the {dataset} test set ({len(y):,} images): "
+          f"accuracy {100 * acc:.2f}%")  # fmt: skip
+    print("\nper-class accuracy:")
+    names = [str(c) for c in cls.classes]
+    width = max(len(n) for n in names)
+    for i, name in enumerate(names):
+        total = confusion[i].sum()
+        frac = confusion[i, i] / total if total else float("nan")
+        label = f"{i}" if name == str(i) else f"{i} {name:<{width}}"
+        print(f"  {label}  {100 * frac:6.2f}%  ({confusion[i, i]}/{total})")
+    print("\nconfusion matrix (rows: true class, columns: predicted class):")
+    cell = max(len(str(confusion.max())), 3) + 1
+    print("     " + "".join(f"{j:>{cell}}" for j in range(k)))
+    for i in range(k):
+        print(f"  {i:>2} " + "".join(f"{v:>{cell}}" for v in confusion[i]))
+    return 0
+
+
+def _read_png(path):
+    try:
+        from PIL import Image
+    except ImportError:
+        raise RuntimeError(
+            f"{path}: reading images needs Pillow, which is not installed: "
+            f"pip install 'nnfast[image]' (or give the image as .npy or IDX)"
+        ) from None
+    import numpy as np
+
+    with Image.open(path) as im:
+        im = im.convert("L")
+        if im.size != (28, 28):
+            raise ValueError(f"{path}: the image is {im.size[0]}x{im.size[1]}, expected 28x28")
+        return np.asarray(im, dtype=np.uint8)[None]
+
+
+def read_images(path):
+    """Images (N, 28, 28) from a PNG (or another Pillow format), ``.npy`` or IDX file."""
+    import numpy as np
+
+    from .data import read_idx
+
+    lower = path.lower()
+    if lower.endswith(IMAGE_SUFFIXES):
+        return _read_png(path)
+    if lower.endswith(".npy"):
+        try:
+            x = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a readable .npy array ({err})") from None
+    else:
+        x = read_idx(path)
+    if x.dtype.kind not in "uif":
+        raise ValueError(f"{path}: expected numeric pixels, found dtype {x.dtype}")
+    if x.shape[-2:] == (28, 28) and x.ndim in (2, 3, 4) and (x.ndim < 4 or x.shape[1] == 1):
+        return x.reshape(-1, 28, 28)
+    if x.ndim in (1, 2) and x.shape[-1] == 784:
+        return x.reshape(-1, 28, 28)
+    raise ValueError(
+        f"{path}: expected 28x28 images, shaped (28, 28), (N, 28, 28), (N, 1, 28, 28) or "
+        f"(N, 784); found shape {x.shape}"
+    )
+
+
+def _cmd_predict(args) -> int:
+    import numpy as np
+
+    from .data import DATASETS
+    from .train import predict
+
+    model, meta = _load_model(args.model_path)
+    classes = meta.get("classes") or list(DATASETS["mnist"].classes)
+    for path in args.files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file: {path}")
+        images = read_images(path)
+        if args.invert:
+            images = (255 - images) if images.dtype == np.uint8 else images.max() - images
+        probs = _softmax(predict(model, _normalise(images, meta), batch_size=500))
+        for i, p in enumerate(probs):
+            c = int(p.argmax())
+            name = path if len(probs) == 1 else f"{path}[{i}]"
+            label = classes[c] if str(classes[c]) != str(c) else str(c)
+            print(f"{name}: {label} ({100 * p[c]:.1f}%)  "
+                  + " ".join(f"{j}:{q:.3f}" for j, q in enumerate(p)))  # fmt: skip
+    return 0
+
+
+# --- info and bench -----------------------------------------------------------------------------
 def _cmd_info(args) -> int:
     import nnfast
 
@@ -22,32 +253,252 @@ def _cmd_info(args) -> int:
             print(f"GEMM kernels {dtype}: {names} (MC={k['mc']} KC={k['kc']} NC={k['nc']})")
     else:
         print(f"native extension: no ({info['native_error']}); every product uses SciPy's BLAS")
+    print(f"GEMM backend of the layers: {nnfast.get_gemm_backend()}")
     print(f"threads: {info['num_threads']}")
     print(f"SciPy BLAS: {info['blas']}{' (fallback in use)' if info['blas_fallback'] else ''}")
     return 0
 
 
+def _cmd_bench_gemm(args) -> int:
+    """Square float32 products, each variant timed once per round, rounds interleaved (the
+    machine's speed drifts); medians of GFLOP/s and of the per-round ratio to BLAS."""
+    import time
+
+    import numpy as np
+
+    import nnfast
+
+    from ._native import core
+
+    if args.threads is not None:
+        nnfast.set_num_threads(args.threads)
+    print(f"float32 GEMM, {nnfast.get_num_threads()} threads, {args.rounds} interleaved rounds "
+          f"(median GFLOP/s; ratio = median of per-round time(blas) / time(variant))")  # fmt: skip
+    header = f"{'size':>6}  {'variant':<8} {'GFLOP/s':>9} {'vs blas':>8}"
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    for n in args.sizes:
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        out = np.empty((n, n), np.float32)
+        variants = []
+        if core is not None:
+            if n <= args.naive_max:
+                variants.append("naive")
+            variants += ["blocked", "packed"]
+        variants.append("blas")
+        reps = max(1, int(2e8 // (2 * n**3)))  # ~0.1 GFLOP per timing at least
+        times = {v: [] for v in variants}
+        for v in variants:  # warm up (thread team, packing buffers, BLAS loading)
+            nnfast.gemm(a, b, out, variant=v)
+        for _ in range(args.rounds):
+            for v in variants:
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    nnfast.gemm(a, b, out, variant=v)
+                times[v].append((time.perf_counter() - t0) / reps)
+        flop = 2.0 * n**3
+        for v in variants:
+            gflops = flop / np.median(times[v]) / 1e9
+            ratio = np.median(np.array(times["blas"]) / np.array(times[v]))
+            print(f"{n:>6}  {v:<8} {gflops:>9.1f} {ratio:>7.2f}x")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nnfast", description=__doc__)
+    from ._cli_train import RECIPES
+
+    parser = argparse.ArgumentParser(
+        prog="nnfast",
+        description="Neural networks on the CPU with C hot paths: train and use MNIST models.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("info", help="version, ISA paths, threads and BLAS in use")
+    # --debug is accepted after the command too (nnfast train --debug)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    datasets = ("mnist", "fashion-mnist")
+    p = command(
+        "train",
+        help="train a model on MNIST or Fashion-MNIST",
+        description="Train a model, with a progress bar, a summary line and a checkpoint every "
+        "epoch. Options not given come from the model's recipe: "
+        + "; ".join(
+            f"{m}: {r['optimizer']} lr {r['lr']:g} {r['lr_schedule']}, weight decay "
+            f"{r['weight_decay']:g}, dropout {r['dropout']:g}, {r['epochs']} epochs"
+            for m, r in RECIPES.items()
+        )
+        + ". Ctrl-C writes a checkpoint and exits (status 130); --resume continues it.",
+    )
+    p.add_argument("--dataset", choices=datasets, help="default mnist")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory with the four IDX files (.gz or not); without it "
+        "$NNFAST_DATA and the cache are searched and missing files downloaded",
+    )
+    p.add_argument("--model", choices=tuple(RECIPES), help="default mlp")
+    p.add_argument(
+        "--hidden",
+        type=_int_list,
+        metavar="W1,W2",
+        help="hidden layer widths of the mlp (default 256,128)",
+    )
+    p.add_argument("--dropout", type=_dropout, metavar="P", help="dropout probability")
+    p.add_argument("--epochs", type=_non_negative_int, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "momentum", "adam", "adamw", "rmsprop"),
+        help="momentum is SGD with Nesterov momentum 0.9",
+    )
+    p.add_argument("--lr", type=_positive_float, metavar="X", help="(initial) learning rate")
+    p.add_argument(
+        "--lr-schedule",
+        choices=("cosine", "step", "none"),
+        help="cosine: annealed to 0 over the epochs; step: x0.1 every epochs/2",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        metavar="X",
+        help="decoupled for adamw, L2 for the others",
+    )
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="default: all cores")
+    p.add_argument(
+        "--backend",
+        choices=("native", "blas"),
+        default="native",
+        help="GEMM of the layers: nnfast's kernels or SciPy's BLAS",
+    )
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        metavar="N",
+        help="seed of initialisation, shuffling and dropout (default: random, printed)",
+    )
+    p.add_argument(
+        "--save",
+        metavar="PATH",
+        default="model.npz",
+        help="where to save the trained model (default model.npz)",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        default="checkpoints",
+        help="where checkpoint.npz is written every epoch (default checkpoints)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --checkpoint-dir (its settings are kept)",
+    )
+    p.add_argument(
+        "--metrics-out",
+        type=_metrics_path,
+        metavar="PATH",
+        help="per-epoch metrics as CSV (.csv) or JSON lines (.jsonl)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="PNG of the loss and accuracy curves (needs matplotlib: nnfast[plot])",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the final accuracy")
+    p.set_defaults(func=_cmd_train)
+
+    p = command(
+        "evaluate",
+        help="accuracy, per-class accuracy and confusion matrix",
+        description="Evaluate a saved model (or checkpoint) on a test set.",
+    )
+    p.add_argument("model_path", metavar="MODEL.npz")
+    p.add_argument(
+        "--dataset", choices=datasets, help="default: the data set the model was trained on"
+    )
+    p.add_argument("--data-dir", metavar="DIR")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = command(
+        "predict",
+        help="predicted class and probabilities of 28x28 images",
+        description="Classify 28x28 grey images given as PNG (needs Pillow: nnfast[image]), "
+        ".npy or IDX files (one image or a stack). Pixels are 0-255 (uint8) or floats in "
+        "[0, 1], light on dark as in MNIST (--invert for dark on light); they are "
+        "standardised as the model's training data were.",
+    )
+    p.add_argument("model_path", metavar="MODEL.npz")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--invert", action="store_true", help="invert the pixels (dark on light)")
+    p.set_defaults(func=_cmd_predict)
+
+    p = command("info", help="version, ISA paths, threads and BLAS in use")
     p.set_defaults(func=_cmd_info)
+
+    p = command("bench", help="quick benchmarks")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    g = bench.add_parser(
+        "gemm", parents=[common], help="GFLOP/s of the GEMM variants against SciPy's BLAS"
+    )
+    g.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=[256, 512, 1024],
+        metavar="N,N",
+        help="square sizes (default 256,512,1024)",
+    )
+    g.add_argument("--threads", type=_positive_int, metavar="N")
+    g.add_argument("--rounds", type=_positive_int, default=5, metavar="N")
+    g.add_argument(
+        "--naive-max",
+        type=_non_negative_int,
+        default=256,
+        metavar="N",
+        help="time the naive triple loop only up to this size (default 256)",
+    )
+    g.set_defaults(func=_cmd_bench_gemm)
     return parser
+
+
+def _one_line(err) -> str:
+    from .data import DownloadError
+
+    text = str(err) or type(err).__name__
+    if isinstance(err, (DownloadError, FileNotFoundError)) and "Put these" in text:
+        return text  # the offline message: which files to put where, on several lines
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ._cli_train import TrainingInterrupted
+
     try:
         return args.func(args)
+    except TrainingInterrupted as err:
+        print(f"nnfast: {err}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print("nnfast: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
         if args.debug:
             raise
-        print(f"nnfast: error: {err}", file=sys.stderr)
+        print(f"nnfast: error: {_one_line(err)}", file=sys.stderr)
         return 1
 
 

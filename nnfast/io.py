@@ -1,9 +1,13 @@
 """Save and load models: one ``.npz`` with every parameter and buffer, plus a JSON record of the
 architecture, so a model is rebuilt without the code that made it. Never pickled.
 
-The record (array ``__nnfast__``) holds the format version, the dtype and a tree of
-``{"type": class name, "config": constructor arguments, "modules": [children]}``; types are
-looked up in ``nnfast.nn.MODULES`` (register your own with ``nnfast.nn.register``).
+The record (array ``__nnfast__``) holds the format version, the dtype, a tree of
+``{"type": class name, "config": constructor arguments, "modules": [children]}`` (types are
+looked up in ``nnfast.nn.MODULES``; register your own with ``nnfast.nn.register``) and optional
+``metadata`` (JSON: the CLI stores the data set, class names, input shape and the input
+normalisation there, read back with :func:`read_metadata`). Other array names that start with
+``__`` are reserved for nnfast (a training checkpoint keeps its optimizer state there) and are
+ignored by :func:`load`, so a checkpoint loads as a model.
 """
 
 from __future__ import annotations
@@ -52,20 +56,28 @@ def build(record: dict) -> Module:
         raise ValueError(f"load: cannot build {name} from {config}: {err}") from None
 
 
-def save(model: Module, path) -> None:
-    """Write ``model`` to ``path`` (an ``.npz``) atomically: a temporary file in the same
-    directory, then a rename, so ``path`` is never left half-written."""
-    path = os.fspath(path)
+def model_arrays(model: Module, metadata=None) -> dict:
+    """The arrays :func:`save` writes: ``model.state_dict()`` plus the JSON record."""
     record = {
         "format": FORMAT,
         "version": VERSION,
         "dtype": str(model.dtype or np.dtype(np.float32)),
         "architecture": architecture(model),
     }
+    if metadata is not None:
+        record["metadata"] = metadata
     arrays = dict(model.state_dict())
-    if RECORD_KEY in arrays:
-        raise ValueError(f"save: an array may not be named {RECORD_KEY!r}")
+    reserved = [k for k in arrays if k.startswith("__")]
+    if reserved:
+        raise ValueError(f"save: array names starting with '__' are reserved, got {reserved}")
     arrays[RECORD_KEY] = np.array(json.dumps(record))
+    return arrays
+
+
+def write_npz(path, arrays: dict) -> None:
+    """``np.savez(path, **arrays)`` atomically: a temporary file in the same directory, then a
+    rename, so ``path`` is never left half-written."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".nnfast-", suffix=".npz.tmp", dir=directory)
     try:
@@ -80,6 +92,15 @@ def save(model: Module, path) -> None:
         except OSError:
             pass
         raise
+
+
+def save(model: Module, path, metadata=None) -> None:
+    """Write ``model`` to ``path`` (an ``.npz``) atomically, never leaving it half-written.
+
+    ``metadata`` is an optional JSON-serialisable dict kept with the model (see
+    :func:`read_metadata`).
+    """
+    write_npz(path, model_arrays(model, metadata))
 
 
 def _read(path) -> dict:
@@ -97,14 +118,7 @@ def _read(path) -> dict:
         ) from None
 
 
-def load(path) -> Module:
-    """Rebuild the model saved at ``path`` and load its arrays.
-
-    Raises ValueError for a truncated or non-npz file, an unknown layer type, a missing array or
-    a shape mismatch; the model is returned only when every array loaded.
-    """
-    path = os.fspath(path)
-    arrays = _read(path)
+def _record(path, arrays) -> dict:
     raw = arrays.pop(RECORD_KEY, None)
     if raw is None:
         raise ValueError(f"load: {path} has no {RECORD_KEY!r} record; it was not saved by nnfast")
@@ -117,6 +131,25 @@ def load(path) -> Module:
             f"load: {path} has format {record.get('format')!r} version {record.get('version')!r}; "
             f"this nnfast reads {FORMAT!r} version {VERSION}"
         )
+    return record
+
+
+def read_metadata(path) -> dict:
+    """The ``metadata`` dict saved with the model at ``path`` (empty if none was given)."""
+    path = os.fspath(path)
+    return dict(_record(path, _read(path)).get("metadata") or {})
+
+
+def load(path) -> Module:
+    """Rebuild the model saved at ``path`` and load its arrays.
+
+    Raises ValueError for a truncated or non-npz file, an unknown layer type, a missing array or
+    a shape mismatch; the model is returned only when every array loaded.
+    """
+    path = os.fspath(path)
+    arrays = _read(path)
+    record = _record(path, arrays)
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("__")}
     model = build(record.get("architecture"))
     dtype = record.get("dtype", "float32")
     if dtype in ("float32", "float64") and model.dtype is not None and model.dtype != dtype:

@@ -1,0 +1,133 @@
+"""Training checkpoints: model, optimizer, scheduler, random streams and progress in one ``.npz``.
+
+    save_checkpoint(path, model, optimizer, scheduler, state={"epoch": 3, ...})
+    ckpt = load_checkpoint(path, model, optimizer, scheduler)   # restores all three in place
+    ckpt["state"]["epoch"]
+
+The file is a model file of :mod:`nnfast.io` (``nnfast.io.load(path)`` and ``nnfast evaluate``
+read it as a model) with extra arrays: the optimizer's state arrays as ``__optim__.<group>.<key>``
+and a JSON record ``__checkpoint__`` holding the optimizer's hyper-parameters and scalar state,
+the scheduler's ``state_dict``, the bit-generator state of every module that draws random numbers
+while training (Dropout masks) and the caller's ``state`` (epoch, history, seed, ...). Restoring
+all of it, and visiting batches in an order that depends only on (seed, epoch), resumes a run
+bit-identically. Written atomically; never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from . import io
+
+CHECKPOINT_KEY = "__checkpoint__"
+_OPTIM_PREFIX = "__optim__."
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (tuple, set)):
+        return list(x)
+    raise TypeError(f"checkpoint: cannot store {type(x).__name__} {x!r} as JSON")
+
+
+def _random_modules(model):
+    """``{name: module}`` of the modules that own a random generator (``_rng``)."""
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(getattr(m, "_rng", None), np.random.Generator)
+    }
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, metadata=None):
+    """Write everything needed to resume training to ``path`` (an ``.npz``), atomically.
+
+    Parameters
+    ----------
+    model : Module
+    optimizer : Optimizer, optional
+    scheduler : LR scheduler with ``state_dict()``, optional
+    state : dict, optional
+        JSON-serialisable progress of the caller (epoch, batch, history, seed, configuration).
+    metadata : dict, optional
+        Model metadata, as for :func:`nnfast.io.save`.
+    """
+    arrays = io.model_arrays(model, metadata)
+    record = {"state": state or {}, "optimizer": None, "scheduler": None}
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        scalars = []
+        for i, s in enumerate(sd["state"]):
+            scalars.append({})
+            for k, v in s.items():
+                if isinstance(v, np.ndarray):
+                    arrays[f"{_OPTIM_PREFIX}{i}.{k}"] = v
+                else:
+                    scalars[i][k] = v
+        record["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    if scheduler is not None:
+        record["scheduler"] = scheduler.state_dict()
+    record["rng"] = {name: m._rng.bit_generator.state for name, m in _random_modules(model).items()}
+    arrays[CHECKPOINT_KEY] = np.array(json.dumps(record, default=_jsonable))
+    io.write_npz(path, arrays)
+
+
+def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` and restore it in place.
+
+    Without ``model`` the model is rebuilt from the file's architecture record. The optimizer
+    and scheduler, when given, must be built like the saved ones (same parameters, same
+    classes); their state is replaced by the saved one.
+
+    Returns
+    -------
+    dict with ``model`` (the model, restored), ``state`` (the saved progress dict) and
+    ``metadata`` (the model metadata).
+
+    Raises
+    ------
+    ValueError
+        The file is not an nnfast checkpoint, or it does not fit the model or optimizer.
+    """
+    path = os.fspath(path)
+    arrays = io._read(path)
+    meta = dict(io._record(path, arrays).get("metadata") or {})
+    raw = arrays.pop(CHECKPOINT_KEY, None)
+    if raw is None:
+        raise ValueError(f"load_checkpoint: {path} is a model file, not a training checkpoint")
+    try:
+        record = json.loads(str(raw))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"load_checkpoint: {path} has a corrupt record ({err})") from None
+    if model is None:
+        model = io.load(path)
+    else:
+        params = {k: v for k, v in arrays.items() if not k.startswith("__")}
+        try:
+            model.load_state_dict(params, strict=True)
+        except ValueError as err:
+            raise ValueError(f"load_checkpoint: {path}: {err}") from None
+    if optimizer is not None:
+        saved = record.get("optimizer")
+        if saved is None:
+            raise ValueError(f"load_checkpoint: {path} holds no optimizer state")
+        states = []
+        for i, scalars in enumerate(saved["scalars"]):
+            s = dict(scalars)
+            prefix = f"{_OPTIM_PREFIX}{i}."
+            s.update({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+            states.append(s)
+        optimizer.load_state_dict({"param_groups": saved["param_groups"], "state": states})
+    if scheduler is not None and record.get("scheduler") is not None:
+        scheduler.load_state_dict(record["scheduler"])
+    mods = _random_modules(model)
+    for name, st in record.get("rng", {}).items():
+        if name not in mods:
+            raise ValueError(f"load_checkpoint: {path} has a random stream for {name!r}, which "
+                             f"the model lacks")  # fmt: skip
+        mods[name]._rng.bit_generator.state = st
+    return {"model": model, "state": record.get("state", {}), "metadata": meta}

@@ -1,0 +1,307 @@
+"""The ``nnfast`` command line end to end, on a tiny synthetic MNIST written by the tests."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import _cli_train, cli, io
+from nnfast.checkpoint import load_checkpoint
+from nnfast.data import write_idx
+
+N_TRAIN, N_TEST = 320, 100
+
+
+def _images(rng, labels):
+    """Class k: a bright 6x6 square at one of ten places, plus noise: learnable in one epoch."""
+    x = rng.integers(0, 60, size=(len(labels), 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 2 + 12 * (k // 5), 2 + 5 * (k % 5)
+        x[i, r : r + 6 + 4, c : c + 4] = 250
+    return x
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        y = rng.integers(0, 10, size=n).astype(np.uint8)
+        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", _images(rng, y))
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _restore_globals():
+    threads, backend = nnfast.get_num_threads(), nnfast.get_gemm_backend()
+    yield
+    nnfast.set_num_threads(threads)
+    nnfast.set_gemm_backend(backend)
+
+
+def _train_args(data_dir, tmp_path, *extra):
+    return ["train", "--data-dir", str(data_dir), "--checkpoint-dir", str(tmp_path / "ck"),
+            "--save", str(tmp_path / "model.npz"), "--seed", "1", "--quiet", *extra]  # fmt: skip
+
+
+def _weights(path):
+    return io.load(path).state_dict()
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_train_save_evaluate_predict(data_dir, tmp_path, capsys):
+    metrics = tmp_path / "m.jsonl"
+    rc = cli.main(_train_args(data_dir, tmp_path, "--epochs", "2", "--metrics-out", str(metrics)))
+    out = capsys.readouterr().out
+    assert rc == 0
+    acc = float(out.split("test accuracy: ")[1].split("%")[0])
+    assert acc > 60, out
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) == set(_cli_train.METRIC_FIELDS)
+    assert rows[-1]["test_accuracy"] == pytest.approx(acc / 100, abs=1e-4)
+    model = tmp_path / "model.npz"
+    meta = io.read_metadata(model)
+    assert meta["dataset"] == "mnist" and meta["input_shape"] == [1, 28, 28]
+    assert meta["mean"] == nnfast.data.MNIST.mean
+
+    assert cli.main(["evaluate", str(model), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {acc:.2f}%" in out
+    assert "per-class accuracy" in out and "confusion matrix" in out
+    # a checkpoint is a model file too
+    assert cli.main(["evaluate", str(tmp_path / "ck" / "checkpoint.npz"),
+                     "--data-dir", str(data_dir)]) == 0  # fmt: skip
+    assert f"accuracy {acc:.2f}%" in capsys.readouterr().out
+
+    # predict: the same images as .npy (uint8, floats in [0, 1]) and IDX give the same answers
+    test = nnfast.data.MNIST(data_dir, train=False, dtype="uint8")
+    np.save(tmp_path / "x.npy", test.data[:5])
+    np.save(tmp_path / "xf.npy", test.data[:5].astype(np.float32) / 255)
+    write_idx(tmp_path / "x.idx", test.data[:5])
+    np.save(tmp_path / "one.npy", test.data[0])
+    files = [str(tmp_path / f) for f in ("x.npy", "xf.npy", "x.idx", "one.npy")]
+    assert cli.main(["predict", str(model), *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 16
+    preds = [line.split(": ")[1].split(" ")[0] for line in lines]
+    assert preds[:5] == preds[5:10] == preds[10:15] and preds[15] == preds[0]
+    probs = [float(t.split(":")[1]) for t in lines[0].split("  ")[1].split()]
+    assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=0.01)
+    truth = [str(v) for v in test.targets[:5]]
+    assert sum(p == t for p, t in zip(preds[:5], truth)) >= 3
+
+
+def test_predict_png(data_dir, tmp_path, capsys):
+    pil = pytest.importorskip("PIL.Image")
+    assert cli.main(_train_args(data_dir, tmp_path, "--epochs", "1")) == 0
+    test = nnfast.data.MNIST(data_dir, train=False, dtype="uint8")
+    pil.fromarray(test.data[0]).save(tmp_path / "a.png")
+    pil.fromarray(255 - test.data[0]).save(tmp_path / "inv.png")
+    np.save(tmp_path / "a.npy", test.data[0])
+    capsys.readouterr()
+    model = str(tmp_path / "model.npz")
+    assert cli.main(["predict", model, str(tmp_path / "a.png"), str(tmp_path / "a.npy")]) == 0
+    assert cli.main(["predict", "--invert", model, str(tmp_path / "inv.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len({line.split(": ", 1)[1] for line in lines}) == 1  # same class and probabilities
+    pil.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "big.png")
+    assert cli.main(["predict", model, str(tmp_path / "big.png")]) == 1
+    assert "expected 28x28" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["lenet5", "cnn"])
+def test_train_conv_models(data_dir, tmp_path, capsys, model):
+    args = _train_args(data_dir, tmp_path, "--model", model, "--epochs", "1", "--batch-size", "64")
+    assert cli.main(args) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(tmp_path / "model.npz"), "--data-dir", str(data_dir)]) == 0
+
+
+def test_options_csv_step_schedule_blas(data_dir, tmp_path, capsys):
+    metrics = tmp_path / "m.csv"
+    args = _train_args(data_dir, tmp_path, "--epochs", "2", "--hidden", "32", "--optimizer",
+                       "momentum", "--lr-schedule", "step", "--backend", "blas", "--threads",
+                       "1", "--metrics-out", str(metrics), "--dropout", "0")  # fmt: skip
+    assert cli.main(args) == 0
+    lines = metrics.read_text().splitlines()
+    assert lines[0].split(",") == list(_cli_train.METRIC_FIELDS)
+    lrs = [float(line.split(",")[5]) for line in lines[1:]]
+    assert lrs == pytest.approx([0.05, 0.005])  # momentum's default rate, x0.1 after epochs/2
+    assert nnfast.get_gemm_backend() == "blas" and nnfast.get_num_threads() == 1
+    record = load_checkpoint(tmp_path / "ck" / "checkpoint.npz")["state"]["config"]
+    assert record["hidden"] == [32] and record["optimizer"] == "momentum"
+
+
+def test_plot(data_dir, tmp_path, capsys):
+    plot = tmp_path / "curves.png"
+    args = _train_args(data_dir, tmp_path, "--epochs", "1", "--hidden", "16", "--plot", str(plot))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert cli.main(args) == 1
+        assert "pip install 'nnfast[plot]'" in capsys.readouterr().err
+        return
+    assert cli.main(args) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys):
+    # default mlp recipe: dropout (a random stream), AdamW, cosine schedule
+    common = ["--epochs", "2", "--batch-size", "32"]
+    straight = tmp_path / "straight"
+    assert cli.main(_train_args(data_dir, straight, *common)) == 0
+
+    parts = tmp_path / "parts"
+    args = cli.build_parser().parse_args(_train_args(data_dir, parts, *common))
+    with pytest.raises(_cli_train.TrainingInterrupted, match="epoch 1, batch 4 of 10"):
+        _cli_train.run(args, on_batch=lambda epoch, batch: (epoch, batch) == (1, 4))
+    state = load_checkpoint(parts / "ck" / "checkpoint.npz")["state"]
+    assert (state["epoch"], state["batch"]) == (0, 4)
+    # interrupted again, at the end of epoch 1
+    args = cli.build_parser().parse_args(_train_args(data_dir, parts, "--resume"))
+    with pytest.raises(_cli_train.TrainingInterrupted, match="after epoch 1 of 2"):
+        _cli_train.run(args, on_batch=lambda epoch, batch: batch == 10)
+    assert cli.main(_train_args(data_dir, parts, "--resume")) == 0
+    _assert_same_weights(_weights(straight / "model.npz"), _weights(parts / "model.npz"))
+    a = load_checkpoint(straight / "ck" / "checkpoint.npz")
+    b = load_checkpoint(parts / "ck" / "checkpoint.npz")
+    for ra, rb in zip(a["state"]["history"], b["state"]["history"]):
+        assert {k: v for k, v in ra.items() if k not in ("time", "samples_per_s")} == {
+            k: v for k, v in rb.items() if k not in ("time", "samples_per_s")
+        }
+
+
+def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
+    common = ["--lr-schedule", "none", "--hidden", "32"]
+    assert cli.main(_train_args(data_dir, tmp_path / "a", *common, "--epochs", "2")) == 0
+    assert cli.main(_train_args(data_dir, tmp_path / "b", *common, "--epochs", "1")) == 0
+    assert cli.main(_train_args(data_dir, tmp_path / "b", "--resume", "--epochs", "2")) == 0
+    _assert_same_weights(_weights(tmp_path / "a/model.npz"), _weights(tmp_path / "b/model.npz"))
+    # a run-defining option that contradicts the checkpoint is refused
+    capsys.readouterr()
+    rc = cli.main(_train_args(data_dir, tmp_path / "b", "--resume", "--lr", "0.5"))
+    assert rc == 1
+    assert "--resume: the checkpoint was trained with --lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["train", "--epochs", "many"],
+        ["train", "--model", "resnet"],
+        ["train", "--hidden", "256,-1"],
+        ["train", "--lr", "-1"],
+        ["train", "--metrics-out", "m.txt"],
+        ["train", "--dropout", "1.5"],
+        ["evaluate"],
+        ["predict", "model.npz"],
+        ["bench", "gemm", "--sizes", "x"],
+    ],
+)
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_runtime_errors_exit_1_with_one_line(data_dir, tmp_path, capsys):
+    def err_of(argv):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("nnfast: error: ") and err.count("\n") == 1, err
+        return err
+
+    assert "no model file" in err_of(["evaluate", str(tmp_path / "missing.npz")])
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    assert "not a readable nnfast .npz" in err_of(["predict", str(tmp_path / "junk.npz"), "x"])
+    assert cli.main(_train_args(data_dir, tmp_path, "--epochs", "1", "--hidden", "8")) == 0
+    model = str(tmp_path / "model.npz")
+    assert "no such file" in err_of(["predict", model, str(tmp_path / "nope.npy")])
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
+    assert "expected 28x28" in err_of(["predict", model, str(tmp_path / "bad.npy")])
+    (tmp_path / "bad.idx").write_bytes(b"\x00\x00\x08")
+    assert str(tmp_path / "bad.idx") in err_of(["predict", model, str(tmp_path / "bad.idx")])
+    assert "no checkpoint" in err_of(_train_args(data_dir, tmp_path / "new", "--resume"))
+    assert "diverged" in err_of(_train_args(data_dir, tmp_path, "--epochs", "1", "--lr", "1e30",
+                                            "--optimizer", "sgd"))  # fmt: skip
+    # --debug shows the traceback instead
+    with pytest.raises(FileNotFoundError):
+        cli.main(["--debug", "evaluate", str(tmp_path / "missing.npz")])
+    with pytest.raises(FileNotFoundError):
+        cli.main(["evaluate", str(tmp_path / "missing.npz"), "--debug"])
+
+
+def test_info_and_bench(capsys):
+    assert cli.main(["info"]) == 0
+    assert "GEMM backend of the layers: native" in capsys.readouterr().out
+    assert cli.main(["bench", "gemm", "--sizes", "48,64", "--rounds", "2", "--naive-max",
+                     "48", "--threads", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()[3:]]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("48", "naive"), ("48", "blocked"), ("48", "packed"), ("48", "blas"),
+        ("64", "blocked"), ("64", "packed"), ("64", "blas"),
+    ]  # fmt: skip
+    assert all(float(r[2]) > 0 for r in rows) and rows[3][3] == "1.00x"
+
+
+def _run(args, cwd, **kw):
+    env = {**os.environ, "NNFAST_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "nnfast", *args]
+    pipe = subprocess.PIPE
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=True, **kw)
+
+
+def test_python_m_usage_error_exits_2(tmp_path):
+    p = _run(["train", "--optimizer", "lbfgs"], tmp_path)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "invalid choice" in err
+
+
+def test_sigint_writes_a_loadable_checkpoint(data_dir, tmp_path):
+    # slow enough: the cnn at batch size 4, many epochs; interrupt once the first checkpoint exists
+    ckpt = tmp_path / "ck" / "checkpoint.npz"
+    p = _run(["train", "--data-dir", str(data_dir), "--model", "cnn", "--epochs", "50",
+              "--batch-size", "4", "--seed", "3", "--checkpoint-dir", "ck"], tmp_path)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ckpt.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("nnfast: interrupted") and "--resume" in last
+    assert "Traceback" not in err
+    assert re.search(r"epoch +1/50 +loss", out)
+    ck = load_checkpoint(ckpt)
+    state = ck["state"]
+    assert state["epoch"] >= 1 and state["config"]["model"] == "cnn"
+    assert len(state["history"]) == state["epoch"]
+    assert io.load(ckpt).state_dict().keys() == ck["model"].state_dict().keys()
+    assert not [f for f in os.listdir(tmp_path / "ck") if f.endswith(".tmp")]
