@@ -21,6 +21,7 @@
 #define SEL(m, a, b) ((V)_mm256_blendv_ps(VEC(b), VEC(a), m))
 #define VMINX(x, c) ((V)_mm256_min_ps(VEC(c), x))
 #define VMAXX(x, c) ((V)_mm256_max_ps(VEC(c), x))
+#define FMA(a, b, c) ((V)_mm256_fmadd_ps(a, b, c))
 #include "eltwise_kernel.inc"
 
 #define T double
@@ -34,6 +35,7 @@
 #define SEL(m, a, b) ((V)_mm256_blendv_pd(VEC(b), VEC(a), m))
 #define VMINX(x, c) ((V)_mm256_min_pd(VEC(c), x))
 #define VMAXX(x, c) ((V)_mm256_max_pd(VEC(c), x))
+#define FMA(a, b, c) ((V)_mm256_fmadd_pd(a, b, c))
 #include "eltwise_kernel.inc"
 
 #define ACTS(ts, dir)                                                                             \

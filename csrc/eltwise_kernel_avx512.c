@@ -22,6 +22,7 @@
 #define SEL(m, a, b) ((V)_mm512_mask_blend_ps(m, VEC(b), VEC(a)))
 #define VMINX(x, c) ((V)_mm512_min_ps(VEC(c), x))
 #define VMAXX(x, c) ((V)_mm512_max_ps(VEC(c), x))
+#define FMA(a, b, c) ((V)_mm512_fmadd_ps(a, b, c))
 #define POW2(p, n) ((V)_mm512_scalef_ps(p, n))
 #include "eltwise_kernel.inc"
 
@@ -36,6 +37,7 @@
 #define SEL(m, a, b) ((V)_mm512_mask_blend_pd(m, VEC(b), VEC(a)))
 #define VMINX(x, c) ((V)_mm512_min_pd(VEC(c), x))
 #define VMAXX(x, c) ((V)_mm512_max_pd(VEC(c), x))
+#define FMA(a, b, c) ((V)_mm512_fmadd_pd(a, b, c))
 #define POW2(p, n) ((V)_mm512_scalef_pd(p, n))
 #include "eltwise_kernel.inc"
 
