@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from .. import functional as F
+from .._native import core as _core
 from .module import Module, register
 
 REDUCTIONS = ("mean", "sum")
@@ -93,6 +95,18 @@ class CrossEntropyLoss(_Loss):
             )
         n, c = x.shape
         t = np.asarray(target)
+        labels = t.dtype.kind in "iu" or t.dtype == bool
+        if _core is not None and labels and t.shape == (n,) and n and c:
+            if 0 <= t.min() and t.max() < c:  # else the checks below raise
+                # the fused kernel: loss and (softmax - target) / N in one pass, exp once
+                loss, grad = F.softmax_cross_entropy_with_grad(
+                    x, t.astype(np.int64, copy=False), self.label_smoothing
+                )
+                if self.reduction == "sum":
+                    loss *= n
+                    grad *= n
+                self._grad = grad
+                return loss
         # log-softmax, stable: z = x - max; logp = z - log(sum(exp(z)))
         z = x - x.max(axis=1, keepdims=True)
         p = np.exp(z)
