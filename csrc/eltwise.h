@@ -97,6 +97,11 @@ int nnf_softmax_xent_bwd_s(ptrdiff_t rows, ptrdiff_t n, const float *x, const in
                            double eps, double scale, float *dx);
 int nnf_softmax_xent_bwd_d(ptrdiff_t rows, ptrdiff_t n, const double *x, const int64_t *labels,
                            double eps, double scale, double *dx);
+/* Both at once, one exp per logit: *loss as forward, dx as backward (dx may alias x). */
+int nnf_softmax_xent_s(ptrdiff_t rows, ptrdiff_t n, const float *x, const int64_t *labels,
+                       double eps, double scale, double *loss, float *dx);
+int nnf_softmax_xent_d(ptrdiff_t rows, ptrdiff_t n, const double *x, const int64_t *labels,
+                       double eps, double scale, double *loss, double *dx);
 
 /* Binary cross-entropy with logits, stable: *sum = sum max(x,0) - x t + log1p(exp(-|x|));
  * backward dx = scale * (sigmoid(x) - t). MSE: *sum = sum (p - t)^2; dx = scale * (p - t). */

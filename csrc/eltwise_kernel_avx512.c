@@ -1,4 +1,7 @@
-/* AVX-512 element-wise kernels (this file alone is compiled with -mavx512f -mavx512vl ...). */
+/* AVX-512 element-wise kernels (this file alone is compiled with -mavx512f -mavx512vl ...).
+ * The template's primitives as intrinsics: comparisons into mask registers, one-instruction
+ * blends, min/max, and vscalef for p * 2^n (overflow and gradual underflow included). */
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -11,11 +14,31 @@
 #define T float
 #define IT int32_t
 #define TS s
+#define VM __mmask16
+#define VGT(a, b) _mm512_cmp_ps_mask(VEC(a), VEC(b), _CMP_GT_OQ)
+#define VLT(a, b) _mm512_cmp_ps_mask(VEC(a), VEC(b), _CMP_LT_OQ)
+#define VEQ(a, b) _mm512_cmp_ps_mask(VEC(a), VEC(b), _CMP_EQ_OQ)
+#define VNAN(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
+#define SEL(m, a, b) ((V)_mm512_mask_blend_ps(m, VEC(b), VEC(a)))
+#define VMINX(x, c) ((V)_mm512_min_ps(VEC(c), x))
+#define VMAXX(x, c) ((V)_mm512_max_ps(VEC(c), x))
+#define FMA(a, b, c) ((V)_mm512_fmadd_ps(a, b, c))
+#define POW2(p, n) ((V)_mm512_scalef_ps(p, n))
 #include "eltwise_kernel.inc"
 
 #define T double
 #define IT int64_t
 #define TS d
+#define VM __mmask8
+#define VGT(a, b) _mm512_cmp_pd_mask(VEC(a), VEC(b), _CMP_GT_OQ)
+#define VLT(a, b) _mm512_cmp_pd_mask(VEC(a), VEC(b), _CMP_LT_OQ)
+#define VEQ(a, b) _mm512_cmp_pd_mask(VEC(a), VEC(b), _CMP_EQ_OQ)
+#define VNAN(a) _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q)
+#define SEL(m, a, b) ((V)_mm512_mask_blend_pd(m, VEC(b), VEC(a)))
+#define VMINX(x, c) ((V)_mm512_min_pd(VEC(c), x))
+#define VMAXX(x, c) ((V)_mm512_max_pd(VEC(c), x))
+#define FMA(a, b, c) ((V)_mm512_fmadd_pd(a, b, c))
+#define POW2(p, n) ((V)_mm512_scalef_pd(p, n))
 #include "eltwise_kernel.inc"
 
 #define ACTS(ts, dir)                                                                             \

@@ -418,6 +418,19 @@ def softmax_cross_entropy_backward(logits, labels, label_smoothing=0.0, out=None
     return o.done()
 
 
+def softmax_cross_entropy_with_grad(logits, labels, label_smoothing=0.0, out=None):
+    """Loss and gradient at once (one exp per logit): ``(softmax_cross_entropy(...),
+    softmax_cross_entropy_backward(...))``; ``out`` may be ``logits`` itself.
+
+    Returns ``(loss, grad)``: a Python float and an (N, classes) array."""
+    what = "softmax_cross_entropy_with_grad"
+    logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
+    o = _Out(what, out, logits.shape, logits.dtype)
+    n, k = logits.shape
+    loss = _native().softmax_xent(n, k, logits, labels, eps, 1.0 / max(n, 1), o.buf)
+    return loss, o.done()
+
+
 def _pair(what, a_name, a, target):
     a = _array(what, a_name, a)
     target = _array(what, "target", target, a.dtype)

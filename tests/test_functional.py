@@ -223,6 +223,13 @@ def test_softmax_cross_entropy(isa, threads, rng, dtype, eps, shape):
     )
     grad = F.softmax_cross_entropy_backward(x, labels, label_smoothing=eps)
     np.testing.assert_allclose(grad, (np.exp(ls) - target) / n, **_tol(dtype))
+    # fused loss + gradient, also in place (out=logits)
+    loss, g2 = F.softmax_cross_entropy_with_grad(x, labels, label_smoothing=eps)
+    assert loss == pytest.approx(F.softmax_cross_entropy(x, labels, label_smoothing=eps), rel=1e-12)
+    np.testing.assert_allclose(g2, (np.exp(ls) - target) / n, **_tol(dtype))
+    loss3, g3 = F.softmax_cross_entropy_with_grad(x, labels, label_smoothing=eps, out=x)
+    assert g3 is x and loss3 == loss
+    np.testing.assert_array_equal(g3, g2)
 
 
 def test_softmax_cross_entropy_finite_differences(rng):

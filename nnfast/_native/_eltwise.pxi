@@ -45,6 +45,12 @@ cdef extern from "eltwise.h" nogil:
                                const int64_t *labels, double eps, double scale, float *dx)
     int nnf_softmax_xent_bwd_d(Py_ssize_t rows, Py_ssize_t n, const double *x,
                                const int64_t *labels, double eps, double scale, double *dx)
+    int nnf_softmax_xent_s(Py_ssize_t rows, Py_ssize_t n, const float *x,
+                           const int64_t *labels, double eps, double scale, double *loss,
+                           float *dx)
+    int nnf_softmax_xent_d(Py_ssize_t rows, Py_ssize_t n, const double *x,
+                           const int64_t *labels, double eps, double scale, double *loss,
+                           double *dx)
     int nnf_bce_logits_fwd_s(Py_ssize_t n, const float *x, const float *t, double *sum)
     int nnf_bce_logits_fwd_d(Py_ssize_t n, const double *x, const double *t, double *sum)
     int nnf_bce_logits_bwd_s(Py_ssize_t n, const float *x, const float *t, double scale,
@@ -279,6 +285,28 @@ def softmax_xent_backward(Py_ssize_t rows, Py_ssize_t n, cnp.ndarray x, cnp.ndar
             status = nnf_softmax_xent_bwd_d(rows, n, <const double *>px, <const int64_t *>pl,
                                             eps, scale, <double *>pdx)
     check_status(status, "softmax_cross_entropy_backward")
+
+
+def softmax_xent(Py_ssize_t rows, Py_ssize_t n, cnp.ndarray x, cnp.ndarray labels,
+                 double eps, double scale, cnp.ndarray dx):
+    """Loss (returned) and gradient (into dx) in one pass."""
+    cdef int t = _float_dtype("softmax_cross_entropy_with_grad", x), status
+    cdef double loss = 0
+    _req("softmax_cross_entropy_with_grad", "logits", x, t, rows * n)
+    _req("softmax_cross_entropy_with_grad", "labels", labels, cnp.NPY_INT64, rows)
+    _req("softmax_cross_entropy_with_grad", "out", dx, t, rows * n, True)
+    cdef void *px = _p(x)
+    cdef void *pl = _p(labels)
+    cdef void *pdx = _p(dx)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = nnf_softmax_xent_s(rows, n, <const float *>px, <const int64_t *>pl,
+                                        eps, scale, &loss, <float *>pdx)
+        else:
+            status = nnf_softmax_xent_d(rows, n, <const double *>px, <const int64_t *>pl,
+                                        eps, scale, &loss, <double *>pdx)
+    check_status(status, "softmax_cross_entropy_with_grad")
+    return loss
 
 
 def pair_loss_forward(str kind, cnp.ndarray x, cnp.ndarray target):

@@ -102,9 +102,8 @@ class CrossEntropyLoss(_Loss):
                     f"CrossEntropyLoss: labels must be in [0, {c}), got values in "
                     f"[{t.min()}, {t.max()}]"
                 )
-            # fused softmax + cross-entropy: forward the mean loss, backward (p - target) / N
-            loss = F.softmax_cross_entropy(x, t, eps)
-            grad = F.softmax_cross_entropy_backward(x, t, eps)
+            # fused softmax + cross-entropy: the mean loss and (p - target) / N, exp once
+            loss, grad = F.softmax_cross_entropy_with_grad(x, t, eps)
         elif t.dtype.kind == "f" and t.shape == x.shape:  # class probabilities
             t = t.astype(x.dtype, copy=False)
             if eps:

@@ -1,0 +1,45 @@
+"""pytest-benchmark tables for the element-wise kernels: fused forward + backward against the
+numpy multi-pass equivalent and numpy.copyto (the bandwidth roof), same sizes, same run.
+Ratios from interleaved rounds: bench/compare_eltwise.py."""
+
+import numpy as np
+import pytest
+from eltwise_cases import NUMPY, fused, numpy_pair, numpy_xent, operands, xent_operands
+
+import nnfast.functional as F
+
+SIZES = {"1M": 2**20, "16M": 2**24}
+
+
+@pytest.fixture(scope="module", params=list(SIZES))
+def data(request):
+    return request.param, operands(SIZES[request.param])
+
+
+@pytest.mark.parametrize("impl", ["nnfast", "numpy"])
+@pytest.mark.parametrize("name", list(NUMPY))
+def test_activation(benchmark, data, name, impl):
+    size, (x, dy, y, dx) = data
+    benchmark.group = f"{name} fwd+bwd {size}"
+    fn = fused(name, x, dy, y, dx)[2] if impl == "nnfast" else numpy_pair(name, x, dy)
+    benchmark(fn)
+
+
+def test_copy(benchmark, data):
+    size, (x, _, y, _) = data
+    benchmark.group = f"copyto {size}"
+    benchmark(np.copyto, y, x)
+
+
+@pytest.mark.parametrize("impl", ["nnfast", "numpy"])
+@pytest.mark.parametrize("shape", [(128, 10), (4096, 1000)])
+def test_softmax_cross_entropy(benchmark, shape, impl):
+    logits, labels = xent_operands(*shape)
+    benchmark.group = f"softmax_cross_entropy {shape}"
+    g = np.empty_like(logits)
+
+    def ours():
+        F.softmax_cross_entropy(logits, labels)
+        F.softmax_cross_entropy_backward(logits, labels, out=g)
+
+    benchmark(ours if impl == "nnfast" else (lambda: numpy_xent(logits, labels)))
