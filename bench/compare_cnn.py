@@ -1,6 +1,9 @@
 """CNN training steps (forward, backward, Adam) at batch 128: nnfast vs the plain-numpy
-baseline (bench/numpy_cnn.py), in interleaved rounds (median of per-round ratios), plus the
-split of nnfast's step time per layer (and how much of the conv layers is im2col/col2im).
+baseline (bench/numpy_cnn.py) and, when it is installed, PyTorch (CPU), in interleaved rounds
+(median of per-round ratios), plus the split of nnfast's step time per layer (and how much of
+the conv layers is im2col/col2im). PyTorch is never a dependency: without it, its column is
+skipped. Targets: a cnn_small step <= 1.0x PyTorch's time; im2col + col2im < 25% of the conv
+layers' time.
 
     python bench/compare_cnn.py [--models lenet5,cnn_small] [--rounds 9] [--threads 2]
 """
@@ -34,6 +37,36 @@ def make_nnfast(name, seed=0):
         opt.step()
 
     return model, step
+
+
+def make_torch(name, threads):
+    """A PyTorch step closure for the same architecture, or None without torch."""
+    try:
+        import torch
+        from torch import nn as tnn
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if name == "lenet5":
+        layers = [tnn.Conv2d(1, 6, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5),
+                  tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(256, 120), tnn.ReLU(),
+                  tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10)]  # fmt: skip
+    else:
+        layers = [tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+                  tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+                  tnn.Linear(3136, 128), tnn.ReLU(), tnn.Linear(128, 10)]  # fmt: skip
+    model = tnn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = tnn.CrossEntropyLoss()
+
+    def step(x, y):
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        opt.zero_grad()
+        loss(model(xt), yt).backward()
+        opt.step()
+
+    return step
 
 
 def timed(fn, reps):
@@ -99,20 +132,30 @@ def main(argv=None):
     for name in args.models.split(","):
         model, step = make_nnfast(name)
         base = NumpyCNN(name)
+        tstep = make_torch(name, args.threads)
         step(x, y)
         base.step(x, y)
-        ratios, tn, tb = [], [], []
+        if tstep:
+            tstep(x, y)
+        ratios, tn, tb, tt, torch_ratios = [], [], [], [], []
         for _ in range(args.rounds):
             a = timed(lambda s=step: s(x, y), args.reps)
             b = timed(lambda s=base.step: s(x, y), args.reps)
             tn.append(a)
             tb.append(b)
             ratios.append(b / a)
+            if tstep:
+                c = timed(lambda s=tstep: s(x, y), args.reps)
+                tt.append(c)
+                torch_ratios.append(a / c)
         print(
             f"{name}: nnfast {np.median(tn) * 1e3:.1f} ms/step ({128 / np.median(tn):.0f} "
             f"samples/s), numpy {np.median(tb) * 1e3:.1f} ms/step; "
             f"nnfast speed-up {np.median(ratios):.2f}x (median of {args.rounds} rounds)"
         )
+        if tstep:
+            print(f"    PyTorch {np.median(tt) * 1e3:.1f} ms/step; nnfast time / PyTorch time "
+                  f"{np.median(torch_ratios):.2f} (target <= 1.0 for cnn_small)")  # fmt: skip
         split, conv_ops = layer_split(model, x, y)
         total = sum(split.values())
         conv_total = sum(v for (i, n), v in split.items() if n == "Conv2d")

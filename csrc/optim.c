@@ -13,9 +13,9 @@
 #endif
 
 /* Below this many elements per thread, waking the team costs more than it saves: one
- * vectorised thread updates 235k floats in ~130 us, and a team barrier on a shared, busy
- * machine can cost milliseconds. */
-#define NNF_ADAM_MIN_PER_THREAD (1 << 20)
+ * vectorised thread updates 64k floats in ~35 us, a team wakes in a few (on an idle machine;
+ * on an oversubscribed one any barrier can cost a scheduler tick, as for the GEMMs). */
+#define NNF_ADAM_MIN_PER_THREAD (1 << 16)
 
 /* The span loop is divide- and sqrt-bound at SSE width: GCC compiles one clone per ISA and
  * picks at load time (ifunc), so no dispatch table is needed for this one loop. */
