@@ -18,6 +18,7 @@ from .._gemm import gemm
 from .._random import generator
 from . import init
 from .activation import activation_module
+from .layers import _BatchNorm
 from .module import Module, Parameter, _float_dtype, register
 
 #: The im2col buffer of one Conv2d stays under this many bytes: larger batches are processed in
@@ -376,84 +377,9 @@ class AdaptiveAvgPool2d(Module):
 
 
 @register
-class BatchNorm2d(Module):
-    """Batch normalisation per channel of (N, C, H, W) (statistics over N, H, W).
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation per channel of (N, C, H, W): statistics over N, H and W (see
+    :class:`BatchNorm1d` for the arguments)."""
 
-    Training uses the batch mean and biased variance and updates ``running_mean`` and
-    ``running_var`` (unbiased) with ``momentum``; ``eval()`` uses the running statistics.
-    """
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype="float32"):
-        super().__init__()
-        self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = float(momentum)
-        self.affine = bool(affine)
-        dtype = _float_dtype(dtype)
-        if self.affine:
-            self.weight = Parameter(np.ones(self.num_features, dtype))
-            self.bias = Parameter(np.zeros(self.num_features, dtype))
-        else:
-            self.weight = self.bias = None
-        self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
-        self.register_buffer("running_var", np.ones(self.num_features, dtype))
-        self._cache = None
-
-    def forward(self, x):
-        x = _check_nchw(self, x, self.num_features)
-        dtype = self.running_mean.dtype
-        if x.dtype != dtype:
-            x = x.astype(dtype)
-        n = x.shape[0] * x.shape[2] * x.shape[3]
-        if self.training:
-            if n < 2:
-                raise ValueError(f"{self!r}: training needs more than 1 value per channel")
-            mean = x.mean(axis=(0, 2, 3))
-            xc = x - mean[:, None, None]
-            var = np.einsum("nchw,nchw->c", xc, xc) / n
-            m = self.momentum
-            self.running_mean *= 1 - m
-            self.running_mean += m * mean
-            self.running_var *= 1 - m
-            self.running_var += (m * n / (n - 1)) * var
-        else:
-            xc = x - self.running_mean[:, None, None]
-            var = self.running_var
-        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(dtype)
-        x_hat = xc
-        x_hat *= inv_std[:, None, None]
-        self._cache = (x_hat, inv_std, self.training)
-        if not self.affine:
-            return x_hat.copy()
-        return x_hat * self.weight.data[:, None, None] + self.bias.data[:, None, None]
-
-    def backward(self, grad_out):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        x_hat, inv_std, batch_stats = self._cache
-        dy = np.asarray(grad_out, dtype=x_hat.dtype)
-        if self.affine:
-            self.weight.grad += np.einsum("nchw,nchw->c", dy, x_hat)
-            self.bias.grad += dy.sum(axis=(0, 2, 3))
-            g = self.weight.data * inv_std
-        else:
-            g = inv_std
-        if not batch_stats:
-            return dy * g[:, None, None]
-        n = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
-        mean_dy = dy.mean(axis=(0, 2, 3))
-        mean_dy_xhat = np.einsum("nchw,nchw->c", dy, x_hat) / n
-        dx = dy - mean_dy[:, None, None]
-        dx -= x_hat * mean_dy_xhat[:, None, None]
-        dx *= g[:, None, None]
-        return dx
-
-    def get_config(self):
-        cfg = {"num_features": self.num_features}
-        if self.eps != 1e-5:
-            cfg["eps"] = self.eps
-        if self.momentum != 0.1:
-            cfg["momentum"] = self.momentum
-        if not self.affine:
-            cfg["affine"] = False
-        return cfg
+    def _check(self, x):
+        return _check_nchw(self, x, self.num_features)

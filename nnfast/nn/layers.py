@@ -207,9 +207,15 @@ class Dropout(Module):
         return {"p": self.p}
 
 
-@register
-class BatchNorm1d(Module):
-    """Batch normalisation over the batch of (N, C) inputs (Ioffe & Szegedy, 2015).
+def _channel_dot(a, b):
+    """sum of a * b over every axis but 1, without a temporary: (N, C, ...) -> (C,)."""
+    idx = "abcdefgh"[: a.ndim]
+    return np.einsum(f"{idx},{idx}->b", a, b)
+
+
+class _BatchNorm(Module):
+    """Batch normalisation (Ioffe & Szegedy, 2015) per channel (axis 1) of (N, C, ...) inputs,
+    statistics over every other axis. Subclasses check the input's shape (``_check``).
 
     Training normalises with the batch mean and biased variance and updates
     ``running_mean``/``running_var`` (unbiased) with ``momentum``; ``eval()`` uses the running
@@ -238,25 +244,26 @@ class BatchNorm1d(Module):
             self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
         self._cache = None
 
+    def _check(self, x):
+        raise NotImplementedError
+
     def forward(self, x):
-        x = _check_input(self, x, self.num_features, "channels")
-        dtype = (
-            self.weight.dtype
-            if self.affine
-            else self.running_mean.dtype
-            if (self.track_running_stats)
-            else x.dtype
-        )
+        x = self._check(np.asarray(x))
+        dtype = self.weight.dtype if self.affine else (
+            self.running_mean.dtype if self.track_running_stats else x.dtype
+        )  # fmt: skip
         if x.dtype != dtype:
             x = x.astype(dtype)
+        axes = (0, *range(2, x.ndim))  # every axis but the channels'
+        cshape = (1, -1) + (1,) * (x.ndim - 2)  # (C,) broadcast along axis 1
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
-            n = x.shape[0]
+            n = x.size // self.num_features
             if n < 2 and self.training:
-                raise ValueError(f"{self!r}: training needs more than 1 sample per batch, got {n}")
-            mean = x.mean(axis=0)
-            xc = x - mean
-            var = np.einsum("ij,ij->j", xc, xc) / n
+                raise ValueError(f"{self!r}: training needs more than 1 value per channel, got {n}")
+            mean = x.mean(axis=axes)
+            xc = x - mean.reshape(cshape)
+            var = _channel_dot(xc, xc) / n
             if self.training and self.track_running_stats:
                 m = self.momentum
                 self.running_mean *= 1 - m
@@ -265,32 +272,36 @@ class BatchNorm1d(Module):
                 self.running_var += (m * n / max(n - 1, 1)) * var
                 self.num_batches_tracked += 1
         else:
-            xc = x - self.running_mean
+            xc = x - self.running_mean.reshape(cshape)
             var = self.running_var
-        inv_std = 1.0 / np.sqrt(var + self.eps)
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(dtype)
         x_hat = xc
-        x_hat *= inv_std
+        x_hat *= inv_std.reshape(cshape)
         self._cache = (x_hat, inv_std, batch_stats)
         if not self.affine:
             return x_hat.copy()
-        return x_hat * self.weight.data + self.bias.data
+        return x_hat * self.weight.data.reshape(cshape) + self.bias.data.reshape(cshape)
 
     def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
         x_hat, inv_std, batch_stats = self._cache
         dy = np.asarray(grad_out, dtype=x_hat.dtype)
+        axes = (0, *range(2, dy.ndim))
+        cshape = (1, -1) + (1,) * (dy.ndim - 2)
         g = self.weight.data if self.affine else 1.0
-        sum_dy = dy.sum(axis=0)
-        sum_dy_xhat = np.einsum("ij,ij->j", dy, x_hat)
+        sum_dy = dy.sum(axis=axes)
+        sum_dy_xhat = _channel_dot(dy, x_hat)
         if self.affine:
             self.weight.grad += sum_dy_xhat
             self.bias.grad += sum_dy
-        scale = g * inv_std
+        scale = np.reshape(g * inv_std, cshape)
         if not batch_stats:
             return dy * scale
-        n = dy.shape[0]
+        n = dy.size // self.num_features
         # dx = g * inv_std / N * (N dy - sum(dy) - x_hat * sum(dy * x_hat))
-        dx = x_hat * (sum_dy_xhat / n)
-        dx += sum_dy / n
+        dx = x_hat * (sum_dy_xhat / n).reshape(cshape)
+        dx += (sum_dy / n).reshape(cshape)
         np.subtract(dy, dx, out=dx)
         dx *= scale
         return dx
@@ -309,3 +320,11 @@ class BatchNorm1d(Module):
         if not self.track_running_stats:
             cfg["track_running_stats"] = False
         return cfg
+
+
+@register
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) inputs: statistics over the batch, per feature."""
+
+    def _check(self, x):
+        return _check_input(self, x, self.num_features, "channels")
