@@ -99,10 +99,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     raw = arrays.pop(CHECKPOINT_KEY, None)
     if raw is None:
         raise ValueError(f"load_checkpoint: {path} is a model file, not a training checkpoint")
-    try:
-        record = json.loads(str(raw))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"load_checkpoint: {path} has a corrupt record ({err})") from None
+    record = io._json(path, raw, "load_checkpoint", "checkpoint")
     if model is None:
         model = io.load(path)
     else:

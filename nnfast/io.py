@@ -118,14 +118,19 @@ def _read(path) -> dict:
         ) from None
 
 
+def _json(path, raw, what: str, name: str) -> dict:
+    """A JSON record stored as a 0-d string array; ValueError naming ``what`` if corrupt."""
+    try:
+        return json.loads(str(raw))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what}: {path} has a corrupt {name} record ({err})") from None
+
+
 def _record(path, arrays) -> dict:
     raw = arrays.pop(RECORD_KEY, None)
     if raw is None:
         raise ValueError(f"load: {path} has no {RECORD_KEY!r} record; it was not saved by nnfast")
-    try:
-        record = json.loads(str(raw))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"load: {path} has a corrupt architecture record ({err})") from None
+    record = _json(path, raw, "load", "architecture")
     if record.get("format") != FORMAT or record.get("version") != VERSION:
         raise ValueError(
             f"load: {path} has format {record.get('format')!r} version {record.get('version')!r}; "

@@ -49,13 +49,9 @@ def _buffer(owner, name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def _nhwc_rows_to_nchw(rows, n, c, h, w, out=None):
-    """rows (N*H*W, C) -> (N, C, H, W)."""
-    src = rows.reshape(n, h * w, c).transpose(0, 2, 1)
-    if out is None:
-        return np.ascontiguousarray(src).reshape(n, c, h, w)
-    np.copyto(out.reshape(n, c, h * w), src)
-    return out
+def _nhwc_rows_to_nchw(rows, n, c, h, w, out):
+    """rows (N*H*W, C) -> out (N, C, H, W)."""
+    np.copyto(out.reshape(n, c, h * w), rows.reshape(n, h * w, c).transpose(0, 2, 1))
 
 
 @register

@@ -46,20 +46,25 @@ def _float_input(loss, x):
     return x
 
 
+def _target_like(loss, x, target):
+    """target as x's dtype and shape; a flat target for an (N, 1) input is reshaped."""
+    t = np.asarray(target, dtype=x.dtype)
+    if t.shape != x.shape:
+        if t.size == x.size and t.ndim <= 1 and x.ndim == 2 and x.shape[1] == 1:
+            return t.reshape(x.shape)
+        raise ValueError(
+            f"{type(loss).__name__}: input has shape {x.shape} but target has shape {t.shape}"
+        )
+    return t
+
+
 @register
 class MSELoss(_Loss):
     """Mean (or sum) of squared errors over every element: input and target of one shape."""
 
     def forward(self, input, target):
         x = _float_input(self, input)
-        t = np.asarray(target, dtype=x.dtype)
-        if t.shape != x.shape:
-            if t.size == x.size and t.ndim <= 1 and x.ndim == 2 and x.shape[1] == 1:
-                t = t.reshape(x.shape)
-            else:
-                raise ValueError(
-                    f"MSELoss: input has shape {x.shape} but target has shape {t.shape}"
-                )
+        t = _target_like(self, x, target)
         self._grad = F.mse_loss_backward(x, t, self.reduction)
         return F.mse_loss(x, t, self.reduction)
 
@@ -138,14 +143,7 @@ class BCEWithLogitsLoss(_Loss):
 
     def forward(self, input, target):
         x = _float_input(self, input)
-        t = np.asarray(target, dtype=x.dtype)
-        if t.shape != x.shape:
-            if t.size == x.size and t.ndim <= 1 and x.ndim == 2 and x.shape[1] == 1:
-                t = t.reshape(x.shape)
-            else:
-                raise ValueError(
-                    f"BCEWithLogitsLoss: input has shape {x.shape} but target has shape {t.shape}"
-                )
+        t = _target_like(self, x, target)
         self._grad = F.binary_cross_entropy_with_logits_backward(x, t, self.reduction)
         return F.binary_cross_entropy_with_logits(x, t, self.reduction)
 
