@@ -76,21 +76,25 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
 #define T float
 #define PFX(name) s##name
 #define UKR_T nnf_sgemm_ukr
+#define PACK_BT_T nnf_spack_bt
 #define EPI_ROWS nnf_bias_act_rows_s
 #include "gemm_driver.inc"
 #undef T
 #undef PFX
 #undef UKR_T
+#undef PACK_BT_T
 #undef EPI_ROWS
 
 #define T double
 #define PFX(name) d##name
 #define UKR_T nnf_dgemm_ukr
+#define PACK_BT_T nnf_dpack_bt
 #define EPI_ROWS nnf_bias_act_rows_d
 #include "gemm_driver.inc"
 #undef T
 #undef PFX
 #undef UKR_T
+#undef PACK_BT_T
 #undef EPI_ROWS
 
 /* One entry point per dtype: map transposes to strides, handle the trivial cases, dispatch. */

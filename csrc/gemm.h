@@ -59,12 +59,20 @@ typedef void (*nnf_dgemm_ukr)(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrd
                               const double *b, ptrdiff_t rs_b, double *c, ptrdiff_t ldc,
                               double alpha, double beta, int m, int n);
 
+/* Packing a transposed B (B^T row-major, leading dimension ldb) for the micro-kernel:
+ *   bp[p*NR + j] = b[j*ldb + p] for p < kc, j < nr;  bp[p*NR + j] = 0 for nr <= j < NR. */
+typedef void (*nnf_spack_bt)(ptrdiff_t kc, int nr, const float *b, ptrdiff_t ldb, float *bp,
+                             int NR);
+typedef void (*nnf_dpack_bt)(ptrdiff_t kc, int nr, const double *b, ptrdiff_t ldb, double *bp,
+                             int NR);
+
 /* One micro-kernel and the cache blocking it was tuned with. */
 typedef struct {
     int mr, nr;     /* register tile */
     int mc, kc, nc; /* packed A block (mc x kc, L2) and B panel (kc x nc, L3) */
     void *fn;       /* nnf_sgemm_ukr or nnf_dgemm_ukr */
     const char *name;
+    void *pack_bt;  /* nnf_?pack_bt with SIMD transposes, or NULL for the scalar copy */
 } nnf_gemm_ukernel;
 
 /* Per-ISA registry: for each dtype (index 0 = float32, 1 = float64) up to NNF_GEMM_MAX_UKR

@@ -55,13 +55,18 @@ static inline __m256i lane_mask64(int n) { return lane_mask32(2 * n); }
 #include "gemm_ukernel.inc"
 #include "gemm_vec_undef.inc"
 
+#include "gemm_pack_avx2.inc"
+
 nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {{
     {
-        {6, 16, 72, 512, 4096, (void *)sgemm_ukr_6x16_avx2, "sgemm_ukr_6x16_avx2"},
-        {12, 8, 72, 512, 4096, (void *)sgemm_ukr_12x8_avx2, "sgemm_ukr_12x8_avx2"},
+        {6, 16, 72, 512, 4096, (void *)sgemm_ukr_6x16_avx2, "sgemm_ukr_6x16_avx2",
+         (void *)spack_bt_avx2},
+        {12, 8, 72, 512, 4096, (void *)sgemm_ukr_12x8_avx2, "sgemm_ukr_12x8_avx2",
+         (void *)spack_bt_avx2},
     },
     {
-        {6, 8, 48, 512, 4096, (void *)dgemm_ukr_6x8_avx2, "dgemm_ukr_6x8_avx2"},
+        {6, 8, 48, 512, 4096, (void *)dgemm_ukr_6x8_avx2, "dgemm_ukr_6x8_avx2",
+         (void *)dpack_bt_avx2},
     },
 }};
 #else
