@@ -19,6 +19,7 @@ _NATIVE_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
 
 _blas_module = None
 _backend = "native"  # what variant="auto" means: see set_gemm_backend
+_common_acts = None  # activation name -> (C id, default parameter), for core.gemm_common
 
 
 def set_gemm_backend(name: str) -> None:
@@ -46,6 +47,17 @@ def _blas():
             module = False
         _blas_module = module
     return _blas_module or None
+
+
+def _common_act(activation):
+    """(C act id, parameter) of an activation with its default parameters (-1 for None)."""
+    global _common_acts
+    if _common_acts is None:
+        from .functional import _ACT_IDS, _act_params
+
+        acts = {name: _act_params("gemm", name, {})[:2] for name in _ACT_IDS}
+        _common_acts = {None: (-1, 0.0), **acts}
+    return _common_acts.get(activation)
 
 
 def _check_matrix(name: str, x) -> np.ndarray:
@@ -200,6 +212,16 @@ def gemm(
     -------
     ndarray, shape (M, N): ``out`` (a new array when ``out`` is None).
     """
+    if variant == "auto" and _backend == "native" and core is not None and not activation_params:
+        # the everyday call, checked in Cython (the layers make ~10 per training step); None
+        # means something needs the checks, copies or messages below
+        act = _common_act(activation) if isinstance(activation, (str, type(None))) else None
+        if act is not None:
+            res = core.gemm_common(
+                a, b, out, alpha, beta, trans_a, trans_b, bias, act[0], act[1], preact_out
+            )
+            if res is not None:
+                return res
     a = _check_matrix("a", a)
     b = _check_matrix("b", b)
     if a.dtype != b.dtype:

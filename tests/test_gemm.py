@@ -182,6 +182,57 @@ def test_out_layouts(rng, variant):
         assert_close(out, want, k, np.float64), name
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+def test_common_call_matches_the_full_path(rng, dtype, trans_a, trans_b):
+    """variant="auto" checks its everyday call in Cython (core.gemm_common) and hands anything
+    unusual to the Python path: both must give the packed kernel's result for every layout of
+    a, b and out, with and without the epilogue."""
+    m, k, n = 19, 23, 29
+    a, b = operands(rng, m, k, n, dtype, trans_a, trans_b)
+    bias = rng.standard_normal(n).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    kw = {"trans_a": trans_a, "trans_b": trans_b}
+    for la, av in layouts(a).items():
+        for lb, bv in layouts(b).items():
+            want = nnfast.gemm(av, bv, variant="packed", **kw)
+            assert_close(nnfast.gemm(av, bv, **kw), want, k, dtype), (la, lb)
+    want = nnfast.gemm(a, b, c0.copy(), alpha=2.0, beta=0.5, variant="packed", **kw)
+    for name, view in layouts(c0).items():
+        if name == "read-only":
+            continue
+        out = view.copy(order="K") if name in ("C", "F") else view
+        out[...] = c0
+        nnfast.gemm(a, b, out, alpha=2, beta=0.5, **kw)
+        assert_close(out, want, k, dtype), name
+    pre_want = np.empty((m, n), dtype)
+    want = nnfast.gemm(a, b, bias=bias, activation="tanh", preact_out=pre_want,
+                       variant="packed", **kw)  # fmt: skip
+    pre = np.empty((m, n), dtype)
+    got = nnfast.gemm(a, b, bias=bias, activation="tanh", preact_out=pre, **kw)
+    assert_close(got, want, k, dtype)
+    assert_close(pre, pre_want, k, dtype)
+
+
+def test_common_call_skips_the_python_checks(rng, monkeypatch):
+    """The everyday call never reaches the Python argument checks (the point of the Cython
+    path); an unusual one still does."""
+    import nnfast._gemm as gemm_module
+
+    if gemm_module.core is None:
+        pytest.skip("needs the native extension")
+    a, b = operands(rng, 5, 7, 3, np.float32, False, True)
+
+    def fail(*args):
+        raise AssertionError("the Python checks ran")
+
+    monkeypatch.setattr(gemm_module, "_check_matrix", fail)
+    got = nnfast.gemm(a, b, trans_b=True, bias=np.ones(3, np.float32), activation="relu")
+    assert_close(got, np.maximum(reference(a, b, trans_b=True) + 1, 0), 7, np.float32)
+    with pytest.raises(AssertionError, match="Python checks"):
+        nnfast.gemm(a.tolist(), b, trans_b=True)
+
+
 def test_matmul(rng):
     a, b = operands(rng, 5, 6, 7, np.float32, False, False)
     assert_close(nnfast.matmul(a, b), reference(a, b), 6, np.float32)
@@ -285,6 +336,8 @@ def test_bad_variant_and_scalars(ab):
         nnfast.gemm(*ab, alpha="2")
     with pytest.raises(TypeError, match="beta must be a real number"):
         nnfast.gemm(*ab, np.zeros((3, 5), np.float32), beta=1j)
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        nnfast.gemm(*ab, alpha=True)
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -199,5 +199,152 @@ def gemm(int variant, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
     check_status(status, "gemm")
 
 
+
+# --- GEMM: the common call, checked here ---------------------------------------------------------
+
+cdef bint _row_major(cnp.ndarray x, Py_ssize_t *ld, bint *transposed):
+    """Mirrors nnfast._gemm._layout: False when x cannot be handed to C uncopied; else *ld and
+    *transposed (x is stored column-major, i.e. it is a row-major x.T)."""
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(x, 0), cols = cnp.PyArray_DIM(x, 1)
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(x)
+    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(x, 0), s1 = cnp.PyArray_STRIDE(x, 1)
+    if s0 % item or s1 % item:
+        return False
+    s0 //= item
+    s1 //= item
+    if cols <= 1 or s1 == 1:
+        ld[0] = max(cols, 1) if rows <= 1 else s0
+        if ld[0] >= max(cols, 1):
+            transposed[0] = False
+            return True
+    if rows <= 1 or s0 == 1:
+        ld[0] = max(rows, 1) if cols <= 1 else s1
+        if ld[0] >= max(rows, 1):
+            transposed[0] = True
+            return True
+    return False
+
+
+cdef bint _extent(cnp.ndarray x, char **lo, char **hi):
+    """The bytes x spans: [lo, hi). False for an empty array."""
+    cdef char *p = <char *>cnp.PyArray_DATA(x)
+    cdef char *end = p + cnp.PyArray_ITEMSIZE(x)
+    cdef int d
+    for d in range(cnp.PyArray_NDIM(x)):
+        if cnp.PyArray_DIM(x, d) == 0:
+            return False
+        if cnp.PyArray_STRIDE(x, d) < 0:
+            p += (cnp.PyArray_DIM(x, d) - 1) * cnp.PyArray_STRIDE(x, d)
+        else:
+            end += (cnp.PyArray_DIM(x, d) - 1) * cnp.PyArray_STRIDE(x, d)
+    lo[0] = p
+    hi[0] = end
+    return True
+
+
+cdef bint _apart(cnp.ndarray x, cnp.ndarray y):
+    """True when x and y certainly share no memory (disjoint byte ranges)."""
+    cdef char *xl
+    cdef char *xh
+    cdef char *yl
+    cdef char *yh
+    if not _extent(x, &xl, &xh) or not _extent(y, &yl, &yh):
+        return True
+    return xh <= yl or yh <= xl
+
+
+def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int act,
+                double param, preact):
+    """nnfast.gemm's everyday call (variant "auto" on the native kernels) with its checks done
+    here: returns the result, or None when anything is unusual (another type or dtype, a
+    layout that needs a copy, a possible overlap, an empty or k == 0 product, a shape error),
+    and nnfast._gemm.gemm then takes the full path, which also raises the errors."""
+    if type(a) is not cnp.ndarray or type(b) is not cnp.ndarray:
+        return None
+    if (type(alpha) is not float and type(alpha) is not int) or (
+            type(beta) is not float and type(beta) is not int):
+        return None
+    cdef cnp.ndarray A = a, B = b, C
+    cdef int dtype = cnp.PyArray_TYPE(A)
+    if (dtype != cnp.NPY_FLOAT32 and dtype != cnp.NPY_FLOAT64) or cnp.PyArray_TYPE(B) != dtype:
+        return None
+    if cnp.PyArray_NDIM(A) != 2 or cnp.PyArray_NDIM(B) != 2:
+        return None
+    cdef Py_ssize_t m = cnp.PyArray_DIM(A, 1 if trans_a else 0)
+    cdef Py_ssize_t k = cnp.PyArray_DIM(A, 0 if trans_a else 1)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(B, 0 if trans_b else 1)
+    if cnp.PyArray_DIM(B, 1 if trans_b else 0) != k or m == 0 or n == 0 or k == 0:
+        return None
+    cdef double alpha_d = alpha, beta_d = beta
+    if alpha_d == 0.0:
+        return None
+    cdef Py_ssize_t lda, ldb, ldc
+    cdef bint ta, tb, tc
+    cdef cnp.npy_intp dims[2]
+    if not _row_major(A, &lda, &ta) or not _row_major(B, &ldb, &tb):
+        return None
+    if out is None:
+        if beta_d != 0.0:
+            return None
+        dims[0] = m
+        dims[1] = n
+        C = cnp.PyArray_EMPTY(2, dims, dtype, 0)
+        ldc = n
+    else:
+        if type(out) is not cnp.ndarray:
+            return None
+        C = out
+        if (cnp.PyArray_TYPE(C) != dtype or cnp.PyArray_NDIM(C) != 2
+                or cnp.PyArray_DIM(C, 0) != m or cnp.PyArray_DIM(C, 1) != n
+                or not cnp.PyArray_ISWRITEABLE(C)):
+            return None
+        if not _row_major(C, &ldc, &tc) or tc:
+            return None  # a column-major out: the Python path computes C^T instead
+        if not _apart(C, A) or not _apart(C, B):
+            return None
+    cdef nnf_gemm_epilogue ep
+    cdef nnf_gemm_epilogue *pep = NULL
+    cdef cnp.ndarray V
+    if bias is not None or act >= 0 or preact is not None:
+        ep.act = act if act >= 0 else 0
+        ep.param = param
+        ep.bias = NULL
+        ep.preact = NULL
+        ep.ld_preact = n
+        if bias is not None:
+            if type(bias) is not cnp.ndarray:
+                return None
+            V = bias
+            if (cnp.PyArray_TYPE(V) != dtype or cnp.PyArray_NDIM(V) != 1
+                    or cnp.PyArray_DIM(V, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(V)):
+                return None
+            ep.bias = cnp.PyArray_DATA(V)
+        if preact is not None:
+            if type(preact) is not cnp.ndarray:
+                return None
+            V = preact
+            if (cnp.PyArray_TYPE(V) != dtype or cnp.PyArray_NDIM(V) != 2
+                    or cnp.PyArray_DIM(V, 0) != m or cnp.PyArray_DIM(V, 1) != n
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(V) or not cnp.PyArray_ISWRITEABLE(V)
+                    or not _apart(V, A) or not _apart(V, B) or not _apart(V, C)):
+                return None
+            ep.preact = cnp.PyArray_DATA(V)
+        pep = &ep
+    cdef int status
+    if dtype == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_sgemm_ep(2, trans_a != ta, trans_b != tb, m, n, k, <float>alpha_d,
+                                  <const float *>cnp.PyArray_DATA(A), lda,
+                                  <const float *>cnp.PyArray_DATA(B), ldb, <float>beta_d,
+                                  <float *>cnp.PyArray_DATA(C), ldc, pep)
+    else:
+        with nogil:
+            status = nnf_dgemm_ep(2, trans_a != ta, trans_b != tb, m, n, k, alpha_d,
+                                  <const double *>cnp.PyArray_DATA(A), lda,
+                                  <const double *>cnp.PyArray_DATA(B), ldb, beta_d,
+                                  <double *>cnp.PyArray_DATA(C), ldc, pep)
+    check_status(status, "gemm")
+    return C
+
 include "_eltwise.pxi"
 include "_conv.pxi"
