@@ -206,9 +206,77 @@ def test_flat_buffers_and_zero_grad(rng):
     for p in params:
         p.grad += 1
     opt.zero_grad()
+    assert all(not p.grad.any() for p in params)  # reading grad writes the deferred zeros
     assert not grad.any()
     optim.Adam(params)  # a second optimizer reuses the existing flat layout
     assert all(np.shares_memory(p.data, data) for p in params)
+
+
+def _stale_grads(params):
+    """Poison the gradient buffers, then zero_grad: the poison must never be seen again."""
+    for p in params:
+        p.grad[...] = np.nan
+    return params
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Linear(5, 3, activation="relu", dtype="float64", seed=0),
+        lambda: nn.Conv2d(2, 3, 3, padding=1, dtype="float64", seed=0),
+        lambda: nn.Conv2d(2, 3, 1, dtype="float64", seed=0),  # the 1x1 path
+        lambda: nn.Conv2d(2, 3, 3, dtype="float64", seed=0, max_cols_bytes=1),  # chunked
+    ],
+    ids=["linear", "conv", "conv1x1", "conv_chunked"],
+)
+def test_deferred_zero_grad_overwrites_then_accumulates(make, rng):
+    """After zero_grad a layer's backward writes its gradients (never reading the old ones);
+    a second backward adds to them, as without the deferral."""
+    layer = make()
+    x = rng.standard_normal((4, 5) if isinstance(layer, nn.Linear) else (2, 2, 5, 5))
+    dy = rng.standard_normal(layer(x).shape)
+    layer.zero_grad()
+    layer.backward(dy)
+    once = [p.grad.copy() for p in layer.parameters()]
+    _stale_grads(layer.parameters())
+    layer.zero_grad()
+    layer(x)
+    layer.backward(dy)
+    for g, ref in zip((p.grad for p in layer.parameters()), once):
+        np.testing.assert_allclose(g, ref, rtol=1e-12, atol=1e-12)
+    layer(x)
+    layer.backward(dy)
+    for g, ref in zip((p.grad for p in layer.parameters()), once):
+        np.testing.assert_allclose(g, 2 * ref, rtol=1e-12, atol=1e-12)
+
+
+def test_deferred_zero_grad_of_an_empty_batch(rng):
+    for layer, x in [
+        (nn.Linear(5, 3, dtype="float64", seed=0), np.empty((0, 5))),
+        (nn.Conv2d(2, 3, 3, dtype="float64", seed=0), np.empty((0, 2, 5, 5))),
+    ]:
+        y = layer(x)
+        _stale_grads(layer.parameters())
+        layer.zero_grad()
+        layer.backward(np.empty_like(y))
+        assert all(not p.grad.any() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_step_sees_zeros_of_parameters_backward_missed(name, rng):
+    """A parameter no backward reached after zero_grad has a zero gradient in step()."""
+    used, unused = nn.Linear(3, 2, seed=0), nn.Linear(3, 2, seed=1)
+    params = list(used.parameters()) + list(unused.parameters())
+    opt = optim.OPTIMIZERS[name](params, lr=0.1)
+    before = [p.data.copy() for p in unused.parameters()]
+    _stale_grads(params)
+    opt.zero_grad()
+    used(rng.standard_normal((4, 3)).astype(np.float32))
+    used.backward(np.ones((4, 2), np.float32))
+    opt.step()
+    for p, b in zip(unused.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+    assert all(np.isfinite(p.data).all() for p in used.parameters())
 
 
 def test_clip_grad_norm(rng):

@@ -196,12 +196,18 @@ class Conv2d(Module):
             if self.bias is not None:
                 self.bias.grad += dy.sum(axis=(0, 2, 3))
         w2 = self._w2(self.weight.data)
-        dw2 = self._w2(self.weight.grad)
+        gw, beta = self.weight.grad_target()  # beta 0: the first product overwrites dW
+        dw2 = self._w2(gw)
         dx = np.empty_like(x) if input_grad else None
+        if n == 0:  # an empty batch adds nothing (but a pending zero_grad must hold)
+            if beta == 0.0:
+                dw2.fill(0)
+            return dx
         if self._pointwise:
             for i in range(n):
                 dyi = dy[i].reshape(self.out_channels, -1)
-                gemm(dyi, x[i].reshape(self.in_channels, -1), dw2, trans_b=True, beta=1.0)
+                gemm(dyi, x[i].reshape(self.in_channels, -1), dw2, trans_b=True, beta=beta)
+                beta = 1.0
                 if input_grad:
                     gemm(w2, dyi, dx[i].reshape(self.in_channels, -1), trans_a=True)
             return dx
@@ -215,7 +221,8 @@ class Conv2d(Module):
             n1 = min(n, n0 + step)
             cols = self._cols_of(x, n0, n1, ho, wo)
             d_rows = dy_rows[n0 * ho * wo : n1 * ho * wo]
-            gemm(d_rows, cols, dw2, trans_a=True, beta=1.0)  # dW += dY.T @ cols
+            gemm(d_rows, cols, dw2, trans_a=True, beta=beta)  # dW += dY.T @ cols
+            beta = 1.0
             if input_grad:
                 dcols = gemm(d_rows, w2, cols)  # cols is free now: dcols = dY @ W
                 ops.col2im(dcols, (n1 - n0, *x.shape[1:]), (kh, kw), (sh, sw), (ph, pw),

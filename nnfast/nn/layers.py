@@ -112,7 +112,8 @@ class Linear(Module):
             db = dy.sum(axis=0)
         if has_bias:
             self.bias.grad += db
-        gemm(dy, self._x, self.weight.grad, trans_a=True, beta=1.0)
+        gw, beta = self.weight.grad_target()
+        gemm(dy, self._x, gw, trans_a=True, beta=beta)
         if not input_grad:
             return None
         return gemm(dy, self.weight.data)  # dx (N, in) = dy (N, out) @ W (out, in)

@@ -36,10 +36,15 @@ class Parameter:
 
     ``data`` is updated in place by optimizers; ``grad`` is accumulated by ``backward`` and reset
     by ``zero_grad``. An optimizer may move both into one flat buffer (``data`` then becomes a
-    view into it), so hold on to the Parameter, not to ``param.data``.
+    view into it), so hold on to the Parameter, not to ``param.data`` or ``param.grad``.
+
+    ``zero_grad`` is deferred: the zeros are written when ``grad`` is next read, and a layer
+    whose backward writes the whole gradient (through :meth:`grad_target`) never writes them.
+    Like torch's ``zero_grad(set_to_none=True)``, an array taken from ``grad`` before
+    ``zero_grad`` is not reset by it.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("_grad", "_zero_pending", "data")
 
     def __init__(self, data, grad=None):
         data = np.asarray(data)
@@ -51,6 +56,37 @@ class Parameter:
             raise ValueError(
                 f"Parameter: grad has shape {self.grad.shape} but data has shape {data.shape}"
             )
+
+    @property
+    def grad(self) -> np.ndarray:
+        """The accumulated gradient, like ``data``."""
+        if self._zero_pending:
+            self.materialize_grad()
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._zero_pending = False
+
+    def zero_grad(self) -> None:
+        """Reset the gradient to zero (deferred: see the class docstring)."""
+        self._zero_pending = True
+
+    def materialize_grad(self) -> None:
+        """Write the zeros a deferred ``zero_grad`` left pending, if any."""
+        if self._zero_pending:
+            self._grad.fill(0)
+            self._zero_pending = False
+
+    def grad_target(self):
+        """``(grad, beta)`` for a kernel that computes ``grad = beta * grad + new`` over the
+        whole array: beta is 0.0 while a ``zero_grad`` is pending (its zeros are never
+        written), else 1.0."""
+        if self._zero_pending:
+            self._zero_pending = False
+            return self._grad, 0.0
+        return self._grad, 1.0
 
     @property
     def shape(self):
@@ -153,8 +189,9 @@ class Module:
         return sum(p.size for p in self.parameters())
 
     def zero_grad(self) -> None:
+        """Reset every parameter's gradient (deferred: see :class:`Parameter`)."""
         for p in self.parameters():
-            p.grad.fill(0)
+            p.zero_grad()
 
     def train(self, mode: bool = True):
         for m in self.modules():

@@ -87,13 +87,17 @@ class Optimizer:
         return {}
 
     def zero_grad(self) -> None:
-        """Set every gradient to zero: one fill per group."""
-        for _, grad in self._flat:
-            grad.fill(0)
+        """Set every gradient to zero. Deferred (see ``nnfast.nn.Parameter``): the layers'
+        backward then writes gradients instead of adding them to a buffer of zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.zero_grad()
 
     def step(self) -> None:
         """One update of every parameter from its accumulated gradient."""
         for group, (data, grad), state in zip(self.param_groups, self._flat, self.state):
+            for p in group["params"]:  # the zeros of parameters backward did not reach
+                p.materialize_grad()
             state["step"] += 1
             self._update(group, data, grad, state)
 
