@@ -12,6 +12,7 @@ sigmoid, tanh, relu, leaky_relu, elu), the forward's input ``x`` for the others.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Callable, NamedTuple
 
@@ -97,8 +98,20 @@ _ACT_IDS = {
 }
 
 
+_DEFAULT_ACT_PARAMS = {}  # act -> (C act id, a, b) with default parameters, filled on use
+
+
 def _act_params(what: str, act: str, params: dict):
     """(C act id, a, b) for an activation name and its keyword parameters."""
+    if params:
+        return _resolve_act_params(what, act, params)
+    got = _DEFAULT_ACT_PARAMS.get(act)  # every layer's call: memoised
+    if got is None:
+        got = _DEFAULT_ACT_PARAMS[act] = _resolve_act_params(what, act, {})
+    return got
+
+
+def _resolve_act_params(what: str, act: str, params: dict):
     if act not in _ACT_IDS:
         raise ValueError(f"{what}: unknown activation {act!r}; expected one of {list(_ACT_IDS)}")
     allowed = {
@@ -128,7 +141,7 @@ def _layout(shape):
     """(outer, C, inner) of an (N, C, ...) array: channel axis 1."""
     if len(shape) < 2:
         raise ValueError(f"expected an array of shape (N, F) or (N, C, H, W), got shape {shape}")
-    inner = int(np.prod(shape[2:], dtype=np.int64))
+    inner = math.prod(shape[2:])
     return shape[0], shape[1], inner
 
 
@@ -368,7 +381,9 @@ def log_softmax(x, out=None):
     return o.done()
 
 
-def _labels(what, labels, n_rows, n_classes):
+def _labels(what, labels, n_rows):
+    """labels as a contiguous int64 (n_rows,) array; their range is checked by the kernels,
+    which fail on a label outside [0, classes) (see _label_range_error)."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(
@@ -376,12 +391,28 @@ def _labels(what, labels, n_rows, n_classes):
         )
     if labels.shape != (n_rows,):
         raise ValueError(f"{what}: labels has shape {labels.shape}, expected ({n_rows},)")
-    if n_rows and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"{what}: labels must be in [0, {n_classes}), got values in "
-            f"[{labels.min()}, {labels.max()}]"
-        )
     return np.ascontiguousarray(labels, np.int64)
+
+
+def _label_range_error(what, labels, n_classes):
+    """The error for labels outside [0, n_classes), or None if they are all inside."""
+    lo, hi = labels.min(), labels.max()
+    if lo < 0 or hi >= n_classes:
+        return ValueError(f"{what}: labels must be in [0, {n_classes}), got values in [{lo}, {hi}]")
+    return None
+
+
+def _xent_call(what, kernel, logits, labels, *args):
+    """kernel(rows, classes, logits, labels, *args); a label out of range (which the kernel
+    refuses) is reported with its values."""
+    n, k = logits.shape
+    try:
+        return kernel(n, k, logits, labels, *args)
+    except ValueError:
+        err = _label_range_error(what, labels, k)
+        if err is not None:
+            raise err from None
+        raise
 
 
 def _xent_args(what, logits, labels, label_smoothing):
@@ -394,7 +425,7 @@ def _xent_args(what, logits, labels, label_smoothing):
     eps = _real(what, "label_smoothing", label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"{what}: label_smoothing must be in [0, 1], got {eps}")
-    return logits, _labels(what, labels, n, k), eps
+    return logits, _labels(what, labels, n), eps
 
 
 def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
@@ -405,7 +436,7 @@ def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
     Returns a Python float."""
     what = "softmax_cross_entropy"
     logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
-    return _native().softmax_xent_forward(*logits.shape, logits, labels, eps)
+    return _xent_call(what, _native().softmax_xent_forward, logits, labels, eps)
 
 
 def softmax_cross_entropy_backward(logits, labels, label_smoothing=0.0, out=None):
@@ -413,8 +444,8 @@ def softmax_cross_entropy_backward(logits, labels, label_smoothing=0.0, out=None
     what = "softmax_cross_entropy_backward"
     logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
     o = _Out(what, out, logits.shape, logits.dtype)
-    n, k = logits.shape
-    _native().softmax_xent_backward(n, k, logits, labels, eps, 1.0 / n, o.buf)
+    _xent_call(what, _native().softmax_xent_backward, logits, labels, eps, 1.0 / len(labels),
+               o.buf)  # fmt: skip
     return o.done()
 
 
@@ -426,8 +457,8 @@ def softmax_cross_entropy_with_grad(logits, labels, label_smoothing=0.0, out=Non
     what = "softmax_cross_entropy_with_grad"
     logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
     o = _Out(what, out, logits.shape, logits.dtype)
-    n, k = logits.shape
-    loss = _native().softmax_xent(n, k, logits, labels, eps, 1.0 / max(n, 1), o.buf)
+    loss = _xent_call(what, _native().softmax_xent, logits, labels, eps, 1.0 / len(labels),
+                      o.buf)  # fmt: skip
     return loss, o.done()
 
 

@@ -102,13 +102,14 @@ class CrossEntropyLoss(_Loss):
                     f"CrossEntropyLoss: labels must have shape ({n},) for logits {x.shape}, "
                     f"got {t.shape}"
                 )
-            if n and (t.min() < 0 or t.max() >= c):
-                raise ValueError(
-                    f"CrossEntropyLoss: labels must be in [0, {c}), got values in "
-                    f"[{t.min()}, {t.max()}]"
-                )
             # fused softmax + cross-entropy: the mean loss and (p - target) / N, exp once
-            loss, grad = F.softmax_cross_entropy_with_grad(x, t, eps)
+            try:
+                loss, grad = F.softmax_cross_entropy_with_grad(x, t, eps)
+            except ValueError:  # name this loss in the error about label values
+                err = F._label_range_error("CrossEntropyLoss", t, c) if n else None
+                if err is not None:
+                    raise err from None
+                raise
         elif t.dtype.kind == "f" and t.shape == x.shape:  # class probabilities
             t = t.astype(x.dtype, copy=False)
             if eps:
