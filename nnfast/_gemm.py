@@ -212,7 +212,8 @@ def gemm(
     -------
     ndarray, shape (M, N): ``out`` (a new array when ``out`` is None).
     """
-    if variant == "auto" and _backend == "native" and core is not None and not activation_params:
+    packed = variant == "packed" or (variant == "auto" and _backend == "native")
+    if packed and core is not None and not activation_params:
         # the everyday call, checked in Cython (the layers make ~10 per training step); None
         # means something needs the checks, copies or messages below
         act = _common_act(activation) if isinstance(activation, (str, type(None))) else None

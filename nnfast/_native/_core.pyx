@@ -255,7 +255,7 @@ cdef bint _apart(cnp.ndarray x, cnp.ndarray y):
 
 def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int act,
                 double param, preact):
-    """nnfast.gemm's everyday call (variant "auto" on the native kernels) with its checks done
+    """nnfast.gemm's everyday call (the packed variant, which "auto" means) with its checks done
     here: returns the result, or None when anything is unusual (another type or dtype, a
     layout that needs a copy, a possible overlap, an empty or k == 0 product, a shape error),
     and nnfast._gemm.gemm then takes the full path, which also raises the errors."""
