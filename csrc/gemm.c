@@ -38,6 +38,8 @@ int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc) {
  * Intel cores have at least as much). */
 #define NNF_L1_BYTES (32 << 10)
 #define NNF_L2_BYTES (1 << 20)
+/* The least depth per thread worth a K split with its reduction of partial products. */
+#define NNF_SPLIT_K_MIN_DEPTH 1024
 
 static int check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                       ptrdiff_t lda, ptrdiff_t ldb, ptrdiff_t ldc) {

@@ -95,10 +95,20 @@ def test_every_registered_kernel_around_its_tile(isa, threads, rng):
 
 
 @pytest.mark.parametrize(
-    "m,k,n", [(73728 // 8, 25, 6), (1024, 150, 16), (600, 300, 700), (8, 3000, 9), (7, 9001, 25)]
+    "m,k,n",
+    [
+        (73728 // 8, 25, 6),
+        (1024, 150, 16),
+        (600, 300, 700),
+        (8, 3000, 9),
+        (7, 9001, 25),
+        (16, 4097, 100),  # K split because it dwarfs M and N, though there are tiles enough
+        (64, 1030, 200),  # two equal K blocks of 520 (f32 with NR 32 caps blocks at 1024)
+        (2000, 16, 150),  # five column slivers: M split, the busiest thread has fewer tiles
+    ],
 )
 def test_packed_paths(isa, threads, rng, m, k, n):
-    """Skinny, long-K and Goto-sized products reach each packed driver."""
+    """Skinny, long-K and Goto-sized products reach each packed driver and thread split."""
     a, b = operands(rng, m, k, n, np.float32, False, False)
     assert_close(nnfast.gemm(a, b, variant="packed"), reference(a, b), k, np.float32)
 
