@@ -17,6 +17,13 @@ static int check_geom(ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, const 
     return (*ho < 0 || *wo < 0) ? NNF_EINVAL : NNF_OK;
 }
 
+/* Keeps a loop the compiler vectorised out of the OpenMP body, where inlined it was not. */
+#if defined(__GNUC__) || defined(__clang__)
+#define NNF_NOINLINE __attribute__((noinline))
+#else
+#define NNF_NOINLINE
+#endif
+
 /* Threads for `items` independent items of `work_each` element operations. */
 static int batch_threads(ptrdiff_t items, ptrdiff_t work_each) {
     int nt = nnf_threads_for((double)items * (double)work_each);

@@ -144,6 +144,29 @@ def test_max_pool_nan_propagates():
     assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y.flat[1:]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 9, 71), (1, 2, 5, 3), (3, 1, 2, 34)])
+def test_max_pool_2x2_path_ties_and_nan(shape, dtype, rng):
+    """The vectorised 2x2/stride-2 rows (odd sizes, vector body and tail): a tie picks the first
+    element in window order, and a NaN anywhere in a window wins it."""
+    x = rng.integers(0, 3, shape).astype(dtype)  # many ties
+    y, argmax = C.max_pool2d(x, 2)
+    n, c, h, w = shape
+    ho, wo = h // 2, w // 2
+    win = x[:, :, : 2 * ho, : 2 * wo].reshape(n, c, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5)
+    first = win.reshape(n, c, ho, wo, 4).argmax(axis=-1)  # first maximum in window order
+    oh, ow = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    want_arg = (2 * oh + first // 2) * w + 2 * ow + first % 2
+    np.testing.assert_array_equal(y, win.reshape(n, c, ho, wo, 4).max(axis=-1))
+    np.testing.assert_array_equal(argmax, want_arg)
+    x[0, 0, 2 * ho - 1, 2 * wo - 2] = np.nan
+    y, argmax = C.max_pool2d(x, 2)
+    assert (
+        np.isnan(y[0, 0, ho - 1, wo - 1]) and np.isfinite(np.delete(y.ravel(), ho * wo - 1)).all()
+    )
+    assert argmax[0, 0, ho - 1, wo - 1] == (2 * ho - 1) * w + 2 * wo - 2
+
+
 def test_global_avg_pool(rng):
     x = rng.standard_normal((3, 4, 5, 6))
     np.testing.assert_allclose(C.global_avg_pool2d(x), x.mean(axis=(2, 3)))
