@@ -16,6 +16,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
+CORE = "nnfast._native._core"
 CORE_SOURCES = [
     "cpu.c",
     "gemm.c",
@@ -23,6 +24,7 @@ CORE_SOURCES = [
     "eltwise.c",
     "eltwise_kernel_generic.c",
     "conv.c",
+    "optim.c",
 ]
 # kernel file -> (macro announcing it was built, ISA flags)
 ISA_SOURCES = {
@@ -31,8 +33,6 @@ ISA_SOURCES = {
     "eltwise_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
     "eltwise_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
 }
-# extensions whose loops call sqrt on values known to be >= 0: no errno, so they vectorise
-NO_ERRNO = {"nnfast._native._optim": ["-fno-math-errno"]}
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
@@ -57,11 +57,11 @@ class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler
         unix = cc.compiler_type in ("unix", "mingw32", "cygwin")
-        # -fno-trapping-math lets GCC turn float compares into vector selects (max pooling, ReLU);
-        # nnfast never reads the FP exception flags.
-        base = (
-            ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-trapping-math"] if unix else ["/O2"]
-        )
+        # -fno-trapping-math lets GCC turn float compares into vector selects (max pooling, ReLU)
+        # and -fno-math-errno lets it vectorise sqrt (Adam); nnfast reads neither the FP
+        # exception flags nor errno.
+        base = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-trapping-math",
+                "-fno-math-errno"] if unix else ["/O2"]  # fmt: skip
         omp = []
         if unix and not os.environ.get("NNFAST_NO_OPENMP"):
             probe = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
@@ -69,27 +69,27 @@ class BuildExt(build_ext):
                 omp = ["-fopenmp"]
             else:
                 print("nnfast: the compiler has no OpenMP; building single-threaded kernels")
-        macros = []
-        for ext in self.extensions:
-            isa_objs = []
-            for name, (macro, flags) in ISA_SOURCES.items():
-                src = os.path.join(CSRC, name)
-                if not (IS_X86_64 and unix):
-                    continue
-                try:
-                    isa_objs += cc.compile(
-                        [src],
-                        output_dir=self.build_temp,
-                        macros=[(macro, "1")],
-                        include_dirs=[CSRC],
-                        extra_postargs=base + omp + flags,
-                    )
+        # the per-ISA kernel files, compiled once with their own flags, go into the core only
+        isa_objs, macros = [], []
+        isa_sources = ISA_SOURCES.items() if IS_X86_64 and unix else ()
+        for name, (macro, flags) in isa_sources:
+            try:
+                isa_objs += cc.compile(
+                    [os.path.join(CSRC, name)],
+                    output_dir=self.build_temp,
+                    macros=[(macro, "1")],
+                    include_dirs=[CSRC],
+                    extra_postargs=base + omp + flags,
+                )
+                if (macro, "1") not in macros:
                     macros.append((macro, "1"))
-                except Exception as err:  # an old compiler: leave this ISA path out
-                    print(f"nnfast: cannot build {name} ({err}); that ISA path is left out")
-            ext.extra_objects = isa_objs + list(ext.extra_objects or [])
-            ext.define_macros = list(ext.define_macros or []) + macros
-            ext.extra_compile_args = base + omp + (NO_ERRNO.get(ext.name, []) if unix else [])
+            except Exception as err:  # an old compiler: leave this ISA path out
+                print(f"nnfast: cannot build {name} ({err}); that ISA path is left out")
+        for ext in self.extensions:
+            if ext.name == CORE:
+                ext.extra_objects = isa_objs + list(ext.extra_objects or [])
+                ext.define_macros = list(ext.define_macros or []) + macros
+            ext.extra_compile_args = base + omp
             ext.extra_link_args = omp
         super().build_extensions()
 
@@ -119,9 +119,8 @@ def cythonize(extensions):
 
 
 extensions = [
-    native_extension("nnfast._native._core", "nnfast/_native/_core.pyx", CORE_SOURCES),
+    native_extension(CORE, "nnfast/_native/_core.pyx", CORE_SOURCES),
     native_extension("nnfast._native._blas", "nnfast/_native/_blas.pyx", []),
-    native_extension("nnfast._native._optim", "nnfast/_native/_optim.pyx", ["optim.c"]),
 ]
 
 if "--help" not in sys.argv:

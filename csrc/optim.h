@@ -4,16 +4,18 @@
  *     p[i] *= decay;  m[i] = b1 m[i] + (1 - b1) g[i];  v[i] = b2 v[i] + (1 - b2) g[i]^2
  *     p[i] -= step * m[i] / (sqrt(v[i]) + eps_hat)
  * with the caller folding the bias corrections into step and eps_hat. p, m, v are updated in
- * place (=); g is read only. Up to `threads` OpenMP threads (small n uses one: the extension
- * that holds this kernel keeps no thread count of its own). Returns 0, or -1 for n < 0. */
+ * place (=); g is read only. Runs on the active ISA path and the shared thread count (cpu.h);
+ * element-wise, so the result depends on neither. Returns NNF_OK, or NNF_EINVAL for n < 0. */
 #ifndef NNFAST_OPTIM_H
 #define NNFAST_OPTIM_H
 
 #include <stddef.h>
 
-int nnf_adam_f32(ptrdiff_t n, float *p, const float *g, float *m, float *v, float step,
-                 float b1, float b2, float eps_hat, float decay, int threads);
-int nnf_adam_f64(ptrdiff_t n, double *p, const double *g, double *m, double *v, double step,
-                 double b1, double b2, double eps_hat, double decay, int threads);
+#include "cpu.h"
+
+int nnf_adam_s(ptrdiff_t n, float *p, const float *g, float *m, float *v, float step, float b1,
+               float b2, float eps_hat, float decay);
+int nnf_adam_d(ptrdiff_t n, double *p, const double *g, double *m, double *v, double step,
+               double b1, double b2, double eps_hat, double decay);
 
 #endif

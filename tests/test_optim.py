@@ -103,8 +103,8 @@ def _adam_paper(lr, b1, b2, eps, wd=0.0, decoupled=True):
 )
 def test_adam_against_the_paper(cls, kw, decoupled, native, rng, monkeypatch):
     if not native:
-        monkeypatch.setattr(optimizer_module, "_native_optim", None)
-    elif optimizer_module._native_optim is None:
+        monkeypatch.setattr(optimizer_module, "_native", None)
+    elif optimizer_module._native is None:
         pytest.skip("no native extension")
     params = _params(rng)
     grads = _grads(rng, params, 5)
@@ -115,16 +115,40 @@ def test_adam_against_the_paper(cls, kw, decoupled, native, rng, monkeypatch):
     np.testing.assert_allclose(_flat(params), ref, rtol=1e-10, atol=1e-12)
 
 
-def test_adam_float32_native_matches_numpy(rng, monkeypatch):
-    if optimizer_module._native_optim is None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_native_matches_numpy_on_every_path(dtype, isa, threads, rng, monkeypatch):
+    """The fused kernel on each ISA path and thread count, at sizes below and above the
+    threading cut-off (64k elements a thread) and with a tail that fills no vector."""
+    if optimizer_module._native is None:
         pytest.skip("no native extension")
-    a = [nn.Parameter(rng.standard_normal(50_000).astype(np.float32))]  # threaded size
-    b = [nn.Parameter(a[0].data.copy())]
-    grads = _grads(rng, a, 3)
-    _run(optim.AdamW(a, lr=0.01), a, grads)
-    monkeypatch.setattr(optimizer_module, "_native_optim", None)
-    _run(optim.AdamW(b, lr=0.01), b, grads)
-    np.testing.assert_allclose(a[0].data, b[0].data, rtol=1e-5, atol=1e-6)
+    for size in (1, 37, 200_003):
+        a = [nn.Parameter(rng.standard_normal(size).astype(dtype))]
+        b = [nn.Parameter(a[0].data.copy())]
+        grads = _grads(rng, a, 3)
+        _run(optim.AdamW(a, lr=0.01), a, grads)
+        with monkeypatch.context() as mp:
+            mp.setattr(optimizer_module, "_native", None)
+            _run(optim.AdamW(b, lr=0.01), b, grads)
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=0)
+        np.testing.assert_allclose(a[0].data, b[0].data, **tol)
+
+
+def test_adam_kernel_rejects_bad_buffers():
+    core = optimizer_module._native
+    if core is None:
+        pytest.skip("no native extension")
+    p, g, m, v = (np.zeros(8, np.float32) for _ in range(4))
+    with pytest.raises(ValueError, match="adam: grad has 7 elements, expected 8"):
+        core.adam(p, g[:7], m, v, 0.1, 0.9, 0.999, 1e-8, 1.0)
+    with pytest.raises(TypeError, match="adam: exp_avg has dtype float64"):
+        core.adam(p, g, m.astype(np.float64), v, 0.1, 0.9, 0.999, 1e-8, 1.0)
+    with pytest.raises(ValueError, match="adam: exp_avg_sq must be C-contiguous"):
+        core.adam(p, g, m, np.zeros(16, np.float32)[::2], 0.1, 0.9, 0.999, 1e-8, 1.0)
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="adam: p is read-only"):
+        core.adam(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 1.0)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        core.adam(np.zeros(8, np.int32), g, m, v, 0.1, 0.9, 0.999, 1e-8, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -14,16 +14,8 @@ import math
 
 import numpy as np
 
-from .. import _runtime
-from .._native import core as _core
+from .._native import core as _native
 from ..nn.utils import flatten_parameters
-
-_native_optim = None
-if _core is not None:  # the fused kernels ship beside the core (off with NNFAST_DISABLE_NATIVE)
-    try:
-        from .._native import _optim as _native_optim
-    except ImportError:
-        _native_optim = None
 
 OPTIMIZERS: dict[str, type] = {}
 
@@ -323,7 +315,7 @@ class AdamW(Optimizer):
 
     def _init_state(self, group, data):
         state = {"exp_avg": np.zeros_like(data), "exp_avg_sq": np.zeros_like(data)}
-        if _native_optim is None:
+        if _native is None:
             state["_tmp"] = np.empty_like(data)
         return state
 
@@ -332,9 +324,8 @@ class AdamW(Optimizer):
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
         bc1, sqrt_bc2 = 1 - b1**t, math.sqrt(1 - b2**t)
         step_size, eps_hat, decay = lr * sqrt_bc2 / bc1, eps * sqrt_bc2, 1 - lr * wd
-        if _native_optim is not None:
-            threads = _runtime.get_num_threads()
-            _native_optim.adam(data, grad, m, v, step_size, b1, b2, eps_hat, decay, threads)
+        if _native is not None:
+            _native.adam(data, grad, m, v, step_size, b1, b2, eps_hat, decay)
             return
         tmp = state.get("_tmp")
         if tmp is None:
