@@ -21,6 +21,15 @@ class ConvergenceWarning(UserWarning):
     """A learner stopped at its epoch limit without converging."""
 
 
+def _check_rule(name, lr, max_epochs=1):
+    """(lr, max_epochs) as float and int, or ValueError naming the learner."""
+    if not lr > 0:
+        raise ValueError(f"{name}: lr must be > 0, got {lr}")
+    if isinstance(max_epochs, bool) or int(max_epochs) != max_epochs or max_epochs < 1:
+        raise ValueError(f"{name}: max_epochs must be a whole number >= 1, got {max_epochs}")
+    return float(lr), int(max_epochs)
+
+
 class _Binary:
     def _prepare(self, X, y):
         X = np.asarray(X, dtype=np.float64)
@@ -72,12 +81,8 @@ class Perceptron(_Binary):
     """
 
     def __init__(self, lr=1.0, max_epochs=100, shuffle=True, seed=None):
-        self.lr, self.max_epochs, self.shuffle, self.seed = (
-            float(lr),
-            int(max_epochs),
-            shuffle,
-            seed,
-        )
+        self.lr, self.max_epochs = _check_rule("Perceptron", lr, max_epochs)
+        self.shuffle, self.seed = shuffle, seed
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)
@@ -123,8 +128,8 @@ class Adaline(_Binary):
     """
 
     def __init__(self, lr=0.01, max_epochs=50, tol=1e-6, shuffle=True, seed=None):
-        self.lr, self.max_epochs, self.tol = float(lr), int(max_epochs), float(tol)
-        self.shuffle, self.seed = shuffle, seed
+        self.lr, self.max_epochs = _check_rule("Adaline", lr, max_epochs)
+        self.tol, self.shuffle, self.seed = float(tol), shuffle, seed
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)
@@ -158,7 +163,7 @@ class Hebbian(_Binary):
     w = lr X^T t. Learns e.g. AND/OR on bipolar inputs; no error correction."""
 
     def __init__(self, lr=1.0):
-        self.lr = float(lr)
+        self.lr, _ = _check_rule("Hebbian", lr)
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)

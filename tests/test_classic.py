@@ -1,9 +1,13 @@
 """nnfast.classic: perceptron convergence and non-convergence, Adaline, Hebb."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nnfast.classic import Adaline, ConvergenceWarning, Hebbian, Perceptron
+from nnfast.train import predict
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
 AND = np.array([0, 0, 0, 1])
@@ -30,6 +34,28 @@ def test_adaline_delta_rule(rng):
     assert set(a.predict(x)) <= {"yes", "no"}
 
 
+def test_perceptron_and_adaline_updates_by_hand():
+    """One epoch in sample order, against the rules written out: Rosenblatt's
+    w += lr (t - o) / 2 x on a mistake (bipolar t, o), Widrow-Hoff's w += lr (t - w.x - b) x."""
+    x = np.array([[1.0, 2.0], [-1.0, 0.5], [0.5, -1.0]])
+    y = np.array([1, 0, 0])  # bipolar targets +1, -1, -1
+    p = Perceptron(lr=0.5, max_epochs=1, shuffle=False)
+    with pytest.warns(ConvergenceWarning):
+        p.fit(x, y)
+    # sample 0: w.x + b = 0 -> o = +1 = t, no update; sample 1: 0 -> o = +1 != -1:
+    # w = -0.5 * [-1, 0.5] = [0.5, -0.25], b = -0.5; sample 2: 0.25 + 0.25 - 0.5 = 0 -> o = +1
+    # != -1: w -= 0.5 * [0.5, -1] -> [0.25, 0.25], b = -1
+    np.testing.assert_allclose(p.weights, [0.25, 0.25])
+    assert p.bias == -1.0 and p.errors_ == [2]
+    a = Adaline(lr=0.1, max_epochs=1, shuffle=False).fit(x, y)
+    w, b = np.zeros(2), 0.0
+    for xi, ti in zip(x, [1.0, -1.0, -1.0]):
+        err = ti - (xi @ w + b)
+        w, b = w + 0.1 * err * xi, b + 0.1 * err
+    np.testing.assert_allclose(a.weights, w)
+    assert a.bias == pytest.approx(b) and a.n_epochs_ == 1
+
+
 def test_hebbian_bipolar_and():
     xb = 2 * X - 1
     h = Hebbian().fit(xb, AND)
@@ -42,3 +68,24 @@ def test_bad_inputs():
         Perceptron().fit(X, [0, 0, 0, 0])
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         Perceptron(seed=0).fit(X, AND).predict(np.zeros((2, 3)))
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="Perceptron: max_epochs must be a whole number"):
+            Perceptron(max_epochs=bad)
+    with pytest.raises(ValueError, match="Adaline: lr must be > 0"):
+        Adaline(lr=0)
+    with pytest.raises(ValueError, match="Hebbian: lr must be > 0"):
+        Hebbian(lr=-1)
+
+
+def test_xor_example_perceptron_fails_and_mlp_solves(capsys):
+    path = Path(__file__).resolve().parent.parent / "examples" / "xor.py"
+    if not path.exists():
+        pytest.skip("needs the source checkout")
+    spec = importlib.util.spec_from_file_location("xor_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    perceptron, model = example.main()
+    assert not perceptron.converged_ and perceptron.score(X, XOR) < 1.0
+    assert ((predict(model, X)[:, 0] > 0) == XOR).all()
+    out = capsys.readouterr().out
+    assert "converged=False" in out and "accuracy 1.00" in out
