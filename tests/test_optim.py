@@ -314,6 +314,10 @@ def test_clip_grad_norm(rng):
     optim.SGD(params, lr=0.1)  # flattened: one dot product, same answer
     assert nn.clip_grad_norm_(params, 0.25) == pytest.approx(0.5, rel=1e-5)
     assert optim.grad_norm(params) == pytest.approx(0.25, rel=1e-5)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_norm must be >= 0"):
+            optim.clip_grad_norm_(params, bad)
+    assert optim.grad_norm(params) == pytest.approx(0.25, rel=1e-5)  # untouched
 
 
 def _lrs(sched, n):

@@ -72,25 +72,25 @@ def _grads(parameters):
     return [base] if base is not None else [g.reshape(-1) for g in grads]
 
 
+def _norm(arrays) -> float:
+    return math.sqrt(sum(float(np.dot(a, a)) for a in arrays))  # per-array sums in float64
+
+
 def grad_norm(parameters) -> float:
-    """The global L2 norm of the parameters' gradients (accumulated in float64)."""
-    total = 0.0
-    for g in _grads(parameters):
-        total += float(np.dot(g, g))
-    return math.sqrt(total)
+    """The global L2 norm of the parameters' gradients."""
+    return _norm(_grads(parameters))
 
 
 def clip_grad_norm_(parameters, max_norm: float, eps: float = 1e-6) -> float:
-    """Scale gradients in place so their global L2 norm is at most ``max_norm``.
+    """Scale gradients in place so their global L2 norm is at most ``max_norm`` (>= 0).
 
     Returns the norm before clipping (inf or NaN when a gradient is not finite; the gradients
     are then left untouched).
     """
+    if not max_norm >= 0:
+        raise ValueError(f"clip_grad_norm_: max_norm must be >= 0, got {max_norm}")
     grads = _grads(parameters)
-    total = 0.0
-    for g in grads:
-        total += float(np.dot(g, g))
-    norm = math.sqrt(total)
+    norm = _norm(grads)
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + eps)
         for g in grads:
