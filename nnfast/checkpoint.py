@@ -76,6 +76,25 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, met
     io.write_npz(path, arrays)
 
 
+def _load_optimizer(path, record, arrays, optimizer):
+    saved = record.get("optimizer")
+    if saved is None:
+        raise ValueError(f"load_checkpoint: {path} holds no optimizer state")
+    try:
+        states = []
+        for i, scalars in enumerate(saved["scalars"]):
+            s = dict(scalars)
+            prefix = f"{_OPTIM_PREFIX}{i}."
+            s.update({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+            states.append(s)
+        optimizer.load_state_dict({"param_groups": saved["param_groups"], "state": states})
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"load_checkpoint: {path}: the optimizer state does not load "
+            f"({type(err).__name__}: {err})"
+        ) from None
+
+
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` and restore it in place.
 
@@ -91,7 +110,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     Raises
     ------
     ValueError
-        The file is not an nnfast checkpoint, or it does not fit the model or optimizer.
+        The file is not an nnfast checkpoint, or it does not fit the model or optimizer; the
+        model, optimizer and scheduler are then left as they were.
     """
     path = os.fspath(path)
     arrays = io._read(path)
@@ -100,31 +120,37 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     if raw is None:
         raise ValueError(f"load_checkpoint: {path} is a model file, not a training checkpoint")
     record = io._json(path, raw, "load_checkpoint", "checkpoint")
-    if model is None:
+    fresh = model is None
+    if fresh:
         model = io.load(path)
-    else:
-        params = {k: v for k, v in arrays.items() if not k.startswith("__")}
-        try:
-            model.load_state_dict(params, strict=True)
-        except ValueError as err:
-            raise ValueError(f"load_checkpoint: {path}: {err}") from None
-    if optimizer is not None:
-        saved = record.get("optimizer")
-        if saved is None:
-            raise ValueError(f"load_checkpoint: {path} holds no optimizer state")
-        states = []
-        for i, scalars in enumerate(saved["scalars"]):
-            s = dict(scalars)
-            prefix = f"{_OPTIM_PREFIX}{i}."
-            s.update({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
-            states.append(s)
-        optimizer.load_state_dict({"param_groups": saved["param_groups"], "state": states})
-    if scheduler is not None and record.get("scheduler") is not None:
-        scheduler.load_state_dict(record["scheduler"])
     mods = _random_modules(model)
-    for name, st in record.get("rng", {}).items():
-        if name not in mods:
-            raise ValueError(f"load_checkpoint: {path} has a random stream for {name!r}, which "
-                             f"the model lacks")  # fmt: skip
-        mods[name]._rng.bit_generator.state = st
+    lacking = sorted(set(record.get("rng", {})) - set(mods))
+    if lacking:
+        raise ValueError(f"load_checkpoint: {path} has random streams for {lacking}, which the "
+                         f"model lacks")  # fmt: skip
+    # Each part is checked as it loads, but a later part can fail after an earlier one changed:
+    # the snapshots put back what was loaded, so a failed load changes nothing of the caller's.
+    owned = [x for x in (None if fresh else model, optimizer, scheduler) if x is not None]
+    snapshots = [(x, x.state_dict()) for x in owned]
+    rngs = {name: m._rng.bit_generator.state for name, m in mods.items()}
+    try:
+        if not fresh:
+            params = {k: v for k, v in arrays.items() if not k.startswith("__")}
+            try:
+                model.load_state_dict(params, strict=True)
+            except ValueError as err:
+                raise ValueError(f"load_checkpoint: {path}: {err}") from None
+        if optimizer is not None:
+            _load_optimizer(path, record, arrays, optimizer)
+        if scheduler is not None and record.get("scheduler") is not None:
+            scheduler.load_state_dict(record["scheduler"])
+        for name, st in record.get("rng", {}).items():
+            mods[name]._rng.bit_generator.state = st
+    except BaseException:
+        # the scheduler sets the optimizer's lr, so the optimizer is put back after it
+        for x, state in reversed(snapshots):
+            x.load_state_dict(state)
+        for name, st in rngs.items():
+            mods[name]._rng.bit_generator.state = st
+        raise
     return {"model": model, "state": record.get("state", {}), "metadata": meta}

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from .data._atomic import atomic_write
 from .nn.module import MODULES, Module, Sequential
 
 FORMAT = "nnfast"
@@ -39,21 +39,37 @@ def architecture(model: Module) -> dict:
     return rec
 
 
-def build(record: dict) -> Module:
-    """A freshly initialised module from an :func:`architecture` record."""
+def build(record: dict, where: str = "architecture") -> Module:
+    """A freshly initialised module from an :func:`architecture` record.
+
+    ``where`` names the record in error messages (children are ``modules[i]`` below it).
+    """
+
+    def malformed(problem):
+        return ValueError(f"load: malformed architecture record at {where}: {problem}")
+
     if not isinstance(record, dict) or "type" not in record:
-        raise ValueError(f"load: malformed architecture record {record!r}")
+        raise malformed(f"expected an object with a 'type', got {record!r}")
     name = record["type"]
+    if not isinstance(name, str):
+        raise malformed(f"'type' must be a string, got {name!r}")
     cls = MODULES.get(name)
     if cls is None:
         raise ValueError(f"load: unknown layer type {name!r}; known types: {sorted(MODULES)}")
     config = record.get("config", {})
+    if not isinstance(config, dict):
+        raise malformed(f"'config' must be an object, got {config!r}")
     if issubclass(cls, Sequential):
-        return cls(*[build(r) for r in record.get("modules", [])])
+        modules = record.get("modules", [])
+        if not isinstance(modules, list):
+            raise malformed(f"'modules' must be a list, got {modules!r}")
+        return cls(*[build(r, f"{where}.modules[{i}]") for i, r in enumerate(modules)])
+    # the record is untrusted: any failure (a bad argument, a layer too large to allocate) means
+    # the file is malformed, not that the caller's code is wrong
     try:
         return cls(**config)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"load: cannot build {name} from {config}: {err}") from None
+    except Exception as err:
+        raise malformed(f"cannot build {name} from {config}: {type(err).__name__}: {err}") from err
 
 
 def model_arrays(model: Module, metadata=None) -> dict:
@@ -75,23 +91,17 @@ def model_arrays(model: Module, metadata=None) -> dict:
 
 
 def write_npz(path, arrays: dict) -> None:
-    """``np.savez(path, **arrays)`` atomically: a temporary file in the same directory, then a
-    rename, so ``path`` is never left half-written."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nnfast-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """``np.savez(path, **arrays)`` atomically (a temporary file in the same directory, then a
+    rename, so ``path`` is never left half-written); refuses arrays that numpy would pickle."""
+    for name, a in arrays.items():
+        dtype = np.asarray(a).dtype
+        if dtype.hasobject:
+            raise ValueError(
+                f"save: array {name!r} has dtype {dtype}, which numpy stores only by pickling; "
+                f"nnfast files are never pickled"
+            )
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def save(model: Module, path, metadata=None) -> None:
@@ -121,9 +131,15 @@ def _read(path) -> dict:
 def _json(path, raw, what: str, name: str) -> dict:
     """A JSON record stored as a 0-d string array; ValueError naming ``what`` if corrupt."""
     try:
-        return json.loads(str(raw))
+        record = json.loads(str(raw))
     except json.JSONDecodeError as err:
         raise ValueError(f"{what}: {path} has a corrupt {name} record ({err})") from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{what}: {path} has a malformed {name} record: a JSON {type(record).__name__}, "
+            f"not an object"
+        )
+    return record
 
 
 def _record(path, arrays) -> dict:
@@ -135,6 +151,11 @@ def _record(path, arrays) -> dict:
         raise ValueError(
             f"load: {path} has format {record.get('format')!r} version {record.get('version')!r}; "
             f"this nnfast reads {FORMAT!r} version {VERSION}"
+        )
+    if not isinstance(record.get("metadata", {}), (dict, type(None))):
+        raise ValueError(
+            f"load: {path} has a malformed architecture record: 'metadata' must be an object, "
+            f"got {record['metadata']!r}"
         )
     return record
 

@@ -2,13 +2,17 @@
 
 import json
 import os
+import re
+import stat
+import zipfile
 
 import numpy as np
 import pytest
 
 import nnfast
 import nnfast.io as nio
-from nnfast import nn
+from nnfast import nn, optim
+from nnfast.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _model(dtype="float32"):
@@ -43,9 +47,38 @@ def test_round_trip_identical_predictions(tmp_path, dtype, rng):
 def test_never_pickles(tmp_path):
     path = tmp_path / "m.npz"
     nio.save(_model(), path)
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            with zf.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+                assert not read_header(f)[2].hasobject, member
     with np.load(path, allow_pickle=False) as z:
-        assert all(z[k].dtype != object for k in z.files)
         json.loads(str(z["__nnfast__"]))
+
+
+def test_save_refuses_arrays_that_would_be_pickled(tmp_path, monkeypatch):
+    class Tagged(nn.Identity):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("tags", np.array(["a", 1], dtype=object))
+
+    monkeypatch.setitem(nn.MODULES, "Tagged", Tagged)
+    with pytest.raises(ValueError, match=r"'0\.tags'.*pickled"):
+        nio.save(nn.Sequential(Tagged()), tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_saved_file_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with open(tmp_path / "plain", "wb"):
+            pass
+        nio.save(_model(), tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
 
 
 def _write(path, **arrays):
@@ -90,6 +123,59 @@ def test_corrupt_files_raise_value_error(tmp_path):
         nio.load(bad)
 
 
+def _arrays(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _edit(path, record):
+    """A copy of the model file at ``path`` with ``record(rec)`` applied to its JSON record."""
+    arrays = _arrays(path)
+    rec = json.loads(str(arrays["__nnfast__"]))
+    rec = record(rec) or rec
+    bad = path.with_name("bad.npz")
+    _write(bad, **{**arrays, "__nnfast__": np.array(json.dumps(rec))})
+    return bad
+
+
+def _set(keys, value):
+    def edit(rec):
+        node = rec
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+
+    return edit
+
+
+HUGE = {"in_features": 10**7, "out_features": 10**7}  # 364 TiB of weights
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda rec: [1, 2], "a JSON list"),
+        (lambda rec: 5, "a JSON int"),
+        (_set(["architecture", "modules", 1, "type"], ["Linear"]), r"modules\[1\]: 'type'"),
+        (_set(["architecture", "modules"], 5), "'modules' must be a list"),
+        (_set(["architecture", "modules", 1, "config"], 5), "'config' must be an object"),
+        (
+            _set(["architecture", "modules", 1, "config"], HUGE),
+            r"modules\[1\]: cannot build Linear",
+        ),
+        (_set(["metadata"], 5), "'metadata' must be an object"),
+    ],
+    ids=["list", "int", "type-list", "modules-int", "config-int", "huge-layer", "metadata-int"],
+)
+def test_malformed_records_raise_value_error(tmp_path, edit, match):
+    good = tmp_path / "good.npz"
+    nio.save(_model(), good)
+    bad = _edit(good, edit)
+    with pytest.raises(ValueError, match="malformed architecture record") as info:
+        nio.load(bad)
+    assert re.search(match, str(info.value))
+
+
 def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     nio.save(_model(), path)
@@ -111,3 +197,25 @@ def test_unregistered_module_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="not a registered module"):
         nio.save(nn.Sequential(Mine()), tmp_path / "x.npz")
+
+
+def test_failed_checkpoint_load_changes_nothing(tmp_path):
+    src = _model()
+    save_checkpoint(tmp_path / "ck.npz", src, optim.SGD(src.parameters(), lr=0.1, momentum=0.9))
+    arrays = _arrays(tmp_path / "ck.npz")
+    buf = arrays["__optim__.0.momentum_buffer"]
+    _write(
+        tmp_path / "bad.npz", **{**arrays, "__optim__.0.momentum_buffer": np.full(buf.shape, "x")}
+    )
+
+    model = _model()
+    for p in model.parameters():  # differ from the checkpoint everywhere
+        p.data += 1
+    opt = optim.SGD(model.parameters(), lr=0.5, momentum=0.5)
+    model_before, opt_before = model.state_dict(), opt.state_dict()
+    with pytest.raises(ValueError, match="optimizer"):
+        load_checkpoint(tmp_path / "bad.npz", model, opt)
+    after = model.state_dict()
+    assert all(np.array_equal(after[k], model_before[k]) for k in model_before)
+    assert opt.state_dict()["param_groups"] == opt_before["param_groups"]
+    assert opt.state_dict()["state"][0]["step"] == opt_before["state"][0]["step"]

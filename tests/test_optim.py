@@ -217,6 +217,16 @@ def test_state_dict_resumes_exactly(name, rng):
     np.testing.assert_array_equal(_flat(params_c), _flat(params_a))
     with pytest.raises(ValueError, match="elements"):
         cls(_params(rng)[:1], lr=0.01, **kw).load_state_dict(saved)
+    # a corrupt state array is refused before anything changes
+    before = opt_c.state_dict()
+    key = next(k for k, v in saved["state"][0].items() if isinstance(v, np.ndarray))
+    bad = {**saved, "state": [{**saved["state"][0], key: saved["state"][0][key].astype(str)}]}
+    with pytest.raises(ValueError, match=f"state '{key}' of group 0 has dtype <U"):
+        opt_c.load_state_dict(bad)
+    after = opt_c.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    for k, v in before["state"][0].items():
+        np.testing.assert_array_equal(after["state"][0][k], v)
 
 
 def test_flat_buffers_and_zero_grad(rng):
