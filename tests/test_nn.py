@@ -1,10 +1,12 @@
 """nnfast.nn: gradient checks of every module and loss, shapes, modes, state, bad inputs."""
 
+import re
+
 import numpy as np
 import pytest
 
 import nnfast
-from nnfast import gradcheck, nn
+from nnfast import gradcheck, nn, optim
 
 
 def _x(rng, *shape):
@@ -176,6 +178,22 @@ def test_parameters_state_dict_and_repr():
     assert "-> (N, 12)" in repr(model)  # Flatten's output shape is known once an input was seen
 
 
+def test_repr_of_a_composite_module_lists_its_children():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Linear(4, 3)
+            self.dec = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+
+    lines = repr(Net()).splitlines()
+    assert lines[0] == "Net(" and lines[-1] == ")  total 23 params"
+    assert lines[1] == "  (enc): Linear(4, 3)  15 params"
+    assert (
+        lines[2] == "  (dec): Sequential(" and "    (0): Linear(3, 2)  -> (N, 2)  8 params" in lines
+    )
+    assert repr(nn.Conv2d(1, 2, 3, activation="gelu")).count("\n") == 0  # its _act is private
+
+
 def test_train_eval_propagate():
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
     model.eval()
@@ -205,7 +223,12 @@ def test_initialisers():
     assert w.std() == pytest.approx(np.sqrt(2 / 200), rel=0.05)
     nn.init.xavier_normal_(w, rng=0)
     assert w.std() == pytest.approx(np.sqrt(2 / 500), rel=0.05)
-    nn.init.kaiming_uniform_(w, rng=0)
+    nn.init.kaiming_uniform_(w, rng=0)  # gain sqrt(2) (a = 0): U(-sqrt(6 / fan_in), ...)
+    assert np.abs(w).max() <= np.sqrt(6 / 200)
+    assert w.std() == pytest.approx(np.sqrt(2 / 200), rel=0.05)
+    lin = nn.Linear(200, 300, seed=0).weight.data  # torch's a = sqrt(5): U(-1/sqrt(in), ...)
+    assert np.abs(lin).max() <= 1 / np.sqrt(200)
+    assert lin.std() == pytest.approx(1 / np.sqrt(3 * 200), rel=0.05)
     nn.init.orthogonal_(w, rng=0)
     np.testing.assert_allclose(w.T @ w, np.eye(200), atol=1e-10)
     nn.init.zeros_(w)
@@ -230,10 +253,113 @@ def test_bad_input_names_layer_and_shape(layer, x, match):
         layer(x)
 
 
+_GRAD_CASES = [
+    (nn.Linear(3, 2), (4, 3), (4, 3)),
+    (nn.Linear(3, 2, activation="tanh"), (4, 3), (3, 2)),
+    (nn.Flatten(), (2, 2, 3), (2, 5)),
+    (nn.Dropout(0.5), (2, 3), (2, 4)),
+    (nn.BatchNorm1d(3), (4, 3), (4, 2)),
+    (nn.Softmax(), (2, 3), (2, 4)),
+    (nn.LogSoftmax(), (2, 3), (2, 4)),
+    (nn.Maxout(2), (2, 4), (2, 3)),
+    (nn.PReLU(), (2, 4), (2, 3)),
+    (nn.Tanh(), (2, 4), (2, 3)),
+]
+
+
+@pytest.mark.parametrize("layer,x_shape,g_shape", _GRAD_CASES, ids=lambda c: repr(c))
+def test_backward_refuses_a_wrong_grad_shape_and_changes_nothing(layer, x_shape, g_shape, rng):
+    layer.train()
+    y = layer(rng.random(x_shape).astype(np.float32))
+    grads = [p.grad.copy() for p in layer.parameters()]
+    want = re.escape(f"{layer!r}: grad_out has shape {g_shape}, expected {y.shape}")
+    with pytest.raises(ValueError, match=want):
+        layer.backward(np.zeros(g_shape))
+    for p, g in zip(layer.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+    if not isinstance(layer, nn.Dropout):  # Dropout without a mask is the identity
+        with pytest.raises(RuntimeError, match="before forward"):
+            type(layer)(**layer.get_config()).backward(y)
+
+
+def test_backward_converts_the_gradient_to_the_layer_dtype():
+    for layer in (nn.PReLU(3), nn.PReLU(), nn.Tanh(), nn.Linear(3, 3)):
+        layer(np.ones((2, 3), np.float32))
+        for g in (np.ones((2, 3)), [[1, 1, 1], [1, 1, 1]]):  # float64, then ints in a list
+            assert layer.backward(g).dtype == np.float32
+
+
 def test_bad_loss_inputs():
     with pytest.raises(ValueError, match="labels must be in"):
         nn.CrossEntropyLoss()(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="CrossEntropyLoss: target must be integer labels"):
+        nn.CrossEntropyLoss()(np.zeros((2, 3)), np.array([True, False]))
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss: logits of shape \(2, 0\) have no"):
+        nn.CrossEntropyLoss()(np.zeros((2, 0)), np.array([0, 0]))
     with pytest.raises(ValueError, match="shape"):
         nn.MSELoss()(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="unknown activation"):
         nn.Linear(2, 2, activation="swishy")
+
+
+def _bn_model():
+    nnfast.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+
+@pytest.mark.parametrize(
+    "key,bad",
+    [
+        ("2.bias", np.full(2, "x")),
+        ("1.num_batches_tracked", np.array("x")),
+        ("1.running_var", np.array([None] * 4)),
+    ],
+    ids=["str-param", "str-buffer", "object-buffer"],
+)
+def test_failed_load_state_dict_changes_nothing(key, bad):
+    model = _bn_model()
+    before = model.state_dict()
+    # every other value differs, so a load that wrote anything before failing shows
+    other = {k: v + 1 for k, v in before.items()}
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        model.load_state_dict({**other, key: bad})
+    after = model.state_dict()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_load_state_dict_converts_to_the_model_dtype():
+    model = _bn_model()
+    sd = {
+        k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in model.state_dict().items()
+    }
+    model.load_state_dict(sd)
+    assert all(p.dtype == np.float32 for p in model.parameters())
+    assert model[1].num_batches_tracked.dtype == np.int64
+
+
+def _step(model, opt):
+    opt.zero_grad()
+    model(np.arange(6, dtype=np.float32).reshape(2, 3) ** 2)
+    model.backward(np.arange(4, dtype=np.float32).reshape(2, 2))
+    opt.step()
+
+
+def test_astype_to_the_same_dtype_keeps_training():
+    m = nn.Sequential(nn.Linear(3, 2, seed=0))
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    m.astype("float32")
+    before = m[0].weight.data.copy()
+    _step(m, opt)
+    assert not np.array_equal(m[0].weight.data, before)
+
+
+def test_astype_after_building_an_optimizer_is_refused():
+    m = nn.Sequential(nn.Linear(3, 2, seed=0), nn.BatchNorm1d(2))
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="before creating the optimizer"):
+        m.astype("float64")
+    assert all(p.dtype == np.float32 for p in m.parameters())
+    assert m[1].running_mean.dtype == np.float32
+    before = m[0].weight.data.copy()
+    _step(m, opt)  # still trains
+    assert not np.array_equal(m[0].weight.data, before)

@@ -63,11 +63,7 @@ class _Elementwise(Module):
         u = getattr(self, "_u", None)
         if u is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        dy = np.asarray(grad_out, dtype=u.dtype)
-        if dy.shape != u.shape:
-            raise ValueError(
-                f"{self!r}: grad_out has shape {dy.shape} but the output had shape {u.shape}"
-            )
+        dy = self._grad_out(grad_out, u.shape, u.dtype)
         return F.ACTIVATIONS[self.name].backward(dy, u, **self.get_config())
 
 
@@ -187,7 +183,8 @@ class PReLU(Module):
     def backward(self, grad_out):
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        dx, dalpha = F.prelu_backward(grad_out, self._x, self.weight.data)
+        dy = self._grad_out(grad_out, self._x.shape, self._x.dtype)
+        dx, dalpha = F.prelu_backward(dy, self._x, self.weight.data)
         self.weight.grad += dalpha.sum() if self.num_parameters == 1 else dalpha
         return dx
 
@@ -221,7 +218,7 @@ class Maxout(Module):
     def backward(self, grad_out):
         if self._argmax is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        dy = np.asarray(grad_out, dtype=self._dtype)
+        dy = self._grad_out(grad_out, self._argmax.shape, self._dtype)
         return F.maxout_backward(dy, self._argmax, self.pool_size)
 
     def output_shape(self, input_shape):
@@ -240,6 +237,7 @@ class Softmax(Module):
     def __init__(self, dim=-1):
         super().__init__()
         self.dim = int(dim)
+        self._y = None
 
     def forward(self, x):
         x = _as_float(x)
@@ -254,7 +252,9 @@ class Softmax(Module):
 
     def backward(self, grad_out):
         y = self._y
-        dy = np.asarray(grad_out, dtype=y.dtype)
+        if y is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        dy = self._grad_out(grad_out, y.shape, y.dtype)
         return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True))
 
     def get_config(self):
@@ -268,6 +268,7 @@ class LogSoftmax(Module):
     def __init__(self, dim=-1):
         super().__init__()
         self.dim = int(dim)
+        self._y = None
 
     def forward(self, x):
         x = _as_float(x)
@@ -280,7 +281,9 @@ class LogSoftmax(Module):
         return z
 
     def backward(self, grad_out):
-        dy = np.asarray(grad_out, dtype=self._y.dtype)
+        if self._y is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        dy = self._grad_out(grad_out, self._y.shape, self._y.dtype)
         return dy - np.exp(self._y) * dy.sum(axis=self.dim, keepdims=True)
 
     def get_config(self):

@@ -104,7 +104,7 @@ class Linear(Module):
         """grad_out (N, out) -> dx (N, in) (assigned); W.grad += dy.T @ x, b.grad += sum(dy)."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        dy = np.asarray(grad_out, dtype=self.weight.dtype)
+        dy = self._grad_out(grad_out, self._u.shape, self.weight.dtype)
         has_bias = self.bias is not None
         if self.activation is not None:  # dz = dy * act'(.) and db = sum(dz) in one pass
             dy, db = F.bias_act_backward(dy, self._u, self.activation, bias_grad=has_bias)
@@ -164,7 +164,9 @@ class Flatten(Module):
         return x.reshape(self._new_shape(x.shape))
 
     def backward(self, grad_out):
-        return np.asarray(grad_out).reshape(self._shape)
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        return self._grad_out(grad_out, self._new_shape(self._shape)).reshape(self._shape)
 
     def output_shape(self, input_shape):
         return None if input_shape is None else self._new_shape(input_shape)
@@ -202,7 +204,7 @@ class Dropout(Module):
     def backward(self, grad_out):
         if self._mask is None:
             return grad_out
-        return grad_out * self._mask
+        return self._grad_out(grad_out, self._mask.shape) * self._mask
 
     def get_config(self):
         return {"p": self.p}
@@ -287,7 +289,7 @@ class _BatchNorm(Module):
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
         x_hat, inv_std, batch_stats = self._cache
-        dy = np.asarray(grad_out, dtype=x_hat.dtype)
+        dy = self._grad_out(grad_out, x_hat.shape, x_hat.dtype)
         axes = (0, *range(2, dy.ndim))
         cshape = (1, -1) + (1,) * (dy.ndim - 2)
         g = self.weight.data if self.affine else 1.0

@@ -93,10 +93,12 @@ class CrossEntropyLoss(_Loss):
                 f"CrossEntropyLoss: expected logits of shape (N, C), got shape {x.shape}"
             )
         n, c = x.shape
+        if c == 0:
+            raise ValueError(f"CrossEntropyLoss: logits of shape {x.shape} have no classes")
         t = np.asarray(target)
         eps = self.label_smoothing
         scale = n if self.reduction == "sum" else 1
-        if t.dtype.kind in "iu" or t.dtype == bool:
+        if t.dtype.kind in "iu":
             if t.shape != (n,):
                 raise ValueError(
                     f"CrossEntropyLoss: labels must have shape ({n},) for logits {x.shape}, "

@@ -153,6 +153,17 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def _grad_out(self, grad_out, shape, dtype=None):
+        """``grad_out`` as an array of ``dtype`` (None: its own) with the forward output's
+        ``shape``, or ValueError naming this module; backward checks before touching a grad."""
+        dy = np.asarray(grad_out, dtype=dtype)
+        if dy.shape != tuple(shape):
+            raise ValueError(
+                f"{self!r}: grad_out has shape {dy.shape}, expected {tuple(shape)} (the shape of "
+                f"the forward's output)"
+            )
+        return dy
+
     def output_shape(self, input_shape):
         """Shape of the output for an input of ``input_shape`` (None entries are unknown)."""
         return input_shape
@@ -202,14 +213,30 @@ class Module:
         return self.train(False)
 
     def astype(self, dtype):
-        """Convert every parameter and buffer to ``dtype`` (float32 or float64), in place."""
+        """Convert every parameter and floating-point buffer to ``dtype`` (float32 or float64),
+        in place; arrays already of ``dtype`` are kept as they are.
+
+        Convert before creating the optimizer (as with torch's ``.to()``): an optimizer holds
+        its parameters as views into its own flat buffers, which a conversion would leave
+        behind, so converting a parameter that is a view of another array raises ValueError.
+        """
         dtype = _float_dtype(dtype)
+        views = [
+            n for n, p in self.named_parameters() if p.dtype != dtype and p.data.base is not None
+        ]
+        if views:
+            raise ValueError(
+                f"astype: parameter {views[0]} is a view into another array (such as an "
+                f"optimizer's flat buffer), which cannot follow a change to {dtype}; convert "
+                f"the model with astype before creating the optimizer"
+            )
         for m in self.modules():
             for p in m._parameters.values():
-                p.data = p.data.astype(dtype)
-                p.grad = p.grad.astype(dtype)
+                if p.dtype != dtype:
+                    p.data = p.data.astype(dtype)
+                    p.grad = p.grad.astype(dtype)
             for name, b in list(m._buffers.items()):
-                if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+                if isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.dtype != dtype:
                     setattr(m, name, b.astype(dtype))
         return self
 
@@ -229,10 +256,11 @@ class Module:
         return sd
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers, in place.
+        """Copy arrays into the parameters and buffers, in place, converted to their dtypes.
 
-        Everything is checked (missing and unexpected keys, shapes) before anything is written,
-        so a failed load leaves the module unchanged.
+        Everything is checked and converted (missing and unexpected keys, shapes, dtypes that
+        do not convert within their kind, such as strings or objects to floats) before anything
+        is written, so a failed load (ValueError naming the array) leaves the module unchanged.
         """
         targets = {}
         for name, p in self.named_parameters():
@@ -257,6 +285,19 @@ class Module:
                     f"load_state_dict: {name} has shape {value.shape} but the model expects "
                     f"{np.shape(current)}"
                 )
+            if not isinstance(current, np.ndarray):
+                try:
+                    value = type(current)(value)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"load_state_dict: {name}: {err}") from None
+            # same_kind: float64 -> float32 is a conversion, str or object -> float is corruption
+            elif np.can_cast(value.dtype, current.dtype, "same_kind"):
+                value = value.astype(current.dtype)
+            else:
+                raise ValueError(
+                    f"load_state_dict: {name} has dtype {value.dtype}, which does not convert to "
+                    f"the model's {current.dtype}"
+                )
             plan.append((kind, target, value))
         for kind, target, value in plan:
             if kind == "param":
@@ -267,7 +308,7 @@ class Module:
                 if isinstance(cur, np.ndarray):
                     cur[...] = value
                 else:
-                    setattr(m, bname, type(cur)(value))
+                    setattr(m, bname, value)
 
     # --- description ---------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -278,7 +319,23 @@ class Module:
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.extra_repr()})"
+        """``Name(config)``; a module with public sub-modules lists them with their parameter
+        counts (private ones, such as a layer's own activation, are its implementation)."""
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        children = [(n, m) for n, m in self._modules.items() if not n.startswith("_")]
+        if not children:
+            return head + ")"
+        lines = [head] + [_child_line(name, m) for name, m in children]
+        lines.append(f")  total {self.parameter_count():,} params")
+        return "\n".join(lines)
+
+
+def _child_line(name, module, shape=""):
+    """One line of a container's repr: name, indented repr, output shape, parameter count (a
+    container's own total closes its repr)."""
+    body = repr(module).replace("\n", "\n  ")
+    count = "" if "\n" in body else f"  {module.parameter_count():,} params"
+    return f"  ({name}): {body}{shape}{count}"
 
 
 def _fmt_shape(shape):
@@ -358,8 +415,6 @@ class Sequential(Module):
         shape = self._input_shape
         for i, m in enumerate(self._layers):
             shape = m.output_shape(shape)
-            n = m.parameter_count()
-            body = repr(m).replace("\n", "\n  ")
-            lines.append(f"  ({i}): {body}  -> {_fmt_shape(shape)}  {n:,} params")
+            lines.append(_child_line(i, m, f"  -> {_fmt_shape(shape)}"))
         lines.append(f")  total {self.parameter_count():,} params")
         return "\n".join(lines)
