@@ -8,6 +8,7 @@ slices keep their leading dimension. Only a matrix with no unit stride is copied
 from __future__ import annotations
 
 import numbers
+import operator
 
 import numpy as np
 
@@ -79,6 +80,29 @@ def _check_scalar(name: str, x) -> float:
     return float(x)
 
 
+def _check_flag(name: str, x) -> bool:
+    """A transpose flag: a bool, a numpy bool or the integer 0 or 1 (not any truthy value)."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    try:
+        if operator.index(x) in (0, 1):
+            return bool(x)
+    except TypeError:
+        pass
+    raise TypeError(f"gemm: {name} must be True or False (or 0 or 1), got {x!r}")
+
+
+def _bias_may_overlap(bias, out, preact_out) -> bool:
+    """Whether bias may share memory with out or preact_out: core.gemm_common does not compare
+    them, so then the full path decides exactly (a bounds test, no false negatives). Anything
+    but a plain ndarray is refused by gemm_common anyway."""
+    if type(bias) is not np.ndarray:
+        return False
+    if type(out) is np.ndarray and np.may_share_memory(bias, out):
+        return True
+    return type(preact_out) is np.ndarray and np.may_share_memory(bias, preact_out)
+
+
 def _overlaps(x: np.ndarray, y: np.ndarray) -> bool:
     if not np.may_share_memory(x, y):
         return False
@@ -129,10 +153,11 @@ def _scipy_gemm(a, b, out, alpha, beta, trans_a, trans_b):
         out[...] = res.T
 
 
-def _check_epilogue(bias, activation, activation_params, preact_out, m, n, dtype, inputs):
+def _check_epilogue(bias, activation, activation_params, preact_out, m, n, a, b, out):
     """Validated (bias, (act_id, param, threshold), preact_out) for the GEMM epilogue."""
     from .functional import _act_params
 
+    dtype = a.dtype
     if bias is not None:
         bias = np.asarray(bias)
         if bias.dtype != dtype:
@@ -142,7 +167,6 @@ def _check_epilogue(bias, activation, activation_params, preact_out, m, n, dtype
                 f"gemm: bias has shape {bias.shape} but op(a) @ op(b) has {n} columns: "
                 f"expected shape ({n},)"
             )
-        bias = np.ascontiguousarray(bias)
     act = _act_params("gemm", activation or "identity", dict(activation_params or {}))
     if preact_out is not None:
         if not isinstance(preact_out, np.ndarray) or preact_out.dtype != dtype:
@@ -151,9 +175,15 @@ def _check_epilogue(bias, activation, activation_params, preact_out, m, n, dtype
             raise ValueError(f"gemm: preact_out has shape {preact_out.shape}, expected ({m}, {n})")
         if not (preact_out.flags.c_contiguous and preact_out.flags.writeable):
             raise ValueError("gemm: preact_out must be C-contiguous and writeable")
-        for name, x in inputs:
+        for name, x in (("a", a), ("b", b), ("out", out)):
             if _overlaps(preact_out, x):
                 raise ValueError(f"gemm: preact_out overlaps {name}")
+    if bias is not None:
+        # the kernels write out (and preact_out) tile by tile while still reading bias
+        for name, x in (("out", out), ("preact_out", preact_out)):
+            if x is not None and _overlaps(bias, x):
+                raise ValueError(f"gemm: bias overlaps {name}; pass a copy of it")
+        bias = np.ascontiguousarray(bias)
     return bias, act, preact_out
 
 
@@ -190,10 +220,11 @@ def gemm(
         Written in place. Required when ``beta != 0``; must not overlap ``a`` or ``b``.
     alpha, beta : float
         ``beta == 0`` overwrites ``out`` (NaN already in it does not propagate).
-    trans_a, trans_b : bool
+    trans_a, trans_b : bool (or 0/1)
         Use ``a.T`` / ``b.T``. Transposed, Fortran-ordered and strided operands are not copied.
     bias : ndarray, same dtype, shape (N,), optional
-        Added to every row of the product (a per-output-feature bias).
+        Added to every row of the product (a per-output-feature bias). Must not overlap
+        ``out`` or ``preact_out``.
     activation : str, optional
         An activation name of ``nnfast.functional`` (``"relu"``, ``"tanh"``, ...) applied after
         the bias; ``activation_params`` holds its parameters (``{"negative_slope": 0.1}``).
@@ -212,11 +243,16 @@ def gemm(
     -------
     ndarray, shape (M, N): ``out`` (a new array when ``out`` is None).
     """
+    if type(trans_a) is not bool or type(trans_b) is not bool:  # cheap for the everyday call
+        trans_a, trans_b = _check_flag("trans_a", trans_a), _check_flag("trans_b", trans_b)
     packed = variant == "packed" or (variant == "auto" and _backend == "native")
     if packed and core is not None and not activation_params:
         # the everyday call, checked in Cython (the layers make ~10 per training step); None
         # means something needs the checks, copies or messages below
         act = _common_act(activation) if isinstance(activation, (str, type(None))) else None
+        if act is not None and bias is not None and (out is not None or preact_out is not None):
+            if _bias_may_overlap(bias, out, preact_out):
+                act = None  # gemm_common does not compare bias with the outputs
         if act is not None:
             res = core.gemm_common(
                 a, b, out, alpha, beta, trans_a, trans_b, bias, act[0], act[1], preact_out
@@ -229,7 +265,6 @@ def gemm(
         raise TypeError(
             f"gemm: a is {a.dtype} but b is {b.dtype}; convert one so both dtypes match"
         )
-    trans_a, trans_b = bool(trans_a), bool(trans_b)
     m, k = a.shape[::-1] if trans_a else a.shape
     k_b, n = b.shape[::-1] if trans_b else b.shape
     if k != k_b:
@@ -264,9 +299,8 @@ def gemm(
     epilogue = bias is not None or activation is not None or preact_out is not None
     if epilogue:
         bias, act, preact_out = _check_epilogue(
-            bias, activation, activation_params, preact_out, m, n, a.dtype,
-            (("a", a), ("b", b), ("out", out)),
-        )  # fmt: skip
+            bias, activation, activation_params, preact_out, m, n, a, b, out
+        )
 
     if m == 0 or n == 0:
         return out

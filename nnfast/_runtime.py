@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import warnings
 
@@ -9,6 +10,13 @@ from ._native import IMPORT_ERROR, core
 
 _num_threads = 1
 _blas_threads_applied = None
+# Compute-bound kernels gain nothing past one thread per logical CPU, but a few times more is
+# legitimate (experiments, tests of the thread partitioning); far more only costs memory for
+# thread stacks, and libgomp aborts the process when it cannot create one. The machine's CPU
+# count (not the affinity mask) keeps a count valid under a narrow `taskset`; the floor keeps
+# small CI machines usable for such tests. Far below the C int range.
+MAX_THREADS = max(16, 4 * (os.cpu_count() or 1))
+_THREADS_EXPECTED = f"a whole number from 1 to {MAX_THREADS}"
 
 
 def _default_threads() -> int:
@@ -20,10 +28,10 @@ def _default_threads() -> int:
             n = int(raw.split(",")[0])  # OMP_NUM_THREADS may list nesting levels: "4,2"
         except ValueError:
             n = 0
-        if n >= 1:
+        if 1 <= n <= MAX_THREADS:
             return n
         warnings.warn(
-            f"nnfast: ignoring {var}={raw!r} (expected a whole number >= 1)", stacklevel=3
+            f"nnfast: ignoring {var}={raw!r} (expected {_THREADS_EXPECTED})", stacklevel=3
         )
     try:
         return len(os.sched_getaffinity(0))
@@ -34,14 +42,20 @@ def _default_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for nnfast's kernels and for the SciPy BLAS it hands work to.
 
-    Without OpenMP (or without the native extension) nnfast's own kernels run on one thread.
+    ``n`` is an integer (numpy integers too) from 1 to ``MAX_THREADS``: 4 times the machine's
+    CPU count, at least 16. Without OpenMP (or without the native extension) nnfast's own
+    kernels run on one thread.
     """
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: n must be a whole number >= 1, got {n!r}")
-    _num_threads = n
+    try:
+        count = None if isinstance(n, bool) else operator.index(n)
+    except TypeError:
+        count = None
+    if count is None or not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be {_THREADS_EXPECTED}, got {n!r}")
     if core is not None:
-        core.set_num_threads(n)
+        core.set_num_threads(count)
+    _num_threads = count
 
 
 def get_num_threads() -> int:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nnfast
+from nnfast._runtime import MAX_THREADS
 
 VARIANTS = ["naive", "blocked", "packed", "blas", "auto"]
 # (M, K, N): empty, 1, primes, around the register tiles (MR <= 12, NR <= 32) and block sizes
@@ -365,6 +366,46 @@ def test_bad_variant_and_scalars(ab):
         nnfast.gemm(*ab, alpha=True)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("bad", ["no", "", np.array([1, 0]), 2, -1, 1.0, None])
+def test_bad_transpose_flag(variant, bad):
+    """A flag must be a bool: "no" is truthy and an array has no single truth value."""
+    a = np.ones((4, 4), np.float32)
+    for name in ("trans_a", "trans_b"):
+        with pytest.raises(TypeError, match=f"gemm: {name} must be True or False"):
+            nnfast.gemm(a, a, variant=variant, **{name: bad})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "on,off", [(True, False), (np.True_, np.False_), (1, 0), (np.int64(1), np.int64(0))]
+)
+def test_transpose_flag_types(rng, variant, on, off):
+    a, b = operands(rng, 5, 7, 3, np.float32, True, False)
+    got = nnfast.gemm(a, b, trans_a=on, trans_b=off, variant=variant)
+    assert_close(got, reference(a, b, trans_a=True), 7, np.float32)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dest", ["out", "preact_out"])
+def test_bias_overlapping_an_output(rng, variant, dest):
+    """The epilogue reads bias while writing out and preact_out: an overlap would corrupt the
+    result (the common call in Cython does not check it; the Python path does)."""
+    m, k, n = 64, 32, 48
+    a, b = operands(rng, m, k, n, np.float32, False, False)
+    buf = np.zeros((m + 1, n), np.float32)
+    buf[0] = 1.0
+    other = np.empty((m, n), np.float32)
+    out, pre = (buf[:m], other) if dest == "out" else (other, buf[:m])
+    with pytest.raises(ValueError, match=f"gemm: bias overlaps {dest}"):
+        nnfast.gemm(a, b, out, bias=buf[0], activation="relu", preact_out=pre, variant=variant)
+    # a bias in the same buffer but apart from the outputs is fine
+    out, pre = (buf[1:], other) if dest == "out" else (other, buf[1:])
+    nnfast.gemm(a, b, out, bias=buf[0], preact_out=pre, variant=variant)
+    np.testing.assert_allclose(out, a @ b + 1.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(pre, out)
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 
@@ -373,11 +414,24 @@ def test_threads_api():
     try:
         nnfast.set_num_threads(1)
         assert nnfast.get_num_threads() == 1
-        for bad in (0, -1, 1.5, "2", True):
-            with pytest.raises(ValueError, match="whole number"):
+        for good in (np.int64(2), np.uint8(1), MAX_THREADS):
+            nnfast.set_num_threads(good)
+            assert nnfast.get_num_threads() == good and type(nnfast.get_num_threads()) is int
+            assert nnfast.info()["num_threads"] == good
+        nnfast.set_num_threads(2)
+        too_many = (MAX_THREADS + 1, 10**6, 2**31, 2**64, np.int64(2**40))
+        for bad in (0, -1, 1.5, "2", True, np.True_, np.float64(2), *too_many):
+            with pytest.raises(ValueError, match="set_num_threads: n must be a whole number"):
                 nnfast.set_num_threads(bad)
+            assert nnfast.get_num_threads() == 2 == nnfast.info()["num_threads"]
     finally:
         nnfast.set_num_threads(before)
+
+
+def test_thread_limit_allows_some_oversubscription():
+    import os
+
+    assert 4 * (os.cpu_count() or 1) <= MAX_THREADS < 2**31
 
 
 def test_isa_api():
@@ -415,6 +469,28 @@ def test_environment_threads_and_isa():
     r = run_python(code, NNFAST_NUM_THREADS="lots", NNFAST_ISA="sse9")
     assert r.returncode == 0 and "ignoring NNFAST_NUM_THREADS" in r.stderr
     assert "NNFAST_ISA='sse9' ignored" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "var,raw",
+    [
+        ("NNFAST_NUM_THREADS", str(MAX_THREADS + 1)),
+        ("NNFAST_NUM_THREADS", "99999999999"),  # more than a C int holds
+        ("OMP_NUM_THREADS", "1000000"),
+    ],
+)
+def test_environment_thread_count_too_large(var, raw):
+    """Ignored like a non-number, with a warning: the next variable (or the CPU count)
+    applies, and import does not fail."""
+    code = "import nnfast; print(nnfast.get_num_threads())"
+    env = {"NNFAST_NUM_THREADS": "", "OMP_NUM_THREADS": "", var: raw}
+    if var == "NNFAST_NUM_THREADS":
+        env["OMP_NUM_THREADS"] = "2"
+    r = run_python(code, **env)
+    assert r.returncode == 0, r.stderr
+    assert f"ignoring {var}={raw!r} (expected a whole number from 1 to" in r.stderr
+    n = int(r.stdout)
+    assert n == 2 if var == "NNFAST_NUM_THREADS" else 1 <= n <= MAX_THREADS
 
 
 def test_scipy_fallback_without_extension():
