@@ -4,7 +4,7 @@ For a module with output y, the scalar probed is ``L = sum(y * r)`` for a fixed 
 so ``backward(r)`` must return dL/dx and accumulate dL/dparam. For a loss, L is the loss itself
 and ``backward()`` must return dL/dinput. Every input element and every parameter element is
 perturbed by +-eps; random streams inside the module (Dropout) are replayed identically for
-every evaluation.
+every evaluation. A NaN or inf in the output or in either gradient fails the check.
 """
 
 from __future__ import annotations
@@ -17,7 +17,22 @@ from .nn.loss import _Loss
 
 
 class GradcheckError(AssertionError):
-    """Analytic and numerical gradients disagree."""
+    """Analytic and numerical gradients disagree (or one of them, or the output, is not finite)."""
+
+
+def _index(flat_index, shape) -> list[int]:
+    return [int(j) for j in np.unravel_index(flat_index, shape)]
+
+
+def _nonfinite(what, a, shape):
+    """'what[index] is value' for the first NaN or inf of a (its index read in `shape`), or None:
+    NaN passes every ``err > tol`` test, so it must fail explicitly."""
+    bad = ~np.isfinite(a.reshape(-1))
+    if not bad.any():
+        return None
+    i = int(bad.argmax())
+    where = _index(i, shape) if shape else ""
+    return f"{what}{where} is {a.reshape(-1)[i]} (not finite)"
 
 
 def _generators(module):
@@ -56,9 +71,17 @@ def gradcheck(
 
     Returns
     -------
-    True when all gradients agree; otherwise raises GradcheckError naming the worst element
-    (or returns False with ``raise_exception=False``).
+    True when all gradients agree and everything is finite; otherwise raises GradcheckError
+    naming the worst element or the first NaN/inf (or returns False with
+    ``raise_exception=False``).
     """
+    label = f"gradcheck: {type(module_or_loss).__name__}"
+
+    def fail(msg):
+        if raise_exception:
+            raise GradcheckError(msg)
+        return False
+
     is_loss = isinstance(module_or_loss, _Loss)
     if is_loss and target is None:
         raise ValueError("gradcheck: a loss needs its target")
@@ -82,7 +105,11 @@ def gradcheck(
         y = m(x)
         r = np.random.default_rng(seed).standard_normal(np.shape(y))
     replay()
-    out = m(x, target) if is_loss else m(x)
+    out = np.asarray(m(x, target) if is_loss else m(x), dtype=np.float64)
+    bad = _nonfinite("the output", out, out.shape)
+    if bad:
+        return fail(f"{label}: {bad}")
+    del out
     for p in m.parameters():
         p.grad[...] = 0
     dx = m.backward() if is_loss else m.backward(r)
@@ -90,13 +117,15 @@ def gradcheck(
     if check_params and not is_loss:
         for name, p in m.named_parameters():
             checks.append((name, p.data, p.grad.copy()))
-    del out
 
     worst = None
     for name, arr, analytic in checks:
         if analytic.shape != arr.shape:
             msg = f"gradcheck: gradient of {name} has shape {analytic.shape}, expected {arr.shape}"
             raise GradcheckError(msg)
+        bad = _nonfinite(f"analytic d/d{name}", analytic, arr.shape)
+        if bad:
+            return fail(f"{label}: {bad}")
         flat = arr.reshape(-1)  # a view: perturbations reach the module
         numeric = np.empty(flat.size)
         for i in range(flat.size):
@@ -107,19 +136,15 @@ def gradcheck(
             f_minus = objective()
             flat[i] = old
             numeric[i] = (f_plus - f_minus) / (2 * eps)
+        bad = _nonfinite(f"numeric d/d{name}", numeric, arr.shape)
+        if bad:
+            return fail(f"{label}: {bad}")
         err = np.abs(analytic.reshape(-1) - numeric) - (atol + rtol * np.abs(numeric))
         if err.size and err.max() > 0:
             i = int(err.argmax())
             if worst is None or err[i] > worst[0]:
-                worst = (err[i], name, np.unravel_index(i, arr.shape), analytic.reshape(-1)[i],
-                         numeric[i])  # fmt: skip
+                worst = (err[i], name, _index(i, arr.shape), analytic.reshape(-1)[i], numeric[i])
     if worst is None:
         return True
     _, name, idx, a, n = worst
-    msg = (
-        f"gradcheck: {type(module_or_loss).__name__}: d/d{name}{list(idx)} analytic {a:.8g} "
-        f"vs numeric {n:.8g}"
-    )
-    if raise_exception:
-        raise GradcheckError(msg)
-    return False
+    return fail(f"{label}: d/d{name}{idx} analytic {a:.8g} vs numeric {n:.8g}")

@@ -1,9 +1,12 @@
 """Activations, derivatives, softmax and losses on numpy arrays: ``import nnfast.functional as F``.
 
-Every function takes float32 or float64 arrays and returns arrays of the same dtype; ``out=``
-receives the result (and is returned). The work is done by fused C kernels (one pass over
-memory, vectorised, OpenMP above a size threshold). Backward functions take the upstream
-gradient ``dy`` first and *return* the input gradient (they never accumulate).
+Every function takes float32 or float64 arrays and returns arrays of the same dtype (and, for
+the element-wise ones, shape, 0-d included); ``out=`` receives the result (and is returned).
+``out`` may be an input itself (in place, except for maxout) but must not share only part of
+an input's memory (ValueError). The work is done by fused C kernels (one pass over memory,
+vectorised, OpenMP above a size threshold). Backward functions take the upstream gradient
+``dy`` first and *return* the input gradient (they never accumulate). The convolution and
+pooling building blocks (``im2col``, ``col2im``, ``max_pool2d``, ...) are here too.
 
 Activation backward functions take ``u``: the forward's output ``y`` for the activations whose
 derivative is cheaper from the output (``ACTIVATIONS[name].from_output``: identity, step,
@@ -18,6 +21,17 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+# the convolution and pooling building blocks of nnfast._convops (which does not import this
+# module) are part of this API: F.im2col, F.max_pool2d_backward, ...
+from ._convops import avg_pool2d as avg_pool2d
+from ._convops import avg_pool2d_backward as avg_pool2d_backward
+from ._convops import col2im as col2im
+from ._convops import global_avg_pool2d as global_avg_pool2d
+from ._convops import global_avg_pool2d_backward as global_avg_pool2d_backward
+from ._convops import im2col as im2col
+from ._convops import max_pool2d as max_pool2d
+from ._convops import max_pool2d_backward as max_pool2d_backward
+from ._gemm import _overlaps
 from ._native import core
 
 
@@ -40,7 +54,8 @@ def _array(what: str, name: str, x, dtype=None) -> np.ndarray:
         )
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{what}: {name} has dtype {x.dtype} but the input is {np.dtype(dtype)}")
-    return np.ascontiguousarray(x)
+    # np.ascontiguousarray would turn a 0-d array into shape (1,)
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def _same_shape(what: str, name: str, x: np.ndarray, ref_name: str, ref: np.ndarray):
@@ -54,11 +69,34 @@ def _real(what: str, name: str, v) -> float:
     return float(v)
 
 
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _check_overlap(what, name, out, reads, in_place=True):
+    """ValueError if ``out`` shares memory with one of ``reads`` ((name, array or None) pairs):
+    the kernels read and write in one pass, so a shifted or partial overlap reads values they
+    have already overwritten. ``out`` exactly an input is allowed if ``in_place``."""
+    for in_name, a in reads:
+        if a is None or (in_place and a is out) or not np.may_share_memory(out, a):
+            continue
+        if in_place and _same_view(out, a):
+            continue
+        if _overlaps(out, a):
+            how = f"may be {in_name} itself, not part of it" if in_place else "must be separate"
+            raise ValueError(f"{what}: {name} overlaps {in_name} ({name} {how})")
+
+
 class _Out:
     """Where a kernel writes: ``out`` itself when C can write it directly, else a scratch array
-    copied into ``out`` by ``done()``."""
+    copied into ``out`` by ``done()``. ``reads`` are the (name, array) inputs of the kernel,
+    which ``out`` must not overlap (see _check_overlap)."""
 
-    def __init__(self, what, out, shape, dtype, name="out"):
+    def __init__(self, what, out, shape, dtype, reads, name="out", in_place=True):
         self.out = out
         if out is None:
             self.buf = np.empty(shape, dtype)
@@ -71,6 +109,7 @@ class _Out:
             raise TypeError(f"{what}: {name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
         if not out.flags.writeable:
             raise ValueError(f"{what}: {name} is read-only")
+        _check_overlap(what, name, out, reads, in_place)
         self.buf = out if out.flags.c_contiguous else np.empty(shape, dtype)
 
     def done(self) -> np.ndarray:
@@ -111,15 +150,26 @@ def _act_params(what: str, act: str, params: dict):
     return got
 
 
+_ACT_DEFAULTS = {
+    "leaky_relu": {"negative_slope": 0.01},
+    "elu": {"alpha": 1.0},
+    "softplus": {"beta": 1.0, "threshold": 20.0},
+    "gelu": {"approximate": "none"},
+}
+
+# (act, parameter) -> (lowest value, is it allowed, why): every parameter must also be finite
+_PARAM_RANGES = {
+    ("leaky_relu", "negative_slope"): (0.0, True, "the backward is computed from the output"),
+    ("elu", "alpha"): (0.0, True, "the backward is computed from the output"),
+    ("softplus", "beta"): (0.0, False, None),
+    ("softplus", "threshold"): (-math.inf, False, None),
+}
+
+
 def _resolve_act_params(what: str, act: str, params: dict):
     if act not in _ACT_IDS:
         raise ValueError(f"{what}: unknown activation {act!r}; expected one of {list(_ACT_IDS)}")
-    allowed = {
-        "leaky_relu": {"negative_slope": 0.01},
-        "elu": {"alpha": 1.0},
-        "softplus": {"beta": 1.0, "threshold": 20.0},
-        "gelu": {"approximate": "none"},
-    }.get(act, {})
+    allowed = _ACT_DEFAULTS.get(act, {})
     unknown = set(params) - set(allowed)
     if unknown:
         raise TypeError(f"{what}: {act} takes no parameter(s) {sorted(unknown)}")
@@ -131,16 +181,22 @@ def _resolve_act_params(what: str, act: str, params: dict):
             )
         return (10 if p["approximate"] == "tanh" else 9), 0.0, 0.0
     vals = [_real(what, k, v) for k, v in p.items()]
-    if act == "softplus" and vals[0] == 0:
-        raise ValueError(f"{what}: beta must be non-zero")
+    for k, v in zip(p, vals):
+        lo, closed, why = _PARAM_RANGES[act, k]
+        if not (math.isfinite(v) and (v >= lo if closed else v > lo)):
+            bound = "" if lo == -math.inf else f" and {'>=' if closed else '>'} {lo:g}"
+            because = f" ({why})" if why else ""
+            raise ValueError(f"{what}: {k} must be finite{bound}{because}, got {v}")
     vals += [0.0, 0.0]
     return _ACT_IDS[act], vals[0], vals[1]
 
 
-def _layout(shape):
+def _layout(what, name, shape):
     """(outer, C, inner) of an (N, C, ...) array: channel axis 1."""
     if len(shape) < 2:
-        raise ValueError(f"expected an array of shape (N, F) or (N, C, H, W), got shape {shape}")
+        raise ValueError(
+            f"{what}: expected {name} of shape (N, F) or (N, C, H, W), got shape {shape}"
+        )
     inner = math.prod(shape[2:])
     return shape[0], shape[1], inner
 
@@ -164,7 +220,7 @@ def bias_act(x, b=None, act="relu", *, out=None, preact_out=None, **params):
     """
     what = "bias_act"
     x = _array(what, "x", x)
-    outer, c, inner = _layout(x.shape)
+    outer, c, inner = _layout(what, "x", x.shape)
     if b is not None:
         b = _array(what, "b", b, x.dtype)
         if b.ndim != 1 or b.shape[0] != c:
@@ -177,8 +233,12 @@ def bias_act(x, b=None, act="relu", *, out=None, preact_out=None, **params):
 
 def _act_forward(what, x, b, act, params, out, preact_out, layout):
     aid, pa, pb = _act_params(what, act, params)
-    o = _Out(what, out, x.shape, x.dtype)
-    pre = None if preact_out is None else _Out(what, preact_out, x.shape, x.dtype, "preact_out")
+    reads = (("x", x), ("b", b))
+    o = _Out(what, out, x.shape, x.dtype, reads)
+    pre = None
+    if preact_out is not None:
+        pre = _Out(what, preact_out, x.shape, x.dtype, reads, "preact_out")
+        _check_overlap(what, "preact_out", preact_out, (("out", out),), in_place=False)
     _native().act_forward(aid, pa, pb, *layout, x, b, o.buf, None if pre is None else pre.buf)
     if pre is not None:
         pre.done()
@@ -203,15 +263,15 @@ def bias_act_backward(dy, u, act="relu", *, out=None, bias_grad=True, **params):
     dy = _array(what, "dy", dy)
     u = _array(what, "u", u, dy.dtype)
     _same_shape(what, "u", u, "dy", dy)
-    layout = _layout(dy.shape)
+    layout = _layout(what, "dy", dy.shape)
     db = np.empty(layout[1], dy.dtype) if bias_grad else None
-    dx = _act_backward(what, dy, u, act, params, out, layout, db)
+    dx = _act_backward(what, dy, "u", u, act, params, out, layout, db)
     return dx, db
 
 
-def _act_backward(what, dy, u, act, params, out, layout, db=None):
+def _act_backward(what, dy, uname, u, act, params, out, layout, db=None):
     aid, pa, pb = _act_params(what, act, params)
-    o = _Out(what, out, dy.shape, dy.dtype)
+    o = _Out(what, out, dy.shape, dy.dtype, (("dy", dy), (uname, u)))
     _native().act_backward(aid, pa, pb, *layout, dy, u, o.buf, db)
     return o.done()
 
@@ -228,7 +288,7 @@ def _make_activation(name: str, doc: str, from_output: bool):
         dy = _array(what, "dy", dy)
         u = _array(what, uname, u, dy.dtype)
         _same_shape(what, uname, u, "dy", dy)
-        return _act_backward(what, dy, u, name, params, out, (1, 1, dy.size))
+        return _act_backward(what, dy, uname, u, name, params, out, (1, 1, dy.size))
 
     forward.__name__, backward.__name__ = name, f"{name}_backward"
     forward.__qualname__, backward.__qualname__ = forward.__name__, backward.__name__
@@ -260,8 +320,7 @@ _DOCS = {
     "tanh": "``y = tanh(x)``.",
     "arctan": "``y = arctan(x)``.",
     "relu": "``y = max(x, 0)``.",
-    "leaky_relu": "``y = x if x > 0 else negative_slope * x`` (negative_slope=0.01; the backward "
-    "may take y only for negative_slope >= 0, else pass x).",
+    "leaky_relu": "``y = x if x > 0 else negative_slope * x`` (negative_slope=0.01 >= 0).",
     "elu": "``y = x if x > 0 else alpha * (exp(x) - 1)`` (alpha=1.0 >= 0).",
     "softplus": "``y = log(1 + exp(beta x)) / beta``, ``x`` where ``beta x > threshold`` "
     "(beta=1.0, threshold=20.0, as torch).",
@@ -292,8 +351,8 @@ def _prelu_alpha(what, alpha, x):
     return alpha
 
 
-def _prelu_layout(x):
-    return _layout(x.shape) if x.ndim >= 2 else (1, 1, x.size)
+def _prelu_layout(what, x):
+    return _layout(what, "x", x.shape) if x.ndim >= 2 else (1, 1, x.size)
 
 
 def prelu(x, alpha, out=None):
@@ -303,8 +362,8 @@ def prelu(x, alpha, out=None):
     what = "prelu"
     x = _array(what, "x", x)
     alpha = _prelu_alpha(what, alpha, x)
-    o = _Out(what, out, x.shape, x.dtype)
-    _native().prelu_forward(*_prelu_layout(x), x, alpha, o.buf)
+    o = _Out(what, out, x.shape, x.dtype, (("x", x), ("alpha", alpha)))
+    _native().prelu_forward(*_prelu_layout(what, x), x, alpha, o.buf)
     return o.done()
 
 
@@ -316,10 +375,16 @@ def prelu_backward(dy, x, alpha, out=None):
     x = _array(what, "x", x, dy.dtype)
     _same_shape(what, "x", x, "dy", dy)
     alpha = _prelu_alpha(what, alpha, x)
-    o = _Out(what, out, x.shape, x.dtype)
+    o = _Out(what, out, x.shape, x.dtype, (("dy", dy), ("x", x), ("alpha", alpha)))
     dalpha = np.empty(alpha.size, x.dtype)
-    _native().prelu_backward(*_prelu_layout(x), dy, x, alpha, o.buf, dalpha)
+    _native().prelu_backward(*_prelu_layout(what, x), dy, x, alpha, o.buf, dalpha)
     return o.done(), dalpha
+
+
+def _pieces(what, k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"{what}: k must be a whole number >= 1, got {k!r}")
+    return int(k)
 
 
 def maxout(x, k, out=None):
@@ -329,14 +394,12 @@ def maxout(x, k, out=None):
     for the backward). NaN propagates."""
     what = "maxout"
     x = _array(what, "x", x)
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"{what}: k must be a whole number >= 1, got {k!r}")
-    k = int(k)
-    outer, ck, inner = _layout(x.shape)
+    k = _pieces(what, k)
+    outer, ck, inner = _layout(what, "x", x.shape)
     if ck % k:
         raise ValueError(f"{what}: axis 1 of x has {ck} entries, not a multiple of k={k}")
     shape = (outer, ck // k, *x.shape[2:])
-    o = _Out(what, out, shape, x.dtype)
+    o = _Out(what, out, shape, x.dtype, (("x", x),), in_place=False)
     argmax = np.empty(shape, np.int64)
     _native().maxout_forward(outer, ck // k, k, inner, x, o.buf, argmax)
     return o.done(), argmax
@@ -346,13 +409,15 @@ def maxout_backward(dy, argmax, k, out=None):
     """Gradient of ``maxout``: dy (N, C, ...) scattered to winning pieces of dx (N, C*k, ...)."""
     what = "maxout_backward"
     dy = _array(what, "dy", dy)
+    k = _pieces(what, k)
     argmax = np.ascontiguousarray(argmax)
     if argmax.dtype != np.int64:
         raise TypeError(f"{what}: argmax must be the int64 array maxout returned")
     _same_shape(what, "argmax", argmax, "dy", dy)
-    outer, c, inner = _layout(dy.shape)
+    outer, c, inner = _layout(what, "dy", dy.shape)
     shape = (outer, c * k, *dy.shape[2:])
-    o = _Out(what, out, shape, dy.dtype)
+    # dx is zeroed before dy is scattered into it: no overlap at all
+    o = _Out(what, out, shape, dy.dtype, (("dy", dy), ("argmax", argmax)), in_place=False)
     _native().maxout_backward(outer, c, k, inner, dy, argmax, o.buf)
     return o.done()
 
@@ -368,7 +433,7 @@ def _rows(x):
 def softmax(x, out=None):
     """Softmax along the last axis, stable (max subtracted). x : (..., n)."""
     x = _array("softmax", "x", x)
-    o = _Out("softmax", out, x.shape, x.dtype)
+    o = _Out("softmax", out, x.shape, x.dtype, (("x", x),))
     _native().softmax(False, *_rows(x), x, o.buf)
     return o.done()
 
@@ -376,14 +441,15 @@ def softmax(x, out=None):
 def log_softmax(x, out=None):
     """Log-softmax along the last axis: ``x - max - log(sum(exp(x - max)))``."""
     x = _array("log_softmax", "x", x)
-    o = _Out("log_softmax", out, x.shape, x.dtype)
+    o = _Out("log_softmax", out, x.shape, x.dtype, (("x", x),))
     _native().softmax(True, *_rows(x), x, o.buf)
     return o.done()
 
 
 def _labels(what, labels, n_rows):
     """labels as a contiguous int64 (n_rows,) array; their range is checked by the kernels,
-    which fail on a label outside [0, classes) (see _label_range_error)."""
+    which fail on a label outside [0, classes) (see _label_range_error). A uint64 label >= 2**63
+    wraps to a negative int64, which the kernels refuse too."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(
@@ -402,14 +468,14 @@ def _label_range_error(what, labels, n_classes):
     return None
 
 
-def _xent_call(what, kernel, logits, labels, *args):
+def _xent_call(what, kernel, logits, labels, raw_labels, *args):
     """kernel(rows, classes, logits, labels, *args); a label out of range (which the kernel
-    refuses) is reported with its values."""
+    refuses) is reported with the caller's values (raw_labels, before the cast to int64)."""
     n, k = logits.shape
     try:
         return kernel(n, k, logits, labels, *args)
     except ValueError:
-        err = _label_range_error(what, labels, k)
+        err = _label_range_error(what, raw_labels, k)
         if err is not None:
             raise err from None
         raise
@@ -425,7 +491,8 @@ def _xent_args(what, logits, labels, label_smoothing):
     eps = _real(what, "label_smoothing", label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"{what}: label_smoothing must be in [0, 1], got {eps}")
-    return logits, _labels(what, labels, n), eps
+    raw = np.asarray(labels)
+    return logits, _labels(what, raw, n), raw, eps
 
 
 def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
@@ -435,17 +502,17 @@ def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
     logits : (N, classes) float32/float64; labels : (N,) integers in [0, classes).
     Returns a Python float."""
     what = "softmax_cross_entropy"
-    logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
-    return _xent_call(what, _native().softmax_xent_forward, logits, labels, eps)
+    logits, labels, raw, eps = _xent_args(what, logits, labels, label_smoothing)
+    return _xent_call(what, _native().softmax_xent_forward, logits, labels, raw, eps)
 
 
 def softmax_cross_entropy_backward(logits, labels, label_smoothing=0.0, out=None):
     """Gradient of the mean loss w.r.t. logits: ``(softmax(logits) - target) / N``."""
     what = "softmax_cross_entropy_backward"
-    logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
-    o = _Out(what, out, logits.shape, logits.dtype)
-    _xent_call(what, _native().softmax_xent_backward, logits, labels, eps, 1.0 / len(labels),
-               o.buf)  # fmt: skip
+    logits, labels, raw, eps = _xent_args(what, logits, labels, label_smoothing)
+    o = _Out(what, out, logits.shape, logits.dtype, (("logits", logits), ("labels", labels)))
+    _xent_call(what, _native().softmax_xent_backward, logits, labels, raw, eps,
+               1.0 / len(labels), o.buf)  # fmt: skip
     return o.done()
 
 
@@ -455,10 +522,10 @@ def softmax_cross_entropy_with_grad(logits, labels, label_smoothing=0.0, out=Non
 
     Returns ``(loss, grad)``: a Python float and an (N, classes) array."""
     what = "softmax_cross_entropy_with_grad"
-    logits, labels, eps = _xent_args(what, logits, labels, label_smoothing)
-    o = _Out(what, out, logits.shape, logits.dtype)
-    loss = _xent_call(what, _native().softmax_xent, logits, labels, eps, 1.0 / len(labels),
-                      o.buf)  # fmt: skip
+    logits, labels, raw, eps = _xent_args(what, logits, labels, label_smoothing)
+    o = _Out(what, out, logits.shape, logits.dtype, (("logits", logits), ("labels", labels)))
+    loss = _xent_call(what, _native().softmax_xent, logits, labels, raw, eps,
+                      1.0 / len(labels), o.buf)  # fmt: skip
     return loss, o.done()
 
 
@@ -489,7 +556,7 @@ def mse_loss_backward(pred, target, reduction="mean", out=None):
     what = "mse_loss_backward"
     pred, target = _pair(what, "pred", pred, target)
     scale = 2.0 * _reduction(what, reduction, pred.size)
-    o = _Out(what, out, pred.shape, pred.dtype)
+    o = _Out(what, out, pred.shape, pred.dtype, (("pred", pred), ("target", target)))
     _native().pair_loss_backward("mse", pred, target, scale, o.buf)
     return o.done()
 
@@ -507,9 +574,6 @@ def binary_cross_entropy_with_logits_backward(logits, target, reduction="mean", 
     what = "binary_cross_entropy_with_logits_backward"
     logits, target = _pair(what, "logits", logits, target)
     scale = _reduction(what, reduction, logits.size)
-    o = _Out(what, out, logits.shape, logits.dtype)
+    o = _Out(what, out, logits.shape, logits.dtype, (("logits", logits), ("target", target)))
     _native().pair_loss_backward("bce", logits, target, scale, o.buf)
     return o.done()
-
-
-# --- convolution and pooling building blocks (nnfast._convops) ---------------------------------

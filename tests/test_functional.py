@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scipy.special import erf, expit
 
+import nnfast
 import nnfast.functional as F
+from nnfast import _convops, nn
 
 SQRT2 = np.sqrt(2.0)
 K = np.sqrt(2 / np.pi)
@@ -328,3 +330,307 @@ def test_bad_input():
         F.relu(x, out=ro)
     with pytest.raises(TypeError, match="takes no parameter"):
         F.relu(x, alpha=2.0)
+
+
+# --- out= overlapping an input -----------------------------------------------------------------
+
+
+def _shifted(rng, shape, dtype=np.float32):
+    """(x, out): arrays of `shape` one element apart in the same buffer."""
+    buf = rng.standard_normal(int(np.prod(shape)) + 1).astype(dtype)
+    return buf[:-1].reshape(shape), buf[1:].reshape(shape)
+
+
+_OVERLAP_CASES = {  # case -> (call(x, out), the function's name, the input out overlaps)
+    "relu": (lambda x, o: F.relu(x, out=o), "relu", "x"),
+    "gelu": (lambda x, o: F.gelu(x, out=o), "gelu", "x"),
+    "relu_backward dy": (lambda x, o: F.relu_backward(x, x + 1, out=o), "relu_backward", "dy"),
+    "relu_backward y": (lambda x, o: F.relu_backward(x + 1, x, out=o), "relu_backward", "y"),
+    "gelu_backward x": (lambda x, o: F.gelu_backward(x + 1, x, out=o), "gelu_backward", "x"),
+    "bias_act": (lambda x, o: F.bias_act(x, x[0] + 1, "relu", out=o), "bias_act", "x"),
+    "bias_act preact_out": (
+        lambda x, o: F.bias_act(x, None, "relu", preact_out=o),
+        "bias_act",
+        "x",
+    ),
+    "bias_act_backward": (
+        lambda x, o: F.bias_act_backward(x, x + 1, out=o),
+        "bias_act_backward",
+        "dy",
+    ),
+    "prelu": (lambda x, o: F.prelu(x, np.ones(x.shape[1], x.dtype), out=o), "prelu", "x"),
+    "prelu_backward": (
+        lambda x, o: F.prelu_backward(x + 1, x, x[0] + 1, out=o),
+        "prelu_backward",
+        "x",
+    ),
+    "softmax": (lambda x, o: F.softmax(x, out=o), "softmax", "x"),
+    "log_softmax": (lambda x, o: F.log_softmax(x, out=o), "log_softmax", "x"),
+    "xent_backward": (
+        lambda x, o: F.softmax_cross_entropy_backward(x, [0] * len(x), out=o),
+        "softmax_cross_entropy_backward",
+        "logits",
+    ),
+    "xent_with_grad": (
+        lambda x, o: F.softmax_cross_entropy_with_grad(x, [0] * len(x), out=o),
+        "softmax_cross_entropy_with_grad",
+        "logits",
+    ),
+    "mse_backward": (
+        lambda x, o: F.mse_loss_backward(x + 1, x, out=o),
+        "mse_loss_backward",
+        "target",
+    ),
+    "bce_backward": (
+        lambda x, o: F.binary_cross_entropy_with_logits_backward(x, x + 1, out=o),
+        "binary_cross_entropy_with_logits_backward",
+        "logits",
+    ),
+}
+
+
+@pytest.mark.parametrize("noncontiguous_out", [False, True])
+@pytest.mark.parametrize("case", list(_OVERLAP_CASES))
+def test_out_partly_overlapping_an_input_raises(rng, case, noncontiguous_out):
+    call, what, name = _OVERLAP_CASES[case]
+    x, out = _shifted(rng, (5, 4))
+    if noncontiguous_out:  # out is filled from a scratch array: overlapping it is refused too
+        buf = rng.standard_normal(41).astype(np.float32)
+        x, out = buf[:20].reshape(5, 4), buf[1:].reshape(4, 10)[:, ::2].T
+    before = out.copy()
+    with pytest.raises(ValueError, match=rf"^{what}: \w+ overlaps {name} "):
+        call(x, out)
+    np.testing.assert_array_equal(out, before)  # nothing written
+
+
+def test_out_overlap_examples(rng):
+    buf = rng.standard_normal(10001).astype(np.float32)
+    with pytest.raises(ValueError, match="relu: out overlaps x"):
+        F.relu(buf[:-1], out=buf[1:])
+    y, b = rng.standard_normal((4, 3)).astype(np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="bias_act: preact_out overlaps out"):
+        F.bias_act(y, b, "relu", out=y, preact_out=y)
+    with pytest.raises(ValueError, match="bias_act: out overlaps b"):
+        F.bias_act(y, y[1], "relu", out=y)  # in place over x, but b is a row of it
+    # interleaved without sharing an element: allowed
+    x = rng.standard_normal(10).astype(np.float32)
+    both = np.empty(20, np.float32)
+    both[::2] = x
+    np.testing.assert_array_equal(F.relu(both[::2], out=both[1::2]), np.maximum(x, 0))
+
+
+def _out_result(r):
+    """The array written to out: r, or grad of (loss, grad), or dx of (dx, db)."""
+    if not isinstance(r, tuple):
+        return r
+    return r[1] if isinstance(r[0], float) else r[0]
+
+
+def _check_in_place(fn, *args, i=0, **kw):
+    """out = args[i] (the array itself, or another view of its memory) gives fn(*args)."""
+    ref = _out_result(fn(*args, **kw))
+    for view in (lambda a: a, lambda a: a[...]):
+        a = [v.copy() if isinstance(v, np.ndarray) else v for v in args]
+        got = _out_result(fn(*a, out=view(a[i]), **kw))
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(a[i], ref)
+
+
+def test_out_exactly_an_input_is_in_place(rng):
+    x, b = rng.standard_normal((6, 5)), rng.standard_normal(5)
+    for name in NAMES:
+        params = REF[name][0]
+        act = F.ACTIVATIONS[_act(name)]
+        _check_in_place(act.forward, x, **params)
+        _check_in_place(act.backward, x, x * 0.5 + 1, **params)  # out = dy
+        _check_in_place(act.backward, x, x * 0.5 + 1, i=1, **params)  # out = u
+    _check_in_place(F.bias_act, x, b, "gelu")
+    _check_in_place(F.bias_act_backward, x, x + 1, "tanh")
+    _check_in_place(F.prelu, x, b)
+    _check_in_place(F.prelu_backward, x, x + 1, b)
+    _check_in_place(F.prelu_backward, x, x + 1, b, i=1)
+    _check_in_place(F.softmax, x)
+    _check_in_place(F.log_softmax, x)
+    labels = np.arange(6) % 5
+    _check_in_place(F.softmax_cross_entropy_backward, x, labels, 0.1)
+    _check_in_place(F.softmax_cross_entropy_with_grad, x, labels, 0.1)
+    _check_in_place(F.mse_loss_backward, x, x + 1)
+    _check_in_place(F.mse_loss_backward, x, x + 1, i=1)
+    _check_in_place(F.binary_cross_entropy_with_logits_backward, x, x * 0)
+    # either of out and preact_out may be x, the other separate (gemm's epilogue: out=x)
+    for in_place in ("out", "preact_out"):
+        xc, sep = x.copy(), np.empty_like(x)
+        y, pre = (xc, sep) if in_place == "out" else (sep, xc)
+        F.bias_act(xc, b, "relu", out=y, preact_out=pre)
+        np.testing.assert_array_equal(pre, x + b)
+        np.testing.assert_array_equal(y, np.maximum(x + b, 0))
+    xs = x.copy()[:, ::2]  # non-contiguous: computed from a copy, then written back
+    ref = np.maximum(xs, 0)
+    assert F.relu(xs, out=xs) is xs
+    np.testing.assert_array_equal(xs, ref)
+
+
+def test_maxout_refuses_any_overlap(rng):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="maxout: out overlaps x"):
+        F.maxout(x, 1, out=x)
+    y, arg = F.maxout(x, 2)
+    with pytest.raises(ValueError, match="maxout_backward: out overlaps dy"):
+        F.maxout_backward(x, np.zeros((3, 4), np.int64), 1, out=x)
+    buf = np.zeros(30, np.float32)
+    buf[:6] = y.reshape(-1)
+    with pytest.raises(ValueError, match="maxout_backward: out overlaps dy"):
+        F.maxout_backward(buf[:6].reshape(3, 2), arg, 2, out=buf[4:16].reshape(3, 4))
+
+
+# --- activation parameters out of range --------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+_BAD_PARAMS = [
+    ("leaky_relu", {"negative_slope": -0.5}, r"negative_slope must be finite and >= 0 \(the "),
+    ("leaky_relu", {"negative_slope": NAN}, "negative_slope must be finite and >= 0"),
+    ("leaky_relu", {"negative_slope": INF}, "negative_slope must be finite and >= 0"),
+    ("elu", {"alpha": -0.5}, "alpha must be finite and >= 0"),
+    ("elu", {"alpha": NAN}, "alpha must be finite and >= 0"),
+    ("elu", {"alpha": INF}, "alpha must be finite and >= 0"),
+    ("softplus", {"beta": 0.0}, "beta must be finite and > 0"),
+    ("softplus", {"beta": -1.0}, "beta must be finite and > 0"),
+    ("softplus", {"beta": NAN}, "beta must be finite and > 0"),
+    ("softplus", {"beta": INF}, "beta must be finite and > 0"),
+    ("softplus", {"threshold": NAN}, "threshold must be finite, got nan"),
+    ("softplus", {"threshold": -INF}, "threshold must be finite, got -inf"),
+]
+
+
+@pytest.mark.parametrize("act, params, message", _BAD_PARAMS)
+def test_activation_parameter_out_of_range(act, params, message):
+    x = np.linspace(-2, 2, 8).reshape(2, 4)
+    fns = F.ACTIVATIONS[act]
+    for name, call in [
+        (act, lambda: fns.forward(x, **params)),
+        (f"{act}_backward", lambda: fns.backward(x, x, **params)),
+        ("bias_act", lambda: F.bias_act(x, None, act, **params)),
+        ("bias_act_backward", lambda: F.bias_act_backward(x, x, act, **params)),
+    ]:
+        with pytest.raises(ValueError, match=f"^{name}: {message}"):
+            call()
+
+
+def test_activation_parameter_range_reaches_nn_and_gemm():
+    x = np.linspace(-2, 2, 8).reshape(2, 4)
+    with pytest.raises(ValueError, match="ELU: alpha must be finite and >= 0"):
+        nn.ELU(alpha=-0.5)  # refused when built (tests/test_nn.py), through F's one rule
+    with pytest.raises(ValueError, match="LeakyReLU: negative_slope must be finite and >= 0"):
+        nn.LeakyReLU(negative_slope=-0.5)
+    with pytest.raises(ValueError, match="gemm: alpha must be finite and >= 0"):
+        nnfast.gemm(x, x.T, activation="elu", activation_params={"alpha": -1.0})
+
+
+def test_activation_parameter_bounds_allowed():
+    x = np.linspace(-2, 2, 9)
+    np.testing.assert_array_equal(F.leaky_relu(x, negative_slope=0.0), np.maximum(x, 0))
+    np.testing.assert_array_equal(F.elu(x, alpha=0.0), np.maximum(x, 0))
+    np.testing.assert_allclose(
+        F.softplus(x, threshold=-1.0), np.where(x > -1, x, np.log1p(np.exp(x)))
+    )
+    dx = F.elu_backward(np.ones_like(x), F.elu(x, alpha=0.5), alpha=0.5)
+    np.testing.assert_allclose(dx, np.where(x > 0, 1, 0.5 * np.exp(x)), rtol=1e-12)
+
+
+# --- 0-d arrays keep their shape ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_0d(name, dtype):
+    params, fref, _ = REF[name]
+    act = F.ACTIVATIONS[_act(name)]
+    x = dtype(-0.75)
+    y = act.forward(x, **params)
+    assert y.shape == () and y.dtype == dtype
+    np.testing.assert_allclose(y, fref(np.float64(x)), **_tol(dtype))
+    out = np.empty((), dtype)
+    assert act.forward(x, out=out, **params) is out
+    np.testing.assert_array_equal(out, y)
+    dx = act.backward(dtype(1), _u(name, x, y), **params)
+    assert dx.shape == () and dx.dtype == dtype
+    assert act.backward(dtype(1), _u(name, x, y), out=out, **params) is out
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (lambda x: F.relu(x), 0.0),
+        (lambda x: F.softmax(x), 1.0),
+        (lambda x: F.log_softmax(x), 0.0),
+        (lambda x: F.prelu(x, np.float32(0.5)), -1.0),
+        (lambda x: F.prelu_backward(np.float32(1), x, np.float32(0.5))[0], 0.5),
+        (lambda x: F.mse_loss_backward(x, np.float32(0)), -4.0),
+        (lambda x: F.binary_cross_entropy_with_logits_backward(x, np.float32(0)), expit(-2.0)),
+    ],
+)
+def test_0d_shape_preserved(call, expected):
+    y = call(np.float32(-2))
+    assert y.shape == ()
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x: F.maxout(x, 1), "maxout: expected x of shape"),
+        (lambda x: F.maxout_backward(x, np.zeros(5, np.int64), 1), "maxout_backward: expected dy"),
+        (lambda x: F.bias_act(x), "bias_act: expected x of shape"),
+        (lambda x: F.bias_act_backward(x, x), "bias_act_backward: expected dy of shape"),
+    ],
+)
+def test_1d_input_to_nc_functions(call, message):
+    with pytest.raises(ValueError, match=rf"^{message} .*got shape \(5,\)"):
+        call(np.zeros(5, np.float32))
+
+
+@pytest.mark.parametrize("k", [-1, 0, 1.5, True, "2", None])
+def test_maxout_backward_checks_k(k):
+    dy, arg = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.int64)
+    with pytest.raises(ValueError, match=r"^maxout_backward: k must be a whole number >= 1"):
+        F.maxout_backward(dy, arg, k)
+    with pytest.raises(ValueError, match=r"^maxout: k must be a whole number >= 1"):
+        F.maxout(np.zeros((2, 6), np.float32), k)
+
+
+@pytest.mark.parametrize("dtype", [np.uint64, np.uint32, np.int8])
+def test_label_range_message_shows_the_given_values(dtype):
+    big = np.iinfo(dtype).max
+    labels = np.array([0, big], dtype)
+    x = np.zeros((2, 3), np.float32)
+    for fn in (F.softmax_cross_entropy, F.softmax_cross_entropy_backward):
+        with pytest.raises(
+            ValueError, match=rf"labels must be in \[0, 3\), got values in \[0, {big}\]"
+        ):
+            fn(x, labels)
+    with pytest.raises(ValueError, match=rf"got values in \[0, {big}\]"):
+        F.softmax_cross_entropy_with_grad(x, labels)
+
+
+# --- the convolution and pooling building blocks are re-exported --------------------------------
+
+# README: "The building blocks are in nnfast.functional (im2col, col2im, max_pool2d,
+# avg_pool2d, ... and their backwards)"
+CONV_BLOCKS = [
+    "im2col",
+    "col2im",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+]
+
+
+@pytest.mark.parametrize("name", CONV_BLOCKS)
+def test_conv_blocks_reexported(name):
+    assert getattr(F, name) is getattr(_convops, name)

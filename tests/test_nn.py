@@ -363,3 +363,17 @@ def test_astype_after_building_an_optimizer_is_refused():
     before = m[0].weight.data.copy()
     _step(m, opt)  # still trains
     assert not np.array_equal(m[0].weight.data, before)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: nn.ELU(alpha=-0.5), "ELU: alpha must be finite and >= 0"),
+        (lambda: nn.LeakyReLU(negative_slope=float("inf")), "LeakyReLU: negative_slope"),
+        (lambda: nn.Softplus(beta=0.0), "Softplus: beta must be finite and > 0"),
+        (lambda: nn.Softplus(threshold=float("nan")), "Softplus: threshold must be finite"),
+    ],
+)
+def test_activation_parameters_are_checked_when_built(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

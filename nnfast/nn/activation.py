@@ -59,6 +59,10 @@ class _Elementwise(Module):
         self._u = y if fn.from_output else x
         return y
 
+    def _check_config(self):
+        """Refuse parameters the kernel cannot take now, not at the first forward."""
+        F._act_params(type(self).__name__, self.name, self.get_config())
+
     def backward(self, grad_out):
         u = getattr(self, "_u", None)
         if u is None:
@@ -110,6 +114,7 @@ class LeakyReLU(_Elementwise):
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = float(negative_slope)
+        self._check_config()
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -122,6 +127,7 @@ class ELU(_Elementwise):
     def __init__(self, alpha=1.0):
         super().__init__()
         self.alpha = float(alpha)
+        self._check_config()
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -135,6 +141,7 @@ class Softplus(_Elementwise):
         super().__init__()
         self.beta = float(beta)
         self.threshold = float(threshold)
+        self._check_config()
 
     def get_config(self):
         return {"beta": self.beta, "threshold": self.threshold}
