@@ -41,6 +41,9 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmspro
 RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer", "lr",
                "lr_schedule", "weight_decay", "seed")  # fmt: skip
 
+# architecture options and the models that take them (--dropout 0, none, suits every model)
+MODEL_OPTIONS = {"hidden": ("mlp",), "dropout": ("mlp", "cnn")}
+
 CHECKPOINT_NAME = "checkpoint.npz"
 METRIC_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "time",
                  "samples_per_s")  # fmt: skip
@@ -52,6 +55,40 @@ class TrainingInterrupted(Exception):
 
 def _option_given(args, name):
     return getattr(args, name, None) is not None
+
+
+def option_not_taken(args) -> str | None:
+    """A usage message if an architecture option was given that ``--model`` does not take."""
+    for key, models in MODEL_OPTIONS.items():
+        if args.model and getattr(args, key) and args.model not in models:
+            return f"--{key} does not apply to --model {args.model} (only to {', '.join(models)})"
+    return None
+
+
+def check_outputs(args) -> None:
+    """Raise OSError naming the option and path if an output of the run could not be written,
+    so that it fails before data are loaded, not after training. The checkpoint directory is
+    created with its parents, so its nearest existing ancestor (or itself) must be a writable
+    directory; each output file's directory must be one too, or be among those created."""
+    ckpt = Path(args.checkpoint_dir)
+    chain = (ckpt, *ckpt.parents)
+    created = {os.path.abspath(d) for d in chain if not d.exists()}
+    outputs = [("--checkpoint-dir", args.checkpoint_dir, next(d for d in chain if d.exists()))]
+    for flag, path in (("--save", args.save), ("--metrics-out", args.metrics_out),
+                       ("--plot", args.plot)):  # fmt: skip
+        if path:
+            if os.path.isdir(path):
+                raise IsADirectoryError(f"{flag} {path}: is a directory, not a file")
+            directory = os.path.dirname(path) or "."
+            if os.path.abspath(directory) not in created:
+                outputs.append((flag, path, directory))
+    for flag, path, directory in outputs:
+        if not os.path.exists(directory):
+            raise FileNotFoundError(f"{flag} {path}: the directory {directory} does not exist")
+        if not os.path.isdir(directory):
+            raise NotADirectoryError(f"{flag} {path}: {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(f"{flag} {path}: the directory {directory} is not writable")
 
 
 def resolve_config(args) -> dict:
@@ -82,9 +119,7 @@ def build_model(cfg):
         return MODELS["mlp"](hidden=tuple(cfg["hidden"]), dropout=cfg["dropout"])
     if cfg["model"] == "cnn":
         return MODELS["cnn"](dropout=cfg["dropout"])
-    if cfg["dropout"]:
-        raise ValueError(f"--dropout: the {cfg['model']} model has no dropout layer")
-    return MODELS[cfg["model"]]()
+    return MODELS[cfg["model"]]()  # --dropout was refused by option_not_taken
 
 
 def build_optimizer(cfg, params):
@@ -234,6 +269,7 @@ def run(args, on_batch=None) -> int:
     from .nn import CrossEntropyLoss
     from .train import evaluate
 
+    check_outputs(args)
     if args.plot:
         check_plot_available()
     if args.threads is not None:

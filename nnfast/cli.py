@@ -86,30 +86,75 @@ def _metrics_path(text):
 
 # --- train --------------------------------------------------------------------------------------
 def _cmd_train(args) -> int:
-    from ._cli_train import run
+    from ._cli_train import option_not_taken, run
 
+    problem = option_not_taken(args)
+    if problem:
+        args.usage_error(problem)  # exit 2, before any data are loaded
     return run(args)
 
 
 # --- evaluate and predict -----------------------------------------------------------------------
-def _load_model(path):
+def _load_model(path, dataset=None):
+    """The model at ``path`` and what feeding it needs: ``(model, info)``, ``info`` with
+    ``trained_on`` (the metadata's data set), ``dataset`` (the one given, else ``trained_on``,
+    else mnist), its ``classes``, and the ``mean``, ``std`` and ``input_shape`` of the training
+    data (the metadata's, else the data set's). All are checked here against the model and
+    28x28 images, so that a bad file fails before any work, with a message naming it."""
+    import math
+
+    import numpy as np
+
     from . import io
+    from .data import DATASETS
+    from .train import predict
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
-    return io.load(path), io.read_metadata(path)
+    model, meta = io.load(path), io.read_metadata(path)
+    trained_on = meta.get("dataset")
+    name = dataset or trained_on or "mnist"
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(
+            f"{path}: unknown dataset {name!r} in its metadata (known: {', '.join(DATASETS)})"
+        )
+    cls = DATASETS[name]
+    info = {"trained_on": trained_on, "dataset": name, "classes": list(cls.classes)}
+    for key, default in (("mean", cls.mean), ("std", cls.std)):
+        value = meta.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: its metadata has {key} {value!r}, not a number")
+        if not math.isfinite(value) or (key == "std" and value <= 0):
+            must = "a finite number > 0" if key == "std" else "a finite number"
+            raise ValueError(f"{path}: its metadata has {key} {value}; it must be {must}")
+        info[key] = float(value)
+    shape = meta.get("input_shape", [1, 28, 28])
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        or math.prod(shape) != 28 * 28
+    ):
+        shown = tuple(shape) if isinstance(shape, list) else repr(shape)
+        raise ValueError(f"{path} expects inputs of shape {shown} but the images are 28x28")
+    info["input_shape"] = shape
+    try:  # one blank image tells whether the model takes the shape, and its number of outputs
+        k = predict(model, np.zeros((1, *shape), np.float32)).shape[-1]
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: the model does not take inputs of shape {tuple(shape)} ({err})"
+        ) from err
+    if k != len(cls.classes):
+        raise ValueError(
+            f"{path}: the model has {k} outputs but {name} has {len(cls.classes)} classes"
+        )
+    return model, info
 
 
-def _normalise(images, meta, dataset=None):
-    """uint8 pixels (or floats in [0, 1]) (N, 28, 28) -> float32 (N, 1, 28, 28), standardised
-    as the model's training data were (its metadata; else the data set's constants)."""
+def _normalise(images, info):
+    """uint8 pixels (or floats in [0, 1]) (N, 28, 28) -> float32 (N, *input_shape), standardised
+    as the model's training data were (``info`` from :func:`_load_model`)."""
     import numpy as np
 
-    from .data import DATASETS
-
-    cls = DATASETS.get(meta.get("dataset") or dataset or "mnist")
-    mean = float(meta.get("mean", cls.mean if cls else 0.0))
-    std = float(meta.get("std", cls.std if cls else 1.0))
     x = np.asarray(images)
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / np.float32(255)
@@ -117,9 +162,8 @@ def _normalise(images, meta, dataset=None):
         x = x.astype(np.float32)
         if x.size and float(x.max()) > 1.0:  # pixels 0..255 stored as floats
             x /= np.float32(255)
-    x = (x - np.float32(mean)) / np.float32(std)
-    shape = meta.get("input_shape", [1, 28, 28])
-    return np.ascontiguousarray(x.reshape(-1, *shape), dtype=np.float32)
+    x = (x - np.float32(info["mean"])) / np.float32(info["std"])
+    return np.ascontiguousarray(x.reshape(-1, *info["input_shape"]), dtype=np.float32)
 
 
 def _softmax(z):
@@ -136,13 +180,13 @@ def _cmd_evaluate(args) -> int:
     from .data import DATASETS
     from .train import predict
 
-    model, meta = _load_model(args.model_path)
-    dataset = args.dataset or meta.get("dataset") or "mnist"
+    model, info = _load_model(args.model_path, args.dataset)
+    dataset, trained_on = info["dataset"], info["trained_on"]
     cls = DATASETS[dataset]
     test = cls(args.data_dir, train=False, dtype="uint8")
-    if meta.get("dataset") and meta["dataset"] != dataset:
-        print(f"note: the model was trained on {meta['dataset']}; evaluating on {dataset}")
-    x = _normalise(test.data, meta, dataset)
+    if trained_on and trained_on != dataset:
+        print(f"note: the model was trained on {trained_on}; evaluating on {dataset}")
+    x = _normalise(test.data, info)
     y = test.targets
     pred = predict(model, x, batch_size=500).argmax(axis=1)
     k = len(cls.classes)
@@ -202,6 +246,8 @@ def read_images(path):
         x = read_idx(path)
     if x.dtype.kind not in "uif":
         raise ValueError(f"{path}: expected numeric pixels, found dtype {x.dtype}")
+    if x.size == 0:
+        raise ValueError(f"{path} holds no images")
     if x.shape[-2:] == (28, 28) and x.ndim in (2, 3, 4) and (x.ndim < 4 or x.shape[1] == 1):
         return x.reshape(-1, 28, 28)
     if x.ndim in (1, 2) and x.shape[-1] == 784:
@@ -215,18 +261,17 @@ def read_images(path):
 def _cmd_predict(args) -> int:
     import numpy as np
 
-    from .data import DATASETS
     from .train import predict
 
-    model, meta = _load_model(args.model_path)
-    classes = meta.get("classes") or list(DATASETS["mnist"].classes)
+    model, info = _load_model(args.model_path)
+    classes = info["classes"]
     for path in args.files:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such file: {path}")
         images = read_images(path)
         if args.invert:
             images = (255 - images) if images.dtype == np.uint8 else images.max() - images
-        probs = _softmax(predict(model, _normalise(images, meta), batch_size=500))
+        probs = _softmax(predict(model, _normalise(images, info), batch_size=500))
         for i, p in enumerate(probs):
             c = int(p.argmax())
             name = path if len(probs) == 1 else f"{path}[{i}]"
@@ -413,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="PNG of the loss and accuracy curves (needs matplotlib: nnfast[plot])",
     )
     p.add_argument("--quiet", action="store_true", help="print only the final accuracy")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, usage_error=p.error)
 
     p = command(
         "evaluate",

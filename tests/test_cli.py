@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nnfast
-from nnfast import _cli_train, cli, io
+from nnfast import _cli_train, cli, io, models
 from nnfast.checkpoint import load_checkpoint
 from nnfast.data import write_idx
 
@@ -221,14 +221,137 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "model, option",
+    [("lenet5", ["--hidden", "64"]), ("cnn", ["--hidden", "64"]), ("lenet5", ["--dropout", "0.1"])],
+)
+def test_option_the_model_does_not_take_is_a_usage_error(data_dir, tmp_path, capsys, model, option):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(_train_args(data_dir, tmp_path, "--model", model, *option))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: nnfast train" in err
+    assert f"{option[0]} does not apply to --model {model}" in err
+    assert not (tmp_path / "ck").exists()
+
+
+def _err_of(argv, capsys):
+    """Run ``nnfast argv`` in-process: it must exit 1 with one line on stderr, no traceback."""
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nnfast: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "flag, path, what",
+    [
+        ("--save", "nodir/x.npz", "the directory {tmp}/nodir does not exist"),
+        ("--metrics-out", "nodir/m.csv", "the directory {tmp}/nodir does not exist"),
+        ("--plot", "nodir/p.png", "the directory {tmp}/nodir does not exist"),
+        ("--save", "afile/x.npz", "{tmp}/afile is not a directory"),
+        ("--save", "adir", "is a directory, not a file"),
+        ("--checkpoint-dir", "afile/ck", "{tmp}/afile is not a directory"),
+        ("--checkpoint-dir", "afile", "{tmp}/afile is not a directory"),
+    ],
+)
+def test_unwritable_output_fails_before_training(data_dir, tmp_path, capsys, flag, path, what):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    path = str(tmp_path / path)
+    err = _err_of([*_train_args(data_dir, tmp_path, "--epochs", "1"), flag, path], capsys)
+    assert err == f"nnfast: error: {flag} {path}: {what.format(tmp=tmp_path)}\n"
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "model.npz").exists()
+
+
+def test_outputs_may_go_into_the_checkpoint_directory_it_creates(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = _train_args(data_dir, tmp_path, "--epochs", "1", "--hidden", "8", "--checkpoint-dir",
+                       str(run / "ck"), "--save", str(run / "model.npz"), "--metrics-out",
+                       str(run / "ck" / "m.csv"))  # fmt: skip
+    assert cli.main(argv) == 0
+    assert (run / "model.npz").is_file() and (run / "ck" / "m.csv").is_file()
+
+
+def test_output_directory_not_writable(data_dir, tmp_path, capsys, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access  # tests run as root too, where every directory is writable
+    monkeypatch.setattr(os, "access", lambda p, mode: p != str(ro) and real_access(p, mode))
+    path = str(ro / "x.npz")
+    err = _err_of(_train_args(data_dir, tmp_path, "--save", path), capsys)
+    assert err == f"nnfast: error: --save {path}: the directory {ro} is not writable\n"
+
+
+def test_missing_output_directory_from_the_shell(data_dir, tmp_path):
+    p = _run(["train", "--data-dir", str(data_dir), "--save", "nodir/x.npz"], tmp_path)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert err == "nnfast: error: --save nodir/x.npz: the directory nodir does not exist\n"
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _model_file(tmp_path, model=None, **meta):
+    meta = {"dataset": "mnist", "input_shape": [1, 28, 28], "mean": 0.13, "std": 0.31, **meta}
+    path = tmp_path / "model.npz"
+    io.save(model or models.mlp(hidden=(4,)), path, metadata=meta)
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+@pytest.mark.parametrize(
+    "model, meta, what",
+    [
+        (lambda: models.mlp(hidden=(4,), num_classes=20), {},
+         ": the model has 20 outputs but mnist has 10 classes"),
+        (None, {"dataset": "cifar"},
+         ": unknown dataset 'cifar' in its metadata (known: mnist, fashion-mnist)"),
+        (None, {"dataset": ["mnist"]}, ": unknown dataset ['mnist'] in its metadata"),
+        (None, {"input_shape": [3, 32, 32]},
+         " expects inputs of shape (3, 32, 32) but the images are 28x28"),
+        (None, {"input_shape": "28x28"},
+         " expects inputs of shape '28x28' but the images are 28x28"),
+        (models.lenet5, {"input_shape": [784]},
+         ": the model does not take inputs of shape (784,) (Conv2d"),
+        (None, {"std": 0}, ": its metadata has std 0; it must be a finite number > 0"),
+        (None, {"std": -1.5}, ": its metadata has std -1.5; it must be a finite number > 0"),
+        (None, {"mean": float("nan")}, ": its metadata has mean nan; it must be a finite number"),
+        (None, {"mean": "0.1"}, ": its metadata has mean '0.1', not a number"),
+    ],
+)  # fmt: skip
+def test_bad_model_file_is_named(data_dir, tmp_path, capsys, command, model, meta, what):
+    path = _model_file(tmp_path, model and model(), **meta)
+    np.save(tmp_path / "x.npy", np.zeros((2, 28, 28), np.uint8))
+    argv = {"evaluate": ["evaluate", path, "--data-dir", str(data_dir)],
+            "predict": ["predict", path, str(tmp_path / "x.npy")]}[command]  # fmt: skip
+    assert _err_of(argv, capsys).startswith(f"nnfast: error: {path}{what}")
+
+
+def test_model_metadata_fallbacks(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((2, 28, 28), np.uint8))
+    model = tmp_path / "model.npz"
+    for meta in (None, {"input_shape": [784]}):  # none: mnist's; 784 pixels fit an mlp
+        io.save(models.mlp(hidden=(4,)), model, metadata=meta)
+        assert cli.main(["predict", str(model), str(tmp_path / "x.npy")]) == 0
+        assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (0, 784), (0,), (0, 1, 28, 28)])
+@pytest.mark.parametrize("suffix", [".npy", ".idx"])
+def test_predict_file_without_images(tmp_path, capsys, shape, suffix):
+    model = _model_file(tmp_path)
+    path = str(tmp_path / f"x{suffix}")
+    empty = np.zeros(shape, np.uint8)
+    np.save(path, empty) if suffix == ".npy" else write_idx(path, empty)
+    assert _err_of(["predict", model, path], capsys) == f"nnfast: error: {path} holds no images\n"
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_runtime_errors_exit_1_with_one_line(data_dir, tmp_path, capsys):
     def err_of(argv):
-        assert cli.main(argv) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("nnfast: error: ") and err.count("\n") == 1, err
-        return err
+        return _err_of(argv, capsys)
 
     assert "no model file" in err_of(["evaluate", str(tmp_path / "missing.npz")])
     (tmp_path / "junk.npz").write_bytes(b"not a zip")

@@ -144,6 +144,28 @@ def test_idx_huge_dims_in_corrupt_header_fail_cleanly(tmp_path):
             read_idx(tmp_path / name)
 
 
+def _unholdable_headers():
+    def header(code, dims):
+        return bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+    return {
+        "65 dimensions": (header(0x08, [1] * 65) + b"\x07", "65-dimensional shape"),
+        "255 dimensions": (header(0x08, [1] * 255) + b"\x07", "255-dimensional shape"),
+        "a 0 beside huge sizes": (header(0x08, [0, 2**32 - 1, 2**32 - 1]), "too big"),
+    }
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("case", list(_unholdable_headers()))
+def test_idx_shape_numpy_cannot_hold(tmp_path, case, compressed):
+    data, what = _unholdable_headers()[case]
+    path = tmp_path / ("bad.idx.gz" if compressed else "bad.idx")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(IDXError, match=what) as e:
+        read_idx(path)
+    assert str(e.value).startswith(f"{path}: ")
+
+
 def _gzip_cases():
     header, payload = _valid_idx()
     good = gzip.compress(header + payload)
@@ -194,6 +216,13 @@ def test_atomic_write_failure_leaves_target_untouched(tmp_path):
         raise RuntimeError("boom")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_atomic_write_into_a_missing_directory_names_the_target(tmp_path):
+    path = tmp_path / "nodir" / "f.bin"
+    with pytest.raises(FileNotFoundError) as e, atomic_write(path):
+        pass
+    assert e.value.filename == str(path) and ".tmp" not in str(e.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -611,3 +640,33 @@ def test_loader_bad_arguments():
         DataLoader(x, batch_size=2.5)
     with pytest.raises(ValueError, match=r"first \(sample\) axis"):
         DataLoader(np.float32(1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, what",
+    [
+        ({"batch_size": None}, TypeError, "batch_size must be an int, got None"),
+        ({"batch_size": "4"}, TypeError, "batch_size must be an int, got a str '4'"),
+        ({"batch_size": True}, TypeError, "batch_size must be an int, got a bool True"),
+        ({"batch_size": float("nan")}, ValueError, "batch_size must be a whole number >= 1"),
+        ({"batch_size": float("inf")}, ValueError, "batch_size must be a whole number >= 1"),
+        ({"seed": -1}, ValueError, "seed must be a whole number >= 0, got -1"),
+        ({"seed": -(10**400)}, ValueError, "seed must be a whole number >= 0, got -1000"),
+        ({"seed": 1.5}, ValueError, "seed must be a whole number >= 0, got 1.5"),
+        ({"seed": "abc"}, TypeError, "seed must be an int or a numpy Generator, got a str"),
+        ({"seed": False}, TypeError, "seed must be an int or a numpy Generator, got a bool"),
+    ],
+)
+def test_loader_bad_batch_size_and_seed(kwargs, error, what):
+    with pytest.raises(error) as e:
+        DataLoader(np.zeros((5, 2)), **kwargs)
+    assert str(e.value).startswith(f"DataLoader: {what}")
+
+
+def test_loader_whole_number_arguments_and_generator_seed():
+    x = np.arange(10)
+    loader = DataLoader(x, batch_size=np.int64(4), seed=np.uint8(3))
+    assert (loader.batch_size, loader.seed) == (4, 3) and type(loader.batch_size) is int
+    assert DataLoader(x, batch_size=2.0).batch_size == 2
+    a, b = (DataLoader(x, seed=np.random.default_rng(7)) for _ in range(2))
+    np.testing.assert_array_equal(a.order(), b.order())

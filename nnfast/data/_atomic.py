@@ -20,7 +20,10 @@ def atomic_write(path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as err:  # name the file the caller asked for, not the hidden temporary one
+        raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

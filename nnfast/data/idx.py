@@ -78,8 +78,12 @@ def _payload_size(shape, dtype):
     return math.prod(shape) * dtype.itemsize  # Python ints: no overflow on a corrupt header
 
 
-def _to_array(buf, dtype, shape):
-    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+def _to_array(path, buf, dtype, shape):
+    try:
+        arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    except ValueError as err:  # over 64 dimensions, or sizes beside a 0 too big for numpy
+        what = f"shape {shape}" if len(shape) <= 8 else f"{len(shape)}-dimensional shape"
+        _fail(path, f"the header's {what} cannot be a numpy array ({err})")
     if dtype.byteorder == ">":  # to native order (a copy); uint8/int8 stay a view of buf
         arr = arr.astype(dtype.newbyteorder("="))
     return arr
@@ -97,7 +101,7 @@ def _read_plain(path, f):
     buf = bytearray(want)
     if f.readinto(buf) != want:
         _fail(path, "file changed while being read")
-    return _to_array(buf, dtype, shape)
+    return _to_array(path, buf, dtype, shape)
 
 
 def _read_gzip(path, f):
@@ -119,7 +123,7 @@ def _read_gzip(path, f):
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         what = "truncated gzip stream" if isinstance(e, EOFError) else "corrupt gzip data"
         raise IDXError(f"{os.fspath(path)}: {what} ({e})") from e
-    return _to_array(buf, dtype, shape)
+    return _to_array(path, buf, dtype, shape)
 
 
 def read_idx(path):
@@ -139,7 +143,7 @@ def read_idx(path):
     ------
     IDXError (a ValueError)
         Wrong magic, unknown type code, truncated header or payload, trailing bytes, corrupt or
-        truncated gzip data. The message names the file.
+        truncated gzip data, a shape numpy cannot hold. The message names the file.
     OSError
         The file cannot be opened.
     """

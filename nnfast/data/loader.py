@@ -1,5 +1,8 @@
 """Mini-batches over in-memory arrays: seeded shuffling, drop_last, per-batch dtype conversion."""
 
+import math
+import numbers
+
 import numpy as np
 
 __all__ = ["DataLoader"]
@@ -18,9 +21,10 @@ class DataLoader:
     batch_size : int
     shuffle : bool
         A new permutation every epoch. Without shuffling, batches are consecutive slices.
-    seed : int, optional
+    seed : int >= 0, numpy.random.Generator, optional
         The order of epoch ``e`` is a function of ``(seed, e)`` only, so a run resumed at epoch
-        ``e`` sees the same batches as an uninterrupted one. None draws a seed (``self.seed``).
+        ``e`` sees the same batches as an uninterrupted one. None draws a seed, a Generator
+        gives one (``self.seed``).
     drop_last : bool
         Drop the last batch if it is smaller than ``batch_size``.
     dtype : dtype or None
@@ -66,12 +70,15 @@ class DataLoader:
                 raise ValueError(
                     f"DataLoader: x has {len(x)} samples but y has shape {np.shape(y)}"
                 )
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, not {batch_size}")
         self.x, self.y = x, y
-        self.batch_size = int(batch_size)
+        self.batch_size = _whole_number("batch_size", batch_size, 1)
         self.shuffle = bool(shuffle)
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        if seed is None:
+            self.seed = int(np.random.SeedSequence().entropy % 2**63)
+        elif isinstance(seed, np.random.Generator):
+            self.seed = int(seed.integers(2**63))
+        else:
+            self.seed = _whole_number("seed", seed, 0, "an int or a numpy Generator")
         self.drop_last = bool(drop_last)
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.transform = transform
@@ -119,6 +126,18 @@ class DataLoader:
             if self.dtype is not None and xb.dtype != self.dtype:
                 xb = xb.astype(self.dtype)
             yield xb if yb is None else (xb, yb)
+
+
+def _whole_number(name, value, minimum, kinds="an int"):
+    """``value`` as an int: TypeError unless it is a number (bool is not), ValueError unless
+    it is a whole one >= ``minimum`` (2.0 passes, as ``int`` would take it)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        got = "None" if value is None else f"a {type(value).__name__} {value!r}"
+        raise TypeError(f"DataLoader: {name} must be {kinds}, got {got}")
+    whole = isinstance(value, numbers.Integral) or (math.isfinite(value) and value == int(value))
+    if not whole or value < minimum:
+        raise ValueError(f"DataLoader: {name} must be a whole number >= {minimum}, got {value}")
+    return int(value)
 
 
 def _readonly(a):
