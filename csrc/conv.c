@@ -24,9 +24,10 @@ static int check_geom(ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, const 
 #define NNF_NOINLINE
 #endif
 
-/* Threads for `items` independent items of `work_each` element operations. */
-static int batch_threads(ptrdiff_t items, ptrdiff_t work_each) {
-    int nt = nnf_threads_for((double)items * (double)work_each);
+/* Threads for `items` independent items of `work_each` element operations (a double: a pooling
+ * window's area times the outputs can pass PTRDIFF_MAX). */
+static int batch_threads(ptrdiff_t items, double work_each) {
+    int nt = nnf_threads_for((double)items * work_each);
     if (nt > items) nt = items < 1 ? 1 : (int)items;
     return nt;
 }

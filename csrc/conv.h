@@ -8,7 +8,8 @@
  * Ho = (H + 2*ph - dh*(KH-1) - 1) / sh + 1, likewise Wo. OpenMP over the batch.
  * Pooling: y (N, C, Ho, Wo) from x (N, C, H, W) with the same geometry (no dilation for avg).
  * Max pooling stores, per output, the argmax as an index into its H*W input plane (-1 when the
- * window holds only padding); backward scatters dy there (dx =). Average pooling divides by the
+ * window holds only padding); backward scatters dy there (dx =) and returns NNF_EINVAL if an
+ * index is outside -1..H*W-1 (nothing is written out of bounds). Average pooling divides by the
  * window size including padding (PyTorch's count_include_pad=True default). */
 #ifndef NNFAST_CONV_H
 #define NNFAST_CONV_H

@@ -2,35 +2,78 @@
 pooling (forward and backward), global average pooling.
 
 The C kernels (csrc/conv.c) do the work; without the native extension the same functions run
-in numpy (slower, same results). Geometry arguments follow torch.nn: an int or an (h, w) pair.
+in numpy (slower, same results). Geometry arguments follow torch.nn: an int or an (h, w) pair
+of whole numbers below 2**31 (2.5 is refused, not truncated); a pooling padding is at most half
+the kernel.
 """
 
 from __future__ import annotations
+
+import math
+import operator
 
 import numpy as np
 
 from ._native import core
 
-
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        pair = tuple(int(v) for v in value)
-    else:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair
+#: Geometry values and channel counts are C ints in the kernels.
+INT_MAX = 2**31 - 1
 
 
-def geometry(kernel_size, stride=1, padding=0, dilation=1) -> tuple:
-    """The 8-tuple (kh, kw, sh, sw, ph, pw, dh, dw) the kernels take."""
-    kh, kw = _pair(kernel_size, "kernel_size", 1)
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
+def _whole(items, minimum, what, name, value, kind):
+    """items as Python ints in [minimum, INT_MAX], else TypeError / ValueError showing value."""
+    out = []
+    for v in items:
+        try:  # operator.index refuses 2.5 and "3" where int() would truncate or parse them
+            if isinstance(v, bool):
+                raise TypeError
+            out.append(operator.index(v))
+        except TypeError:
+            raise TypeError(f"{what}: {name} must be {kind}, got {value!r}") from None
+    if min(out) < minimum or max(out) > INT_MAX:
+        raise ValueError(f"{what}: {name} must be >= {minimum} and < 2**31, got {value!r}")
+    return out
+
+
+def whole(value, name: str, minimum: int, what: str) -> int:
+    """``value`` as an int in [minimum, 2**31 - 1]: TypeError unless it is an integer (numpy
+    ints yes, bool and 3.0 no), ValueError out of range; messages start with ``what``."""
+    return _whole((value,), minimum, what, name, value, "a whole number")[0]
+
+
+def _pair(value, name: str, minimum: int, what: str) -> tuple[int, int]:
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{what}: {name} must be an int or a pair of ints, got {value!r}")
+    a, b = items
+    if type(a) is int and type(b) is int and minimum <= a <= INT_MAX and minimum <= b <= INT_MAX:
+        return (a, b)  # the usual case, kept fast: every layer call parses its geometry
+    return tuple(_whole(items, minimum, what, name, value, "an int or a pair of ints"))
+
+
+def geometry(kernel_size, stride=1, padding=0, dilation=1, what: str = "geometry") -> tuple:
+    """The 8-tuple (kh, kw, sh, sw, ph, pw, dh, dw) the kernels take; errors name ``what``."""
+    kh, kw = _pair(kernel_size, "kernel_size", 1, what)
+    sh, sw = _pair(stride, "stride", 1, what)
+    ph, pw = _pair(padding, "padding", 0, what)
+    dh, dw = _pair(dilation, "dilation", 1, what)
     return (kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def pool_geometry(kernel_size, stride=None, padding=0, dilation=1, what: str = "pool") -> tuple:
+    """:func:`geometry` for pooling: ``stride`` None means the kernel, and, as in torch, the
+    padding may be at most half the (dilated) kernel extent: wider padding only adds windows
+    that hold padding alone."""
+    stride = kernel_size if stride is None else stride
+    geom = geometry(kernel_size, stride, padding, dilation, what)
+    kh, kw, _, _, ph, pw, dh, dw = geom
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if ph > eh // 2 or pw > ew // 2:
+        raise ValueError(
+            f"{what}: padding {ph}x{pw} must be at most half the kernel extent {eh}x{ew} "
+            f"(kernel {kh}x{kw}, dilation {dh}x{dw})"
+        )
+    return geom
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -38,8 +81,9 @@ def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return -1 if size + 2 * p < span else (size + 2 * p - span) // s + 1
 
 
-def output_shape(h: int, w: int, geom: tuple, what: str = "conv") -> tuple[int, int]:
-    """(Ho, Wo) for an H x W input; ValueError naming ``what`` if the window does not fit."""
+def output_shape(h: int, w: int, geom: tuple, what="conv") -> tuple[int, int]:
+    """(Ho, Wo) for an H x W input; ValueError naming ``what`` (a name, or a module: formatted
+    only then) if the window does not fit."""
     kh, kw, sh, sw, ph, pw, dh, dw = geom
     ho, wo = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
     if ho < 1 or wo < 1:
@@ -61,9 +105,32 @@ def _check_nchw(x, what: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _check_out(out, shape, dtype, what: str) -> np.ndarray:
-    if out is None:
+def _input_shape(input_shape, what: str) -> tuple:
+    """The (N, C, H, W) a backward was given as a tuple of ints, or ValueError naming what."""
+    dims = tuple(input_shape) if np.iterable(input_shape) else ()
+    if len(dims) != 4:
+        raise ValueError(f"{what}: input_shape must be (N, C, H, W), got {input_shape!r}")
+    return tuple(_whole(dims, 0, what, "input_shape", input_shape, "(N, C, H, W) of ints"))
+
+
+def empty(shape, dtype, what, input_shape=None) -> np.ndarray:
+    """``np.empty``, but a request too large to allocate is a MemoryError naming ``what`` (a
+    name or a module, formatted only then), the shape and ``input_shape``: an absurd padding
+    asks for terabytes, and numpy's own message names neither."""
+    try:
         return np.empty(shape, dtype)
+    except (MemoryError, ValueError):  # ValueError: more bytes than an index can address
+        gib = math.prod(shape) * np.dtype(dtype).itemsize / 2**30
+        source = "" if input_shape is None else f" (input of shape {tuple(input_shape)})"
+        raise MemoryError(
+            f"{what}: cannot allocate {gib:.4g} GiB for a {np.dtype(dtype).name} array of shape "
+            f"{tuple(shape)}{source}"
+        ) from None
+
+
+def _check_out(out, shape, dtype, what: str, input_shape=None) -> np.ndarray:
+    if out is None:
+        return empty(shape, dtype, what, input_shape)
     if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype:
         raise ValueError(f"{what}: out must be a {np.dtype(dtype).name} array of shape {shape}")
     if not out.flags.c_contiguous or not out.flags.writeable:
@@ -114,10 +181,10 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out=None) -> np.ndar
     ordered (c, i, j); padding reads as 0. A convolution is ``cols @ W.reshape(Cout, -1).T``.
     """
     x = _check_nchw(x, "im2col")
-    geom = geometry(kernel_size, stride, padding, dilation)
+    geom = geometry(kernel_size, stride, padding, dilation, "im2col")
     n, c, h, w = x.shape
     ho, wo = output_shape(h, w, geom, "im2col")
-    cols = _check_out(out, (n * ho * wo, c * geom[0] * geom[1]), x.dtype, "im2col")
+    cols = _check_out(out, (n * ho * wo, c * geom[0] * geom[1]), x.dtype, "im2col", x.shape)
     if core is not None:
         core.im2col(x, geom, cols)
     else:
@@ -127,15 +194,17 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out=None) -> np.ndar
 
 def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, out=None):
     """The adjoint of :func:`im2col`: sum columns back into an (N, C, H, W) array."""
-    n, c, h, w = (int(v) for v in input_shape)
-    geom = geometry(kernel_size, stride, padding, dilation)
+    n, c, h, w = _input_shape(input_shape, "col2im")
+    geom = geometry(kernel_size, stride, padding, dilation, "col2im")
     ho, wo = output_shape(h, w, geom, "col2im")
     cols = np.ascontiguousarray(cols)
     if cols.dtype not in (np.float32, np.float64):
         raise TypeError(f"col2im: cols has dtype {cols.dtype}; expected float32 or float64")
     want = (n * ho * wo, c * geom[0] * geom[1])
     if cols.shape != want:
-        raise ValueError(f"col2im: cols has shape {cols.shape}, expected {want}")
+        raise ValueError(
+            f"col2im: cols has shape {cols.shape}, expected {want} for input_shape {(n, c, h, w)}"
+        )
     dx = _check_out(out, (n, c, h, w), cols.dtype, "col2im")
     if core is not None:
         core.col2im(cols, geom, dx)
@@ -144,14 +213,25 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, out=
     return dx
 
 
+def _pool_grad_input(dy, input_shape, geom, what):
+    """dy checked against the pooling output of input_shape, and a dx to fill."""
+    dy = _check_nchw(dy, what)
+    n, c, h, w = shape = _input_shape(input_shape, what)
+    want = (n, c, *output_shape(h, w, geom, what))
+    if dy.shape != want:
+        raise ValueError(f"{what}: dy has shape {dy.shape}, expected {want} for input {shape}")
+    return dy, empty(shape, dy.dtype, what)
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """Max pooling of (N, C, H, W): returns ``(y, argmax)``, argmax int32 indices into each
-    H*W input plane (for :func:`max_pool2d_backward`). ``stride`` defaults to the kernel."""
+    H*W input plane (for :func:`max_pool2d_backward`). ``stride`` defaults to the kernel;
+    ``padding`` is at most half the dilated kernel."""
     x = _check_nchw(x, "max_pool2d")
-    geom = geometry(kernel_size, kernel_size if stride is None else stride, padding, dilation)
+    geom = pool_geometry(kernel_size, stride, padding, dilation, "max_pool2d")
     n, c, h, w = x.shape
     ho, wo = output_shape(h, w, geom, "max_pool2d")
-    y = np.empty((n, c, ho, wo), x.dtype)
+    y = empty((n, c, ho, wo), x.dtype, "max_pool2d", x.shape)
     argmax = np.empty((n, c, ho, wo), np.int32)
     if core is not None:
         core.max_pool2d(x, geom, y, argmax)
@@ -163,36 +243,51 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
         kh, kw, sh, sw, ph, pw, dh, dw = geom
         ih = np.arange(ho)[:, None] * sh - ph + (k // kw) * dh
         iw = np.arange(wo)[None, :] * sw - pw + (k % kw) * dw
-        argmax[...] = ih * w + iw
+        # a (dilated) window of padding alone: 0 and index -1, as the C kernel gives
+        inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
+        argmax[...] = np.where(inside, ih * w + iw, -1)
+        y[~inside] = 0
     return y, argmax
 
 
 def max_pool2d_backward(dy, argmax, input_shape, kernel_size, stride=None, padding=0, dilation=1):
     """Gradient of :func:`max_pool2d`: dy scattered to the argmax positions."""
-    geom = geometry(kernel_size, kernel_size if stride is None else stride, padding, dilation)
-    dy = _check_nchw(dy, "max_pool2d_backward")
-    dx = np.empty(tuple(int(v) for v in input_shape), dy.dtype)
+    what = "max_pool2d_backward"
+    geom = pool_geometry(kernel_size, stride, padding, dilation, what)
+    dy, dx = _pool_grad_input(dy, input_shape, geom, what)
+    argmax = np.asarray(argmax)
     if argmax.shape != dy.shape:
-        raise ValueError(f"max_pool2d_backward: argmax {argmax.shape} and dy {dy.shape} differ")
+        raise ValueError(f"{what}: argmax {argmax.shape} and dy {dy.shape} differ")
+    n, c, h, w = dx.shape
+    if argmax.dtype != np.int32 or core is None:
+        # a cast would wrap 2**32 + 1 to 1 and truncate 1.7 to 1; the C kernel checks int32
+        if argmax.dtype.kind not in "iu":
+            raise TypeError(f"{what}: argmax must be an integer array, got dtype {argmax.dtype}")
+        if argmax.size and (argmax.min() < -1 or argmax.max() >= h * w):
+            raise ValueError(
+                f"{what}: argmax is out of range for the {h}x{w} input plane (indices must be "
+                f"-1 or in [0, {h * w}))"
+            )
     if core is not None:
         core.max_pool2d_backward(dy, np.ascontiguousarray(argmax, np.int32), geom, dx)
     else:
-        n, c, h, w = dx.shape
         dx[...] = 0
         flat = dx.reshape(n * c, h * w)
         idx = argmax.reshape(n * c, -1)
-        np.add.at(flat, (np.arange(n * c)[:, None], idx), dy.reshape(n * c, -1))
+        none = idx < 0  # index -1 (a window of padding alone) gets nothing
+        g = np.where(none, 0, dy.reshape(n * c, -1))
+        np.add.at(flat, (np.arange(n * c)[:, None], np.where(none, 0, idx)), g)
     return dx
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """Average pooling of (N, C, H, W); padding counts as zeros in the mean (PyTorch's
-    default ``count_include_pad=True``)."""
+    """Average pooling of (N, C, H, W); padding (at most half the kernel) counts as zeros in
+    the mean (PyTorch's default ``count_include_pad=True``)."""
     x = _check_nchw(x, "avg_pool2d")
-    geom = geometry(kernel_size, kernel_size if stride is None else stride, padding, 1)
+    geom = pool_geometry(kernel_size, stride, padding, 1, "avg_pool2d")
     n, c, h, w = x.shape
     ho, wo = output_shape(h, w, geom, "avg_pool2d")
-    y = np.empty((n, c, ho, wo), x.dtype)
+    y = empty((n, c, ho, wo), x.dtype, "avg_pool2d", x.shape)
     if core is not None:
         core.avg_pool2d(x, geom, y)
     else:
@@ -202,9 +297,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
     """Gradient of :func:`avg_pool2d`."""
-    geom = geometry(kernel_size, kernel_size if stride is None else stride, padding, 1)
-    dy = _check_nchw(dy, "avg_pool2d_backward")
-    dx = np.empty(tuple(int(v) for v in input_shape), dy.dtype)
+    what = "avg_pool2d_backward"
+    geom = pool_geometry(kernel_size, stride, padding, 1, what)
+    dy, dx = _pool_grad_input(dy, input_shape, geom, what)
     if core is not None:
         core.avg_pool2d_backward(dy, geom, dx)
     else:
@@ -225,9 +320,14 @@ def global_avg_pool2d(x) -> np.ndarray:
 
 
 def global_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
-    """Gradient of :func:`global_avg_pool2d`: dy / (H*W) spread over each plane."""
-    n, c, h, w = (int(v) for v in input_shape)
+    """Gradient of :func:`global_avg_pool2d`: dy (N, C) / (H*W) spread over each plane."""
+    what = "global_avg_pool2d_backward"
+    n, c, h, w = _input_shape(input_shape, what)
     dy = np.asarray(dy)
-    out = np.empty((n, c, h, w), dy.dtype)
+    if dy.shape != (n, c):
+        raise ValueError(
+            f"{what}: dy has shape {dy.shape}, expected {(n, c)} for input {(n, c, h, w)}"
+        )
+    out = empty((n, c, h, w), dy.dtype, what)
     out[...] = (dy / (h * w))[:, :, None, None]
     return out

@@ -2,6 +2,7 @@
 gradcheck of every module, chunked == unchunked, save/load, training, bad input."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -162,3 +163,125 @@ def test_lenet_trains_on_a_separable_toy_problem(rng):
                batch_size=16, seed=0)  # fmt: skip
     assert hist["loss"][-1] < hist["loss"][0]
     assert hist["accuracy"][-1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,error,match",
+    [
+        ((3, 4, 3), {"stride": (1.5, 1)}, TypeError, "stride must be an int or a pair"),
+        ((3, 4, (2.7, 3)), {}, TypeError, "kernel_size must be an int or a pair"),
+        ((3, 4, ("a", 3)), {}, TypeError, "kernel_size must be an int or a pair"),
+        ((3, 4, 3), {"padding": 0.5}, TypeError, "padding must be an int or a pair"),
+        ((2.5, 4, 3), {}, TypeError, "in_channels must be a whole number"),
+        (("3", 4, 3), {}, TypeError, "in_channels must be a whole number"),
+        ((3, True, 3), {}, TypeError, "out_channels must be a whole number"),
+        ((3, 0, 3), {}, ValueError, "out_channels must be >= 1"),
+        ((3, 4, 3), {"stride": 2**40}, ValueError, r"stride must be >= 1 and < 2\*\*31"),
+        ((3, 4, 3), {"dilation": (1, 2**31)}, ValueError, r"dilation must be >= 1 and < 2\*\*31"),
+    ],
+)
+def test_conv2d_refuses_fractional_or_huge_geometry(args, kwargs, error, match):
+    """int() truncated stride 1.5 to 1 and in_channels 2.5 to 2; 2**40 overflowed in C."""
+    with pytest.raises(error, match=f"Conv2d: {match}"):
+        nn.Conv2d(*args, **kwargs)
+
+
+def test_conv2d_takes_numpy_integers(rng):
+    conv = nn.Conv2d(np.int64(2), np.int32(3), (np.int64(3), 2), stride=np.uint8(2))
+    got = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride)
+    assert got == (2, 3, (3, 2), (2, 2)) and all(type(v) is int for v in got[:2])
+    assert conv(rng.standard_normal((1, 2, 7, 7))).shape == (1, 3, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "factory,match",
+    [
+        (
+            lambda: nn.MaxPool2d(2, padding=2),
+            "padding 2x2 must be at most half the kernel extent 2x2",
+        ),
+        (lambda: nn.MaxPool2d(2, padding=3), "padding 3x3"),
+        (lambda: nn.MaxPool2d(3, padding=(1, 2)), "padding 1x2"),
+        (
+            lambda: nn.MaxPool2d(2, padding=3, dilation=3),
+            "padding 3x3 .* extent 4x4 .*dilation 3x3",
+        ),
+        (lambda: nn.AvgPool2d(2, padding=3), "padding 3x3"),
+        (lambda: nn.AvgPool2d((3, 5), padding=(2, 2)), "padding 2x2 .* extent 3x5"),
+    ],
+)
+def test_pool_padding_at_most_half_the_kernel(factory, match):
+    """A wider padding returned a border of 0.0 (argmax -1) made of padding alone."""
+    with pytest.raises(ValueError, match=f"Pool2d: {match}"):
+        factory()
+
+
+def test_pool_padding_of_half_the_kernel_still_works(rng):
+    x = rng.standard_normal((1, 1, 4, 4))
+    assert nn.MaxPool2d(2, padding=1)(x).shape == (1, 1, 3, 3)
+    assert nn.MaxPool2d(2, padding=2, dilation=3)(x).shape == (1, 1, 3, 3)
+    assert nn.AvgPool2d(3, stride=1, padding=1)(x).shape == (1, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "module,bad",
+    [
+        (nn.AdaptiveAvgPool2d(1), (3, 2, 1, 1)),
+        (nn.AdaptiveAvgPool2d(1), (6,)),
+        (nn.AdaptiveAvgPool2d(1), (3,)),
+        (nn.AdaptiveAvgPool2d(1), (2, 3)),
+        (nn.MaxPool2d(2), (2, 3, 3, 2)),
+        (nn.MaxPool2d(2), (2, 3, 2)),
+        (nn.AvgPool2d(2), (2, 3, 3, 2)),
+        (nn.AvgPool2d(2), (1, 3, 2, 2)),
+    ],
+)
+def test_pool_backward_takes_only_the_output_shape(module, bad):
+    """AdaptiveAvgPool2d reshaped (3, 2, 1, 1) or (6,) silently; the pools' errors did not name
+    the layer."""
+    y = module(np.ones((2, 3, 4, 4)))
+    name = type(module).__name__
+    want = re.escape(f"grad_out has shape {bad}, expected {y.shape}")
+    with pytest.raises(ValueError, match=rf"{name}\(.*: {want}"):
+        module.backward(np.ones(bad))
+    assert module.backward(np.ones(y.shape)).shape == (2, 3, 4, 4)
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm1d, nn.BatchNorm2d])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"num_features": 0}, ValueError, "num_features must be >= 1"),
+        ({"num_features": 2.5}, TypeError, "num_features must be a whole number"),
+        ({"num_features": True}, TypeError, "num_features must be a whole number"),
+        ({"eps": -10}, ValueError, "eps must be finite and > 0"),
+        ({"eps": 0}, ValueError, "eps must be finite and > 0"),
+        ({"eps": float("nan")}, ValueError, "eps must be finite and > 0"),
+        ({"eps": float("inf")}, ValueError, "eps must be finite and > 0"),
+        ({"momentum": float("nan")}, ValueError, r"momentum must be in \[0, 1\]"),
+        ({"momentum": -0.1}, ValueError, r"momentum must be in \[0, 1\]"),
+        ({"momentum": 1.5}, ValueError, r"momentum must be in \[0, 1\]"),
+        ({"momentum": None}, ValueError, "momentum=None .* not supported"),
+    ],
+)
+def test_batchnorm_refuses_bad_arguments(cls, kwargs, error, match):
+    """eps=-10 gave NaN outputs with only a warning, momentum=nan NaN running statistics."""
+    with pytest.raises(error, match=f"{cls.__name__}: {match}"):
+        cls(**{"num_features": 3, **kwargs})
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_batchnorm_momentum_bounds_are_allowed(momentum, rng):
+    bn = nn.BatchNorm2d(np.int64(2), momentum=momentum)
+    x = rng.standard_normal((4, 2, 3, 3))
+    bn(x)
+    want = x.mean(axis=(0, 2, 3)) if momentum else 0
+    np.testing.assert_allclose(bn.running_mean, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("padding", [10**7, 2**29])
+def test_conv2d_output_too_large_to_allocate(padding):
+    """numpy's bare 'Unable to allocate ... TiB' named neither the layer nor the shapes."""
+    conv = nn.Conv2d(3, 4, 3, padding=padding)
+    with pytest.raises(MemoryError, match=r"Conv2d\(3, 4.*cannot allocate .* GiB .*\(1, 3, 8, 8\)"):
+        conv(np.zeros((1, 3, 8, 8), np.float32))

@@ -185,8 +185,8 @@ def test_bad_geometry_and_inputs():
         C.im2col(np.zeros((4, 4), np.float32), 3)
     with pytest.raises(TypeError, match="int64"):
         C.im2col(np.zeros((1, 1, 4, 4), np.int64), 3)
-    for bad in [0, -1, (1, 2, 3), "3"]:
-        with pytest.raises(ValueError, match="kernel_size"):
+    for bad in [0, -1, (1, 2, 3)]:
+        with pytest.raises(ValueError, match="im2col: kernel_size"):
             C.im2col(x, bad)
     with pytest.raises(ValueError, match="stride"):
         C.im2col(x, 3, stride=0)
@@ -194,5 +194,173 @@ def test_bad_geometry_and_inputs():
         C.col2im(np.zeros((3, 3), np.float32), x.shape, 3)
     y, argmax = C.max_pool2d(x, 2)
     argmax[0, 0, 0, 0] = 99  # corrupted: must raise, never write out of bounds
-    with pytest.raises(ValueError, match="max_pool2d_backward"):
+    with pytest.raises(ValueError, match="max_pool2d_backward: argmax is out of range for the 4x4"):
         C.max_pool2d_backward(y, argmax, x.shape, 2)
+
+
+@pytest.fixture(params=["native", "numpy"])
+def backend(request, monkeypatch):
+    """Run once with the C kernels and once with the numpy fallback."""
+    if request.param == "numpy":
+        monkeypatch.setattr(C, "core", None)
+    return request.param
+
+
+RANGE = "is out of range for the 4x4 input plane"
+
+
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        (lambda a: a.astype(np.int64) + 2**32, ValueError, RANGE),
+        (lambda a: a.astype(np.int64) - 2**32, ValueError, RANGE),
+        (lambda a: a.astype(np.float64) + 0.7, TypeError, "must be an integer array"),
+        (lambda a: a.astype(bool), TypeError, "must be an integer array"),
+        (lambda a: np.where(a == a.flat[0], 16, a), ValueError, RANGE + r".*\[0, 16\)"),
+        (lambda a: np.where(a == a.flat[0], -2, a), ValueError, RANGE + r".*must be -1 or in"),
+    ],
+    ids=["int64+2**32", "int64-2**32", "float", "bool", "int32 16", "int32 -2"],
+)
+def test_max_pool_backward_refuses_a_bad_argmax(change, error, match, backend, rng):
+    """argmax was cast to int32 without a check: 2**32 + 1 became 1 and 1.7 became 1."""
+    x = rng.standard_normal((2, 3, 4, 4))
+    y, argmax = C.max_pool2d(x, 2)
+    with pytest.raises(error, match=f"max_pool2d_backward: argmax {match}"):
+        C.max_pool2d_backward(y, change(argmax.astype(np.int32)), x.shape, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint16, np.int32])
+def test_max_pool_backward_takes_any_integer_argmax_in_range(dtype, backend, rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    y, argmax = C.max_pool2d(x, 2)
+    dy = rng.standard_normal(y.shape)
+    want = C.max_pool2d_backward(dy, argmax, x.shape, 2)
+    np.testing.assert_array_equal(C.max_pool2d_backward(dy, argmax.astype(dtype), x.shape, 2), want)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"kernel_size": (2.7, 3)}, "kernel_size"),
+        ({"kernel_size": 3.0}, "kernel_size"),
+        ({"kernel_size": ("a", 3)}, "kernel_size"),
+        ({"kernel_size": "3"}, "kernel_size"),
+        ({"kernel_size": True}, "kernel_size"),
+        ({"kernel_size": None}, "kernel_size"),
+        ({"stride": (1.5, 1)}, "stride"),
+        ({"padding": np.float64(1)}, "padding"),
+        ({"dilation": (1, np.bool_(True))}, "dilation"),
+    ],
+)
+def test_geometry_refuses_non_integers(kwargs, name):
+    """int() truncated 2.7 to 2 and 1.5 to 1: a fractional geometry silently changed."""
+    x = np.zeros((1, 1, 6, 6))
+    with pytest.raises(TypeError, match=f"im2col: {name} must be an int or a pair of ints"):
+        C.im2col(x, **{"kernel_size": 3, **kwargs})
+
+
+@pytest.mark.parametrize("name", ["kernel_size", "stride", "padding", "dilation"])
+@pytest.mark.parametrize("value", [2**31, (1, 2**40)])
+def test_geometry_refuses_values_beyond_a_c_int(name, value):
+    """The kernels take C ints: 2**40 was an OverflowError from deep inside the extension."""
+    with pytest.raises(ValueError, match=f"max_pool2d: {name} must be >= [01] and < 2\\*\\*31"):
+        C.max_pool2d(np.zeros((1, 1, 6, 6)), **{"kernel_size": 2, name: value})
+
+
+def test_geometry_takes_numpy_integers():
+    geom = C.geometry(np.int64(3), (np.int32(2), 1), np.uint8(1), [1, np.int16(2)])
+    assert geom == (3, 3, 2, 1, 1, 1, 1, 2) and all(type(v) is int for v in geom)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, k, p, d: C.max_pool2d(x, k, 1, p, d),
+        lambda x, k, p, d: C.avg_pool2d(x, k, 1, p) if d == 1 else C.max_pool2d(x, k, 1, p, d),
+    ],
+    ids=["max", "avg"],
+)
+@pytest.mark.parametrize("k,p,d", [(2, 2, 1), ((3, 2), (1, 2), 1), (2, 3, 2), (3, (0, 3), 2)])
+def test_pool_padding_at_most_half_the_kernel(fn, k, p, d):
+    """Wider padding gave a border of 0.0 with argmax -1; torch refuses it too."""
+    x = np.ones((1, 1, 5, 5))
+    with pytest.raises(ValueError, match=r"pool2d: padding .* at most half the kernel extent"):
+        fn(x, k, p, d)
+
+
+def test_pool_padding_of_half_the_dilated_kernel_is_allowed(backend, rng):
+    """Half the dilated extent is allowed (torch's rule); a dilated window may still hold padding
+    alone there: 0 with index -1 from both backends, and backward skips it."""
+    x = rng.standard_normal((1, 2, 3, 5))
+    y, argmax = C.max_pool2d(x, 2, 1, 3, 5)  # extent 6, padding 3
+    assert (argmax == -1).any() and (argmax >= 0).any()
+    np.testing.assert_array_equal(y[argmax == -1], 0)
+    picked = np.take_along_axis(x.reshape(1, 2, -1), argmax.reshape(1, 2, -1), axis=2)
+    np.testing.assert_array_equal(picked.reshape(y.shape)[argmax >= 0], y[argmax >= 0])
+    dx = C.max_pool2d_backward(np.ones_like(y), argmax, x.shape, 2, 1, 3, 5)
+    assert dx.sum() == (argmax >= 0).sum()
+    with pytest.raises(ValueError, match="max_pool2d_backward: padding 4x4"):
+        C.max_pool2d_backward(np.ones_like(y), argmax, x.shape, 2, 1, 4, 5)
+
+
+@pytest.mark.skipif(C.core is None, reason="the C kernel's arithmetic (numpy would pad to 17 GB)")
+def test_avg_pool_kernel_area_beyond_int():
+    """kh * kw = 46341**2 overflowed a C int: the mean came out negative."""
+    k, p = 46341, 23170
+    y = C.avg_pool2d(np.ones((1, 1, 1, 1), np.float64), k, padding=p)
+    np.testing.assert_allclose(y, 1.0 / k**2, rtol=1e-12)
+    dx = C.avg_pool2d_backward(np.ones((1, 1, 1, 1)), (1, 1, 1, 1), k, padding=p)
+    np.testing.assert_allclose(dx, 1.0 / k**2, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: C.col2im(np.zeros((36, 27)), (1, 3, 8), 3), r"col2im: input_shape must be \(N, C"),
+        (lambda: C.col2im(np.zeros((36, 27)), (1, 3, -9, 8), 3), r"col2im: input_shape .* >= 0"),
+        (lambda: C.col2im(np.zeros((36, 27)), 5, 3), r"col2im: input_shape must be \(N, C"),
+        (lambda: C.col2im(np.zeros((36, 27)), (1, 3, 8.5, 8), 3), "col2im: input_shape"),
+        (lambda: C.col2im(np.zeros((36, 27)), (2, 3, 8, 8), 3), r"expected \(72, 27\) for input"),
+        (
+            lambda: C.max_pool2d_backward(
+                np.zeros((1, 3, 2, 2)), np.zeros((1, 3, 2, 2), np.int32), (1, 3, 8, 8), 2
+            ),
+            r"max_pool2d_backward: dy has shape \(1, 3, 2, 2\), expected \(1, 3, 4, 4\)",
+        ),
+        (
+            lambda: C.avg_pool2d_backward(np.zeros((2, 3, 4, 4)), (1, 3, 8, 8), 2),
+            r"avg_pool2d_backward: dy has shape \(2, 3, 4, 4\), expected \(1, 3, 4, 4\)",
+        ),
+        (
+            lambda: C.avg_pool2d_backward(np.zeros((1, 3, 4, 4)), (1, 3, 8), 2),
+            r"avg_pool2d_backward: input_shape must be \(N, C, H, W\)",
+        ),
+        (
+            lambda: C.global_avg_pool2d_backward(np.ones((1, 3)), (2, 3, 5, 5)),
+            r"global_avg_pool2d_backward: dy has shape \(1, 3\), expected \(2, 3\)",
+        ),
+        (
+            lambda: C.global_avg_pool2d_backward(np.ones(6), (2, 3, 5, 5)),
+            r"global_avg_pool2d_backward: dy has shape \(6,\)",
+        ),
+    ],
+)
+def test_backward_checks_input_shape_and_dy(call, match, backend):
+    """A 3-entry input_shape was 'not enough values to unpack', dy (1, C) broadcast over N."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    "padding,gib",
+    [
+        (10**6, r"4\.023e\+05 GiB .* \(4000024000036, 27\)"),
+        (2**30, r"4\.639e\+11 GiB for a float32"),
+    ],
+)
+def test_im2col_too_large_to_allocate(padding, gib):
+    """numpy's bare 'Unable to allocate 393 TiB' (or 'array is too big') named neither the
+    function nor the shapes."""
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    with pytest.raises(MemoryError, match=f"im2col: cannot allocate {gib}.*\\(1, 3, 8, 8\\)"):
+        C.im2col(x, 3, padding=padding)

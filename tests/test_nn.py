@@ -377,3 +377,19 @@ def test_astype_after_building_an_optimizer_is_refused():
 def test_activation_parameters_are_checked_when_built(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    "args,err,match",
+    [
+        ((0, 3), ValueError, "Linear: in_features must be"),
+        ((4, -1), ValueError, "Linear: out_features must be"),
+        ((2.5, 3), TypeError, "Linear: in_features must be a whole number"),
+        (("4", 3), TypeError, "Linear: in_features"),
+        ((True, 3), TypeError, "Linear: in_features"),
+    ],
+)
+def test_linear_sizes_must_be_whole_numbers(args, err, match):
+    with pytest.raises(err, match=match):
+        nn.Linear(*args)
+    assert nn.Linear(np.int64(4), 3).in_features == 4

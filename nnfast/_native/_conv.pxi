@@ -155,7 +155,9 @@ def max_pool2d_backward(cnp.ndarray dy, cnp.ndarray argmax, tuple geom, cnp.ndar
             status = nnf_maxpool_bwd_d(<const double *>cnp.PyArray_DATA(dy),
                                        <const int32_t *>cnp.PyArray_DATA(argmax), n, c, h, w,
                                        &g, <double *>cnp.PyArray_DATA(dx))
-    check_status(status, "max_pool2d_backward")
+    if status != NNF_OK:  # the shapes and geometry passed above: an index was out of range
+        raise ValueError(f"max_pool2d_backward: argmax is out of range for the {h}x{w} input "
+                         f"plane (indices must be -1 or in [0, {h * w}))")
 
 
 def avg_pool2d(cnp.ndarray x, tuple geom, cnp.ndarray y):

@@ -84,14 +84,9 @@ class Conv2d(Module):
         max_cols_bytes=DEFAULT_MAX_COLS_BYTES,
     ):
         super().__init__()
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(
-                f"Conv2d: in_channels and out_channels must be >= 1, got "
-                f"{in_channels}, {out_channels}"
-            )
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.geom = ops.geometry(kernel_size, stride, padding, dilation)
+        self.in_channels = ops.whole(in_channels, "in_channels", 1, "Conv2d")
+        self.out_channels = ops.whole(out_channels, "out_channels", 1, "Conv2d")
+        self.geom = ops.geometry(kernel_size, stride, padding, dilation, "Conv2d")
         kh, kw, sh, sw, ph, pw, dh, dw = self.geom
         self.kernel_size, self.stride = (kh, kw), (sh, sw)
         self.padding, self.dilation = (ph, pw), (dh, dw)
@@ -128,7 +123,7 @@ class Conv2d(Module):
         rows, k = (n1 - n0) * ho * wo, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         buf = self._cols
         if buf is None or buf.dtype != x.dtype or buf.size < rows * k:
-            buf = self._cols = np.empty(rows * k, x.dtype)
+            buf = self._cols = ops.empty((rows * k,), x.dtype, self, x.shape)
         cols = buf[: rows * k].reshape(rows, k)
         kh, kw, sh, sw, ph, pw, dh, dw = self.geom
         return ops.im2col(x[n0:n1], (kh, kw), (sh, sw), (ph, pw), (dh, dw), out=cols)
@@ -145,8 +140,8 @@ class Conv2d(Module):
             x = x.astype(w.dtype)
         x = np.ascontiguousarray(x)
         n, _, h, wd = x.shape
-        ho, wo = ops.output_shape(h, wd, self.geom, repr(self))
-        y = np.empty((n, self.out_channels, ho, wo), w.dtype)
+        ho, wo = ops.output_shape(h, wd, self.geom, self)
+        y = ops.empty((n, self.out_channels, ho, wo), w.dtype, self, x.shape)
         w2 = self._w2(w)
         bias = None if self.bias is None else self.bias.data
         act = self.activation if (self._fused and self.activation) else None
@@ -241,7 +236,7 @@ class Conv2d(Module):
     def output_shape(self, input_shape):
         if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
             return (input_shape[0] if input_shape else None, self.out_channels, None, None)
-        ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, repr(self))
+        ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, self)
         return (input_shape[0], self.out_channels, ho, wo)
 
     def get_config(self):
@@ -278,11 +273,10 @@ class Conv2d(Module):
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
         super().__init__()
-        self.kernel_size = ops.geometry(kernel_size)[:2]
-        stride = self.kernel_size if stride is None else stride
-        self.geom = ops.geometry(self.kernel_size, stride, padding, dilation)
-        self.stride, self.padding, self.dilation = self.geom[2:4], self.geom[4:6], self.geom[6:8]
-        self._shape = None
+        self.geom = ops.pool_geometry(kernel_size, stride, padding, dilation, type(self).__name__)
+        self.kernel_size, self.stride = self.geom[0:2], self.geom[2:4]
+        self.padding, self.dilation = self.geom[4:6], self.geom[6:8]
+        self._shape = self._out_shape = None  # the last forward's input and output shapes
 
     def _args(self):
         return self.kernel_size, self.stride, self.padding
@@ -290,13 +284,19 @@ class _Pool2d(Module):
     def _check(self, x):
         """x as (N, C, H, W) whose padded size fits the window, else ValueError naming self."""
         x = _check_nchw(self, x, None)
-        ops.output_shape(x.shape[2], x.shape[3], self.geom, repr(self))
+        ops.output_shape(x.shape[2], x.shape[3], self.geom, self)
         return x
+
+    def _dy(self, grad_out):
+        """grad_out checked against the forward's output shape, else ValueError naming self."""
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        return self._grad_out(grad_out, self._out_shape)
 
     def output_shape(self, input_shape):
         if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
             return input_shape
-        ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, repr(self))
+        ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, self)
         return (*input_shape[:2], ho, wo)
 
     def get_config(self):
@@ -314,15 +314,12 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         x = self._check(x)
         y, self._argmax = ops.max_pool2d(x, *self._args(), self.dilation)
-        self._shape = x.shape
+        self._shape, self._out_shape = x.shape, y.shape
         return y
 
     def backward(self, grad_out):
-        if self._shape is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        return ops.max_pool2d_backward(
-            grad_out, self._argmax, self._shape, *self._args(), self.dilation
-        )
+        dy = self._dy(grad_out)
+        return ops.max_pool2d_backward(dy, self._argmax, self._shape, *self._args(), self.dilation)
 
     def get_config(self):
         return {**super().get_config(), "dilation": list(self.dilation)}
@@ -337,13 +334,12 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         x = self._check(x)
-        self._shape = x.shape
-        return ops.avg_pool2d(x, *self._args())
+        y = ops.avg_pool2d(x, *self._args())
+        self._shape, self._out_shape = x.shape, y.shape
+        return y
 
     def backward(self, grad_out):
-        if self._shape is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        return ops.avg_pool2d_backward(grad_out, self._shape, *self._args())
+        return ops.avg_pool2d_backward(self._dy(grad_out), self._shape, *self._args())
 
 
 @register
@@ -367,8 +363,8 @@ class AdaptiveAvgPool2d(Module):
     def backward(self, grad_out):
         if self._shape is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        g = np.asarray(grad_out).reshape(self._shape[0], self._shape[1])
-        return ops.global_avg_pool2d_backward(g, self._shape)
+        g = self._grad_out(grad_out, (*self._shape[:2], 1, 1))
+        return ops.global_avg_pool2d_backward(g[:, :, 0, 0], self._shape)
 
     def output_shape(self, input_shape):
         if input_shape is None or len(input_shape) != 4:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _gemm
 from .. import functional as F
+from .._convops import whole
 from .._random import generator
 from . import init
 from .module import Module, Parameter, _float_dtype, register
@@ -55,13 +56,8 @@ class Linear(Module):
         self, in_features, out_features, bias=True, activation=None, *, dtype="float32", seed=None
     ):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"Linear: in_features and out_features must be >= 1, got "
-                f"{in_features}, {out_features}"
-            )
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = whole(in_features, "in_features", 1, "Linear")
+        self.out_features = whole(out_features, "out_features", 1, "Linear")
         dtype = _float_dtype(dtype)
         rng = generator(seed)
         bound = 1.0 / math.sqrt(self.in_features)
@@ -230,9 +226,20 @@ class _BatchNorm(Module):
         *, dtype="float32",
     ):  # fmt: skip
         super().__init__()
-        self.num_features = int(num_features)
+        name = type(self).__name__
+        self.num_features = whole(num_features, "num_features", 1, name)
+        if momentum is None:
+            raise ValueError(
+                f"{name}: momentum=None (torch's cumulative average) is not supported; give a "
+                f"float in [0, 1]"
+            )
         self.eps = float(eps)
         self.momentum = float(momentum)
+        # a negative eps makes NaN outputs, a NaN momentum NaN running statistics
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"{name}: eps must be finite and > 0, got {eps!r}")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dtype = _float_dtype(dtype)
