@@ -12,7 +12,8 @@
  * vectorised thread updates 64k floats in ~35 us, a team wakes in a few. */
 #define NNF_ADAM_MIN_PER_THREAD (1 << 16)
 
-/* The ISA paths' function attributes, defined only where setup.py built the kernel files. */
+/* The ISA paths' function attributes; optim_impl.inc uses each only where setup.py built that
+ * path's kernel files (NNF_HAVE_AVX2 / NNF_HAVE_AVX512), so the CPU check covers it. */
 #define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define NNF_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 

@@ -135,13 +135,12 @@ class Optimizer:
                     )
             for k, saved in s.items():
                 where = f"{type(self).__name__}.load_state_dict: state {k!r} of group {i}"
-                if isinstance(saved, np.ndarray) and saved.shape != data.shape:
-                    raise ValueError(f"{where} has shape {saved.shape}, expected {data.shape}")
-                # float64 -> float32 converts; strings or objects are corruption
-                if isinstance(saved, np.ndarray) and not np.can_cast(
-                    saved.dtype, data.dtype, "same_kind"
-                ):
-                    raise ValueError(f"{where} has dtype {saved.dtype}, expected {data.dtype}")
+                if isinstance(saved, np.ndarray):
+                    if saved.shape != data.shape:
+                        raise ValueError(f"{where} has shape {saved.shape}, expected {data.shape}")
+                    # float64 -> float32 converts; strings or objects are corruption
+                    if not np.can_cast(saved.dtype, data.dtype, "same_kind"):
+                        raise ValueError(f"{where} has dtype {saved.dtype}, expected {data.dtype}")
                 if k == "step" and not isinstance(saved, (int, np.integer)):
                     raise ValueError(f"{where} must be an integer, got {saved!r}")
         for i, (g, s) in enumerate(zip(groups, states)):
