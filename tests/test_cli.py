@@ -350,22 +350,25 @@ def test_predict_file_without_images(tmp_path, capsys, shape, suffix):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_runtime_errors_exit_1_with_one_line(data_dir, tmp_path, capsys):
-    def err_of(argv):
-        return _err_of(argv, capsys)
-
-    assert "no model file" in err_of(["evaluate", str(tmp_path / "missing.npz")])
+    assert "no model file" in _err_of(["evaluate", str(tmp_path / "missing.npz")], capsys)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    assert "not a readable nnfast .npz" in err_of(["predict", str(tmp_path / "junk.npz"), "x"])
+    assert "not a readable nnfast .npz" in _err_of(
+        ["predict", str(tmp_path / "junk.npz"), "x"], capsys
+    )
     assert cli.main(_train_args(data_dir, tmp_path, "--epochs", "1", "--hidden", "8")) == 0
     model = str(tmp_path / "model.npz")
-    assert "no such file" in err_of(["predict", model, str(tmp_path / "nope.npy")])
+    assert "no such file" in _err_of(["predict", model, str(tmp_path / "nope.npy")], capsys)
     np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
-    assert "expected 28x28" in err_of(["predict", model, str(tmp_path / "bad.npy")])
+    assert "expected 28x28" in _err_of(["predict", model, str(tmp_path / "bad.npy")], capsys)
     (tmp_path / "bad.idx").write_bytes(b"\x00\x00\x08")
-    assert str(tmp_path / "bad.idx") in err_of(["predict", model, str(tmp_path / "bad.idx")])
-    assert "no checkpoint" in err_of(_train_args(data_dir, tmp_path / "new", "--resume"))
-    assert "diverged" in err_of(_train_args(data_dir, tmp_path, "--epochs", "1", "--lr", "1e30",
-                                            "--optimizer", "sgd"))  # fmt: skip
+    assert str(tmp_path / "bad.idx") in _err_of(
+        ["predict", model, str(tmp_path / "bad.idx")], capsys
+    )
+    assert "no checkpoint" in _err_of(_train_args(data_dir, tmp_path / "new", "--resume"), capsys)
+    diverging = _train_args(
+        data_dir, tmp_path, "--epochs", "1", "--lr", "1e30", "--optimizer", "sgd"
+    )
+    assert "diverged" in _err_of(diverging, capsys)
     # --debug shows the traceback instead
     with pytest.raises(FileNotFoundError):
         cli.main(["--debug", "evaluate", str(tmp_path / "missing.npz")])

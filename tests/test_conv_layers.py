@@ -190,6 +190,10 @@ def test_conv2d_takes_numpy_integers(rng):
     conv = nn.Conv2d(np.int64(2), np.int32(3), (np.int64(3), 2), stride=np.uint8(2))
     got = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride)
     assert got == (2, 3, (3, 2), (2, 2)) and all(type(v) is int for v in got[:2])
+    # the pairs' elements too: plain ints of the given values, not numpy scalars equal to them
+    assert [(type(v), v) for v in (*conv.kernel_size, *conv.stride)] == [
+        (int, v) for v in (3, 2, 2, 2)
+    ]
     assert conv(rng.standard_normal((1, 2, 7, 7))).shape == (1, 3, 3, 3)
 
 

@@ -144,11 +144,13 @@ def test_max_pool_nan_propagates():
     assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y.flat[1:]).all()
 
 
+@pytest.mark.parametrize("di,dj", list(itertools.product((0, 1), (0, 1))))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(2, 3, 9, 71), (1, 2, 5, 3), (3, 1, 2, 34)])
-def test_max_pool_2x2_path_ties_and_nan(shape, dtype, rng):
+def test_max_pool_2x2_path_ties_and_nan(shape, dtype, di, dj, rng):
     """The vectorised 2x2/stride-2 rows (odd sizes, vector body and tail): a tie picks the first
-    element in window order, and a NaN anywhere in a window wins it."""
+    element in window order, and a NaN at any of a window's four positions (row offset di,
+    column offset dj) wins it, in the first window and the last (the tail) alike."""
     x = rng.integers(0, 3, shape).astype(dtype)  # many ties
     y, argmax = C.max_pool2d(x, 2)
     n, c, h, w = shape
@@ -159,12 +161,18 @@ def test_max_pool_2x2_path_ties_and_nan(shape, dtype, rng):
     want_arg = (2 * oh + first // 2) * w + 2 * ow + first % 2
     np.testing.assert_array_equal(y, win.reshape(n, c, ho, wo, 4).max(axis=-1))
     np.testing.assert_array_equal(argmax, want_arg)
-    x[0, 0, 2 * ho - 1, 2 * wo - 2] = np.nan
-    y, argmax = C.max_pool2d(x, 2)
-    assert (
-        np.isnan(y[0, 0, ho - 1, wo - 1]) and np.isfinite(np.delete(y.ravel(), ho * wo - 1)).all()
+    hit = np.zeros(y.shape, bool)
+    for oi, oj in {(0, 0), (ho - 1, wo - 1)}:
+        x[0, 0, 2 * oi + di, 2 * oj + dj] = np.nan
+        hit[0, 0, oi, oj] = True
+    y2, argmax2 = C.max_pool2d(x, 2)
+    assert np.isnan(y2[hit]).all() and np.isfinite(y2[~hit]).all()
+    np.testing.assert_array_equal(argmax2[0, 0, 0, 0], di * w + dj)
+    np.testing.assert_array_equal(
+        argmax2[0, 0, ho - 1, wo - 1], (2 * ho - 2 + di) * w + 2 * wo - 2 + dj
     )
-    assert argmax[0, 0, ho - 1, wo - 1] == (2 * ho - 1) * w + 2 * wo - 2
+    np.testing.assert_array_equal(y2[~hit], y[~hit])  # every other window as before
+    np.testing.assert_array_equal(argmax2[~hit], argmax[~hit])
 
 
 def test_global_avg_pool(rng):
@@ -209,6 +217,13 @@ def backend(request, monkeypatch):
 RANGE = "is out of range for the 4x4 input plane"
 
 
+def _refuses_bad_argmax(change, error, match, rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    y, argmax = C.max_pool2d(x, 2)
+    with pytest.raises(error, match=f"max_pool2d_backward: argmax {match}"):
+        C.max_pool2d_backward(y, change(argmax.astype(np.int32)), x.shape, 2)
+
+
 @pytest.mark.parametrize(
     "change,error,match",
     [
@@ -216,20 +231,30 @@ RANGE = "is out of range for the 4x4 input plane"
         (lambda a: a.astype(np.int64) - 2**32, ValueError, RANGE),
         (lambda a: a.astype(np.float64) + 0.7, TypeError, "must be an integer array"),
         (lambda a: a.astype(bool), TypeError, "must be an integer array"),
-        (lambda a: np.where(a == a.flat[0], 16, a), ValueError, RANGE + r".*\[0, 16\)"),
-        (lambda a: np.where(a == a.flat[0], -2, a), ValueError, RANGE + r".*must be -1 or in"),
     ],
-    ids=["int64+2**32", "int64-2**32", "float", "bool", "int32 16", "int32 -2"],
+    ids=["int64+2**32", "int64-2**32", "float", "bool"],
 )
-def test_max_pool_backward_refuses_a_bad_argmax(change, error, match, backend, rng):
-    """argmax was cast to int32 without a check: 2**32 + 1 became 1 and 1.7 became 1."""
-    x = rng.standard_normal((2, 3, 4, 4))
-    y, argmax = C.max_pool2d(x, 2)
-    with pytest.raises(error, match=f"max_pool2d_backward: argmax {match}"):
-        C.max_pool2d_backward(y, change(argmax.astype(np.int32)), x.shape, 2)
+def test_max_pool_backward_refuses_a_bad_argmax(change, error, match, rng):
+    """argmax was cast to int32 without a check: 2**32 + 1 became 1 and 1.7 became 1. A
+    non-int32 argmax is checked in Python before either backend runs."""
+    _refuses_bad_argmax(change, error, match, rng)
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.uint16, np.int32])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda a: np.where(a == a.flat[0], 16, a), RANGE + r".*\[0, 16\)"),
+        (lambda a: np.where(a == a.flat[0], -2, a), RANGE + r".*must be -1 or in"),
+    ],
+    ids=["int32 16", "int32 -2"],
+)
+def test_max_pool_backward_refuses_an_int32_argmax_out_of_range(change, match, backend, rng):
+    """An int32 argmax goes to the C kernel unchecked in Python: the C check and the numpy
+    fallback's must both refuse it."""
+    _refuses_bad_argmax(change, ValueError, match, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint16])
 def test_max_pool_backward_takes_any_integer_argmax_in_range(dtype, backend, rng):
     x = rng.standard_normal((2, 3, 4, 4))
     y, argmax = C.max_pool2d(x, 2)
@@ -273,19 +298,28 @@ def test_geometry_takes_numpy_integers():
 
 
 @pytest.mark.parametrize(
-    "fn",
+    "kind,args",
     [
-        lambda x, k, p, d: C.max_pool2d(x, k, 1, p, d),
-        lambda x, k, p, d: C.avg_pool2d(x, k, 1, p) if d == 1 else C.max_pool2d(x, k, 1, p, d),
+        # max_pool2d(x, kernel, stride, padding, dilation)
+        ("max", (2, 1, 2, 1)),
+        ("max", ((3, 2), 1, (1, 2), 1)),
+        ("max", (2, 1, 3, 2)),
+        ("max", (3, 1, (0, 3), 2)),
+        # avg_pool2d(x, kernel, stride, padding): no dilation
+        ("avg", (2, 1, 2)),
+        ("avg", ((3, 2), 1, (1, 2))),
+        ("avg", (3, 1, 2)),
+        ("avg", (4, 1, (0, 3))),
     ],
-    ids=["max", "avg"],
 )
-@pytest.mark.parametrize("k,p,d", [(2, 2, 1), ((3, 2), (1, 2), 1), (2, 3, 2), (3, (0, 3), 2)])
-def test_pool_padding_at_most_half_the_kernel(fn, k, p, d):
+def test_pool_padding_at_most_half_the_kernel(kind, args):
     """Wider padding gave a border of 0.0 with argmax -1; torch refuses it too."""
     x = np.ones((1, 1, 5, 5))
-    with pytest.raises(ValueError, match=r"pool2d: padding .* at most half the kernel extent"):
-        fn(x, k, p, d)
+    pool = getattr(C, f"{kind}_pool2d")
+    with pytest.raises(
+        ValueError, match=rf"^{kind}_pool2d: padding .* at most half the kernel extent"
+    ):
+        pool(x, *args)
 
 
 def test_pool_padding_of_half_the_dilated_kernel_is_allowed(backend, rng):
@@ -345,7 +379,7 @@ def test_avg_pool_kernel_area_beyond_int():
         ),
     ],
 )
-def test_backward_checks_input_shape_and_dy(call, match, backend):
+def test_backward_checks_input_shape_and_dy(call, match):
     """A 3-entry input_shape was 'not enough values to unpack', dy (1, C) broadcast over N."""
     with pytest.raises((ValueError, TypeError), match=match):
         call()

@@ -663,3 +663,5 @@ def test_loader_whole_number_arguments_and_generator_seed():
     assert DataLoader(x, batch_size=2.0).batch_size == 2
     a, b = (DataLoader(x, seed=np.random.default_rng(7)) for _ in range(2))
     np.testing.assert_array_equal(a.order(), b.order())
+    # the seed is one draw from the generator (the loader's documented rule)
+    assert a.seed == int(np.random.default_rng(7).integers(2**63)) and type(a.seed) is int

@@ -10,20 +10,36 @@ import pytest
 import nnfast
 from nnfast import nn, optim
 from nnfast.data import write_idx
+from nnfast.train import predict
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SMALL = {"z_dim": 8, "g_hidden": (16, 32), "d_hidden": (32, 16)}
 
 
-@pytest.fixture(scope="module")
-def gan():
-    path = EXAMPLES / "gan_mnist.py"
+def load_example(name):
+    """examples/<name>.py as a module; skips the test outside the source checkout."""
+    path = EXAMPLES / f"{name}.py"
     if not path.exists():
         pytest.skip("needs the source checkout")
-    spec = importlib.util.spec_from_file_location("gan_mnist_example", path)
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     return example
+
+
+@pytest.fixture(scope="module")
+def gan():
+    return load_example("gan_mnist")
+
+
+def test_xor_example_perceptron_fails_and_mlp_solves(capsys):
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    xor = np.array([0, 1, 1, 0])
+    perceptron, model = load_example("xor").main()
+    assert not perceptron.converged_ and perceptron.score(x, xor) < 1.0
+    assert ((predict(model, x)[:, 0] > 0) == xor).all()
+    out = capsys.readouterr().out
+    assert "converged=False" in out and "accuracy 1.00" in out
 
 
 def bars(n, seed=0):

@@ -8,7 +8,7 @@ from scipy.special import erf, expit
 
 import nnfast
 import nnfast.functional as F
-from nnfast import _convops, nn
+from nnfast import _convops
 
 SQRT2 = np.sqrt(2.0)
 K = np.sqrt(2 / np.pi)
@@ -436,14 +436,18 @@ def _check_in_place(fn, *args, i=0, **kw):
         np.testing.assert_array_equal(a[i], ref)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_out_exactly_an_input_is_in_place(rng, name):
+    x = rng.standard_normal((6, 5))
+    params = REF[name][0]
+    act = F.ACTIVATIONS[_act(name)]
+    _check_in_place(act.forward, x, **params)
+    _check_in_place(act.backward, x, x * 0.5 + 1, **params)  # out = dy
+    _check_in_place(act.backward, x, x * 0.5 + 1, i=1, **params)  # out = u
+
+
 def test_out_exactly_an_input_is_in_place(rng):
     x, b = rng.standard_normal((6, 5)), rng.standard_normal(5)
-    for name in NAMES:
-        params = REF[name][0]
-        act = F.ACTIVATIONS[_act(name)]
-        _check_in_place(act.forward, x, **params)
-        _check_in_place(act.backward, x, x * 0.5 + 1, **params)  # out = dy
-        _check_in_place(act.backward, x, x * 0.5 + 1, i=1, **params)  # out = u
     _check_in_place(F.bias_act, x, b, "gelu")
     _check_in_place(F.bias_act_backward, x, x + 1, "tanh")
     _check_in_place(F.prelu, x, b)
@@ -516,12 +520,9 @@ def test_activation_parameter_out_of_range(act, params, message):
             call()
 
 
-def test_activation_parameter_range_reaches_nn_and_gemm():
+def test_activation_parameter_range_reaches_gemm():
+    """gemm's fused epilogue applies F's rule too (nn's layers: tests/test_nn.py)."""
     x = np.linspace(-2, 2, 8).reshape(2, 4)
-    with pytest.raises(ValueError, match="ELU: alpha must be finite and >= 0"):
-        nn.ELU(alpha=-0.5)  # refused when built (tests/test_nn.py), through F's one rule
-    with pytest.raises(ValueError, match="LeakyReLU: negative_slope must be finite and >= 0"):
-        nn.LeakyReLU(negative_slope=-0.5)
     with pytest.raises(ValueError, match="gemm: alpha must be finite and >= 0"):
         nnfast.gemm(x, x.T, activation="elu", activation_params={"alpha": -1.0})
 
@@ -543,7 +544,7 @@ def test_activation_parameter_bounds_allowed():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_0d(name, dtype):
-    params, fref, _ = REF[name]
+    params, fref, dref = REF[name]
     act = F.ACTIVATIONS[_act(name)]
     x = dtype(-0.75)
     y = act.forward(x, **params)
@@ -554,7 +555,10 @@ def test_activation_0d(name, dtype):
     np.testing.assert_array_equal(out, y)
     dx = act.backward(dtype(1), _u(name, x, y), **params)
     assert dx.shape == () and dx.dtype == dtype
+    if dref is not None:  # dy = 1: dx is the derivative at x
+        np.testing.assert_allclose(dx, dref(np.float64(x)), **_tol(dtype))
     assert act.backward(dtype(1), _u(name, x, y), out=out, **params) is out
+    np.testing.assert_array_equal(out, dx)
 
 
 @pytest.mark.parametrize(

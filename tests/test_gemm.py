@@ -366,23 +366,23 @@ def test_bad_variant_and_scalars(ab):
         nnfast.gemm(*ab, alpha=True)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", ["trans_a", "trans_b"])
 @pytest.mark.parametrize("bad", ["no", "", np.array([1, 0]), 2, -1, 1.0, None])
-def test_bad_transpose_flag(variant, bad):
-    """A flag must be a bool: "no" is truthy and an array has no single truth value."""
+def test_bad_transpose_flag(name, bad):
+    """A flag must be a bool: "no" is truthy and an array has no single truth value. Checked
+    before a variant is chosen, so one call covers them all."""
     a = np.ones((4, 4), np.float32)
-    for name in ("trans_a", "trans_b"):
-        with pytest.raises(TypeError, match=f"gemm: {name} must be True or False"):
-            nnfast.gemm(a, a, variant=variant, **{name: bad})
+    with pytest.raises(TypeError, match=f"gemm: {name} must be True or False"):
+        nnfast.gemm(a, a, **{name: bad})
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     "on,off", [(True, False), (np.True_, np.False_), (1, 0), (np.int64(1), np.int64(0))]
 )
-def test_transpose_flag_types(rng, variant, on, off):
+def test_transpose_flag_types(rng, on, off):
+    """Each flag type means what the bool does (converted to bool before any variant runs)."""
     a, b = operands(rng, 5, 7, 3, np.float32, True, False)
-    got = nnfast.gemm(a, b, trans_a=on, trans_b=off, variant=variant)
+    got = nnfast.gemm(a, b, trans_a=on, trans_b=off)
     assert_close(got, reference(a, b, trans_a=True), 7, np.float32)
 
 
@@ -426,12 +426,6 @@ def test_threads_api():
             assert nnfast.get_num_threads() == 2 == nnfast.info()["num_threads"]
     finally:
         nnfast.set_num_threads(before)
-
-
-def test_thread_limit_allows_some_oversubscription():
-    import os
-
-    assert 4 * (os.cpu_count() or 1) <= MAX_THREADS < 2**31
 
 
 def test_isa_api():
@@ -482,15 +476,19 @@ def test_environment_threads_and_isa():
 def test_environment_thread_count_too_large(var, raw):
     """Ignored like a non-number, with a warning: the next variable (or the CPU count)
     applies, and import does not fail."""
-    code = "import nnfast; print(nnfast.get_num_threads())"
+    # the CPUs this process may run on: the documented fallback when no variable applies
+    code = (
+        "import os, nnfast; print(nnfast.get_num_threads(), len(os.sched_getaffinity(0))"
+        " if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)"
+    )
     env = {"NNFAST_NUM_THREADS": "", "OMP_NUM_THREADS": "", var: raw}
     if var == "NNFAST_NUM_THREADS":
         env["OMP_NUM_THREADS"] = "2"
     r = run_python(code, **env)
     assert r.returncode == 0, r.stderr
     assert f"ignoring {var}={raw!r} (expected a whole number from 1 to" in r.stderr
-    n = int(r.stdout)
-    assert n == 2 if var == "NNFAST_NUM_THREADS" else 1 <= n <= MAX_THREADS
+    n, cpus = map(int, r.stdout.split())
+    assert n == (2 if var == "NNFAST_NUM_THREADS" else cpus)
 
 
 def test_scipy_fallback_without_extension():

@@ -199,11 +199,23 @@ def test_unregistered_module_is_refused(tmp_path):
         nio.save(nn.Sequential(Mine()), tmp_path / "x.npz")
 
 
+def _train_step(model, opt, seed):
+    """One forward/backward/step on a random batch: the optimizer's step and momentum move."""
+    x = np.random.default_rng(seed).standard_normal((5, 3, 4)).astype(np.float32)
+    opt.zero_grad()
+    y = model(x)
+    model.backward(np.ones_like(y))
+    opt.step()
+
+
 def test_failed_checkpoint_load_changes_nothing(tmp_path):
     src = _model()
-    save_checkpoint(tmp_path / "ck.npz", src, optim.SGD(src.parameters(), lr=0.1, momentum=0.9))
+    src_opt = optim.SGD(src.parameters(), lr=0.1, momentum=0.9)
+    _train_step(src, src_opt, seed=1)  # step 1, a momentum buffer that is not zeros
+    save_checkpoint(tmp_path / "ck.npz", src, src_opt)
     arrays = _arrays(tmp_path / "ck.npz")
     buf = arrays["__optim__.0.momentum_buffer"]
+    assert buf.any()
     _write(
         tmp_path / "bad.npz", **{**arrays, "__optim__.0.momentum_buffer": np.full(buf.shape, "x")}
     )
@@ -212,10 +224,24 @@ def test_failed_checkpoint_load_changes_nothing(tmp_path):
     for p in model.parameters():  # differ from the checkpoint everywhere
         p.data += 1
     opt = optim.SGD(model.parameters(), lr=0.5, momentum=0.5)
+    for seed in (2, 3):  # two steps on other data: step 2, another momentum buffer
+        _train_step(model, opt, seed)
     model_before, opt_before = model.state_dict(), opt.state_dict()
-    with pytest.raises(ValueError, match="optimizer"):
+    saved = src_opt.state_dict()["state"][0]
+    assert opt_before["state"][0]["step"] == 2 != saved["step"]
+    assert not np.allclose(opt_before["state"][0]["momentum_buffer"], saved["momentum_buffer"])
+    assert not np.allclose(opt_before["state"][0]["momentum_buffer"], 0)
+    with pytest.raises(
+        ValueError,
+        match=r"the optimizer state does not load .*state 'momentum_buffer' of group 0 has dtype",
+    ):
         load_checkpoint(tmp_path / "bad.npz", model, opt)
     after = model.state_dict()
+    assert after.keys() == model_before.keys()
     assert all(np.array_equal(after[k], model_before[k]) for k in model_before)
-    assert opt.state_dict()["param_groups"] == opt_before["param_groups"]
-    assert opt.state_dict()["state"][0]["step"] == opt_before["state"][0]["step"]
+    opt_after = opt.state_dict()
+    assert opt_after["param_groups"] == opt_before["param_groups"]
+    assert opt_after["state"][0]["step"] == opt_before["state"][0]["step"] == 2
+    np.testing.assert_array_equal(
+        opt_after["state"][0]["momentum_buffer"], opt_before["state"][0]["momentum_buffer"]
+    )

@@ -392,4 +392,9 @@ def test_activation_parameters_are_checked_when_built(make, match):
 def test_linear_sizes_must_be_whole_numbers(args, err, match):
     with pytest.raises(err, match=match):
         nn.Linear(*args)
-    assert nn.Linear(np.int64(4), 3).in_features == 4
+
+
+def test_linear_sizes_take_numpy_integers():
+    layer = nn.Linear(np.int64(4), np.int32(3))
+    assert (layer.in_features, layer.out_features) == (4, 3)
+    assert type(layer.in_features) is int and type(layer.out_features) is int
