@@ -289,3 +289,39 @@ def test_conv2d_output_too_large_to_allocate(padding):
     conv = nn.Conv2d(3, 4, 3, padding=padding)
     with pytest.raises(MemoryError, match=r"Conv2d\(3, 4.*cannot allocate .* GiB .*\(1, 3, 8, 8\)"):
         conv(np.zeros((1, 3, 8, 8), np.float32))
+
+
+@pytest.mark.parametrize(
+    "factory,shapes",
+    [
+        (lambda: nn.Conv2d(1, 8, 3, seed=5), [(8, 1, 28, 28), (5, 1, 27, 26)]),
+        (lambda: models.cnn_small(), [(6, 1, 28, 28), (3, 1, 28, 28)]),
+    ],
+    ids=["conv2d", "cnn_small"],
+)
+def test_eval_forward_from_two_threads(factory, shapes, rng):
+    """The README's contract: in eval() mode two threads share one model and both get the
+    answers a single thread gets (scratch buffers belong to the calling thread)."""
+    import threading
+
+    nnfast.manual_seed(0)
+    model = factory()
+    model.eval()
+    xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    want = [model(x).copy() for x in xs]
+    wrong = []
+    start = threading.Barrier(2)
+
+    def work(t):
+        start.wait()
+        for k in range(60):
+            j = (t + k) % len(xs)
+            if not np.array_equal(model(xs[j]), want[j]):
+                wrong.append((t, k))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert wrong == []

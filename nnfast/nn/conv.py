@@ -9,6 +9,7 @@ A convolution is one GEMM over all output pixels of a batch: with the receptive 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -38,14 +39,18 @@ def _check_nchw(layer, x, channels):
     return x
 
 
-def _buffer(owner, name, shape, dtype):
-    """A scratch array kept on ``owner`` and reused while shape and dtype allow (fresh
-    allocations of tens of MB cost page faults every step)."""
-    buf = owner.__dict__.get(name)
+_scratch = threading.local()
+
+
+def _buffer(name, shape, dtype, what=None, input_shape=None):
+    """A scratch array of the calling thread, reused by its next calls while dtype and size
+    allow (fresh allocations of tens of MB cost page faults every step). Per thread, so that
+    two threads running one layer never write into each other's scratch."""
+    bufs = _scratch.__dict__.setdefault("bufs", {})
+    buf = bufs.get(name)
     size = math.prod(shape)
     if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = np.empty(size, dtype)
-        owner.__dict__[name] = buf
+        buf = bufs[name] = ops.empty((size,), dtype, what or name, input_shape)
     return buf[:size].reshape(shape)
 
 
@@ -64,6 +69,9 @@ class Conv2d(Module):
     (Kaiming-uniform with a = sqrt(5); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))). The im2col
     buffer is reused across calls and capped at ``max_cols_bytes`` by processing the batch in
     chunks. A 1x1 convolution with stride 1 and no padding skips im2col.
+
+    In ``eval()`` mode, ``forward`` may run in several threads at once (scratch buffers belong
+    to the calling thread); training (forward, then backward) uses one thread per layer.
     """
 
     can_skip_input_grad = True
@@ -121,10 +129,13 @@ class Conv2d(Module):
     def _columns(self, x, n0, n1, ho, wo):
         """im2col of images n0:n1 into the reused buffer (grown when needed)."""
         rows, k = (n1 - n0) * ho * wo, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        buf = self._cols
-        if buf is None or buf.dtype != x.dtype or buf.size < rows * k:
-            buf = self._cols = ops.empty((rows * k,), x.dtype, self, x.shape)
-        cols = buf[: rows * k].reshape(rows, k)
+        if self.training:  # kept on the layer: backward reuses the forward's columns
+            buf = self._cols
+            if buf is None or buf.dtype != x.dtype or buf.size < rows * k:
+                buf = self._cols = ops.empty((rows * k,), x.dtype, self, x.shape)
+            cols = buf[: rows * k].reshape(rows, k)
+        else:  # inference may run in several threads at once: the thread's own scratch
+            cols = _buffer("cols", (rows, k), x.dtype, self, x.shape)
         kh, kw, sh, sw, ph, pw, dh, dw = self.geom
         return ops.im2col(x[n0:n1], (kh, kw), (sh, sw), (ph, pw), (dh, dw), out=cols)
 
@@ -155,11 +166,12 @@ class Conv2d(Module):
             for n0 in range(0, n, step):
                 n1 = min(n, n0 + step)
                 cols = self._columns(x, n0, n1, ho, wo)
-                rows = _buffer(self, "_rows", (cols.shape[0], self.out_channels), w.dtype)
+                rows = _buffer("rows", (cols.shape[0], self.out_channels), w.dtype, self)
                 # rows (nb*Ho*Wo, Cout) = act(cols @ W.T + b), bias and activation per tile
                 gemm(cols, w2, rows, trans_b=True, bias=bias, activation=act)
                 _nhwc_rows_to_nchw(rows, n1 - n0, self.out_channels, ho, wo, out=y[n0:n1])
-            self._cols_valid = step >= n  # one chunk: backward reuses these columns
+            # one chunk in training: backward reuses these columns
+            self._cols_valid = self.training and step >= n
         self._x = x
         if self._act is not None:
             y = self._act.forward(y)
@@ -206,7 +218,7 @@ class Conv2d(Module):
                 if input_grad:
                     gemm(w2, dyi, dx[i].reshape(self.in_channels, -1), trans_a=True)
             return dx
-        dy_rows = _buffer(self, "_rows", (n * ho * wo, self.out_channels), dy.dtype)
+        dy_rows = _buffer("rows", (n * ho * wo, self.out_channels), dy.dtype, self)
         np.copyto(
             dy_rows.reshape(n, ho * wo, -1), dy.reshape(n, self.out_channels, -1).transpose(0, 2, 1)
         )
