@@ -326,6 +326,25 @@ def test_mixed_dtypes(ab):
         nnfast.gemm(ab[0], ab[1].astype(np.float64))
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("which", ["a", "b", "out", "bias", "preact_out"])
+def test_byte_swapped_operand(variant, which):
+    """A big-endian >f4 array has numpy's float32 type number but its bytes reversed: the C
+    kernels would read or write garbage, so every variant (the fast common call too) refuses
+    it, naming the array."""
+    ops = {
+        "a": np.ones((3, 4), np.float32),
+        "b": np.ones((4, 5), np.float32),
+        "out": np.empty((3, 5), np.float32),
+        "bias": np.zeros(5, np.float32),
+        "preact_out": np.empty((3, 5), np.float32),
+    }
+    ops[which] = ops[which].astype(ops[which].dtype.newbyteorder(">"))
+    with pytest.raises(TypeError, match=f"gemm: {which} (has dtype >f4|must be a float32)"):
+        nnfast.gemm(ops["a"], ops["b"], **{k: v for k, v in ops.items() if k not in "ab"},
+                    variant=variant)  # fmt: skip
+
+
 def test_bad_out(ab):
     a, b = ab
     with pytest.raises(ValueError, match=r"out has shape \(5, 3\)"):

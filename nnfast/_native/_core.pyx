@@ -268,6 +268,9 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
     cdef int dtype = cnp.PyArray_TYPE(A)
     if (dtype != cnp.NPY_FLOAT32 and dtype != cnp.NPY_FLOAT64) or cnp.PyArray_TYPE(B) != dtype:
         return None
+    # the type number ignores byte order: a big-endian >f4 is NPY_FLOAT32 too
+    if not cnp.PyArray_ISNOTSWAPPED(A) or not cnp.PyArray_ISNOTSWAPPED(B):
+        return None
     if cnp.PyArray_NDIM(A) != 2 or cnp.PyArray_NDIM(B) != 2:
         return None
     cdef Py_ssize_t m = cnp.PyArray_DIM(A, 1 if trans_a else 0)
@@ -296,7 +299,7 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
         C = out
         if (cnp.PyArray_TYPE(C) != dtype or cnp.PyArray_NDIM(C) != 2
                 or cnp.PyArray_DIM(C, 0) != m or cnp.PyArray_DIM(C, 1) != n
-                or not cnp.PyArray_ISWRITEABLE(C)):
+                or not cnp.PyArray_ISWRITEABLE(C) or not cnp.PyArray_ISNOTSWAPPED(C)):
             return None
         if not _row_major(C, &ldc, &tc) or tc:
             return None  # a column-major out: the Python path computes C^T instead
@@ -316,7 +319,8 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
                 return None
             V = bias
             if (cnp.PyArray_TYPE(V) != dtype or cnp.PyArray_NDIM(V) != 1
-                    or cnp.PyArray_DIM(V, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(V)):
+                    or cnp.PyArray_DIM(V, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(V)
+                    or not cnp.PyArray_ISNOTSWAPPED(V)):
                 return None
             ep.bias = cnp.PyArray_DATA(V)
         if preact is not None:
@@ -326,6 +330,7 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
             if (cnp.PyArray_TYPE(V) != dtype or cnp.PyArray_NDIM(V) != 2
                     or cnp.PyArray_DIM(V, 0) != m or cnp.PyArray_DIM(V, 1) != n
                     or not cnp.PyArray_IS_C_CONTIGUOUS(V) or not cnp.PyArray_ISWRITEABLE(V)
+                    or not cnp.PyArray_ISNOTSWAPPED(V)
                     or not _apart(V, A) or not _apart(V, B) or not _apart(V, C)):
                 return None
             ep.preact = cnp.PyArray_DATA(V)
