@@ -13,6 +13,7 @@ import operator
 import numpy as np
 
 from . import _runtime
+from ._arrays import overlaps
 from ._native import core
 
 VARIANTS = ("auto", "naive", "blocked", "packed", "blas")
@@ -103,15 +104,6 @@ def _bias_may_overlap(bias, out, preact_out) -> bool:
     return type(preact_out) is np.ndarray and np.may_share_memory(bias, preact_out)
 
 
-def _overlaps(x: np.ndarray, y: np.ndarray) -> bool:
-    if not np.may_share_memory(x, y):
-        return False
-    try:
-        return bool(np.shares_memory(x, y, max_work=100_000))
-    except np.exceptions.TooHardError:  # too costly to decide: assume they overlap
-        return True
-
-
 def _layout(x: np.ndarray):
     """``(column_major, ld)`` if x can be handed to C as it is, else None (it must be copied)."""
     rows, cols = x.shape
@@ -176,12 +168,12 @@ def _check_epilogue(bias, activation, activation_params, preact_out, m, n, a, b,
         if not (preact_out.flags.c_contiguous and preact_out.flags.writeable):
             raise ValueError("gemm: preact_out must be C-contiguous and writeable")
         for name, x in (("a", a), ("b", b), ("out", out)):
-            if _overlaps(preact_out, x):
+            if overlaps(preact_out, x):
                 raise ValueError(f"gemm: preact_out overlaps {name}")
     if bias is not None:
         # the kernels write out (and preact_out) tile by tile while still reading bias
         for name, x in (("out", out), ("preact_out", preact_out)):
-            if x is not None and _overlaps(bias, x):
+            if x is not None and overlaps(bias, x):
                 raise ValueError(f"gemm: bias overlaps {name}; pass a copy of it")
         bias = np.ascontiguousarray(bias)
     return bias, act, preact_out
@@ -293,7 +285,7 @@ def gemm(
         if not out.flags.writeable:
             raise ValueError("gemm: out is read-only")
         for name, x in (("a", a), ("b", b)):
-            if _overlaps(out, x):
+            if overlaps(out, x):
                 raise ValueError(f"gemm: out overlaps {name}; pass a separate output array")
 
     epilogue = bias is not None or activation is not None or preact_out is not None

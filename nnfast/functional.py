@@ -21,6 +21,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ._arrays import overlaps
+
 # the convolution and pooling building blocks of nnfast._convops (which does not import this
 # module) are part of this API: F.im2col, F.max_pool2d_backward, ...
 from ._convops import avg_pool2d as avg_pool2d
@@ -31,7 +33,6 @@ from ._convops import global_avg_pool2d_backward as global_avg_pool2d_backward
 from ._convops import im2col as im2col
 from ._convops import max_pool2d as max_pool2d
 from ._convops import max_pool2d_backward as max_pool2d_backward
-from ._gemm import _overlaps
 from ._native import core
 
 
@@ -86,7 +87,7 @@ def _check_overlap(what, name, out, reads, in_place=True):
             continue
         if in_place and _same_view(out, a):
             continue
-        if _overlaps(out, a):
+        if overlaps(out, a):
             how = f"may be {in_name} itself, not part of it" if in_place else "must be separate"
             raise ValueError(f"{what}: {name} overlaps {in_name} ({name} {how})")
 

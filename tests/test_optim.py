@@ -376,5 +376,5 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="lr"):
         optim.Adam([nn.Parameter(np.zeros(2))], lr=-1)
     p = nn.Parameter(np.zeros(2))
-    with pytest.raises(ValueError, match="two groups"):
+    with pytest.raises(ValueError, match="more than once"):
         optim.SGD([{"params": [p]}, {"params": [p]}])

@@ -11,6 +11,7 @@ of its architecture (``nnfast.io``) or named on the command line.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -35,8 +36,15 @@ class Parameter:
     """A learnable array and its gradient, both of the same shape and dtype.
 
     ``data`` is updated in place by optimizers; ``grad`` is accumulated by ``backward`` and reset
-    by ``zero_grad``. An optimizer may move both into one flat buffer (``data`` then becomes a
-    view into it), so hold on to the Parameter, not to ``param.data`` or ``param.grad``.
+    by ``zero_grad``. An optimizer moves both into its flat buffers (``data`` and ``grad`` are
+    then views into them), so hold on to the Parameter, not to ``param.data`` or ``param.grad``.
+
+    Assigning ``param.data = w`` or ``param.grad = g`` *copies* ``w`` or ``g`` into the arrays
+    the parameter already has (which an optimizer may own), after checking that the shape is the
+    same (ValueError) and that the dtype converts within its kind (TypeError for strings,
+    complex numbers or objects; float64 -> float32 and integers convert). So a value assigned is
+    what the optimizer steps on, as in PyTorch; an assignment never detaches the parameter.
+    ``param.grad = None`` is ``zero_grad()``.
 
     ``zero_grad`` is deferred: the zeros are written when ``grad`` is next read, and a layer
     whose backward writes the whole gradient (through :meth:`grad_target`) never writes them.
@@ -44,30 +52,76 @@ class Parameter:
     ``zero_grad`` is not reset by it.
     """
 
-    __slots__ = ("_grad", "_zero_pending", "data")
+    __slots__ = ("__weakref__", "_data", "_grad", "_optimizers", "_zero_pending")
 
     def __init__(self, data, grad=None):
         data = np.asarray(data)
         if data.dtype not in (np.float32, np.float64):
-            data = data.astype(np.float32)
-        self.data = data
-        self.grad = np.zeros_like(data) if grad is None else np.asarray(grad, dtype=data.dtype)
-        if self.grad.shape != data.shape:
-            raise ValueError(
-                f"Parameter: grad has shape {self.grad.shape} but data has shape {data.shape}"
-            )
+            data = _converted("Parameter", "data", data, np.dtype(np.float32))
+        if grad is None:
+            grad = np.zeros_like(data)
+        else:
+            grad = np.asarray(grad)
+            if grad.shape != data.shape:
+                raise ValueError(
+                    f"Parameter: grad has shape {grad.shape} but data has shape {data.shape}"
+                )
+            grad = _converted("Parameter", "grad", grad, data.dtype)
+        self._optimizers = weakref.WeakSet()  # the optimizers whose buffers hold this parameter
+        self.set_storage(data, grad)
+
+    def set_storage(self, data: np.ndarray, grad: np.ndarray) -> None:
+        """Point ``data`` and ``grad`` at these arrays (same shape, one float dtype), keeping
+        nothing of the old ones: what an optimizer does when it moves the parameter into its
+        flat buffers, and what ``Module.astype`` does. Ordinary code assigns to ``data`` and
+        ``grad`` instead, which copies."""
+        self._data = data
+        self._grad = grad
+        self._zero_pending = False
+
+    def add_optimizer(self, optimizer) -> None:
+        """Record that ``optimizer`` holds this parameter (see :attr:`optimizers`)."""
+        self._optimizers.add(optimizer)
+
+    @property
+    def optimizers(self) -> list:
+        """The live optimizers that hold this parameter."""
+        return list(self._optimizers)
+
+    @property
+    def data(self) -> np.ndarray:
+        """The parameter's values; assignment copies into them (see the class docstring)."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        if value is not self._data:  # `p.data -= x` assigns the same array back
+            self._data[...] = self._checked("data", value)
 
     @property
     def grad(self) -> np.ndarray:
-        """The accumulated gradient, like ``data``."""
+        """The accumulated gradient, like ``data``; assignment copies into it."""
         if self._zero_pending:
             self.materialize_grad()
         return self._grad
 
     @grad.setter
     def grad(self, value):
-        self._grad = value
+        if value is None:
+            self.zero_grad()
+            return
+        if value is not self._grad:
+            self._grad[...] = self._checked("grad", value)
         self._zero_pending = False
+
+    def _checked(self, name, value):
+        value = np.asarray(value)
+        if value.shape != self._data.shape:
+            raise ValueError(
+                f"Parameter: cannot assign an array of shape {value.shape} to {name} of shape "
+                f"{self._data.shape} (assignment copies into the parameter's own array)"
+            )
+        return _converted("Parameter", name, value, self._data.dtype)
 
     def zero_grad(self) -> None:
         """Reset the gradient to zero (deferred: see the class docstring)."""
@@ -90,18 +144,28 @@ class Parameter:
 
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def size(self):
-        return self.data.size
+        return self._data.size
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype})"
+
+
+def _converted(what, name, value, dtype):
+    """``value`` converted to ``dtype`` if numpy casts it within its kind (float64 -> float32,
+    integers -> floats), else TypeError: strings, objects or complex numbers are not weights."""
+    if value.dtype == dtype:
+        return value
+    if value.dtype.kind not in "biuf" or not np.can_cast(value.dtype, dtype, "same_kind"):
+        raise TypeError(f"{what}: {name} of dtype {value.dtype} does not convert to {dtype}")
+    return value.astype(dtype)
 
 
 class Module:
@@ -217,24 +281,23 @@ class Module:
         in place; arrays already of ``dtype`` are kept as they are.
 
         Convert before creating the optimizer (as with torch's ``.to()``): an optimizer holds
-        its parameters as views into its own flat buffers, which a conversion would leave
-        behind, so converting a parameter that is a view of another array raises ValueError.
+        its parameters in flat buffers of one dtype, with state of that dtype, so converting a
+        parameter that a live optimizer holds raises ValueError (and changes nothing). Build a
+        new optimizer after converting.
         """
         dtype = _float_dtype(dtype)
-        views = [
-            n for n, p in self.named_parameters() if p.dtype != dtype and p.data.base is not None
-        ]
-        if views:
-            raise ValueError(
-                f"astype: parameter {views[0]} is a view into another array (such as an "
-                f"optimizer's flat buffer), which cannot follow a change to {dtype}; convert "
-                f"the model with astype before creating the optimizer"
-            )
+        for name, p in self.named_parameters():
+            if p.dtype != dtype and p.optimizers:
+                raise ValueError(
+                    f"astype: parameter {name} is held by an optimizer "
+                    f"({type(p.optimizers[0]).__name__}), whose buffers and state cannot follow "
+                    f"a change to {dtype}; convert the model with astype before creating the "
+                    f"optimizer"
+                )
         for m in self.modules():
             for p in m._parameters.values():
                 if p.dtype != dtype:
-                    p.data = p.data.astype(dtype)
-                    p.grad = p.grad.astype(dtype)
+                    p.set_storage(p.data.astype(dtype), p.grad.astype(dtype))
             for name, b in list(m._buffers.items()):
                 if isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.dtype != dtype:
                     setattr(m, name, b.astype(dtype))

@@ -3,7 +3,7 @@
 ``OPTIMIZERS`` maps lower-case names (``"adam"``) to classes, ``SCHEDULERS`` class names.
 """
 
-from ..nn.utils import clip_grad_norm_, grad_norm
+from .clip import clip_grad_norm_, grad_norm
 from .lr_scheduler import (
     SCHEDULERS,
     CosineAnnealingLR,
@@ -13,7 +13,16 @@ from .lr_scheduler import (
     ReduceLROnPlateau,
     StepLR,
 )
-from .optimizer import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .optimizer import (
+    OPTIMIZERS,
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSprop,
+    flatten_parameters,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -31,5 +40,6 @@ __all__ = [
     "ReduceLROnPlateau",
     "StepLR",
     "clip_grad_norm_",
+    "flatten_parameters",
     "grad_norm",
 ]

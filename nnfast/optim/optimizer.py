@@ -1,9 +1,23 @@
 """Optimizers over ``Parameter(data, grad)`` lists (torch.optim names and semantics).
 
 Each parameter group is moved into one flat ``data`` and one flat ``grad`` buffer (see
-``nnfast.nn.utils.flatten_parameters``), so every update below is a few in-place numpy passes
-over one array, with the temporaries allocated once. Adam/AdamW use a fused one-pass C kernel
-when the native extension is present.
+:func:`flatten_parameters`), so every update below is a few in-place numpy passes over one
+array, with the temporaries allocated once. Adam/AdamW use a fused one-pass C kernel when the
+native extension is present.
+
+The parameter contract (as in PyTorch, without its silent traps):
+
+- ``p.data = w`` and ``p.grad = g`` copy into the buffers the optimizer steps on (see
+  ``nnfast.nn.Parameter``), so user code that sets gradients or weights is honoured.
+- A parameter listed twice (in one group or in two) is a ValueError.
+- A parameter may be held by several optimizers. A group whose parameters tile another
+  optimizer's flat buffer exactly (an optimizer rebuilt over the same model) shares that
+  buffer; a group that holds only part of one (a second optimizer over one layer) keeps its
+  own buffers and copies the parameters in and out around each step. Either way every
+  optimizer steps on the parameters' current values; no optimizer detaches another's.
+- Hyper-parameters are checked when the optimizer is built, when a group is added and when a
+  state is loaded (``nnfast._validate``: TypeError for a wrong type, ValueError for NaN,
+  infinities and values out of range).
 
 Ordered from simple to complex: SGD, Adagrad, RMSprop, AdamW (Adam is AdamW with no decay).
 """
@@ -11,13 +25,65 @@ Ordered from simple to complex: SGD, Adagrad, RMSprop, AdamW (Adam is AdamW with
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
+from .. import _validate
+from .._arrays import flat_base
 from .._native import core as _native
-from ..nn.utils import flatten_parameters
 
 OPTIMIZERS: dict[str, type] = {}
+
+
+def flatten_parameters(params):
+    """Move ``params``' data and grads into two contiguous 1-D buffers; returns them.
+
+    Parameters already laid out that way are left alone (the buffers are shared). All must
+    share one dtype (TypeError).
+    """
+    params = list(params)
+    if not params:
+        return np.empty(0, np.float32), np.empty(0, np.float32)
+    dtypes = {p.dtype for p in params}
+    if len(dtypes) != 1:
+        raise TypeError(
+            f"parameters of one group must share a dtype, got {sorted(map(str, dtypes))}"
+        )
+    data = flat_base([p.data for p in params])
+    grad = flat_base([p.grad for p in params])
+    if data is not None and grad is not None:
+        return data, grad
+    (dtype,) = dtypes
+    data, grad = _gather(params, dtype)
+    o = 0
+    for p in params:
+        n = p.size
+        p.set_storage(data[o : o + n].reshape(p.shape), grad[o : o + n].reshape(p.shape))
+        o += n
+    return data, grad
+
+
+def _gather(params, dtype, data=None, grad=None):
+    """The parameters' data and (materialised) grads copied, in order, into two flat buffers."""
+    total = sum(p.size for p in params)
+    if data is None:
+        data, grad = np.empty(total, dtype), np.empty(total, dtype)
+    o = 0
+    for p in params:
+        n = p.size
+        data[o : o + n] = p.data.reshape(-1)
+        grad[o : o + n] = p.grad.reshape(-1)
+        o += n
+    return data, grad
+
+
+def _scatter(params, data):
+    o = 0
+    for p in params:
+        n = p.size
+        p.data[...] = data[o : o + n].reshape(p.shape)
+        o += n
 
 
 def _register(cls):
@@ -33,11 +99,21 @@ class Optimizer:
     ``_update(group, data, grad, state)``.
     """
 
+    #: the hyper-parameters' checks: name -> (kind, keyword arguments of nnfast._validate);
+    #: kind "real", "flag" or "betas". Subclasses extend it.
+    _HYPER: ClassVar[dict] = {"lr": ("real", {"low": 0.0}), "weight_decay": ("real", {"low": 0.0})}
+
     def __init__(self, params, defaults):
-        self.defaults = dict(defaults)
+        self.defaults = self._check_hyper(dict(defaults), type(self).__name__)
         self.param_groups = []
-        self._flat = []
+        self._flat = []  # per group: (data, grad), the flat buffers the update runs on
+        self._shared = []  # per group: True when the buffers are copies (see add_param_group)
         self.state = []
+        if isinstance(params, (np.ndarray, dict)) or hasattr(params, "set_storage"):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Parameters or of "
+                f"parameter-group dicts, got {type(params).__name__}"
+            )
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -46,33 +122,76 @@ class Optimizer:
             self.add_param_group(g)
 
     def add_param_group(self, group: dict) -> None:
+        """Add a group ``{"params": [...], hyper-parameter: value, ...}``; the hyper-parameters
+        not given take the optimizer's defaults."""
+        name = type(self).__name__
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{name}: a parameter group must be a dict with 'params'")
         group = dict(group)
-        params = list(group["params"])
+        params = group["params"]
+        params = [params] if hasattr(params, "set_storage") else list(params)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for p in params:
-            if not hasattr(p, "grad"):
+            if not hasattr(p, "set_storage"):
                 raise TypeError(
-                    f"{type(self).__name__}: expected nnfast.nn.Parameter objects, got "
-                    f"{type(p).__name__}"
+                    f"{name}: expected nnfast.nn.Parameter objects, got {type(p).__name__}"
                 )
             if id(p) in seen:
-                raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
+                raise ValueError(f"{name}: {p!r} appears more than once; list each parameter once")
+            seen.add(id(p))
+        unknown = sorted(set(group) - set(self.defaults) - {"params", "initial_lr"})
+        if unknown:
+            raise TypeError(f"{name}: unknown hyper-parameter(s) {unknown}")
         for k, v in self.defaults.items():
             group.setdefault(k, v)
-        self._check_hyper(group)
+        group = self._check_hyper(group, name)
         group["params"] = params
-        data, grad = flatten_parameters(params)
+        dtypes = {p.dtype for p in params}
+        tiled = flat_base([p.data for p in params]) is not None and (
+            flat_base([p.grad for p in params]) is not None
+        )
+        if not tiled and any(p.optimizers for p in params) and len(dtypes) == 1:
+            # part of another optimizer's flat buffer: moving it would detach that optimizer
+            data, grad = _gather(params, dtypes.pop())
+            shared = True
+        else:
+            data, grad = flatten_parameters(params)
+            shared = False
+        for p in params:
+            p.add_optimizer(self)
         self.param_groups.append(group)
         self._flat.append((data, grad))
+        self._shared.append(shared)
         state = self._init_state(group, data)
         state["step"] = 0
         self.state.append(state)
 
-    def _check_hyper(self, group):
-        if group["lr"] < 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {group['lr']}")
-        if group.get("weight_decay", 0) < 0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0")
+    @classmethod
+    def _check_hyper(cls, group: dict, what: str) -> dict:
+        """``group`` with its known hyper-parameters checked and normalised (a copy)."""
+        group = dict(group)
+        for k, (kind, kw) in cls._HYPER.items():
+            if k not in group:
+                continue
+            v = group[k]
+            if kind == "real":
+                group[k] = _validate.real(v, k, what, **kw)
+            elif kind == "flag":
+                if not isinstance(v, (bool, np.bool_)):
+                    raise TypeError(f"{what}: {k} must be True or False, got {v!r}")
+                group[k] = bool(v)
+            else:  # betas: two coefficients in [0, 1)
+                if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
+                    raise TypeError(f"{what}: {k} must be a pair of real numbers, got {v!r}")
+                if len(v) != 2:
+                    raise ValueError(f"{what}: {k} must be a pair of real numbers, got {v!r}")
+                group[k] = tuple(
+                    _validate.real(b, f"{k}[{i}]", what, low=0.0, high=1.0, high_open=True)
+                    for i, b in enumerate(v)
+                )
+        if "initial_lr" in group:  # set by a scheduler
+            group["initial_lr"] = _validate.real(group["initial_lr"], "initial_lr", what, low=0.0)
+        return group
 
     def _init_state(self, group, data) -> dict:
         """Per-group state arrays; keys starting with "_" are scratch, not saved."""
@@ -87,11 +206,19 @@ class Optimizer:
 
     def step(self) -> None:
         """One update of every parameter from its accumulated gradient."""
-        for group, (data, grad), state in zip(self.param_groups, self._flat, self.state):
-            for p in group["params"]:  # the zeros of parameters backward did not reach
-                p.materialize_grad()
+        for group, (data, grad), shared, state in zip(
+            self.param_groups, self._flat, self._shared, self.state
+        ):
+            params = group["params"]
+            if shared:
+                _gather(params, data.dtype, data, grad)
+            else:
+                for p in params:  # the zeros of parameters backward did not reach
+                    p.materialize_grad()
             state["step"] += 1
             self._update(group, data, grad, state)
+            if shared:
+                _scatter(params, data)
 
     def _update(self, group, data, grad, state):
         raise NotImplementedError
@@ -115,14 +242,27 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore what :meth:`state_dict` returned; checked fully before anything changes."""
+        what = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= set(state_dict):
+            raise ValueError(f"{what}: expected a dict with 'param_groups' and 'state'")
         groups, states = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, (list, tuple)) or not isinstance(states, (list, tuple)):
+            raise ValueError(f"{what}: 'param_groups' and 'state' must be lists")
+        if not all(isinstance(x, dict) for x in (*groups, *states)):
+            raise ValueError(f"{what}: every parameter group and state must be a dict")
         if len(groups) != len(self.param_groups) or len(states) != len(self.state):
             raise ValueError(
                 f"{type(self).__name__}.load_state_dict: {len(groups)} parameter groups saved, "
                 f"{len(self.param_groups)} here"
             )
+        checked = []
         for i, (g, s, (data, _)) in enumerate(zip(groups, states, self._flat)):
-            if int(g.get("num_elements", data.size)) != data.size:
+            try:
+                checked.append(self._check_hyper(g, f"{what}: group {i}"))
+            except TypeError as err:  # a saved state is data: a wrong type is a bad value
+                raise ValueError(str(err)) from None
+            n = g.get("num_elements", data.size)
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n != data.size:
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: group {i} has "
                     f"{g.get('num_elements')} elements saved but {data.size} here"
@@ -143,7 +283,7 @@ class Optimizer:
                         raise ValueError(f"{where} has dtype {saved.dtype}, expected {data.dtype}")
                 if k == "step" and not isinstance(saved, (int, np.integer)):
                     raise ValueError(f"{where} must be an integer, got {saved!r}")
-        for i, (g, s) in enumerate(zip(groups, states)):
+        for i, (g, s) in enumerate(zip(checked, states)):
             for k, v in g.items():
                 if k != "num_elements":
                     self.param_groups[i][k] = v
@@ -170,14 +310,21 @@ class SGD(Optimizer):
     as torch: g = grad + wd p; buf = momentum buf + (1 - dampening) g (buf = g at step 1);
     g = g + momentum buf if nesterov else buf; p -= lr g."""
 
+    _HYPER: ClassVar[dict] = {
+        **Optimizer._HYPER,
+        "momentum": ("real", {"low": 0.0}),
+        "dampening": ("real", {"low": 0.0, "high": 1.0}),
+        "nesterov": ("flag", {}),
+    }
+
     def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):  # fmt: skip
-        if nesterov and (momentum <= 0 or dampening != 0):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov)  # fmt: skip
+        defaults = self._check_hyper(defaults, "SGD")
+        if defaults["nesterov"] and (defaults["momentum"] <= 0 or defaults["dampening"] != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
-        if momentum < 0:
-            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))  # fmt: skip
+        super().__init__(params, defaults)
 
     def _init_state(self, group, data):
         state = {"_tmp": np.empty_like(data)}
@@ -223,9 +370,17 @@ class Adagrad(Optimizer):
     """Duchi et al. (2011), as torch: sum += g^2; p -= lr / (1 + (t-1) lr_decay) g / (sqrt(sum)
     + eps)."""
 
+    _HYPER: ClassVar[dict] = {
+        **Optimizer._HYPER,
+        "lr_decay": ("real", {"low": 0.0}),
+        "eps": ("real", {"low": 0.0}),
+    }
+
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10):  # fmt: skip
-        self._init_acc = float(initial_accumulator_value)
+        self._init_acc = _validate.real(
+            initial_accumulator_value, "initial_accumulator_value", "Adagrad", low=0.0
+        )
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       eps=eps))  # fmt: skip
 
@@ -252,6 +407,14 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """Tieleman & Hinton (2012), as torch: v = alpha v + (1 - alpha) g^2 (centered: minus the
     squared running mean of g); buf = momentum buf + g / (sqrt(v) + eps); p -= lr buf."""
+
+    _HYPER: ClassVar[dict] = {
+        **Optimizer._HYPER,
+        "alpha": ("real", {"low": 0.0, "high": 1.0, "low_open": True}),
+        "eps": ("real", {"low": 0.0}),
+        "momentum": ("real", {"low": 0.0}),
+        "centered": ("flag", {}),
+    }
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):  # fmt: skip
@@ -310,12 +473,14 @@ class AdamW(Optimizer):
     One fused pass in C when the native extension is present, else 13 in-place numpy passes.
     """
 
+    _HYPER: ClassVar[dict] = {
+        **Optimizer._HYPER,
+        "betas": ("betas", {}),
+        "eps": ("real", {"low": 0.0}),
+    }
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=(float(b1), float(b2)), eps=eps,
-                                      weight_decay=weight_decay))  # fmt: skip
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _init_state(self, group, data):
         state = {"exp_avg": np.zeros_like(data), "exp_avg_sq": np.zeros_like(data)}
