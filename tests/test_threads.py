@@ -1,0 +1,350 @@
+"""Every parallel kernel at 1, 2, 3 and 7 threads equals its reference and is bit-identical
+from run to run at a given count; the same beside a process that keeps a core busy, and from two
+Python threads at once.
+
+Correctness only: nothing here is timed. Outputs are filled with NaN before each call where
+the caller owns them, so a chunk that is never written shows up as NaN, not as stale data.
+Problem sizes are just above what 7 threads need to split the work (about 50k multiply-adds
+per thread), so every count really runs in parallel.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import nnfast
+import nnfast.functional as F
+from nnfast import _convops
+from nnfast._native import core
+from nnfast.nn import Parameter
+from nnfast.optim import AdamW
+
+COUNTS = (1, 2, 3, 7)
+REPEATS = 3
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    before = nnfast.get_num_threads()
+    nnfast.set_num_threads(n)
+    try:
+        yield
+    finally:
+        nnfast.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def gemm_driver(name):
+    """Force the packed variant's driver ("small" reads A in place, "goto" packs both)."""
+    core.force_gemm_driver(name)
+    try:
+        yield
+    finally:
+        core.force_gemm_driver(None)
+
+
+def nan(shape, dtype=np.float32):
+    return np.full(shape, np.nan, dtype)
+
+
+# --- the cases ----------------------------------------------------------------------------------
+# Each builder takes an rng and returns (run, want, tol): run() calls the kernel on fixed inputs
+# and returns a tuple of fresh results; want is the float64 reference of each; tol = (rtol, atol).
+
+
+def _gemm(variant, m, k, n, trans_a=False, driver=None, epilogue=False):
+    def build(rng):
+        a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32) if epilogue else None
+        want = (a.T if trans_a else a).astype(np.float64) @ b
+        if epilogue:
+            want = np.maximum(want + bias, 0)
+
+        def run():
+            out = nan((m, n))
+            ctx = gemm_driver(driver) if driver else contextlib.nullcontext()
+            with ctx:
+                nnfast.gemm(a, b, out, trans_a=trans_a, variant=variant, bias=bias,
+                            activation="relu" if epilogue else None)  # fmt: skip
+            return (out,)
+
+        return run, (want,), (0, 1e-5 * k)
+
+    return build
+
+
+def _act(name, shape, bias):
+    ref_fwd = {"relu": lambda u: np.maximum(u, 0), "sigmoid": lambda u: 1 / (1 + np.exp(-u))}
+    ref_bwd = {"relu": lambda y: (y > 0).astype(np.float64), "sigmoid": lambda y: y * (1 - y)}
+
+    def build(rng):
+        x = (rng.standard_normal(shape) * 3).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        b = rng.standard_normal(shape[1]).astype(np.float32) if bias else None
+        bshape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        u = x.astype(np.float64) + (b.reshape(bshape) if bias else 0)
+        y_want = ref_fwd[name](u)
+        y_in = y_want.astype(np.float32)  # both take their backward from the output y
+        dx_want = dy * ref_bwd[name](y_in.astype(np.float64))
+        axes = (0, *range(2, len(shape)))
+        want = (y_want, dx_want) + ((dx_want.sum(axis=axes),) if bias else ())
+
+        def run():
+            y, dx = nan(shape), nan(shape)
+            if bias:
+                F.bias_act(x, b, name, out=y)
+                dx_got, db = F.bias_act_backward(dy, y_in, name, out=dx)
+                return y, dx_got, db
+            getattr(F, name)(x, out=y)
+            getattr(F, name + "_backward")(dy, y_in, out=dx)
+            return y, dx
+
+        return run, want, (1e-5, 1e-6 * (1 + np.prod(shape) / shape[1]) ** 0.5)
+
+    return build
+
+
+def _softmax(rng):
+    x = rng.standard_normal((4096, 100)).astype(np.float32)
+    e = np.exp(x - x.max(axis=1, keepdims=True).astype(np.float64))
+    want = e / e.sum(axis=1, keepdims=True)
+
+    def run():
+        y = nan(x.shape)
+        F.softmax(x, out=y)
+        return (y,)
+
+    return run, (want,), (1e-5, 1e-7)
+
+
+def _softmax_xent(rng, loss_values=False):
+    rows, k = 4096, 100
+    logits = rng.standard_normal((rows, k)).astype(np.float32)
+    labels = rng.integers(0, k, rows)
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = -logp[np.arange(rows), labels].mean()
+    grad = np.exp(logp)
+    grad[np.arange(rows), labels] -= 1
+    grad /= rows
+
+    def run():  # the fused call CrossEntropyLoss makes, and forward and backward apart
+        g, g2 = nan(logits.shape), nan(logits.shape)
+        value, _ = F.softmax_cross_entropy_with_grad(logits, labels, out=g)
+        F.softmax_cross_entropy_backward(logits, labels, out=g2)
+        if loss_values:
+            return np.float64(value), np.float64(F.softmax_cross_entropy(logits, labels))
+        return g, g2
+
+    return run, ((loss, loss) if loss_values else (grad, grad)), (1e-5, 1e-8)
+
+
+def _pair_loss(kind, loss_value=False):
+    def build(rng):
+        n = 1 << 18
+        x = rng.standard_normal(n).astype(np.float32)
+        x64 = x.astype(np.float64)
+        if kind == "mse":
+            t = rng.standard_normal(n).astype(np.float32)
+            fwd, bwd = F.mse_loss, F.mse_loss_backward
+            loss, grad = ((x64 - t) ** 2).mean(), 2 * (x64 - t) / n
+        else:
+            t = rng.random(n).astype(np.float32)
+            fwd = F.binary_cross_entropy_with_logits
+            bwd = F.binary_cross_entropy_with_logits_backward
+            loss = (np.logaddexp(0, x64) - t * x64).mean()
+            grad = (1 / (1 + np.exp(-x64)) - t) / n
+
+        def run():
+            if loss_value:
+                return (np.float64(fwd(x, t)),)
+            g = nan(n)
+            bwd(x, t, out=g)
+            return (g,)
+
+        return run, ((loss,) if loss_value else (grad,)), (1e-5, 1e-11)
+
+    return build
+
+
+GEOM = dict(kernel_size=3, stride=1, padding=1, dilation=1)
+CONV_X = (16, 8, 28, 28)  # im2col: (12544, 72)
+
+
+def _im2col(rng):
+    x = rng.standard_normal(CONV_X).astype(np.float32)
+    geom = _convops.geometry(**GEOM)
+    want = np.empty((16 * 28 * 28, 8 * 9))
+    _convops._im2col_numpy(x.astype(np.float64), geom, want)
+
+    def run():
+        cols = nan(want.shape)
+        F.im2col(x, **GEOM, out=cols)
+        return (cols,)
+
+    return run, (want,), (0, 0)
+
+
+def _col2im(rng):
+    cols = rng.standard_normal((16 * 28 * 28, 8 * 9)).astype(np.float32)
+    want = np.empty(CONV_X)
+    _convops._col2im_numpy(cols.astype(np.float64), _convops.geometry(**GEOM), want)
+
+    def run():
+        dx = nan(CONV_X)
+        F.col2im(cols, CONV_X, **GEOM, out=dx)
+        return (dx,)
+
+    return run, (want,), (1e-6, 1e-6)
+
+
+POOL_X = (32, 16, 28, 28)
+
+
+def _pool(kind):
+    def build(rng):
+        x = rng.standard_normal(POOL_X).astype(np.float32)
+        n, c, h, w = POOL_X
+        dy = rng.standard_normal((n, c, h // 2, w // 2)).astype(np.float32)
+        win = x.astype(np.float64).reshape(n, c, h // 2, 2, w // 2, 2)
+        if kind == "max":
+            y_want = win.max(axis=(3, 5))
+            hit = win == y_want[:, :, :, None, :, None]  # random floats: no ties
+            dx_want = (hit * dy[:, :, :, None, :, None]).reshape(POOL_X)
+
+            def run():
+                y, argmax = F.max_pool2d(x, 2)
+                return y, F.max_pool2d_backward(dy, argmax, POOL_X, 2)
+
+        else:
+            y_want = win.mean(axis=(3, 5))
+            dx_want = np.repeat(np.repeat(dy / 4.0, 2, axis=2), 2, axis=3)
+
+            def run():
+                return F.avg_pool2d(x, 2), F.avg_pool2d_backward(dy, POOL_X, 2)
+
+        return run, (y_want, dx_want), (1e-6, 1e-6)
+
+    return build
+
+
+def _adam(rng):
+    n = 1 << 19  # the kernel gives each thread at least 64k elements
+    p0 = rng.standard_normal(n).astype(np.float32)
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(2)]
+    lr, b1, b2, eps, wd = 1e-2, 0.9, 0.999, 1e-8, 0.1
+    p, m, v = p0.astype(np.float64), np.zeros(n), np.zeros(n)
+    for t, g in enumerate(grads, 1):
+        p *= 1 - lr * wd
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g.astype(np.float64) ** 2
+        p -= lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+
+    def run():
+        param = Parameter(p0.copy())
+        opt = AdamW([param], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+        for g in grads:
+            param.grad[...] = g
+            opt.step()
+        return (param.data.copy(),)
+
+    return run, (p,), (1e-5, 1e-6)
+
+
+CASES = {
+    "gemm_naive": _gemm("naive", 96, 200, 150),
+    "gemm_blocked": _gemm("blocked", 128, 784, 256),
+    "gemm_packed": _gemm("packed", 128, 784, 256),
+    "gemm_packed_small_driver": _gemm("packed", 128, 784, 256, driver="small"),
+    "gemm_packed_goto_driver": _gemm("packed", 300, 500, 400, driver="goto"),
+    "gemm_bias_relu": _gemm("auto", 128, 784, 256, epilogue=True),
+    "gemm_split_k": _gemm("auto", 16, 40000, 16),
+    "gemm_split_k_trans_a": _gemm("auto", 16, 40000, 16, trans_a=True),
+    "relu": _act("relu", (384, 1024), bias=False),
+    "relu_bias": _act("relu", (384, 1024), bias=True),
+    "sigmoid": _act("sigmoid", (8, 16, 24, 24), bias=False),
+    "sigmoid_bias": _act("sigmoid", (8, 16, 24, 24), bias=True),
+    "softmax": _softmax,
+    "softmax_cross_entropy": _softmax_xent,
+    "mse_backward": _pair_loss("mse"),
+    "bce_with_logits_backward": _pair_loss("bce"),
+    "im2col": _im2col,
+    "col2im": _col2im,
+    "max_pool2d": _pool("max"),
+    "avg_pool2d": _pool("avg"),
+    "adam": _adam,
+}
+
+
+def check(name, counts=COUNTS, repeats=REPEATS):
+    run, want, (rtol, atol) = CASES[name](np.random.default_rng(7))
+    for nt in counts:
+        with num_threads(nt):
+            first = run()
+            for i, (got, ref) in enumerate(zip(first, want)):
+                np.testing.assert_allclose(
+                    got, ref, rtol=rtol, atol=atol, err_msg=f"{name}, output {i}, {nt} threads"
+                )
+            for _ in range(repeats - 1):
+                again = run()
+                for i, (got, ref) in enumerate(zip(again, first)):
+                    assert np.asarray(got).tobytes() == np.asarray(ref).tobytes(), (
+                        f"{name}, output {i}, {nt} threads: differs from the first run"
+                    )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_at_each_thread_count(name):
+    check(name)
+
+
+@pytest.fixture(scope="module")
+def busy_core():
+    """A process spinning on one CPU for the duration of the tests that use it."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(proc.pid, {cpus[-1]})
+    except (AttributeError, OSError):  # not Linux: it still competes for a core
+        pass
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_beside_a_busy_process(busy_core, name):
+    check(name, counts=(2, 3), repeats=2)
+    assert busy_core.poll() is None  # it was competing all along
+
+
+def test_two_python_threads_at_once():
+    """Kernels called from two Python threads at the same time (the GIL is released) each
+    get their own correct result, again and again."""
+    names = ["gemm_packed", "gemm_split_k", "relu_bias", "softmax_cross_entropy", "adam"]
+    built = {name: CASES[name](np.random.default_rng(3)) for name in names}
+    errors = []
+
+    def work():
+        try:
+            for _ in range(2):
+                for name, (run, want, (rtol, atol)) in built.items():
+                    for got, ref in zip(run(), want):
+                        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol, err_msg=name)
+        except Exception as err:  # reported by the main thread
+            errors.append(err)
+
+    with num_threads(2):
+        ts = [threading.Thread(target=work) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert not errors, errors[0]
