@@ -1,8 +1,8 @@
 """Build nnfast's native extension: C kernels in csrc/ wrapped by Cython in nnfast/_native/.
 
 ISA flags go on the per-ISA kernel files only (never -march=native), so one wheel runs on any
-x86-64 and dispatches at run time. OpenMP is used when the compiler has it; without it the
-kernels run single-threaded. NNFAST_NO_OPENMP=1 builds without it on purpose.
+x86-64 and dispatches at run time. Threads come from nnfast's own pool (csrc/parallel.c, on
+POSIX threads); without pthreads, or with NNFAST_NO_THREADS=1, the kernels run single-threaded.
 """
 
 import os
@@ -19,6 +19,7 @@ CSRC = "csrc"
 CORE = "nnfast._native._core"
 CORE_SOURCES = [
     "cpu.c",
+    "parallel.c",
     "gemm.c",
     "gemm_kernel_generic.c",
     "eltwise.c",
@@ -62,13 +63,18 @@ class BuildExt(build_ext):
         # exception flags nor errno.
         base = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-trapping-math",
                 "-fno-math-errno"] if unix else ["/O2"]  # fmt: skip
-        omp = []
-        if unix and not os.environ.get("NNFAST_NO_OPENMP"):
-            probe = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
-            if _try_compile(cc, probe, ["-fopenmp"], link=True):
-                omp = ["-fopenmp"]
+        threads, thread_macros = [], []
+        if unix and not os.environ.get("NNFAST_NO_THREADS"):
+            probe = (
+                "#include <pthread.h>\n#include <stdatomic.h>\n"
+                "static void *f(void *p) { return p; }\n"
+                "int main(void) { pthread_t t; _Atomic int a = 0; atomic_fetch_add(&a, 1);\n"
+                "  return pthread_create(&t, 0, f, 0) || pthread_join(t, 0); }\n"
+            )
+            if _try_compile(cc, probe, ["-pthread"], link=True):
+                threads, thread_macros = ["-pthread"], [("NNF_HAVE_THREADS", "1")]
             else:
-                print("nnfast: the compiler has no OpenMP; building single-threaded kernels")
+                print("nnfast: no POSIX threads or C11 atomics; building single-threaded kernels")
         # the per-ISA kernel files, compiled once with their own flags, go into the core only
         isa_objs, macros = [], []
         isa_sources = ISA_SOURCES.items() if IS_X86_64 and unix else ()
@@ -79,7 +85,7 @@ class BuildExt(build_ext):
                     output_dir=self.build_temp,
                     macros=[(macro, "1")],
                     include_dirs=[CSRC],
-                    extra_postargs=base + omp + flags,
+                    extra_postargs=base + threads + flags,
                 )
                 if (macro, "1") not in macros:
                     macros.append((macro, "1"))
@@ -88,9 +94,9 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             if ext.name == CORE:
                 ext.extra_objects = isa_objs + list(ext.extra_objects or [])
-                ext.define_macros = list(ext.define_macros or []) + macros
-            ext.extra_compile_args = base + omp
-            ext.extra_link_args = omp
+                ext.define_macros = list(ext.define_macros or []) + macros + thread_macros
+            ext.extra_compile_args = base + threads
+            ext.extra_link_args = threads
         super().build_extensions()
 
 

@@ -2,6 +2,11 @@
  * conv_impl.inc. */
 #include "conv.h"
 
+#include <stdatomic.h>
+
+#include "dtype.h"
+#include "parallel.h"
+
 ptrdiff_t nnf_conv_out_size(ptrdiff_t in, int k, int s, int p, int d) {
     if (in < 0 || k < 1 || s < 1 || p < 0 || d < 1) return -1;
     const ptrdiff_t span = (ptrdiff_t)d * (k - 1) + 1;
@@ -17,7 +22,8 @@ static int check_geom(ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, const 
     return (*ho < 0 || *wo < 0) ? NNF_EINVAL : NNF_OK;
 }
 
-/* Keeps a loop the compiler vectorised out of the OpenMP body, where inlined it was not. */
+/* Keeps a loop the compiler vectorised in a function of its own: inlined into the pooling
+ * loop nest, GCC left it scalar. */
 #if defined(__GNUC__) || defined(__clang__)
 #define NNF_NOINLINE __attribute__((noinline))
 #else
@@ -33,13 +39,9 @@ static int batch_threads(ptrdiff_t items, double work_each) {
 }
 
 #define T float
-#define PFX(name) name##_s
+#define TS s
 #include "conv_impl.inc"
-#undef T
-#undef PFX
 
 #define T double
-#define PFX(name) name##_d
+#define TS d
 #include "conv_impl.inc"
-#undef T
-#undef PFX

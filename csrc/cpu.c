@@ -3,9 +3,7 @@
 
 #include <stdlib.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.h"
 
 /* NNF_HAVE_AVX2 / NNF_HAVE_AVX512 are defined by setup.py for the kernel files it could build
  * with those ISA flags (x86-64 with GCC or Clang). */
@@ -66,19 +64,11 @@ int nnf_isa_set(nnf_isa isa) {
     return NNF_OK;
 }
 
-int nnf_openmp_enabled(void) {
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 int nnf_get_num_threads(void) { return num_threads; }
 
 int nnf_set_num_threads(int n) {
     if (n < 1) return NNF_EINVAL;
-    num_threads = nnf_openmp_enabled() ? n : 1;
+    num_threads = nnf_threads_enabled() ? n : 1;
     return NNF_OK;
 }
 

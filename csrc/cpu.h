@@ -25,9 +25,8 @@ nnf_isa nnf_isa_best(void);         /* the best supported path */
 nnf_isa nnf_isa_active(void);       /* the path kernels use now */
 int nnf_isa_set(nnf_isa isa);       /* NNF_OK or NNF_EISA */
 
-int nnf_openmp_enabled(void);       /* 1 if built with OpenMP */
 int nnf_get_num_threads(void);
-int nnf_set_num_threads(int n);     /* NNF_OK, or NNF_EINVAL for n < 1; clamped to 1 without OpenMP */
+int nnf_set_num_threads(int n);     /* NNF_OK, or NNF_EINVAL for n < 1; 1 without threads */
 
 /* Threads worth using for `work` units (~multiply-adds): small jobs stay on one thread. */
 int nnf_threads_for(double work);

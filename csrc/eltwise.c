@@ -1,19 +1,17 @@
-/* Element-wise kernels: dispatch to the active ISA and the OpenMP split (see eltwise.h).
+/* Element-wise kernels: dispatch to the active ISA and the thread pool (see eltwise.h).
  *
  * y = act(x + b) and dx = dy * act'(u) over (outer, C, inner) blocks, softmax rows, losses.
  * The per-element work lives in eltwise_kernel.inc (one copy per ISA); this file only checks
- * arguments, picks the kernel once per call and hands each thread a contiguous chunk. */
+ * arguments, picks the kernel once per call and cuts the work into chunks (parallel.h). */
 #include "eltwise.h"
 
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#define THREAD_ID() omp_get_thread_num()
-#else
-#define THREAD_ID() 0
-#endif
+#include <stdatomic.h>
+
+#include "dtype.h"
+#include "parallel.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
@@ -39,20 +37,6 @@ static const nnf_eltwise_kernels *kernels(void) {
     default: k = &nnf_eltwise_kernels_generic; break;
     }
     return k->fwd_s[0] ? k : NULL; /* NULL: a compiler without vector extensions */
-}
-
-/* [lo, hi) of thread t's share of n elements, boundaries on 64-element (cache line) steps */
-static void chunk(ptrdiff_t n, int t, int nt, ptrdiff_t *lo, ptrdiff_t *hi) {
-    ptrdiff_t per = (n + nt - 1) / nt;
-    per = (per + 63) & ~(ptrdiff_t)63;
-    *lo = MIN(n, per * t);
-    *hi = MIN(n, per * (t + 1));
-}
-
-static void chunk_rows(ptrdiff_t rows, int t, int nt, ptrdiff_t *lo, ptrdiff_t *hi) {
-    const ptrdiff_t per = (rows + nt - 1) / nt;
-    *lo = MIN(rows, per * t);
-    *hi = MIN(rows, per * (t + 1));
 }
 
 #define T float

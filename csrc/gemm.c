@@ -4,11 +4,9 @@
 
 #include <string.h>
 
+#include "dtype.h"
 #include "eltwise.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.h"
 
 static nnf_gemm_ukernels *active_ukernels(void) {
     switch (nnf_isa_active()) {
@@ -76,31 +74,15 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
 }
 
 #define T float
-#define PFX(name) s##name
-#define UKR_T nnf_sgemm_ukr
-#define PACK_BT_T nnf_spack_bt
-#define EPI_ROWS nnf_bias_act_rows_s
+#define TS s
 #include "gemm_driver.inc"
-#undef T
-#undef PFX
-#undef UKR_T
-#undef PACK_BT_T
-#undef EPI_ROWS
 
 #define T double
-#define PFX(name) d##name
-#define UKR_T nnf_dgemm_ukr
-#define PACK_BT_T nnf_dpack_bt
-#define EPI_ROWS nnf_bias_act_rows_d
+#define TS d
 #include "gemm_driver.inc"
-#undef T
-#undef PFX
-#undef UKR_T
-#undef PACK_BT_T
-#undef EPI_ROWS
 
 /* One entry point per dtype: map transposes to strides, handle the trivial cases, dispatch. */
-#define DEFINE_GEMM(T, PFX, DTYPE_INDEX)                                                        \
+#define DEFINE_GEMM(T, TS, PFX, DTYPE_INDEX)                                                  \
     int nnf_##PFX##gemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,     \
                            ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda,        \
                            const T *b, ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc,              \
@@ -112,25 +94,24 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
             return NNF_EINVAL;                                                                  \
         if (variant < NNF_GEMM_NAIVE || variant > NNF_GEMM_PACKED) return NNF_EINVAL;           \
         if (m == 0 || n == 0) return NNF_OK;                                                    \
-        const ptrdiff_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;                     \
-        const ptrdiff_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;                     \
+        const gemm_args_##TS g = {m, n, k, alpha, beta, a, trans_a ? 1 : lda,                 \
+                                    trans_a ? lda : 1, b, trans_b ? 1 : ldb,                    \
+                                    trans_b ? ldb : 1, c, ldc, ep};                             \
         const int nt = nnf_threads_for((double)m * (double)n * (double)k);                      \
         if (k == 0 || alpha == (T)0) {                                                          \
-            PFX##scale_c(m, n, beta, c, ldc);                                                   \
+            scale_c_##TS(m, n, beta, c, ldc);                                                 \
         } else if (variant == NNF_GEMM_NAIVE) {                                                 \
-            PFX##gemm_naive(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc);        \
+            gemm_naive_##TS(m, n, k, alpha, a, g.rs_a, g.cs_a, b, g.rs_b, g.cs_b, beta, c,    \
+                              ldc);                                                             \
         } else if (variant == NNF_GEMM_BLOCKED) {                                               \
-            PFX##gemm_blocked(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, nt);  \
+            gemm_blocked_##TS(&g, nt);                                                        \
         } else { /* the packed drivers apply the epilogue tile by tile */                       \
             const nnf_gemm_ukernel *uks = nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
-            if (use_goto(&uks[0], sizeof(T), m, n, k))                                          \
-                return PFX##gemm_goto(&uks[0], m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,    \
-                                      beta, c, ldc, nt, ep);                                    \
-            return PFX##gemm_small(kernel_for(uks, n), m, n, k, alpha, a, rs_a, cs_a, b, rs_b,  \
-                                   cs_b, beta, c, ldc, nt, ep);                                 \
+            if (use_goto(&uks[0], sizeof(T), m, n, k)) return gemm_goto_##TS(&uks[0], &g, nt); \
+            return gemm_small_##TS(kernel_for(uks, n), &g, nt);                               \
         }                                                                                       \
         /* the reference variants apply it afterwards, over the whole of C */                   \
-        PFX##epilogue(ep, 0, 0, m, n, c, ldc);                                                  \
+        epilogue_##TS(ep, 0, 0, m, n, c, ldc);                                                \
         return NNF_OK;                                                                          \
     }                                                                                           \
     int nnf_##PFX##gemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,        \
@@ -140,5 +121,5 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
                                   beta, c, ldc, NULL);                                          \
     }
 
-DEFINE_GEMM(float, s, 0)
-DEFINE_GEMM(double, d, 1)
+DEFINE_GEMM(float, s, s, 0)
+DEFINE_GEMM(double, d, d, 1)

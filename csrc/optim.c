@@ -4,9 +4,8 @@
 
 #include "optim.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "dtype.h"
+#include "parallel.h"
 
 /* Below this many elements per thread, waking the team costs more than it saves: one
  * vectorised thread updates 64k floats in ~35 us, a team wakes in a few. */
@@ -18,11 +17,11 @@
 #define NNF_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 
 #define T float
-#define PFX(name) name##_s
+#define TS s
 #define SQRT sqrtf
 #include "optim_impl.inc"
 
 #define T double
-#define PFX(name) name##_d
+#define TS d
 #define SQRT sqrt
 #include "optim_impl.inc"

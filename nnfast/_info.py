@@ -10,7 +10,7 @@ def info() -> dict:
     """Version, native extension, ISA paths, threads and BLAS, as a dict.
 
     Keys: ``version``, ``native`` (bool), ``native_error`` (why it is missing, or None),
-    ``isa_compiled``, ``isa_supported``, ``isa`` (in use), ``gemm_kernels``, ``openmp``,
+    ``isa_compiled``, ``isa_supported``, ``isa`` (in use), ``gemm_kernels``, ``threads``,
     ``num_threads``, ``blas_fallback`` (True when every product goes through SciPy) and
     ``blas`` (SciPy's BLAS library, as threadpoolctl reports it).
     """
@@ -25,7 +25,7 @@ def info() -> dict:
         "isa_supported": core.isa_supported() if native else [],
         "isa": core.isa_active() if native else None,
         "gemm_kernels": core.gemm_kernels() if native else {},
-        "openmp": core.openmp_enabled() if native else False,
+        "threads": core.threads_enabled() if native else False,
         "num_threads": _runtime.get_num_threads(),
         "blas_fallback": not native,
         "blas": _blas_description(),

@@ -12,7 +12,7 @@ _num_threads = 1
 _blas_threads_applied = None
 # Compute-bound kernels gain nothing past one thread per logical CPU, but a few times more is
 # legitimate (experiments, tests of the thread partitioning); far more only costs memory for
-# thread stacks, and libgomp aborts the process when it cannot create one. The machine's CPU
+# thread stacks (the pool runs a job on fewer threads when it cannot start more). The machine's CPU
 # count (not the affinity mask) keeps a count valid under a narrow `taskset`; the floor keeps
 # small CI machines usable for such tests. Far below the C int range.
 MAX_THREADS = max(16, 4 * (os.cpu_count() or 1))
@@ -43,7 +43,7 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads for nnfast's kernels and for the SciPy BLAS it hands work to.
 
     ``n`` is an integer (numpy integers too) from 1 to ``MAX_THREADS``: 4 times the machine's
-    CPU count, at least 16. Without OpenMP (or without the native extension) nnfast's own
+    CPU count, at least 16. Without threads (or without the native extension) nnfast's own
     kernels run on one thread.
     """
     global _num_threads
@@ -64,7 +64,7 @@ def get_num_threads() -> int:
 
 
 def cap_blas_threads() -> None:
-    """Limit SciPy's BLAS pool to our thread count: an OpenMP team beside a pthreads OpenBLAS
+    """Limit SciPy's BLAS pool to our thread count: nnfast's pool beside a pthreads OpenBLAS
     pool would oversubscribe the cores. Cheap after the first call for a given count."""
     global _blas_threads_applied
     if _blas_threads_applied == _num_threads:

@@ -288,7 +288,7 @@ def _cmd_info(args) -> int:
     info = nnfast.info()
     print(f"nnfast {info['version']}")
     if info["native"]:
-        print(f"native extension: yes (OpenMP: {'yes' if info['openmp'] else 'no'})")
+        print(f"native extension: yes (threads: {'yes' if info['threads'] else 'no'})")
         print(f"ISA paths compiled: {', '.join(info['isa_compiled'])}")
         print(f"ISA paths this CPU runs: {', '.join(info['isa_supported'])}")
         print(f"ISA in use: {info['isa']}")

@@ -537,9 +537,9 @@ print("ok")
     assert r.stdout.strip() == "ok"
 
 
-def test_c_core_builds_and_runs_without_openmp(tmp_path):
-    """The C sources compile without OpenMP (a compiler that lacks it) and stay correct,
-    single-threaded. Built here with the system C compiler and called through ctypes."""
+def test_c_core_builds_and_runs_without_threads(tmp_path):
+    """The C sources compile without the thread pool (no pthreads: NNF_HAVE_THREADS unset) and
+    stay correct, single-threaded. Built here with the system C compiler, called via ctypes."""
     import ctypes
     import shutil
     from pathlib import Path
@@ -548,7 +548,7 @@ def test_c_core_builds_and_runs_without_openmp(tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None or not (csrc / "gemm.c").exists():
         pytest.skip("needs a C compiler and the source checkout")
-    lib = tmp_path / "libnnfast_noomp.so"
+    lib = tmp_path / "libnnfast_nothreads.so"
     srcs = [str(p) for p in sorted(csrc.glob("*.c"))]  # ISA files build empty without flags
     r = subprocess.run(
         [cc, "-O1", "-shared", "-fPIC", "-std=gnu11", "-Wall", "-o", str(lib), *srcs],
@@ -557,7 +557,7 @@ def test_c_core_builds_and_runs_without_openmp(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     dll = ctypes.CDLL(str(lib))
-    assert dll.nnf_openmp_enabled() == 0
+    assert dll.nnf_threads_enabled() == 0
     assert dll.nnf_set_num_threads(4) == 0 and dll.nnf_get_num_threads() == 1
     sz, f32, ptr = ctypes.c_ssize_t, ctypes.c_float, ctypes.c_void_p
     dll.nnf_sgemm.argtypes = [ctypes.c_int] * 3 + [sz] * 3 + [f32, ptr, sz, ptr, sz, f32, ptr, sz]

@@ -19,9 +19,13 @@ cdef extern from "cpu.h" nogil:
     nnf_isa nnf_isa_best()
     nnf_isa nnf_isa_active()
     int nnf_isa_set(nnf_isa isa)
-    int nnf_openmp_enabled()
     int nnf_get_num_threads()
     int nnf_set_num_threads(int n)
+
+
+cdef extern from "parallel.h" nogil:
+    int nnf_threads_enabled()
+    int nnf_pool_size()
 
 
 cdef extern from "gemm.h" nogil:
@@ -104,8 +108,14 @@ def set_isa(str name):
         )
 
 
-def openmp_enabled():
-    return bool(nnf_openmp_enabled())
+def threads_enabled():
+    """True if this build has nnfast's thread pool (csrc/parallel.c)."""
+    return bool(nnf_threads_enabled())
+
+
+def pool_size():
+    """Worker threads the pool has started so far (it grows on demand; none after fork)."""
+    return nnf_pool_size()
 
 
 def get_num_threads():

@@ -1,0 +1,237 @@
+/* The thread pool behind nnf_parallel_for (see parallel.h).
+ *
+ * One job at a time, published through a single 64-bit word: generation | n_chunks | next.
+ * A thread claims chunk `next` by compare-and-swap on the whole word, so a thread that read a
+ * stale job can never claim a chunk of a newer one; the job's task and ctx are only read by a
+ * thread whose claim then succeeds, and the caller cannot return (and reuse ctx) before every
+ * claimed chunk has been counted done. Idle threads spin with `pause` for a short while, so
+ * back-to-back kernel calls find them awake, then sleep on a condition variable. */
+#include "parallel.h"
+
+#include "cpu.h"
+
+void nnf_chunk_range(ptrdiff_t n, ptrdiff_t chunks, ptrdiff_t i, ptrdiff_t align, ptrdiff_t *lo,
+                     ptrdiff_t *hi) {
+    if (chunks < 1) chunks = 1;
+    if (align < 1) align = 1;
+    const ptrdiff_t units = (n + align - 1) / align; /* whole aligned units */
+    const ptrdiff_t base = units / chunks, extra = units % chunks;
+    /* the first `extra` chunks take one unit more */
+    const ptrdiff_t u0 = i * base + (i < extra ? i : extra);
+    const ptrdiff_t u1 = u0 + base + (i < extra ? 1 : 0);
+    *lo = u0 * align < n ? u0 * align : n;
+    *hi = u1 * align < n ? u1 * align : n;
+}
+
+ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
+    if (nt <= 1 || items <= 1) return 1;
+    const ptrdiff_t want = (ptrdiff_t)nt * 4;
+    return items < want ? items : want;
+}
+
+#if defined(NNF_HAVE_THREADS)
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* The job word: generation (24 bits), chunk count (20), next unclaimed chunk (20). */
+#define GEN_BITS 24
+#define CNT_BITS 20
+#define CNT_MAX ((1u << CNT_BITS) - 1)
+#define PACK(gen, n, next) \
+    (((uint64_t)(gen) << (2 * CNT_BITS)) | ((uint64_t)(n) << CNT_BITS) | (uint64_t)(next))
+#define GEN_OF(s) ((uint32_t)((s) >> (2 * CNT_BITS)) & ((1u << GEN_BITS) - 1))
+#define N_OF(s) ((uint32_t)((s) >> CNT_BITS) & CNT_MAX)
+#define NEXT_OF(s) ((uint32_t)(s)&CNT_MAX)
+
+/* How long idle threads spin before they sleep. A training step makes kernel calls a few to a
+ * few tens of microseconds apart; spinning across such gaps saves a wake-up per call, and
+ * stopping soon after leaves the cores to other work. */
+#define WORKER_SPIN_NS 100000
+#define CALLER_SPIN_NS 200000
+#define MAX_WORKERS 1024
+
+static _Atomic uint64_t job_word;
+static nnf_task_fn _Atomic job_task;
+static void *_Atomic job_ctx;
+static _Atomic int job_nt;           /* threads allowed on the current job, caller included */
+static _Atomic ptrdiff_t job_done;   /* chunks of the current job finished */
+static _Atomic int pool_busy;        /* a caller owns the job slot */
+static _Atomic int sleepers;         /* workers blocked on wake_cv */
+static _Atomic int caller_sleeping;  /* the caller is blocked on done_cv */
+static int n_workers;                /* started; changed under lock */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Claims and runs chunks of generation `gen` until none is left. */
+static void run_chunks(uint32_t gen, int worker) {
+    uint64_t s = atomic_load_explicit(&job_word, memory_order_acquire);
+    while (GEN_OF(s) == gen && NEXT_OF(s) < N_OF(s)) {
+        /* read before the claim: a successful claim proves they belong to this generation
+         * (the caller rewrites them only after every chunk of it is done) */
+        const nnf_task_fn task = atomic_load_explicit(&job_task, memory_order_relaxed);
+        void *const ctx = atomic_load_explicit(&job_ctx, memory_order_relaxed);
+        if (worker >= atomic_load_explicit(&job_nt, memory_order_relaxed)) return;
+        if (!atomic_compare_exchange_weak_explicit(&job_word, &s, s + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* s now holds the current word */
+        const ptrdiff_t n = N_OF(s);
+        task(ctx, (ptrdiff_t)NEXT_OF(s), worker);
+        /* seq_cst on both sides of the caller_sleeping handshake */
+        if (atomic_fetch_add(&job_done, 1) + 1 == n && atomic_load(&caller_sleeping)) {
+            pthread_mutex_lock(&lock);
+            pthread_cond_broadcast(&done_cv);
+            pthread_mutex_unlock(&lock);
+        }
+        s = atomic_load_explicit(&job_word, memory_order_acquire);
+    }
+}
+
+static void *worker_main(void *arg) {
+    const int id = (int)(intptr_t)arg;
+    uint32_t seen = GEN_OF(atomic_load(&job_word));
+    for (;;) {
+        uint64_t s = atomic_load_explicit(&job_word, memory_order_acquire);
+        if (GEN_OF(s) == seen) { /* idle: spin a little, then sleep until the next job */
+            const int64_t until = now_ns() + WORKER_SPIN_NS;
+            for (int i = 1; GEN_OF(s) == seen; i++) {
+                CPU_RELAX();
+                if ((i & 63) == 0 && now_ns() > until) break;
+                s = atomic_load_explicit(&job_word, memory_order_acquire);
+            }
+            if (GEN_OF(s) == seen) {
+                pthread_mutex_lock(&lock);
+                atomic_fetch_add(&sleepers, 1);
+                while (GEN_OF(atomic_load(&job_word)) == seen) pthread_cond_wait(&wake_cv, &lock);
+                atomic_fetch_sub(&sleepers, 1);
+                pthread_mutex_unlock(&lock);
+                s = atomic_load_explicit(&job_word, memory_order_acquire);
+            }
+        }
+        seen = GEN_OF(s);
+        run_chunks(seen, id);
+    }
+    return NULL;
+}
+
+/* fork() copies the pool's memory but not its threads: the child starts over with none (and
+ * with locks nobody else holds); the prepare handler keeps the lock consistent meanwhile. */
+static void atfork_prepare(void) { pthread_mutex_lock(&lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&lock); }
+static void atfork_child(void) {
+    n_workers = 0;
+    atomic_store(&sleepers, 0);
+    atomic_store(&caller_sleeping, 0);
+    atomic_store(&pool_busy, 0);
+    pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&wake_cv, NULL);
+    pthread_cond_init(&done_cv, NULL);
+}
+static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+
+/* Starts workers up to `want` (ids 1..want); returns how many exist. Signals stay with the
+ * process's other threads (Python handles them on its main thread). */
+static int ensure_workers(int want) {
+    if (want > MAX_WORKERS) want = MAX_WORKERS;
+    if (n_workers >= want) return n_workers;
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&lock);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (n_workers < want) {
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int err =
+            pthread_create(&th, &attr, worker_main, (void *)(intptr_t)(n_workers + 1));
+        pthread_attr_destroy(&attr);
+        if (err) break; /* out of threads: the job runs on those there are */
+        n_workers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    const int have = n_workers;
+    pthread_mutex_unlock(&lock);
+    return have;
+}
+
+void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
+    if (n_chunks <= 0) return;
+    if (nt > n_chunks) nt = (int)n_chunks;
+    int expected = 0;
+    if (nt <= 1 || n_chunks > (ptrdiff_t)CNT_MAX ||
+        !atomic_compare_exchange_strong(&pool_busy, &expected, 1)) {
+        for (ptrdiff_t i = 0; i < n_chunks; i++) task(ctx, i, 0);
+        return;
+    }
+    const int have = ensure_workers(nt - 1);
+    if (have < nt - 1) nt = have + 1;
+    atomic_store_explicit(&job_task, task, memory_order_relaxed);
+    atomic_store_explicit(&job_ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&job_nt, nt, memory_order_relaxed);
+    atomic_store_explicit(&job_done, 0, memory_order_relaxed);
+    const uint32_t gen =
+        (GEN_OF(atomic_load_explicit(&job_word, memory_order_relaxed)) + 1) & ((1u << GEN_BITS) - 1);
+    atomic_store(&job_word, PACK(gen, n_chunks, 0)); /* seq_cst: paired with the sleepers count */
+    if (atomic_load(&sleepers) > 0) {
+        pthread_mutex_lock(&lock);
+        pthread_cond_broadcast(&wake_cv);
+        pthread_mutex_unlock(&lock);
+    }
+    run_chunks(gen, 0);
+    /* wait for chunks other threads claimed: spin briefly, then sleep */
+    if (atomic_load_explicit(&job_done, memory_order_acquire) != n_chunks) {
+        const int64_t until = now_ns() + CALLER_SPIN_NS;
+        for (int i = 1; atomic_load_explicit(&job_done, memory_order_acquire) != n_chunks; i++) {
+            CPU_RELAX();
+            if ((i & 63) == 0 && now_ns() > until) {
+                pthread_mutex_lock(&lock);
+                atomic_store(&caller_sleeping, 1);
+                while (atomic_load(&job_done) != n_chunks) pthread_cond_wait(&done_cv, &lock);
+                atomic_store(&caller_sleeping, 0);
+                pthread_mutex_unlock(&lock);
+                break;
+            }
+        }
+    }
+    atomic_store_explicit(&pool_busy, 0, memory_order_release);
+}
+
+int nnf_threads_enabled(void) { return 1; }
+
+int nnf_pool_size(void) { return n_workers; }
+
+#else /* no threads: every job runs on the caller */
+
+void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
+    (void)nt;
+    for (ptrdiff_t i = 0; i < n_chunks; i++) task(ctx, i, 0);
+}
+
+int nnf_threads_enabled(void) { return 0; }
+
+int nnf_pool_size(void) { return 0; }
+
+#endif
