@@ -26,6 +26,7 @@ CORE_SOURCES = [
     "eltwise_kernel_generic.c",
     "conv.c",
     "optim.c",
+    "image.c",
 ]
 # kernel file -> (macro announcing it was built, ISA flags)
 ISA_SOURCES = {

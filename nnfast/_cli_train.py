@@ -25,21 +25,31 @@ import numpy as np
 
 # Default recipes, chosen on the real data (see README): each reaches its target accuracy on
 # MNIST within its epochs. Options given on the command line override them.
+# The convolutional recipes augment (random affine maps): without it they plateau near 99.3% on
+# MNIST, and the longer schedule gives the augmented data time to pay.
 RECIPES = {
     "mlp": {"hidden": [256, 128], "dropout": 0.2, "epochs": 15, "batch_size": 128,
-            "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4},
-    "lenet5": {"dropout": 0.0, "epochs": 10, "batch_size": 128, "optimizer": "adamw",
-               "lr": 2e-3, "lr_schedule": "cosine", "weight_decay": 1e-4},
-    "cnn": {"dropout": 0.25, "epochs": 10, "batch_size": 128, "optimizer": "adamw",
-            "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4},
+            "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4,
+            "augment": "none"},
+    "lenet5": {"dropout": 0.0, "epochs": 15, "batch_size": 128, "optimizer": "adamw",
+               "lr": 2e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
+    "cnn": {"dropout": 0.25, "epochs": 15, "batch_size": 128, "optimizer": "adamw",
+            "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
 }  # fmt: skip
+
+# --augment presets: the arguments of the transform (its fill is the data set's background)
+AUGMENT = {
+    "none": None,
+    "shift": ("RandomShift", {"max_px": 2}),
+    "affine": ("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)}),
+}
 
 # learning rate when --optimizer differs from the recipe's and --lr is not given
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 # options that define the run: fixed by the checkpoint when resuming
 RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer", "lr",
-               "lr_schedule", "weight_decay", "seed")  # fmt: skip
+               "lr_schedule", "weight_decay", "augment", "seed")  # fmt: skip
 
 # architecture options and the models that take them (--dropout 0, none, suits every model)
 MODEL_OPTIONS = {"hidden": ("mlp",), "dropout": ("mlp", "cnn")}
@@ -97,7 +107,7 @@ def resolve_config(args) -> dict:
     recipe = RECIPES[model]
     cfg = {"dataset": args.dataset or "mnist", "model": model}
     for key in ("hidden", "dropout", "epochs", "batch_size", "optimizer", "lr_schedule",
-                "weight_decay"):  # fmt: skip
+                "weight_decay", "augment"):  # fmt: skip
         value = getattr(args, key)
         cfg[key] = recipe.get(key) if value is None else value
     if model != "mlp":
@@ -135,6 +145,17 @@ def build_optimizer(cfg, params):
     if name == "adamw":
         return optim.AdamW(params, lr=lr, weight_decay=wd)
     return optim.RMSprop(params, lr=lr, weight_decay=wd)
+
+
+def build_augmentation(name, meta):
+    """The ``--augment`` preset ``name`` as a transform of standardised images (None for
+    "none"): pixels moved in from outside are the data set's black, ``-mean / std``."""
+    from .data import transforms
+
+    if AUGMENT[name] is None:
+        return None
+    cls, kwargs = AUGMENT[name]
+    return getattr(transforms, cls)(**kwargs, fill=-meta["mean"] / meta["std"])
 
 
 def build_scheduler(cfg, optimizer):
@@ -284,6 +305,7 @@ def run(args, on_batch=None) -> int:
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         resumed = load_checkpoint(ckpt_path)  # for its configuration; restored again below
         cfg = dict(resumed["state"]["config"])
+        cfg.setdefault("augment", "none")  # checkpoints from before --augment
         _check_resume(args, cfg)
         if args.epochs is not None:
             cfg["epochs"] = args.epochs
@@ -304,7 +326,8 @@ def run(args, on_batch=None) -> int:
 
     loss_fn = CrossEntropyLoss()
     bs, epochs = cfg["batch_size"], cfg["epochs"]
-    loader = DataLoader(x, y, batch_size=bs, seed=cfg["seed"])
+    augment = build_augmentation(cfg["augment"], meta)
+    loader = DataLoader(x, y, batch_size=bs, seed=cfg["seed"], transform=augment)
     n, n_batches = len(x), len(loader)
     say = (lambda *a: None) if args.quiet else print
     what = f"{cfg['model']} on {cfg['dataset']}"
@@ -317,7 +340,7 @@ def run(args, on_batch=None) -> int:
         say(
             f"training {what}: {model.parameter_count():,} parameters, {cfg['optimizer']} "
             f"lr {cfg['lr']:g} ({cfg['lr_schedule']}), weight decay {cfg['weight_decay']:g}, "
-            f"batch {bs}, {epochs} epochs, seed {cfg['seed']}, "
+            f"batch {bs}, {epochs} epochs, augment {cfg['augment']}, seed {cfg['seed']}, "
             f"{nnfast.get_num_threads()} threads, {nnfast.get_gemm_backend()} GEMM"
         )
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -337,6 +360,8 @@ def run(args, on_batch=None) -> int:
             for b in range(first, n_batches):
                 sel = order[b * bs : (b + 1) * bs]
                 xb, yb = x[sel], y[sel]
+                if augment is not None:  # a function of (seed, epoch, batch): resumable
+                    xb = loader.transform_batch(xb, epoch - 1, b)
                 optimizer.zero_grad()
                 out = model(xb)
                 value = loss_fn(out, yb)

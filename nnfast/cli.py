@@ -353,7 +353,7 @@ def _cmd_bench_gemm(args) -> int:
 
 # --- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from ._cli_train import RECIPES
+    from ._cli_train import AUGMENT, RECIPES
 
     parser = argparse.ArgumentParser(
         prog="nnfast",
@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
         "epoch. Options not given come from the model's recipe: "
         + "; ".join(
             f"{m}: {r['optimizer']} lr {r['lr']:g} {r['lr_schedule']}, weight decay "
-            f"{r['weight_decay']:g}, dropout {r['dropout']:g}, {r['epochs']} epochs"
+            f"{r['weight_decay']:g}, dropout {r['dropout']:g}, {r['epochs']} epochs, "
+            f"augment {r['augment']}"
             for m, r in RECIPES.items()
         )
         + ". Ctrl-C writes a checkpoint and exits (status 130); --resume continues it.",
@@ -415,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         metavar="X",
         help="decoupled for adamw, L2 for the others",
+    )
+    p.add_argument(
+        "--augment",
+        choices=tuple(AUGMENT),
+        help="random per-image augmentation of the training batches: shift (up to 2 pixels), "
+        "affine (rotation up to 10 degrees, shift up to 10%%, scale 0.9-1.1)",
     )
     p.add_argument("--threads", type=_positive_int, metavar="N", help="default: all cores")
     p.add_argument(

@@ -159,9 +159,10 @@ def test_plot(data_dir, tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("augment", [[], ["--augment", "affine"]], ids=["plain", "augmented"])
+def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys, augment):
     # default mlp recipe: dropout (a random stream), AdamW, cosine schedule
-    common = ["--epochs", "2", "--batch-size", "32"]
+    common = ["--epochs", "2", "--batch-size", "32", *augment]
     straight = tmp_path / "straight"
     assert cli.main(_train_args(data_dir, straight, *common)) == 0
 
@@ -183,6 +184,20 @@ def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys):
         assert {k: v for k, v in ra.items() if k not in ("time", "samples_per_s")} == {
             k: v for k, v in rb.items() if k not in ("time", "samples_per_s")
         }
+
+
+def test_augment_changes_training_and_is_recorded(data_dir, tmp_path, capsys):
+    common = ["--epochs", "1", "--hidden", "16"]
+    for name in ("none", "shift"):
+        assert cli.main(_train_args(data_dir, tmp_path / name, *common, "--augment", name)) == 0
+        state = load_checkpoint(tmp_path / name / "ck" / "checkpoint.npz")["state"]
+        assert state["config"]["augment"] == name
+    a, b = _weights(tmp_path / "none/model.npz"), _weights(tmp_path / "shift/model.npz")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    rc = cli.main(_train_args(data_dir, tmp_path / "shift", "--resume", "--augment", "affine"))
+    assert rc == 1
+    assert "--resume: the checkpoint was trained with --augment shift" in capsys.readouterr().err
 
 
 def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):

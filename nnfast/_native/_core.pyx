@@ -364,3 +364,4 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
 include "_eltwise.pxi"
 include "_conv.pxi"
 include "_optim.pxi"
+include "_image.pxi"

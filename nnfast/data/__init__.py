@@ -5,6 +5,7 @@
     FashionMNIST(...)                     load_mnist(root) -> ((x, y), (x_test, y_test))
     DataLoader(x, y, batch_size=128, shuffle=True, seed=None, drop_last=False,
                dtype=np.float32, transform=None)
+    Compose([RandomAffine(degrees, translate, scale, fill), RandomShift(max_px), Normalize(m, s)])
 
 Importing this package imports numpy and a few small standard-library modules only; urllib is
 imported when a download starts.
@@ -22,14 +23,20 @@ from .datasets import (
 )
 from .idx import IDXError, read_idx, write_idx
 from .loader import DataLoader
+from .transforms import Compose, Normalize, RandomAffine, RandomShift, Transform
 
 __all__ = [
     "DATASETS",
     "MNIST",
+    "Compose",
     "DataLoader",
     "DownloadError",
     "FashionMNIST",
     "IDXError",
+    "Normalize",
+    "RandomAffine",
+    "RandomShift",
+    "Transform",
     "cache_dir",
     "load_dataset",
     "load_fashion_mnist",

@@ -5,6 +5,8 @@ import numbers
 
 import numpy as np
 
+from .transforms import Transform
+
 __all__ = ["DataLoader"]
 
 
@@ -32,7 +34,10 @@ class DataLoader:
         keeps ``y``'s dtype.
     transform : callable, optional
         Applied to each gathered ``x_batch`` before the dtype conversion, e.g.
-        ``MNIST(dtype="uint8").transform`` to scale and standardise per batch.
+        ``MNIST(dtype="uint8").transform`` to scale and standardise per batch. A
+        :class:`~nnfast.data.transforms.Transform` (``RandomAffine``, ``Compose``...) is called
+        as ``transform(x_batch, rng)`` with a generator that is a function of ``(seed, epoch,
+        batch number)`` alone, so augmentation is reproducible and survives a resume.
 
     Notes
     -----
@@ -107,7 +112,8 @@ class DataLoader:
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
     def __iter__(self):
-        idx = self.order() if self.shuffle else None
+        epoch = self.epoch
+        idx = self.order(epoch) if self.shuffle else None
         self.epoch += 1
         n, b = len(self.x), self.batch_size
         stop = n - n % b if self.drop_last else n
@@ -122,10 +128,17 @@ class DataLoader:
                 xb = self.x[sel]
                 yb = None if self.y is None else self.y[sel]
             if self.transform is not None:
-                xb = self.transform(xb)
+                xb = self.transform_batch(xb, epoch, start // b)
             if self.dtype is not None and xb.dtype != self.dtype:
                 xb = xb.astype(self.dtype)
             yield xb if yb is None else (xb, yb)
+
+    def transform_batch(self, xb, epoch, batch):
+        """``transform`` applied to ``xb`` as iteration applies it to batch number ``batch``
+        (0-based) of ``epoch``: random transforms get the generator of that position."""
+        if isinstance(self.transform, Transform):
+            return self.transform(xb, np.random.default_rng([self.seed, int(epoch), int(batch)]))
+        return self.transform(xb)
 
 
 def _whole_number(name, value, minimum, kinds="an int"):
