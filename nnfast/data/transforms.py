@@ -10,11 +10,9 @@ the same ones. The warps run in C (``csrc/image.c``), one call per batch.
 
 from __future__ import annotations
 
-import math
-import numbers
-import operator
-
 import numpy as np
+
+from .._validate import integer, real
 
 __all__ = ["Compose", "Normalize", "RandomAffine", "RandomShift", "Transform"]
 
@@ -111,8 +109,8 @@ class RandomShift(Transform):
     random = True
 
     def __init__(self, max_px, fill=0.0):
-        self.max_px = _whole(max_px, "max_px", "RandomShift")
-        self.fill = _real(fill, "fill", "RandomShift")
+        self.max_px = integer(max_px, "max_px", "RandomShift", low=0)
+        self.fill = real(fill, "fill", "RandomShift")
 
     def __call__(self, x, rng=None):
         x = _float_images(x, "RandomShift")
@@ -150,15 +148,15 @@ class RandomAffine(Transform):
         if isinstance(degrees, (tuple, list)):
             self.degrees = _interval(degrees, "degrees", what)
         else:
-            d = _real(degrees, "degrees", what, low=0.0)
+            d = real(degrees, "degrees", what, low=0.0)
             self.degrees = (-d, d)
         if translate is None:
             self.translate = (0.0, 0.0)
         else:
             pair = _pair(translate, "translate", what)
-            self.translate = tuple(_real(v, "translate", what, 0.0, 1.0) for v in pair)
+            self.translate = tuple(real(v, "translate", what, low=0.0, high=1.0) for v in pair)
         self.scale = (1.0, 1.0) if scale is None else _interval(scale, "scale", what, 0.0)
-        self.fill = _real(fill, "fill", what)
+        self.fill = real(fill, "fill", what)
 
     def __call__(self, x, rng=None):
         x = _float_images(x, "RandomAffine")
@@ -252,32 +250,6 @@ def _warp_numpy(x, mats, fill, y):
     y[...] = np.where(out[:, None], fill, v)
 
 
-def _whole(value, name, what):
-    if isinstance(value, bool):
-        raise TypeError(f"{what}: {name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what}: {name} must be an integer, got {value!r}") from None
-    if v < 0:
-        raise ValueError(f"{what}: {name} must be >= 0, got {v}")
-    return v
-
-
-def _real(value, name, what, low=None, high=None, low_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what}: {name} must be a real number, got {value!r}")
-    v = float(value)
-    bad = not math.isfinite(v) or (high is not None and v > high)
-    if low is not None:
-        bad = bad or (v <= low if low_open else v < low)
-    if bad:
-        lo = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
-        hi = "" if high is None else f" and <= {high:g}"
-        raise ValueError(f"{what}: {name} must be finite{lo}{hi}, got {v}")
-    return v
-
-
 def _pair(value, name, what):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{what}: {name} must be a pair of numbers, got {value!r}")
@@ -286,7 +258,7 @@ def _pair(value, name, what):
 
 def _interval(value, name, what, low=None):
     """(lo, hi) with lo <= hi (and lo > low when given)."""
-    lo, hi = (_real(v, name, what, low, low_open=True) for v in _pair(value, name, what))
+    lo, hi = (real(v, name, what, low=low, low_open=True) for v in _pair(value, name, what))
     if lo > hi:
         raise ValueError(f"{what}: {name} must be (min, max) with min <= max, got {value!r}")
     return (lo, hi)
@@ -296,4 +268,4 @@ def _floats(value, name, what, positive=False):
     items = list(value) if isinstance(value, (tuple, list, np.ndarray)) else [value]
     if not items:
         raise ValueError(f"{what}: {name} must not be empty")
-    return [_real(v, name, what, 0.0 if positive else None, low_open=True) for v in items]
+    return [real(v, name, what, low=0.0 if positive else None, low_open=True) for v in items]
