@@ -213,7 +213,7 @@ class _Sigint:
 
 def write_metrics(path, history):
     """The per-epoch metrics so far: JSON lines (``.jsonl``/``.json``/``.ndjson``) or CSV."""
-    from .data._atomic import atomic_write
+    from ._atomic import atomic_write
 
     text = _io.StringIO()
     if str(path).lower().endswith(".csv"):

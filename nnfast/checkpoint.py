@@ -114,15 +114,18 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
         model, optimizer and scheduler are then left as they were.
     """
     path = os.fspath(path)
-    arrays = io._read(path)
-    meta = dict(io._record(path, arrays).get("metadata") or {})
-    raw = arrays.pop(CHECKPOINT_KEY, None)
-    if raw is None:
+    mf = io.open_model_file(path)  # the record, sizes and headers checked; no array read yet
+    meta = mf.metadata
+    record = mf.json(CHECKPOINT_KEY, "load_checkpoint")
+    if record is None:
         raise ValueError(f"load_checkpoint: {path} is a model file, not a training checkpoint")
-    record = io._json(path, raw, "load_checkpoint", "checkpoint")
     fresh = model is None
     if fresh:
-        model = io.load(path)
+        model = io.load_model_file(mf)
+    # the optimizer's arrays, and the model's unless load_model_file read them already
+    arrays = mf.read(
+        k for k in mf.headers if k.startswith(_OPTIM_PREFIX) or not (fresh or k.startswith("__"))
+    )
     mods = _random_modules(model)
     lacking = sorted(set(record.get("rng", {})) - set(mods))
     if lacking:

@@ -111,7 +111,8 @@ def _load_model(path, dataset=None):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
-    model, meta = io.load(path), io.read_metadata(path)
+    mf = io.open_model_file(path)  # read and checked once: the record, then the arrays
+    model, meta = io.load_model_file(mf), mf.metadata
     trained_on = meta.get("dataset")
     name = dataset or trained_on or "mnist"
     if not isinstance(name, str) or name not in DATASETS:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnfast._atomic import atomic_write
 from nnfast.data import (
     DATASETS,
     MNIST,
@@ -24,7 +25,6 @@ from nnfast.data import (
     read_idx,
     write_idx,
 )
-from nnfast.data._atomic import atomic_write
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED.is_dir():

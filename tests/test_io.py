@@ -4,6 +4,7 @@ import json
 import os
 import re
 import stat
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -160,7 +161,7 @@ HUGE = {"in_features": 10**7, "out_features": 10**7}  # 364 TiB of weights
         (_set(["architecture", "modules"], 5), "'modules' must be a list"),
         (_set(["architecture", "modules", 1, "config"], 5), "'config' must be an object"),
         (
-            _set(["architecture", "modules", 1, "config"], HUGE),
+            _set(["architecture", "modules", 1, "config"], {"in_features": "12"}),
             r"modules\[1\]: cannot build Linear",
         ),
         (_set(["metadata"], 5), "'metadata' must be an object"),
@@ -174,6 +175,21 @@ def test_malformed_records_raise_value_error(tmp_path, edit, match):
     with pytest.raises(ValueError, match="malformed architecture record") as info:
         nio.load(bad)
     assert re.search(match, str(info.value))
+
+
+def test_huge_declared_layers_are_refused_before_allocating(tmp_path):
+    """A record declaring layers far larger than its arrays is refused from the headers."""
+    good = tmp_path / "good.npz"
+    nio.save(_model(), good)
+    bad = _edit(good, _set(["architecture", "modules", 1, "config"], HUGE))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"1.weight has shape \(8, 12\) but the architecture"):
+            nio.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
 
 
 def test_failed_save_leaves_old_file(tmp_path, monkeypatch):

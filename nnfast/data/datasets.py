@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._atomic import atomic_write
+from .._atomic import atomic_write
 from .idx import read_idx
 
 __all__ = [

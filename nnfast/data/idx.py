@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from ._atomic import atomic_write
+from .._atomic import atomic_write
 
 __all__ = ["IDX_DTYPES", "IDXError", "read_idx", "write_idx"]
 

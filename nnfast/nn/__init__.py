@@ -26,7 +26,15 @@ from .activation import (
 from .conv import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
 from .layers import BatchNorm1d, Dropout, Flatten, Linear
 from .loss import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .module import MODULES, Module, Parameter, Sequential, register
+from .module import (
+    MODULES,
+    Module,
+    Parameter,
+    Sequential,
+    TorchModule,
+    UnsupportedModuleError,
+    register,
+)
 from .utils import clip_grad_norm_
 
 __all__ = [
@@ -63,6 +71,8 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TorchModule",
+    "UnsupportedModuleError",
     "clip_grad_norm_",
     "init",
     "register",

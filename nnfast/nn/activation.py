@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from .. import functional as F
-from .module import Module, Parameter, _float_dtype, register
+from .module import Module, Parameter, TorchModule, _float_dtype, register
 
 ACTIVATIONS: dict[str, type] = {}
 
@@ -59,6 +60,15 @@ class _Elementwise(Module):
         self._u = y if fn.from_output else x
         return y
 
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        # torch.nn's class of the same name and arguments (BinaryStep and Arctan are defined
+        # by nnfast.export.torch_code)
+        return [TorchModule(type(self).__name__, self.get_config(), {})]
+
     def _check_config(self):
         """Refuse parameters the kernel cannot take now, not at the first forward."""
         F._act_params(type(self).__name__, self.name, self.get_config())
@@ -80,6 +90,13 @@ class Identity(Module):
 
     def backward(self, grad_out):
         return grad_out
+
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule("Identity", {}, {})]
 
 
 @_activation("step")
@@ -198,6 +215,14 @@ class PReLU(Module):
     def get_config(self):
         return {"num_parameters": self.num_parameters, "init": self.init}
 
+    @classmethod
+    def state_shapes(cls, config):
+        return {"weight": (_validate.integer(config.get("num_parameters", 1), "num_parameters",
+                                             "PReLU", low=1),)}  # fmt: skip
+
+    def torch_modules(self):
+        return [TorchModule("PReLU", self.get_config(), {"weight": "weight"})]
+
 
 @_activation("maxout")
 class Maxout(Module):
@@ -236,6 +261,13 @@ class Maxout(Module):
     def get_config(self):
         return {"pool_size": self.pool_size}
 
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule("Maxout", self.get_config(), {})]  # defined by torch_code
+
 
 @register
 class Softmax(Module):
@@ -267,6 +299,13 @@ class Softmax(Module):
     def get_config(self):
         return {"dim": self.dim}
 
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule(type(self).__name__, self.get_config(), {})]
+
 
 @register
 class LogSoftmax(Module):
@@ -295,3 +334,10 @@ class LogSoftmax(Module):
 
     def get_config(self):
         return {"dim": self.dim}
+
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule(type(self).__name__, self.get_config(), {})]

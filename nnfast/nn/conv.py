@@ -19,8 +19,8 @@ from .._gemm import gemm
 from .._random import generator
 from . import init
 from .activation import activation_module
-from .layers import _BatchNorm
-from .module import Module, Parameter, _float_dtype, register
+from .layers import _BatchNorm, _with_activation
+from .module import Module, Parameter, TorchModule, _float_dtype, register
 
 #: The im2col buffer of one Conv2d stays under this many bytes: larger batches are processed in
 #: chunks of images (and backward recomputes the columns of each chunk instead of keeping them).
@@ -251,6 +251,33 @@ class Conv2d(Module):
         ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, self)
         return (input_shape[0], self.out_channels, ho, wo)
 
+    @classmethod
+    def state_shapes(cls, config):
+        c_in = ops.whole(config.get("in_channels"), "in_channels", 1, "Conv2d")
+        c_out = ops.whole(config.get("out_channels"), "out_channels", 1, "Conv2d")
+        kh, kw = ops.geometry(config.get("kernel_size"), what="Conv2d")[:2]
+        shapes = {"weight": (c_out, c_in, kh, kw)}
+        if config.get("bias", True):
+            shapes["bias"] = (c_out,)
+        act = config.get("activation")
+        entry = F.ACTIVATIONS.get(act) if isinstance(act, str) else None
+        if act is not None and not (entry is not None and entry.from_output):
+            act_shapes = type(activation_module(act)).state_shapes({})
+            if act_shapes is None:
+                return None
+            shapes.update({f"_act.{k}": v for k, v in act_shapes.items()})
+        return shapes
+
+    def torch_modules(self):
+        kwargs = {"in_channels": self.in_channels, "out_channels": self.out_channels}
+        kwargs.update(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
+        kwargs.update(dilation=self.dilation, bias=self.bias is not None)
+        tensors = {"weight": "weight", **({"bias": "bias"} if self.bias is not None else {})}
+        conv = TorchModule("Conv2d", kwargs, tensors)
+        if self._fused:
+            return _with_activation(conv, self.activation)
+        return [conv, *(m.prefixed("_act.") for m in self._act.torch_modules())]
+
     def get_config(self):
         cfg = {
             "in_channels": self.in_channels,
@@ -311,6 +338,10 @@ class _Pool2d(Module):
         ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, self)
         return (*input_shape[:2], ho, wo)
 
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
     def get_config(self):
         return {
             "kernel_size": list(self.kernel_size),
@@ -336,6 +367,10 @@ class MaxPool2d(_Pool2d):
     def get_config(self):
         return {**super().get_config(), "dilation": list(self.dilation)}
 
+    def torch_modules(self):
+        kwargs = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
+        return [TorchModule("MaxPool2d", {**kwargs, "dilation": self.dilation}, {})]
+
 
 @register
 class AvgPool2d(_Pool2d):
@@ -352,6 +387,10 @@ class AvgPool2d(_Pool2d):
 
     def backward(self, grad_out):
         return ops.avg_pool2d_backward(self._dy(grad_out), self._shape, *self._args())
+
+    def torch_modules(self):  # torch's count_include_pad=True: padding counted as zeros
+        kwargs = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
+        return [TorchModule("AvgPool2d", kwargs, {})]
 
 
 @register
@@ -385,6 +424,13 @@ class AdaptiveAvgPool2d(Module):
 
     def get_config(self):
         return {"output_size": 1}
+
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule("AdaptiveAvgPool2d", {"output_size": 1}, {})]
 
 
 @register

@@ -15,9 +15,17 @@ from .. import functional as F
 from .._convops import whole
 from .._random import generator
 from . import init
-from .module import Module, Parameter, _float_dtype, register
+from .activation import activation_module
+from .module import Module, Parameter, TorchModule, _float_dtype, register
 
 gemm = _gemm.gemm
+
+
+def _with_activation(layer: TorchModule, activation) -> list:
+    """A layer's torch modules: the layer, then its fused activation as a module of its own."""
+    if activation is None:
+        return [layer]
+    return [layer, *activation_module(activation).torch_modules()]
 
 
 def _check_input(layer, x, width, what="features"):
@@ -118,6 +126,21 @@ class Linear(Module):
         n = input_shape[0] if input_shape else None
         return (n, self.out_features)
 
+    @classmethod
+    def state_shapes(cls, config):
+        n_in = whole(config.get("in_features"), "in_features", 1, "Linear")
+        n_out = whole(config.get("out_features"), "out_features", 1, "Linear")
+        shapes = {"weight": (n_out, n_in)}
+        if config.get("bias", True):
+            shapes["bias"] = (n_out,)
+        return shapes
+
+    def torch_modules(self):
+        kwargs = {"in_features": self.in_features, "out_features": self.out_features}
+        kwargs["bias"] = self.bias is not None
+        tensors = {"weight": "weight", **({"bias": "bias"} if self.bias is not None else {})}
+        return _with_activation(TorchModule("Linear", kwargs, tensors), self.activation)
+
     def get_config(self):
         cfg = {"in_features": self.in_features, "out_features": self.out_features}
         if self.bias is None:
@@ -170,6 +193,13 @@ class Flatten(Module):
     def get_config(self):
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
 
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule("Flatten", self.get_config(), {})]
+
 
 @register
 class Dropout(Module):
@@ -204,6 +234,13 @@ class Dropout(Module):
 
     def get_config(self):
         return {"p": self.p}
+
+    @classmethod
+    def state_shapes(cls, config):
+        return {}
+
+    def torch_modules(self):
+        return [TorchModule("Dropout", self.get_config(), {})]
 
 
 def _channel_dot(a, b):
@@ -318,6 +355,26 @@ class _BatchNorm(Module):
 
     def output_shape(self, input_shape):
         return input_shape
+
+    @classmethod
+    def state_shapes(cls, config):
+        c = (whole(config.get("num_features"), "num_features", 1, cls.__name__),)
+        shapes = {}
+        if config.get("affine", True):
+            shapes.update(weight=c, bias=c)
+        if config.get("track_running_stats", True):
+            shapes.update(running_mean=c, running_var=c, num_batches_tracked=())
+        return shapes
+
+    def torch_modules(self):
+        kwargs = {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+        kwargs.update(affine=self.affine, track_running_stats=self.track_running_stats)
+        names = (["weight", "bias"] if self.affine else []) + (
+            ["running_mean", "running_var", "num_batches_tracked"]
+            if self.track_running_stats
+            else []
+        )
+        return [TorchModule(type(self).__name__, kwargs, {n: n for n in names})]
 
     def get_config(self):
         cfg = {"num_features": self.num_features}

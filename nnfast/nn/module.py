@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +24,34 @@ def register(cls):
     """Class decorator: make ``cls`` constructible by name (``MODULES[cls.__name__]``)."""
     MODULES[cls.__name__] = cls
     return cls
+
+
+class UnsupportedModuleError(ValueError):
+    """A module that has no PyTorch (or ONNX) equivalent; the message names it."""
+
+
+class TorchModule(NamedTuple):
+    """One module of the equivalent ``torch.nn.Sequential`` (see :meth:`Module.torch_modules`).
+
+    ``type`` is a ``torch.nn`` class name (or, for ``BinaryStep``, ``Arctan`` and ``Maxout``,
+    a small class that ``nnfast.export.torch_code`` defines); ``kwargs`` its constructor
+    arguments; ``tensors`` maps its state_dict names to this nnfast module's; ``children`` are
+    a Sequential's modules.
+    """
+
+    type: str
+    kwargs: dict
+    tensors: dict
+    children: tuple = ()
+
+    def prefixed(self, prefix: str) -> TorchModule:
+        """The same module with ``prefix`` before every nnfast name (a child's view)."""
+        return TorchModule(
+            self.type,
+            self.kwargs,
+            {k: prefix + v for k, v in self.tensors.items()},
+            tuple(c.prefixed(prefix) for c in self.children),
+        )
 
 
 def _float_dtype(dtype) -> np.dtype:
@@ -324,6 +353,10 @@ class Module:
         Everything is checked and converted (missing and unexpected keys, shapes, dtypes that
         do not convert within their kind, such as strings or objects to floats) before anything
         is written, so a failed load (ValueError naming the array) leaves the module unchanged.
+
+        The names are this module's (``state_dict()``) or those of the equivalent torch model
+        (:meth:`torch_state_dict_names`), so a torch ``state_dict`` of numpy arrays (for
+        example from ``safetensors.numpy.load_file``) loads as it is.
         """
         targets = {}
         for name, p in self.named_parameters():
@@ -331,6 +364,12 @@ class Module:
         for mod_name, m in self.named_modules():
             for bname in m._buffers:
                 targets[f"{mod_name}.{bname}" if mod_name else bname] = ("buffer", (m, bname))
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(
+                f"load_state_dict: expected a mapping of names to arrays, got "
+                f"{type(state_dict).__name__}"
+            )
+        state_dict, given = self._nnfast_names(state_dict)
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
@@ -341,24 +380,25 @@ class Module:
         for name, (kind, target) in targets.items():
             if name not in state_dict:
                 continue
+            label = given[name] + f" (nnfast {name})" if name in given else name
             value = np.asarray(state_dict[name])
             current = target.data if kind == "param" else getattr(*target)
             if value.shape != np.shape(current):
                 raise ValueError(
-                    f"load_state_dict: {name} has shape {value.shape} but the model expects "
+                    f"load_state_dict: {label} has shape {value.shape} but the model expects "
                     f"{np.shape(current)}"
                 )
             if not isinstance(current, np.ndarray):
                 try:
                     value = type(current)(value)
                 except (TypeError, ValueError) as err:
-                    raise ValueError(f"load_state_dict: {name}: {err}") from None
+                    raise ValueError(f"load_state_dict: {label}: {err}") from None
             # same_kind: float64 -> float32 is a conversion, str or object -> float is corruption
             elif np.can_cast(value.dtype, current.dtype, "same_kind"):
                 value = value.astype(current.dtype)
             else:
                 raise ValueError(
-                    f"load_state_dict: {name} has dtype {value.dtype}, which does not convert to "
+                    f"load_state_dict: {label} has dtype {value.dtype}, which does not convert to "
                     f"the model's {current.dtype}"
                 )
             plan.append((kind, target, value))
@@ -372,6 +412,62 @@ class Module:
                     cur[...] = value
                 else:
                     setattr(m, bname, value)
+
+    @classmethod
+    def state_shapes(cls, config: dict):
+        """``{state_dict name: shape}`` a module built from ``config`` will have, computed
+        without building it (so a loader can compare a file's record with its arrays before
+        allocating anything); None when unknown. TypeError or ValueError for a bad config."""
+        return None
+
+    # --- PyTorch names -------------------------------------------------------------------------
+    def torch_modules(self) -> list:
+        """The modules of the equivalent ``torch.nn.Sequential``, as a list of
+        :class:`TorchModule`: one per layer, then its fused activation as a module of its own.
+        Raises :class:`UnsupportedModuleError` naming a module without an equivalent."""
+        raise UnsupportedModuleError(
+            f"{type(self).__name__} has no PyTorch or ONNX equivalent (define torch_modules())"
+        )
+
+    def torch_root(self) -> TorchModule:
+        """The equivalent torch model: a Sequential of :meth:`torch_modules`, or that one
+        module itself when there is only one (a plain Linear is a torch Linear)."""
+        mods = self.torch_modules()
+        if len(mods) == 1:
+            return mods[0]
+        return TorchModule("Sequential", {}, {}, tuple(mods))
+
+    def torch_state_dict_names(self) -> OrderedDict:
+        """``{nnfast state_dict name: torch state_dict name}`` of the equivalent torch model,
+        in torch's order: ``Sequential(Linear(784, 256, activation="relu"), Linear(256, 10))``
+        gives ``0.weight -> 0.weight``, ``0.bias -> 0.bias``, ``1.weight -> 2.weight``,
+        ``1.bias -> 2.bias``."""
+        names = OrderedDict()
+
+        def walk(mod, prefix):
+            for t, n in mod.tensors.items():
+                names[n] = prefix + t
+            for i, child in enumerate(mod.children):
+                walk(child, f"{prefix}{i}.")
+
+        walk(self.torch_root(), "")
+        return names
+
+    def _nnfast_names(self, state_dict):
+        """``(state_dict keyed by nnfast names, {nnfast name: name given})``: as given when
+        every key is an nnfast name, else renamed from the equivalent torch model's names when
+        every key is one of those (a torch ``state_dict``)."""
+        own = {name for name, _ in self.named_parameters()} | {n for n, _ in self.named_buffers()}
+        keys = list(state_dict.keys())
+        if all(k in own for k in keys):
+            return state_dict, {}
+        try:
+            to_nnfast = {t: n for n, t in self.torch_state_dict_names().items()}
+        except UnsupportedModuleError:
+            return state_dict, {}
+        if not all(k in to_nnfast for k in keys):
+            return state_dict, {}
+        return {to_nnfast[k]: state_dict[k] for k in keys}, {to_nnfast[k]: k for k in keys}
 
     # --- description ---------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -472,6 +568,16 @@ class Sequential(Module):
         for m in self._layers:
             input_shape = m.output_shape(input_shape)
         return input_shape
+
+    @classmethod
+    def state_shapes(cls, config):
+        return None  # nnfast.io walks the children's records itself
+
+    def torch_modules(self):
+        children = []
+        for i, m in enumerate(self._layers):
+            children += [c.prefixed(f"{i}.") for c in m.torch_modules()]
+        return [TorchModule("Sequential", {}, {}, tuple(children))]
 
     def __repr__(self):
         lines = [f"{type(self).__name__}("]
