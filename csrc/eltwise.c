@@ -15,15 +15,20 @@
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-/* Relative cost per element (~multiply-adds) for nnf_threads_for: memory-bound acts are cheap,
- * the transcendental ones pay for a thread team sooner. */
-static const double act_cost[NNF_ACT_COUNT] = {1, 1, 8, 8, 8, 1, 1, 8, 12, 12, 8, 8};
+/* The tables NNF_ACTIVATIONS (eltwise.h) generates, indexed by nnf_act */
+#define NNF_ACT_COST_(ID, name, from_output, cost) [NNF_ACT_##ID] = cost,
+#define NNF_ACT_FROM_OUTPUT_(ID, name, from_output, cost) [NNF_ACT_##ID] = from_output,
+#define NNF_ACT_NAME_(ID, name, from_output, cost) [NNF_ACT_##ID] = #name,
+static const double act_cost[NNF_ACT_COUNT] = {NNF_ACTIVATIONS(NNF_ACT_COST_)};
+static const int from_output[NNF_ACT_COUNT] = {NNF_ACTIVATIONS(NNF_ACT_FROM_OUTPUT_)};
+static const char *const act_names[NNF_ACT_COUNT] = {NNF_ACTIVATIONS(NNF_ACT_NAME_)};
+#undef NNF_ACT_COST_
+#undef NNF_ACT_FROM_OUTPUT_
+#undef NNF_ACT_NAME_
 
-static const int from_output[NNF_ACT_COUNT] = {
-    [NNF_ACT_IDENTITY] = 1, [NNF_ACT_STEP] = 1,       [NNF_ACT_SIGMOID] = 1,
-    [NNF_ACT_TANH] = 1,     [NNF_ACT_RELU] = 1,       [NNF_ACT_LEAKY_RELU] = 1,
-    [NNF_ACT_ELU] = 1,
-};
+const char *nnf_act_name(int act) {
+    return act >= 0 && act < NNF_ACT_COUNT ? act_names[act] : NULL;
+}
 
 int nnf_act_from_output(int act) {
     return act >= 0 && act < NNF_ACT_COUNT ? from_output[act] : 0;

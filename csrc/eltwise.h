@@ -13,26 +13,39 @@
 
 #include "cpu.h"
 
-/* Activations. a and b are the parameters (unused ones ignored):
- *   LEAKY_RELU a = slope;  ELU a = alpha;  SOFTPLUS a = beta, b = threshold (as torch: x when
- *   beta * x > threshold);  the others take none.
- * The backward of each takes `u`: the forward's OUTPUT y for the acts in NNF_ACT_FROM_OUTPUT,
- * its INPUT (the pre-activation x + bias) for the others. */
+/* Every activation, once, in id order: X(ID, name, from_output, cost). This list generates
+ * the enum below, the per-ISA kernel tables (eltwise_table.inc), the cost and from-output
+ * tables (eltwise.c) and the names Python sees (nnf_act_name); nothing else lists them.
+ *   name         the Python name and the stem of the kernels (relu_fwd_s_avx2, ...)
+ *   from_output  1: the backward takes the forward's OUTPUT y as `u`; 0: its INPUT (the
+ *                pre-activation x + bias)
+ *   cost         work per element (~multiply-adds) for nnf_threads_for: memory-bound acts are
+ *                cheap, the transcendental ones pay for a thread team sooner
+ * a and b are the parameters (unused ones ignored): LEAKY_RELU a = slope; ELU a = alpha;
+ * SOFTPLUS a = beta, b = threshold (as torch: x when beta * x > threshold). */
+#define NNF_ACTIVATIONS(X)                                                                    \
+    X(IDENTITY, identity, 1, 1)                                                               \
+    X(STEP, step, 1, 1) /* x > 0 ? 1 : 0, derivative 0 */                                     \
+    X(SIGMOID, sigmoid, 1, 8)                                                                 \
+    X(TANH, tanh, 1, 8)                                                                       \
+    X(ARCTAN, arctan, 0, 8)                                                                   \
+    X(RELU, relu, 1, 1)                                                                       \
+    X(LEAKY_RELU, leaky_relu, 1, 1) /* backward from y needs slope >= 0; else pass x */       \
+    X(ELU, elu, 1, 8)               /* backward from y needs alpha >= 0 */                    \
+    X(SOFTPLUS, softplus, 0, 12)                                                              \
+    X(GELU, gelu, 0, 12) /* 0.5 x (1 + erf(x / sqrt 2)) */                                    \
+    X(GELU_TANH, gelu_tanh, 0, 8) /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */       \
+    X(SILU, silu, 0, 8)
+
 typedef enum {
-    NNF_ACT_IDENTITY = 0,
-    NNF_ACT_STEP = 1,       /* x > 0 ? 1 : 0, derivative 0 */
-    NNF_ACT_SIGMOID = 2,
-    NNF_ACT_TANH = 3,
-    NNF_ACT_ARCTAN = 4,
-    NNF_ACT_RELU = 5,
-    NNF_ACT_LEAKY_RELU = 6, /* backward from y needs slope >= 0; else pass x */
-    NNF_ACT_ELU = 7,        /* backward from y needs alpha >= 0 */
-    NNF_ACT_SOFTPLUS = 8,
-    NNF_ACT_GELU = 9,       /* 0.5 x (1 + erf(x / sqrt 2)) */
-    NNF_ACT_GELU_TANH = 10, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-    NNF_ACT_SILU = 11,
-    NNF_ACT_COUNT = 12
+#define NNF_ACT_ENUM_(ID, name, from_output, cost) NNF_ACT_##ID,
+    NNF_ACTIVATIONS(NNF_ACT_ENUM_)
+#undef NNF_ACT_ENUM_
+    NNF_ACT_COUNT
 } nnf_act;
+
+/* The name of `act` ("relu"), or NULL for an id out of range. */
+const char *nnf_act_name(int act);
 
 /* 1 if the backward of `act` takes the output y, 0 if it takes the input x. */
 int nnf_act_from_output(int act);

@@ -41,23 +41,7 @@
 #define POW2(p, n) ((V)_mm512_scalef_pd(p, n))
 #include "eltwise_kernel.inc"
 
-#define ACTS(ts, dir)                                                                             \
-    {                                                                                             \
-        identity_##dir##_##ts##_avx512, step_##dir##_##ts##_avx512, sigmoid_##dir##_##ts##_avx512,     \
-            tanh_##dir##_##ts##_avx512, arctan_##dir##_##ts##_avx512, relu_##dir##_##ts##_avx512,       \
-            leaky_relu_##dir##_##ts##_avx512, elu_##dir##_##ts##_avx512,                              \
-            softplus_##dir##_##ts##_avx512, gelu_##dir##_##ts##_avx512,                               \
-            gelu_tanh_##dir##_##ts##_avx512, silu_##dir##_##ts##_avx512                               \
-    }
-
-nnf_eltwise_kernels nnf_eltwise_kernels_avx512 = {
-    ACTS(s, fwd), ACTS(s, bwd), ACTS(d, fwd), ACTS(d, bwd),
-    math_s_avx512, math_d_avx512,
-    lse_row_s_avx512, lse_row_d_avx512,
-    xent_bwd_row_s_avx512, xent_bwd_row_d_avx512,
-    bce_fwd_s_avx512, bce_fwd_d_avx512,
-    bce_bwd_s_avx512, bce_bwd_d_avx512,
-};
+#include "eltwise_table.inc"
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_avx512;
 #endif

@@ -19,23 +19,7 @@
 #define TS d
 #include "eltwise_kernel.inc"
 
-#define ACTS(ts, dir)                                                                             \
-    {                                                                                             \
-        identity_##dir##_##ts##_generic, step_##dir##_##ts##_generic, sigmoid_##dir##_##ts##_generic,     \
-            tanh_##dir##_##ts##_generic, arctan_##dir##_##ts##_generic, relu_##dir##_##ts##_generic,       \
-            leaky_relu_##dir##_##ts##_generic, elu_##dir##_##ts##_generic,                              \
-            softplus_##dir##_##ts##_generic, gelu_##dir##_##ts##_generic,                               \
-            gelu_tanh_##dir##_##ts##_generic, silu_##dir##_##ts##_generic                               \
-    }
-
-nnf_eltwise_kernels nnf_eltwise_kernels_generic = {
-    ACTS(s, fwd), ACTS(s, bwd), ACTS(d, fwd), ACTS(d, bwd),
-    math_s_generic, math_d_generic,
-    lse_row_s_generic, lse_row_d_generic,
-    xent_bwd_row_s_generic, xent_bwd_row_d_generic,
-    bce_fwd_s_generic, bce_fwd_d_generic,
-    bce_bwd_s_generic, bce_bwd_d_generic,
-};
+#include "eltwise_table.inc"
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_generic;
 #endif

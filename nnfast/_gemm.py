@@ -301,7 +301,7 @@ def gemm(
     lay = _layout(out)
     # the native packed drivers fuse the epilogue; elsewhere it is a pass of its own
     fused = epilogue and variant != "blas" and lay is not None and not lay[0]
-    if fused and act[0] == 8 and act[2] != 20.0:  # softplus: the epilogue fixes threshold=20
+    if fused and activation == "softplus" and act[2] != 20.0:  # the epilogue fixes threshold=20
         fused = False
     if k == 0 or alpha == 0.0:  # BLAS semantics: op(a) @ op(b) is not evaluated
         if beta == 0.0:

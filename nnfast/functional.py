@@ -122,20 +122,10 @@ class _Out:
 
 # --- activations -------------------------------------------------------------------------------
 
-# C enum nnf_act (csrc/eltwise.h)
-_ACT_IDS = {
-    "identity": 0,
-    "step": 1,
-    "sigmoid": 2,
-    "tanh": 3,
-    "arctan": 4,
-    "relu": 5,
-    "leaky_relu": 6,
-    "elu": 7,
-    "softplus": 8,
-    "gelu": 9,  # approximate="tanh" -> 10
-    "silu": 11,
-}
+# C's activation list (NNF_ACTIVATIONS in csrc/eltwise.h) as {name: id}; each is public under
+# its C name except gelu_tanh, which is gelu(approximate="tanh")
+_C_ACT_IDS = core.activation_ids() if core is not None else {}
+_ACT_IDS = {name: i for name, i in _C_ACT_IDS.items() if name != "gelu_tanh"}
 
 
 _DEFAULT_ACT_PARAMS = {}  # act -> (C act id, a, b) with default parameters, filled on use
@@ -168,6 +158,7 @@ _PARAM_RANGES = {
 
 
 def _resolve_act_params(what: str, act: str, params: dict):
+    _native()  # the names come from it
     if act not in _ACT_IDS:
         raise ValueError(f"{what}: unknown activation {act!r}; expected one of {list(_ACT_IDS)}")
     allowed = _ACT_DEFAULTS.get(act, {})
@@ -180,7 +171,7 @@ def _resolve_act_params(what: str, act: str, params: dict):
             raise ValueError(
                 f"{what}: approximate must be 'none' or 'tanh', got {p['approximate']!r}"
             )
-        return (10 if p["approximate"] == "tanh" else 9), 0.0, 0.0
+        return _C_ACT_IDS["gelu_tanh" if p["approximate"] == "tanh" else "gelu"], 0.0, 0.0
     vals = [_real(what, k, v) for k, v in p.items()]
     for k, v in zip(p, vals):
         lo, closed, why = _PARAM_RANGES[act, k]

@@ -54,6 +54,10 @@ SIZES = [0, 1, 7, 13, 97, 1031]
 DTYPES = [np.float32, np.float64]
 
 
+def test_every_c_activation_has_a_reference():
+    assert set(REF) == set(nnfast._native.core.activation_ids())
+
+
 def _act(name):
     return "gelu" if name == "gelu_tanh" else name
 

@@ -7,6 +7,7 @@ from libc.stdint cimport int64_t
 
 cdef extern from "eltwise.h" nogil:
     int NNF_ACT_COUNT
+    const char *nnf_act_name(int act)
     int nnf_act_from_output(int act)
     int nnf_act_fwd_s(int act, float a, float b, Py_ssize_t outer, Py_ssize_t c,
                       Py_ssize_t inner, const float *x, const float *bias, float *y,
@@ -91,6 +92,11 @@ cdef int _float_dtype(str what, cnp.ndarray x) except -1:
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         raise TypeError(f"{what}: dtype must be float32 or float64, got {x.dtype}")
     return t
+
+
+def activation_ids():
+    """C's activation list (NNF_ACTIVATIONS in csrc/eltwise.h) as {name: id}, in id order."""
+    return {nnf_act_name(i).decode(): i for i in range(NNF_ACT_COUNT)}
 
 
 def act_from_output(int act):
