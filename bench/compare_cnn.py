@@ -1,6 +1,7 @@
 """CNN training steps (forward, backward, Adam) at batch 128: nnfast vs the plain-numpy
 baseline (bench/numpy_cnn.py) and, when it is installed, PyTorch (CPU), in interleaved rounds
-(median of per-round ratios), plus the split of nnfast's step time per layer (and how much of
+(median of per-round ratios, each contender timed after the others' threads have gone idle:
+bench/timing.py), plus the split of nnfast's step time per layer (and how much of
 the conv layers is im2col/col2im). PyTorch is never a dependency: without it, its column is
 skipped. Targets: a cnn_small step <= 1.0x PyTorch's time; im2col + col2im < 25% of the conv
 layers' time.
@@ -18,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from numpy_cnn import NumpyCNN
+from timing import Contender, finite, interleave, median, ratio
 
 import nnfast
 from nnfast import _convops, models, nn
@@ -32,9 +34,10 @@ def make_nnfast(name, seed=0):
 
     def step(x, y):
         opt.zero_grad()
-        loss(model(x), y)
+        value = loss(model(x), y)
         model.backward(loss.backward(), input_grad=False)
         opt.step()
+        return value
 
     return model, step
 
@@ -63,17 +66,12 @@ def make_torch(name, threads):
     def step(x, y):
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         opt.zero_grad()
-        loss(model(xt), yt).backward()
+        value = loss(model(xt), yt)
+        value.backward()
         opt.step()
+        return value.item()
 
     return step
-
-
-def timed(fn, reps):
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t) / reps
 
 
 def layer_split(model, x, y, reps=5):
@@ -122,7 +120,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", default="lenet5,cnn_small")
     p.add_argument("--rounds", type=int, default=9)
-    p.add_argument("--reps", type=int, default=3, help="steps per timing")
+    p.add_argument("--min-seconds", type=float, default=0.1, help="of steps per timing")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     nnfast.set_num_threads(args.threads)
@@ -133,29 +131,26 @@ def main(argv=None):
         model, step = make_nnfast(name)
         base = NumpyCNN(name)
         tstep = make_torch(name, args.threads)
-        step(x, y)
-        base.step(x, y)
+        steps = {"nnfast": step, "numpy": base.step}
         if tstep:
-            tstep(x, y)
-        ratios, tn, tb, tt, torch_ratios = [], [], [], [], []
-        for _ in range(args.rounds):
-            a = timed(lambda s=step: s(x, y), args.reps)
-            b = timed(lambda s=base.step: s(x, y), args.reps)
-            tn.append(a)
-            tb.append(b)
-            ratios.append(b / a)
-            if tstep:
-                c = timed(lambda s=tstep: s(x, y), args.reps)
-                tt.append(c)
-                torch_ratios.append(a / c)
+            steps["torch"] = tstep
+        # each timed after the others' BLAS threads have gone idle (bench/timing.py): timed
+        # right after the numpy baseline, PyTorch measured 56 ms per cnn_small step, not 30-40
+        contenders = [
+            Contender(k, lambda s=s: s(x, y), check=finite(lambda s=s: s(x, y), k))
+            for k, s in steps.items()
+        ]
+        times = interleave(contenders, args.rounds, args.min_seconds)
+        tn = median(times, "nnfast")
         print(
-            f"{name}: nnfast {np.median(tn) * 1e3:.1f} ms/step ({128 / np.median(tn):.0f} "
-            f"samples/s), numpy {np.median(tb) * 1e3:.1f} ms/step; "
-            f"nnfast speed-up {np.median(ratios):.2f}x (median of {args.rounds} rounds)"
+            f"{name}: nnfast {tn * 1e3:.1f} ms/step ({128 / tn:.0f} samples/s), numpy "
+            f"{median(times, 'numpy') * 1e3:.1f} ms/step; nnfast speed-up "
+            f"{ratio(times, 'numpy', 'nnfast'):.2f}x (median of {args.rounds} rounds)"
         )
         if tstep:
-            print(f"    PyTorch {np.median(tt) * 1e3:.1f} ms/step; nnfast time / PyTorch time "
-                  f"{np.median(torch_ratios):.2f} (target <= 1.0 for cnn_small)")  # fmt: skip
+            print(f"    PyTorch {median(times, 'torch') * 1e3:.1f} ms/step; nnfast time / "
+                  f"PyTorch time {ratio(times, 'nnfast', 'torch'):.2f} "
+                  f"(target <= 1.0 for cnn_small)")  # fmt: skip
         split, conv_ops = layer_split(model, x, y)
         total = sum(split.values())
         conv_total = sum(v for (i, n), v in split.items() if n == "Conv2d")

@@ -4,7 +4,7 @@ For each activation, forward + backward on n float32 elements: the speed-up over
 multi-pass equivalent, and the share of copy bandwidth each fused kernel reaches (forward moves
 2 arrays, backward 3; numpy.copyto of the same array moves 2). Softmax cross-entropy
 (loss + gradient in one call, as CrossEntropyLoss uses it) against numpy. Medians of per-round
-ratios; see compare_gemm.py for why.
+ratios, outputs checked (bench/timing.py).
 
     python bench/compare_eltwise.py [--rounds 7] [--threads 2] [--sizes 1M,16M]
 """
@@ -16,7 +16,6 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from compare_gemm import time_call
 from eltwise_cases import (
     NUMPY,
     TARGET_3X,
@@ -26,6 +25,7 @@ from eltwise_cases import (
     operands,
     xent_operands,
 )
+from timing import Contender, checker, interleave, median, ratio
 
 import nnfast
 import nnfast.functional as F
@@ -55,23 +55,32 @@ def main(argv=None):
         cp = np.empty_like(x)
         for name in NUMPY:
             fwd, bwd, both = fused(name, x, dy, y, dx)
-            ref = numpy_pair(name, x, dy)
+            f, b = NUMPY[name]
+            want_y = f(x)
+            want_dx = b(dy, x, want_y)
+            check_y = checker(y, want_y, rtol=1e-3, atol=1e-4, what=f"{name} forward")
+            check_dx = checker(dx, want_dx, rtol=1e-3, atol=1e-4, what=f"{name} backward")
             copy = lambda cp=cp, x=x: np.copyto(cp, x)  # noqa: E731
-            both(), ref(), copy()
-            r_np, r_fw, r_bw, t_both, t_ref = [], [], [], [], []
-            for _ in range(args.rounds):
-                tb, tr, tc = (
-                    time_call(both, args.min_seconds),
-                    time_call(ref, args.min_seconds),
-                    time_call(copy, args.min_seconds),
-                )
-                tf, tw = time_call(fwd, args.min_seconds), time_call(bwd, args.min_seconds)
-                r_np.append(tr / tb)
-                r_fw.append(tc / tf)  # 2 arrays each
-                r_bw.append(1.5 * tc / tw)  # 3 arrays vs 2
-                t_both.append(tb)
-                t_ref.append(tr)
-            sp, fw, bw = np.median(r_np), np.median(r_fw), np.median(r_bw)
+
+            def check_both(check_y=check_y, check_dx=check_dx):
+                check_y()
+                check_dx()
+
+            times = interleave(
+                [
+                    Contender("both", both, out=(y, dx), check=check_both),
+                    Contender("numpy", numpy_pair(name, x, dy)),
+                    Contender("copy", copy, out=cp, check=checker(cp, x, rtol=0, atol=0)),
+                    Contender("fwd", fwd, out=y, check=check_y),
+                    # reads y (from_output activations): the fwd timing just rewrote it
+                    Contender("bwd", bwd, out=dx, check=check_dx),
+                ],
+                args.rounds,
+                args.min_seconds,
+            )
+            sp = ratio(times, "numpy", "both")
+            fw = ratio(times, "copy", "fwd")  # 2 arrays each
+            bw = 1.5 * ratio(times, "copy", "bwd")  # 3 arrays vs 2
             flags = []
             if n == 2**20 and name in TARGET_3X and sp < 3:
                 flags.append("<3x")
@@ -79,13 +88,15 @@ def main(argv=None):
                 flags.append("<70% bw")
             missed += bool(flags)
             print(
-                f"{name:9} {size:>5} {np.median(t_both) * 1e6:10.0f} {np.median(t_ref) * 1e6:9.0f} "
-                f"{sp:8.2f} {fw:7.2f} {bw:7.2f}  {' '.join(flags)}",
+                f"{name:9} {size:>5} {median(times, 'both') * 1e6:10.0f} "
+                f"{median(times, 'numpy') * 1e6:9.0f} {sp:8.2f} {fw:7.2f} {bw:7.2f}  "
+                f"{' '.join(flags)}",
                 flush=True,
             )
     for shape in [(128, 10), (4096, 1000)]:
         logits, labels = xent_operands(*shape)
         g = np.empty_like(logits)
+        _, want_g = numpy_xent(logits, labels)
 
         def ours(logits=logits, labels=labels, g=g):  # what CrossEntropyLoss calls
             F.softmax_cross_entropy_with_grad(logits, labels, out=g)
@@ -93,10 +104,16 @@ def main(argv=None):
         def theirs(logits=logits, labels=labels):
             numpy_xent(logits, labels)
 
-        ratios = []
-        for _ in range(args.rounds):
-            ratios.append(time_call(theirs, args.min_seconds) / time_call(ours, args.min_seconds))
-        print(f"softmax_cross_entropy {shape}: fused loss+grad {np.median(ratios):.2f}x numpy")
+        times = interleave(
+            [
+                Contender("ours", ours, out=g, check=checker(g, want_g, rtol=1e-4, atol=1e-7)),
+                Contender("numpy", theirs),
+            ],
+            args.rounds,
+            args.min_seconds,
+        )
+        print(f"softmax_cross_entropy {shape}: fused loss+grad "
+              f"{ratio(times, 'numpy', 'ours'):.2f}x numpy")  # fmt: skip
     return 1 if missed else 0
 
 

@@ -1,7 +1,7 @@
 """Headline GEMM ratios, measured in interleaved rounds (packed, blas, packed, blas, ...).
 
-The machine's speed drifts by up to 1.8x within minutes, so each round times both variants
-back to back and the median of the per-round ratios is reported, never absolute times alone.
+Each round times both variants back to back (bench/timing.py: after the other's threads have
+gone idle, outputs checked) and the median of the per-round ratios is reported.
 
     python bench/compare_gemm.py [--rounds 21] [--threads 2] [--only mlp,im2col]
 """
@@ -9,12 +9,12 @@ back to back and the median of the per-round ratios is reported, never absolute 
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from gemm_cases import BACKWARD, IM2COL, MLP, SQUARES, flops, label, operands
+from timing import Contender, checker, interleave, median, ratio
 
 import nnfast
 
@@ -32,60 +32,47 @@ TARGETS = [
 ]
 
 
-SETTLE_SECONDS = 0.25
-
-
-def time_call(fn, min_seconds):
-    """Seconds per call, repeating the call until at least min_seconds have passed.
-
-    It first waits for the other library's threads to go idle: OpenBLAS's workers spin for
-    about 0.1 s after a call, and an OpenMP team for a while too, which would steal the cores
-    from whichever runs next and make the comparison depend on the order."""
-    time.sleep(SETTLE_SECONDS)
-    fn()
-    reps, elapsed = 0, 0.0
-    start = time.perf_counter()
-    while elapsed < min_seconds or reps == 0:
-        fn()
-        reps += 1
-        elapsed = time.perf_counter() - start
-    return elapsed / reps
-
-
-def runner(case, dtype, variant):
-    """A call of one variant on a case: a GEMM variant name, or for the epilogue
-    "fused" (bias + ReLU in the GEMM), "unfused" (GEMM, then F.bias_act) or "plain" (GEMM)."""
+def contender(case, dtype, variant):
+    """A call of one variant on a case, with its output checked against numpy: a GEMM variant
+    name, or for the epilogue "fused" (bias + ReLU in the GEMM), "unfused" (GEMM, then
+    F.bias_act) or "plain" (GEMM)."""
     import nnfast.functional as F
 
     a, b, out = operands(case, dtype)
-    _, _, n, ta, tb = case
+    _, k, n, ta, tb = case
     bias = np.linspace(-1, 1, n).astype(dtype)
+    want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)
+    if variant in ("fused", "unfused"):
+        want = np.maximum(want + bias, 0)
     if variant == "fused":
-        return lambda: nnfast.gemm(a, b, out, trans_a=ta, trans_b=tb, bias=bias, activation="relu")
-    if variant == "unfused":
 
-        def unfused():
+        def run():
+            nnfast.gemm(a, b, out, trans_a=ta, trans_b=tb, bias=bias, activation="relu")
+
+    elif variant == "unfused":
+
+        def run():
             nnfast.gemm(a, b, out, trans_a=ta, trans_b=tb)
             F.bias_act(out, bias, "relu", out=out)
 
-        return unfused
-    v = "packed" if variant == "plain" else variant
-    return lambda: nnfast.gemm(a, b, out, trans_a=ta, trans_b=tb, variant=v)
+    else:
+        v = "packed" if variant == "plain" else variant
+
+        def run():
+            nnfast.gemm(a, b, out, trans_a=ta, trans_b=tb, variant=v)
+
+    tol = 1e-3 * np.sqrt(k) if dtype == np.float32 else 1e-9 * np.sqrt(k)
+    check = checker(out, want, rtol=tol, atol=tol, what=f"{variant} {label(case)}")
+    return Contender(variant, run, out=out, check=check)
 
 
 def compare(case, dtype, variant, baseline, rounds, min_seconds):
-    run_var, run_base = runner(case, dtype, variant), runner(case, dtype, baseline)
-    run_var()  # warm-up: allocations, thread team, page faults
-    run_base()
-    ratios, t_var, t_base = [], [], []
-    for _ in range(rounds):
-        tv = time_call(run_var, min_seconds)
-        tb_ = time_call(run_base, min_seconds)
-        t_var.append(tv)
-        t_base.append(tb_)
-        ratios.append(tb_ / tv)
-    gf = flops(case) / 1e9
-    return float(np.median(ratios)), gf / np.median(t_var), gf / np.median(t_base)
+    times = interleave(
+        [contender(case, dtype, variant), contender(case, dtype, baseline)], rounds, min_seconds
+    )
+    gflop = flops(case) / 1e9
+    gv, gb = gflop / median(times, variant), gflop / median(times, baseline)
+    return ratio(times, baseline, variant), gv, gb
 
 
 def main(argv=None):

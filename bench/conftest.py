@@ -1,17 +1,16 @@
 import os
 import sys
 
-# bench/ modules import their shared helpers (gemm_cases) directly
+# bench/ modules import their shared helpers (gemm_cases, timing) directly
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-import time
-
 import pytest
+from timing import settle
 
 
 @pytest.fixture(autouse=True)
 def _settle():
-    """Let the previous benchmark's thread pool go idle (OpenBLAS workers spin ~0.1 s after a
-    call), so it does not steal cores from the next one."""
-    time.sleep(0.25)
+    """Let the previous benchmark's thread pool go idle (bench/timing.py), so it does not steal
+    cores from the next one."""
+    settle()
