@@ -282,6 +282,17 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+# --- export ------------------------------------------------------------------------------------
+def _cmd_export(args) -> int:
+    from .export import load_and_export
+
+    if not os.path.isfile(args.model_path):
+        raise FileNotFoundError(f"no model file at {args.model_path}")
+    shape = load_and_export(args.model_path, args.output, args.input_shape)
+    print(f"wrote {args.output} (input shape (N, {', '.join(map(str, shape))}))")
+    return 0
+
+
 # --- info and bench -----------------------------------------------------------------------------
 def _cmd_info(args) -> int:
     import nnfast
@@ -492,6 +503,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--invert", action="store_true", help="invert the pixels (dark on light)")
     p.set_defaults(func=_cmd_predict)
+
+    p = command(
+        "export",
+        help="write a saved model as an ONNX graph",
+        description="Write a saved model (.npz or .safetensors) as an ONNX inference graph with "
+        "a dynamic batch dimension (needs onnx: nnfast[onnx]).",
+    )
+    p.add_argument("model_path", metavar="MODEL.npz")
+    p.add_argument("output", metavar="MODEL.onnx")
+    p.add_argument(
+        "--input-shape",
+        type=_int_list,
+        metavar="C,H,W",
+        help="one sample's shape (default: the one saved with the model, else the first "
+        "layer's width)",
+    )
+    p.set_defaults(func=_cmd_export)
 
     p = command("info", help="version, ISA paths, threads and BLAS in use")
     p.set_defaults(func=_cmd_info)
