@@ -1,6 +1,6 @@
 """Every parallel kernel at 1, 2, 3 and 7 threads equals its reference and is bit-identical
-from run to run at a given count; the same beside a process that keeps a core busy, and from two
-Python threads at once.
+from run to run at a given count; the same beside a process that keeps a core busy, from two
+Python threads at once, in a forked child and under OMP_THREAD_LIMIT=1.
 
 Correctness only: nothing here is timed. Outputs are filled with NaN before each call where
 the caller owns them, so a chunk that is never written shows up as NaN, not as stale data.
@@ -9,6 +9,7 @@ per thread), so every count really runs in parallel.
 """
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -275,6 +276,10 @@ CASES = {
     "softmax_cross_entropy": _softmax_xent,
     "mse_backward": _pair_loss("mse"),
     "bce_with_logits_backward": _pair_loss("bce"),
+    # scalar reductions: partial sums must be added in a fixed order
+    "softmax_cross_entropy_loss": functools.partial(_softmax_xent, loss_values=True),
+    "mse_loss": _pair_loss("mse", loss_value=True),
+    "bce_with_logits_loss": _pair_loss("bce", loss_value=True),
     "im2col": _im2col,
     "col2im": _col2im,
     "max_pool2d": _pool("max"),
@@ -348,3 +353,88 @@ def test_two_python_threads_at_once():
         for t in ts:
             t.join()
     assert not errors, errors[0]
+
+
+def run_script(code, timeout=30, **env):
+    """Run code in a fresh interpreter in its own session; a hang kills the whole group (a
+    multiprocessing pool's workers too) and fails the test instead of stalling the suite."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail(f"the script did not finish within {timeout} s (a hang)")
+    assert proc.returncode == 0, err
+    return out
+
+
+# The three products issue 11 names: a 128x784x256 layer, a split-K weight gradient and ReLU.
+# kernels(seed) returns each one's largest error against numpy: NaN where it left out unwritten.
+KERNELS_SCRIPT = """
+import os
+import numpy as np
+import nnfast
+import nnfast.functional as F
+
+def kernels(seed):
+    rng = np.random.default_rng(seed)
+    errs = []
+    for m, k, n, ta in [(128, 784, 256, False), (16, 40000, 16, True)]:
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        out = np.full((m, n), np.nan, np.float32)
+        nnfast.gemm(a, b, out, trans_a=ta)
+        want = (a.T if ta else a).astype(np.float64) @ b
+        errs.append(float(np.abs(out - want).max() / k))
+    x = rng.standard_normal((512, 1024)).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    F.relu(x, out=y)
+    errs.append(float(np.abs(y - np.maximum(x, 0)).max()))
+    return errs
+
+nnfast.set_num_threads(2)
+"""
+
+
+def assert_small(errs):
+    assert all(e < 1e-5 for e in errs), f"largest error of each kernel (NaN: unwritten): {errs}"
+
+
+def test_after_fork():
+    """Children forked after the parent ran nnfast's threads (a multiprocessing pool with the
+    fork start method, and a bare os.fork) run the kernels correctly, without hanging on
+    threads that did not survive the fork."""
+    out = run_script(
+        KERNELS_SCRIPT
+        + """
+import multiprocessing
+kernels(0)
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    for errs in pool.map(kernels, range(4)):
+        print(*errs)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if max(kernels(9)) < 1e-5 else 1)  # NaN compares False: exit 1
+print("bare fork exit status", os.waitpid(pid, 0)[1])
+"""
+    )
+    lines = out.splitlines()
+    assert len(lines) == 5 and lines[-1] == "bare fork exit status 0", out
+    for line in lines[:-1]:
+        assert_small([float(e) for e in line.split()])
+
+
+def test_omp_thread_limit_1():
+    """OMP_THREAD_LIMIT=1 once made the OpenMP runtime grant one thread where nnfast split the
+    work for two, leaving half of each output unwritten; whatever the runtime grants, every
+    chunk is computed."""
+    out = run_script(KERNELS_SCRIPT + "print(*kernels(0))", OMP_THREAD_LIMIT="1")
+    assert_small([float(e) for e in out.split()])
