@@ -1,27 +1,20 @@
-"""``nnfast train``: default recipes, the epoch loop with a progress bar, checkpoints and resume,
-Ctrl-C, metrics files and plots.
+"""``nnfast train``: the default recipes and the options, over :func:`nnfast.train.fit`.
 
-Resuming is bit-identical because everything a step depends on is either restored from the
-checkpoint (weights, optimizer and scheduler state, Dropout's random streams, the running sums
-of the current epoch) or a function of (seed, epoch) alone (the shuffling order, as
-``DataLoader.order``). A checkpoint taken by Ctrl-C in the middle of an epoch records how many
-batches of it are done; ``--resume`` skips exactly those.
+The run is ``fit`` with the recipe's model, optimizer and scheduler and the callbacks of
+:mod:`nnfast.callbacks` (progress bar, checkpoint every epoch and on Ctrl-C/SIGTERM, metrics
+file); ``--resume`` is ``fit(..., resume=checkpoint)``, bit-identical as ``fit`` guarantees.
+With ``--distributed`` (under ``mpiexec``) every rank runs this, ``--batch-size`` is the
+global batch, and rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io as _io
-import json
 import math
+import numbers
 import os
-import signal
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from .callbacks import Callback
 
 # Default recipes, chosen on the real data (see README): each reaches its target accuracy on
 # MNIST within its epochs. Options given on the command line override them.
@@ -49,18 +42,25 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmspro
 
 # options that define the run: fixed by the checkpoint when resuming
 RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer", "lr",
-               "lr_schedule", "weight_decay", "augment", "seed")  # fmt: skip
+               "lr_schedule", "weight_decay", "augment", "seed", "val_split")  # fmt: skip
+
+# the fraction of the training set held out for validation when --val-split is not given
+DEFAULT_VAL_SPLIT = 0.1
 
 # architecture options and the models that take them (--dropout 0, none, suits every model)
 MODEL_OPTIONS = {"hidden": ("mlp",), "dropout": ("mlp", "cnn")}
 
 CHECKPOINT_NAME = "checkpoint.npz"
-METRIC_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "time",
-                 "samples_per_s")  # fmt: skip
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training after a checkpoint was written; the CLI exits with 130."""
+    """Ctrl-C or SIGTERM stopped training after a checkpoint was written; the CLI exits with
+    ``exit_code`` (128 + the signal's number: 130 for Ctrl-C) and prints the message if
+    ``show``."""
+
+    def __init__(self, message, exit_code=130, show=True):
+        super().__init__(message)
+        self.exit_code, self.show = exit_code, show
 
 
 def _option_given(args, name):
@@ -112,6 +112,7 @@ def resolve_config(args) -> dict:
         cfg[key] = recipe.get(key) if value is None else value
     if model != "mlp":
         cfg["hidden"] = None
+    cfg["val_split"] = DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split
     if args.lr is not None:
         cfg["lr"] = args.lr
     elif cfg["optimizer"] == recipe["optimizer"]:
@@ -188,45 +189,6 @@ def load_split(dataset, data_dir):
     return out[0], out[1], info
 
 
-class _Sigint:
-    """The first Ctrl-C sets ``requested`` (the loop checkpoints after the current batch); a
-    second one raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        with contextlib.suppress(ValueError):  # not the main thread: leave Ctrl-C alone
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def write_metrics(path, history):
-    """The per-epoch metrics so far: JSON lines (``.jsonl``/``.json``/``.ndjson``) or CSV."""
-    from ._atomic import atomic_write
-
-    text = _io.StringIO()
-    if str(path).lower().endswith(".csv"):
-        w = csv.DictWriter(text, fieldnames=METRIC_FIELDS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(history)
-    else:
-        for row in history:
-            text.write(json.dumps(row) + "\n")
-    with atomic_write(path) as f:
-        f.write(text.getvalue().encode())
-
-
 def check_plot_available():
     try:
         import matplotlib  # noqa: F401
@@ -236,20 +198,20 @@ def check_plot_available():
         ) from None
 
 
-def write_plot(path, history, title):
-    """A PNG with the loss (train, test) and accuracy (train, test) curves per epoch."""
+def write_plot(path, history, title, val_name="val"):
+    """A PNG with the loss and accuracy curves per epoch (train and ``val_name``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] for r in history]
+    epochs = history["epoch"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["loss"] for r in history], "o-", label="train")
-    ax1.plot(epochs, [r["test_loss"] for r in history], "o-", label="test")
+    ax1.plot(epochs, history["loss"], "o-", label="train")
+    ax1.plot(epochs, history["val_loss"], "o-", label=val_name)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax2.plot(epochs, [100 * r["accuracy"] for r in history], "o-", label="train")
-    ax2.plot(epochs, [100 * r["test_accuracy"] for r in history], "o-", label="test")
+    ax2.plot(epochs, [100 * a for a in history["accuracy"]], "o-", label="train")
+    ax2.plot(epochs, [100 * a for a in history["val_accuracy"]], "o-", label=val_name)
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
@@ -260,7 +222,51 @@ def write_plot(path, history, title):
     plt.close(fig)
 
 
-def _check_resume(args, cfg):
+def _resume_config(path, args) -> dict:
+    """The configuration saved in the checkpoint at ``path``, checked, with ``--epochs`` applied;
+    a checkpoint that cannot be resumed is one ValueError naming the file and the problem."""
+    from .checkpoint import read_checkpoint_state
+    from .data import DATASETS
+
+    def bad(problem):
+        return ValueError(f"{path}: cannot resume: {problem}")
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    cfg = read_checkpoint_state(path).get("config")
+    if not isinstance(cfg, dict):
+        raise bad("it holds no nnfast train configuration (written by another tool, by fit in "
+                  "Python, or by an older nnfast)")  # fmt: skip
+    cfg = {"augment": "none", **cfg}  # checkpoints from before --augment
+
+    def number(v, low, high=math.inf, whole=False, low_open=False):
+        kinds = numbers.Integral if whole else numbers.Real
+        return (isinstance(v, kinds) and not isinstance(v, bool) and math.isfinite(v)
+                and (v > low if low_open else v >= low) and v < high)  # fmt: skip
+
+    checks = {
+        "dataset": lambda v: v in DATASETS,
+        "model": lambda v: v in RECIPES,
+        "hidden": lambda v: v is None or (isinstance(v, list) and v and all(
+            number(w, 1, whole=True) for w in v)),
+        "dropout": lambda v: number(v, 0, 1),
+        "epochs": lambda v: number(v, 0, whole=True),
+        "batch_size": lambda v: number(v, 1, whole=True),
+        "optimizer": lambda v: v in DEFAULT_LR,
+        "lr": lambda v: number(v, 0, low_open=True),
+        "lr_schedule": lambda v: v in ("cosine", "step", "none"),
+        "weight_decay": lambda v: number(v, 0),
+        "augment": lambda v: isinstance(v, str) and v in AUGMENT,
+        "seed": lambda v: number(v, 0, whole=True),
+        "val_split": lambda v: number(v, 0, 1),
+    }  # fmt: skip
+    for key, ok in checks.items():
+        if key not in cfg:
+            raise bad(f"its configuration has no {key!r} (written by an older nnfast?)")
+        if not ok(cfg[key]):
+            raise bad(f"its configuration has {key} {cfg[key]!r}, which is not valid")
+    if cfg["model"] == "mlp" and cfg["hidden"] is None:
+        raise bad("its configuration has an mlp without hidden widths")
     for key in RUN_OPTIONS:
         given = getattr(args, key, None)
         if given is not None and given != cfg[key]:
@@ -269,15 +275,20 @@ def _check_resume(args, cfg):
                 f"--resume: the checkpoint was trained with {flag} {cfg[key]}, not {given}; "
                 f"drop {flag} or start a new run without --resume"
             )
+    if args.epochs is not None:
+        cfg["epochs"] = args.epochs
+    return cfg
 
 
-def _progress(total, initial, desc, quiet):
-    if quiet:
-        return None
-    from tqdm import tqdm
+class _StopAt(Callback):
+    """Test hook: ``on_batch(epoch, batch)`` true acts as Ctrl-C after that batch."""
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", unit_scale=True,
-                leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+    def __init__(self, on_batch):
+        self.on_batch = on_batch
+
+    def on_batch_end(self, state, batch, logs):
+        if self.on_batch(state.epoch, batch):
+            state.stop("batch", reason="on_batch")
 
 
 def run(args, on_batch=None) -> int:
@@ -285,162 +296,98 @@ def run(args, on_batch=None) -> int:
     batch; a true return acts as Ctrl-C (tests use it to interrupt at a chosen batch)."""
     import nnfast
 
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from . import callbacks as cb
     from .data import DataLoader
     from .nn import CrossEntropyLoss
-    from .train import evaluate
+    from .train import _evaluate, fit
 
-    check_outputs(args)
+    dist = None
+    if getattr(args, "distributed", False):
+        from . import distributed as dist
+
+        dist.init()  # one line naming the extra when mpi4py is missing
+    root = dist is None or dist.rank() == 0
+    size = 1 if dist is None else dist.size()
+    if root:
+        check_outputs(args)
     if args.plot:
         check_plot_available()
     if args.threads is not None:
         nnfast.set_num_threads(args.threads)
     nnfast.set_gemm_backend(args.backend)
 
-    ckpt_dir = Path(args.checkpoint_dir)
-    ckpt_path = ckpt_dir / CHECKPOINT_NAME
-    resumed = None
-    if args.resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        resumed = load_checkpoint(ckpt_path)  # for its configuration; restored again below
-        cfg = dict(resumed["state"]["config"])
-        cfg.setdefault("augment", "none")  # checkpoints from before --augment
-        _check_resume(args, cfg)
-        if args.epochs is not None:
-            cfg["epochs"] = args.epochs
-    else:
-        cfg = resolve_config(args)
+    ckpt_path = Path(args.checkpoint_dir) / CHECKPOINT_NAME
+    cfg = None
+    if root:
+        cfg = _resume_config(ckpt_path, args) if args.resume else resolve_config(args)
+    if dist is not None:
+        cfg = dist._bcast_json(cfg)  # rank 0's: one seed, and one checkpoint read
+    bs, epochs = cfg["batch_size"], cfg["epochs"]
+    if bs % size:
+        raise ValueError(f"--batch-size {bs} is the global batch: it must be a multiple of the "
+                         f"{size} ranks")  # fmt: skip
 
-    (x, y), (x_test, y_test), meta = load_split(cfg["dataset"], args.data_dir)
+    if dist is not None and not root:
+        dist.barrier()  # rank 0 downloads what is missing first
+    (x, y), test, meta = load_split(cfg["dataset"], args.data_dir)
+    if dist is not None and root:
+        dist.barrier()
     nnfast.manual_seed(cfg["seed"])
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model.parameters())
     scheduler = build_scheduler(cfg, optimizer)
-    state = {"config": cfg, "epoch": 0, "batch": 0, "partial": None, "history": []}
-    if resumed is not None:
-        saved = load_checkpoint(ckpt_path, model, optimizer, scheduler)["state"]
-        state.update(epoch=saved["epoch"], batch=saved["batch"], partial=saved["partial"],
-                     history=saved["history"])  # fmt: skip
-    history = state["history"]
-
     loss_fn = CrossEntropyLoss()
-    bs, epochs = cfg["batch_size"], cfg["epochs"]
-    augment = build_augmentation(cfg["augment"], meta)
-    loader = DataLoader(x, y, batch_size=bs, seed=cfg["seed"], transform=augment)
-    n, n_batches = len(x), len(loader)
-    say = (lambda *a: None) if args.quiet else print
+    val_name = "val" if cfg["val_split"] else "test"
+
+    say = print if root and not args.quiet else (lambda *a: None)
     what = f"{cfg['model']} on {cfg['dataset']}"
-    if resumed is not None:
-        where = f"epoch {state['epoch'] + 1}" + (
-            f", batch {state['batch'] + 1}" if state["batch"] else ""
-        )
-        say(f"resuming {what} from {ckpt_path} at {where} of {epochs}")
+    ranks = f", {size} ranks of" if size > 1 else ","
+    if args.resume:
+        say(f"resuming {what} from {ckpt_path} ({epochs} epochs)")
     else:
+        held = f", {cfg['val_split']:g} of the training set held out for validation"
         say(
             f"training {what}: {model.parameter_count():,} parameters, {cfg['optimizer']} "
             f"lr {cfg['lr']:g} ({cfg['lr_schedule']}), weight decay {cfg['weight_decay']:g}, "
-            f"batch {bs}, {epochs} epochs, augment {cfg['augment']}, seed {cfg['seed']}, "
+            f"batch {bs}, {epochs} epochs, augment {cfg['augment']}, seed {cfg['seed']}"
+            f"{held if cfg['val_split'] else ''}{ranks} "
             f"{nnfast.get_num_threads()} threads, {nnfast.get_gemm_backend()} GEMM"
         )
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-
-    def checkpoint():
-        save_checkpoint(ckpt_path, model, optimizer, scheduler, state, meta)
-
-    model.train()
-    with _Sigint() as sigint:
-        for epoch in range(state["epoch"] + 1, epochs + 1):
-            order = loader.order(epoch - 1)
-            first = state["batch"]
-            p = state["partial"] or {"loss_sum": 0.0, "correct": 0, "seen": 0, "time": 0.0}
-            loss_sum, correct, seen = p["loss_sum"], p["correct"], p["seen"]
-            start = time.perf_counter() - p["time"]
-            bar = _progress(n, seen, f"epoch {epoch}/{epochs}", args.quiet)
-            for b in range(first, n_batches):
-                sel = order[b * bs : (b + 1) * bs]
-                xb, yb = x[sel], y[sel]
-                if augment is not None:  # a function of (seed, epoch, batch): resumable
-                    xb = loader.transform_batch(xb, epoch - 1, b)
-                optimizer.zero_grad()
-                out = model(xb)
-                value = loss_fn(out, yb)
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"the loss is {value} at epoch {epoch}, batch {b + 1}: training "
-                        f"diverged (try a smaller --lr)"
-                    )
-                model.backward(loss_fn.backward(), input_grad=False)
-                optimizer.step()
-                loss_sum += value * len(sel)
-                correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
-                seen += len(sel)
-                if bar is not None:
-                    bar.update(len(sel))
-                    if b % 20 == 0 or b == n_batches - 1:
-                        rate = seen / max(time.perf_counter() - start, 1e-9)
-                        bar.set_postfix_str(
-                            f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% "
-                            f"{rate:,.0f} samples/s",
-                            refresh=False,
-                        )
-                stop = sigint.requested or (on_batch is not None and on_batch(epoch, b + 1))
-                if stop and b + 1 < n_batches:
-                    if bar is not None:
-                        bar.close()
-                    state.update(epoch=epoch - 1, batch=b + 1, partial={
-                        "loss_sum": loss_sum, "correct": correct, "seen": seen,
-                        "time": time.perf_counter() - start})  # fmt: skip
-                    checkpoint()
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch}, batch {b + 1} of {n_batches}; "
-                        f"checkpoint written to {ckpt_path} (continue with --resume)"
-                    )
-            if bar is not None:
-                bar.close()
-            train_time = time.perf_counter() - start
-            ev = evaluate(model, loss_fn, (x_test, y_test), batch_size=500)
-            lr = optimizer.param_groups[0]["lr"]
-            if scheduler is not None:
-                scheduler.step()
-            row = {
-                "epoch": epoch,
-                "loss": loss_sum / n,
-                "accuracy": correct / n,
-                "test_loss": ev["loss"],
-                "test_accuracy": ev["accuracy"],
-                "lr": lr,
-                "time": train_time,
-                "samples_per_s": n / train_time,
-            }
-            history.append(row)
-            state.update(epoch=epoch, batch=0, partial=None)
-            checkpoint()
-            if args.metrics_out:
-                write_metrics(args.metrics_out, history)
-            say(
-                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {row['loss']:.4f}  "
-                f"acc {100 * row['accuracy']:.2f}%  test loss {row['test_loss']:.4f}  "
-                f"test acc {100 * row['test_accuracy']:.2f}%  lr {lr:.2e}  "
-                f"{train_time:.1f}s ({row['samples_per_s']:,.0f} samples/s)"
-            )
-            if sigint.requested or (on_batch is not None and on_batch(epoch, n_batches)):
-                if epoch < epochs:
-                    raise TrainingInterrupted(
-                        f"interrupted after epoch {epoch} of {epochs}; checkpoint written to "
-                        f"{ckpt_path} (continue with --resume)"
-                    )
-
-    if args.metrics_out and history:
-        write_metrics(args.metrics_out, history)
-    if args.save:
-        nnfast.io.save(model, args.save, metadata=meta)
-        say(f"saved the model to {args.save}")
-    if args.plot and history:
-        write_plot(args.plot, history, f"{what}, {cfg['optimizer']} lr {cfg['lr']:g}")
-        say(f"wrote the training curves to {args.plot}")
-    acc = history[-1]["test_accuracy"] if history else evaluate(
-        model, loss_fn, (x_test, y_test), batch_size=500)["accuracy"]  # fmt: skip
-    print(f"test accuracy: {100 * acc:.2f}% ({cfg['model']} on {cfg['dataset']}, "
-          f"{len(history)} epochs)")  # fmt: skip
+    checkpoint = cb.Checkpoint(ckpt_path, metadata=meta, state={"config": cfg})
+    callbacks = [] if args.quiet else [cb.ProgressBar(val_name=val_name)]
+    callbacks.append(checkpoint)  # before the metrics file, which may go into its directory
+    if args.metrics_out:
+        callbacks.append(cb.MetricsWriter(args.metrics_out))
+    if on_batch is not None:
+        callbacks.append(_StopAt(on_batch))
+    # the augmentation is a function of (seed, epoch, batch) alone: resumable
+    train = DataLoader(x, y, batch_size=bs // size, dtype=None,
+                       transform=build_augmentation(cfg["augment"], meta))  # fmt: skip
+    history = fit(model, loss_fn, optimizer, train, epochs,
+                  val=None if cfg["val_split"] else test, val_split=cfg["val_split"],
+                  scheduler=scheduler, callbacks=callbacks, seed=cfg["seed"],
+                  resume=ckpt_path if args.resume else None,
+                  distributed=dist is not None)  # fmt: skip
+    if history.interrupted:
+        e, b = history.stopped_at
+        where = f"at epoch {e}, batch {b} of {history.num_batches}" if b else (
+            f"after epoch {e} of {epochs}")  # fmt: skip
+        sig = {"SIGINT": 130, "SIGTERM": 143}.get(history.stop_reason, 130)
+        raise TrainingInterrupted(
+            f"interrupted {where}; checkpoint written to {ckpt_path} (continue with --resume)",
+            exit_code=sig, show=root,
+        )  # fmt: skip
+    if cfg["val_split"] or not history.epochs:
+        acc = _evaluate(model, loss_fn, test, 500, dist)["accuracy"]
+    else:
+        acc = history["val_accuracy"][-1]
+    if root:
+        if args.save:
+            nnfast.io.save(model, args.save, metadata=meta)
+            say(f"saved the model to {args.save}")
+        if args.plot and history.epochs:
+            write_plot(args.plot, history, f"{what}, {cfg['optimizer']} lr {cfg['lr']:g}",
+                       val_name)  # fmt: skip
+            say(f"wrote the training curves to {args.plot}")
+        print(f"test accuracy: {100 * acc:.2f}% ({what}, {history.epochs} epochs)")
     return 0

@@ -95,6 +95,20 @@ def _load_optimizer(path, record, arrays, optimizer):
         ) from None
 
 
+def read_checkpoint_state(path) -> dict:
+    """The caller's ``state`` saved in the checkpoint at ``path``, without building the model
+    (ValueError naming the file if it is not a checkpoint)."""
+    path = os.fspath(path)
+    record = io.open_model_file(path).json(CHECKPOINT_KEY, "load_checkpoint")
+    if record is None:
+        raise ValueError(f"load_checkpoint: {path} is a model file, not a training checkpoint")
+    state = record.get("state")
+    if not isinstance(state, dict):
+        raise ValueError(f"load_checkpoint: {path}: its state is {type(state).__name__}, not a "
+                         f"JSON object")  # fmt: skip
+    return state
+
+
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` and restore it in place.
 

@@ -57,6 +57,22 @@ def _positive_float(text):
     return value
 
 
+def _thread_count(text):
+    from ._runtime import MAX_THREADS
+
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, got {value}")
+    return value
+
+
+def _fraction(text):
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def _dropout(text):
     value = _non_negative_float(text)
     if value >= 1:
@@ -393,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"augment {r['augment']}"
             for m, r in RECIPES.items()
         )
-        + ". Ctrl-C writes a checkpoint and exits (status 130); --resume continues it.",
+        + ". Ctrl-C (or SIGTERM) writes a checkpoint and exits (status 130, or 143); --resume "
+        "continues it.",
     )
     p.add_argument("--dataset", choices=datasets, help="default mnist")
     p.add_argument(
@@ -435,7 +452,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="random per-image augmentation of the training batches: shift (up to 2 pixels), "
         "affine (rotation up to 10 degrees, shift up to 10%%, scale 0.9-1.1)",
     )
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="default: all cores")
+    p.add_argument(
+        "--val-split",
+        type=_fraction,
+        metavar="F",
+        help="fraction of the training set held out (seeded) for the per-epoch validation "
+        "lines; the test set is evaluated once, at the end. 0: validate on the test set every "
+        "epoch (default 0.1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_thread_count,
+        metavar="N",
+        help="default: the CPUs this process may use (divided by the ranks on the machine with "
+        "--distributed)",
+    )
     p.add_argument(
         "--backend",
         choices=("native", "blas"),
@@ -536,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N",
         help="square sizes (default 256,512,1024)",
     )
-    g.add_argument("--threads", type=_positive_int, metavar="N")
+    g.add_argument("--threads", type=_thread_count, metavar="N")
     g.add_argument("--rounds", type=_positive_int, default=5, metavar="N")
     g.add_argument(
         "--naive-max",
@@ -566,8 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except TrainingInterrupted as err:
-        print(f"nnfast: {err}", file=sys.stderr)
-        return 130
+        if err.show:
+            print(f"nnfast: {err}", file=sys.stderr)
+        return err.exit_code
     except BrokenPipeError:  # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -578,9 +610,34 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:
         if args.debug:
+            if _in_distributed_job():
+                import traceback
+
+                traceback.print_exc()
+                _abort_job()
             raise
         print(f"nnfast: error: {_one_line(err)}", file=sys.stderr)
+        if _in_distributed_job():
+            _abort_job()
         return 1
+
+
+def _in_distributed_job() -> bool:
+    mpi = sys.modules.get("mpi4py.MPI")  # imported by --distributed only
+    return (
+        mpi is not None
+        and mpi.Is_initialized()
+        and not mpi.Is_finalized()
+        and mpi.COMM_WORLD.Get_size() > 1
+    )
+
+
+def _abort_job() -> None:
+    """An error on one rank ends the whole job: the other ranks would otherwise wait for this
+    one in their next collective call, forever. Called after the error is shown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.modules["mpi4py.MPI"].COMM_WORLD.Abort(1)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,46 @@
-"""The training loop: ``fit``, ``evaluate``, ``predict`` and callbacks (early stopping).
+"""The training loop: ``fit``, ``evaluate``, ``predict``.
 
     history = fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters()), (x, y),
-                  epochs=10, batch_size=128, val=(xv, yv), seed=0)
+                  epochs=10, batch_size=128, val_split=0.1, seed=0,
+                  callbacks=[ProgressBar(), Checkpoint("ck.npz"), EarlyStopping(patience=3)])
     history["val_accuracy"][-1]
 
-Data are ``(inputs, targets)`` pairs of arrays with the samples along axis 0. Accuracy is
-reported for CrossEntropyLoss (argmax against integer labels) and BCEWithLogitsLoss (logit > 0
-against target > 0.5). The same ``seed`` (and thread count) gives bit-identical training.
+``fit`` is nnfast's one epoch loop: the ``nnfast train`` command is a recipe and callbacks
+(:mod:`nnfast.callbacks`) over it. Data are ``(inputs, targets)`` pairs of arrays with the
+samples along axis 0, or a :class:`~nnfast.data.DataLoader`. Accuracy is reported for
+CrossEntropyLoss (argmax against integer labels) and BCEWithLogitsLoss (logit > 0 against
+target > 0.5). The same ``seed`` (and thread count) gives bit-identical training.
+
+Resuming is bit-identical because everything a step depends on is either restored from the
+checkpoint (weights, optimizer and scheduler state, Dropout's random streams, the running sums
+of the current epoch) or a function of (seed, epoch) alone (the shuffling order, as
+``DataLoader.order``). A checkpoint written inside an epoch records how many of its batches are
+done; ``resume=`` skips exactly those.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import sys
 import time
 
 import numpy as np
 
 from ._random import generator
+from .callbacks import Callback, EarlyStopping, ProgressBar
+from .data.loader import DataLoader
 from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
 from .optim.lr_scheduler import ReduceLROnPlateau
+
+__all__ = ["Callback", "EarlyStopping", "FitState", "History", "NonFiniteLossError",
+           "evaluate", "fit", "predict"]  # fmt: skip
+
+# the version of fit's progress record in checkpoints; a checkpoint with another one is refused
+_STATE_VERSION = 1
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time",
+                "samples_per_s")  # fmt: skip
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -31,77 +52,103 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class History(dict):
-    """Per-epoch metrics: ``history["loss"]``, ``["accuracy"]``, ``["val_loss"]``,
-    ``["val_accuracy"]``, ``["lr"]``, ``["time"]`` (lists, one entry per completed epoch).
-    ``stopped_early`` tells whether a callback ended training."""
+    """Per-epoch metrics, one list per key of :data:`HISTORY_KEYS` (``history["loss"]``,
+    ``["val_accuracy"]``, ...), one entry per completed epoch; None where a metric does not
+    apply (accuracy of a regression, validation without validation data).
+
+    ``stopped_early`` tells whether a callback ended training before its last epoch,
+    ``interrupted`` whether that was a stop after a batch (Ctrl-C, SIGTERM,
+    ``state.stop("batch")``), ``stopped_at`` is then ``(epoch, batch)`` (batch 0 when the
+    epoch had just ended; an unfinished epoch is not in the history) and ``stop_reason`` says
+    why (e.g. "SIGINT").
+    """
 
     stopped_early = False
+    interrupted = False
+    stop_reason = None
+    stopped_at = None  # (epoch, batch) of an interruption; batch 0: after that epoch
+    num_batches = None  # per epoch (of a rank)
+
+    def __init__(self, data=None):
+        super().__init__({k: [] for k in HISTORY_KEYS})
+        if data:
+            for k in HISTORY_KEYS:
+                self[k] = list(data[k])
 
     @property
     def epochs(self) -> int:
-        return len(self.get("loss", ()))
+        return len(self["loss"])
+
+    def rows(self) -> list:
+        """The epochs as dicts (one per row of a metrics file)."""
+        return [{k: self[k][i] for k in HISTORY_KEYS} for i in range(self.epochs)]
+
+    def append(self, row: dict) -> None:
+        for k in HISTORY_KEYS:
+            self[k].append(row[k])
 
 
-class Callback:
-    """Hooks called by ``fit``. ``on_epoch_end`` returns True to stop training."""
+class FitState:
+    """What callbacks see of a run of :func:`fit`.
 
-    def on_train_begin(self, model, optimizer):
-        pass
-
-    def on_epoch_end(self, epoch: int, logs: dict):
-        return None
-
-    def on_train_end(self, model):
-        pass
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best_weights`` the model gets the best epoch's weights back.
-
-    ``mode`` is "min", "max" or "auto" (max for names containing "acc", else min).
+    Attributes
+    ----------
+    model, optimizer, scheduler, loss
+        As given to ``fit`` (``optimizer`` is the DistributedOptimizer in a distributed run).
+    history : History
+    epochs : int
+        The last epoch of the run.
+    epoch : int
+        The current epoch, from 1.
+    batch : int
+        Batches done in the current epoch.
+    num_batches : int
+        Batches per epoch (of each rank).
+    num_samples : int
+        Training samples per epoch, over all ranks.
+    partial : dict or None
+        Running sums of the current epoch while it is unfinished (``loss_sum``, ``correct``,
+        ``seen``, ``time``); None between epochs.
+    seed : int
+        The seed of the shuffling order and the validation split.
+    rank, world_size : int
+        0 and 1 unless distributed.
+    error : BaseException or None
+        Set when training raised (seen by ``on_train_end``).
     """
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
-                 restore_best_weights=True):  # fmt: skip
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        if mode not in ("min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {mode!r}")
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(min_delta)
-        self.mode, self.restore_best_weights = mode, restore_best_weights
-        self.best = None
-        self.best_epoch = None
-        self.wait = 0
-        self._best_state = None
-        self._model = None
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+        self.epoch, self.batch, self.partial, self.error = 0, 0, None, None
+        self._stop = None
+        self._reason = None
 
-    def on_train_begin(self, model, optimizer):
-        self._model = model
-        self.best, self.best_epoch, self.wait, self._best_state = None, None, 0, None
+    def stop(self, when="epoch", reason=None):
+        """Ask ``fit`` to stop after the current ``"epoch"`` or ``"batch"``."""
+        if when not in ("epoch", "batch"):
+            raise ValueError(f"FitState.stop: when must be 'epoch' or 'batch', got {when!r}")
+        if self._stop != "batch":
+            self._stop = when
+        self._reason = reason or self._reason or f"stop after the {when} requested"
 
-    def on_epoch_end(self, epoch, logs):
-        value = logs.get(self.monitor)
-        if value is None:
-            raise ValueError(
-                f"EarlyStopping: metric {self.monitor!r} is not available; have "
-                f"{sorted(k for k, v in logs.items() if v is not None)}"
-            )
-        if self.mode == "min":
-            better = self.best is None or value < self.best - self.min_delta
-        else:
-            better = self.best is None or value > self.best + self.min_delta
-        if better:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                self._best_state = self._model.state_dict()
-            return None
-        self.wait += 1
-        return self.wait >= self.patience
+    @property
+    def stop_requested(self):
+        """None, "epoch" or "batch"."""
+        return self._stop
 
-    def on_train_end(self, model):
-        if self.restore_best_weights and self._best_state is not None:
-            model.load_state_dict(self._best_state)
+    def state_dict(self) -> dict:
+        """fit's progress, as saved in checkpoints (JSON)."""
+        return {
+            "version": _STATE_VERSION,
+            "epoch": self.epoch_done,
+            "batch": self.batch if self.partial is not None else 0,
+            "partial": self.partial if self.batch else None,
+            "history": dict(self.history),
+            "seed": self.seed,
+            "num_train": self.num_train,
+            "num_batches": self.num_batches,
+            "world_size": self.world_size,
+        }
 
 
 def _check_data(name, data):
@@ -130,6 +177,112 @@ def _backward(model, grad):
     return model.backward(grad)
 
 
+def _seed_int(seed):
+    if seed is None or isinstance(seed, np.random.Generator):
+        return int(generator(seed).integers(2**63))
+    return _whole("seed", seed, 0, "a whole number >= 0, a Generator or None")
+
+
+def _whole(name, value, low, what=None):
+    """``value`` as an int; TypeError unless it is an integer (bool is not), ValueError unless
+    it is >= ``low``."""
+    what = what or f"a whole number >= {low}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"fit: {name} must be {what}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"fit: {name} must be {what}, got {value!r}")
+    return int(value)
+
+
+def split_validation(x, y, fraction, seed):
+    """``(x_train, y_train), (x_val, y_val)``: a seeded ``fraction`` of the samples held out
+    (at least one, and at least one left to train on); the rest keep their order."""
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, numbers.Real)
+        or not (0 <= fraction < 1)
+    ):
+        raise ValueError(f"fit: val_split must be a number in [0, 1), got {fraction!r}")
+    n = len(x)
+    n_val = max(1, round(n * fraction))
+    if n_val >= n:
+        raise ValueError(f"fit: val_split {fraction} of {n} samples leaves none to train on")
+    held = np.zeros(n, bool)
+    held[np.random.default_rng([seed, 0x7A11]).permutation(n)[:n_val]] = True
+    return (x[~held], y[~held]), (x[held], y[held])
+
+
+def _resume_state(path, saved, state, loader_len, num_train):
+    """fit's progress from a checkpoint's record, checked against this run; every problem is one
+    ValueError naming the file."""
+
+    def bad(problem):
+        return ValueError(f"{path}: cannot resume: {problem}")
+
+    rec = saved.get("fit") if isinstance(saved, dict) else None
+    if not isinstance(rec, dict):
+        raise bad("it holds no progress of nnfast.train.fit (written by another tool or an older "
+                  "nnfast)")  # fmt: skip
+    if rec.get("version") != _STATE_VERSION:
+        raise bad(f"its progress record has version {rec.get('version')!r}, this nnfast reads "
+                  f"{_STATE_VERSION}")  # fmt: skip
+
+    def whole(key, low=0, high=None):
+        v = rec.get(key)
+        too_big = high is not None and isinstance(v, int) and v > high
+        if not isinstance(v, int) or isinstance(v, bool) or v < low or too_big:
+            rng = f">= {low}" if high is None else f"in {low}..{high}"
+            raise bad(f"{key} is {v!r}, not a whole number {rng}")
+        return v
+
+    seed = whole("seed")
+    if whole("num_train", 1) != num_train:
+        raise bad(f"it was trained on {rec['num_train']} samples, this run has {num_train}")
+    if whole("num_batches", 1) != loader_len:
+        raise bad(f"it has {rec['num_batches']} batches per epoch, this run {loader_len} (a "
+                  f"different batch size or number of ranks)")  # fmt: skip
+    if whole("world_size", 1) != state.world_size:
+        raise bad(f"it was written by a run on {rec['world_size']} ranks, this one has "
+                  f"{state.world_size}")  # fmt: skip
+    epoch = whole("epoch")
+    batch = whole("batch", 0, loader_len - 1)
+    hist = rec.get("history")
+    if not isinstance(hist, dict) or set(hist) != set(HISTORY_KEYS):
+        raise bad(f"its history must have the keys {', '.join(HISTORY_KEYS)}")
+    lengths = {len(v) if isinstance(v, list) else -1 for v in hist.values()}
+    if lengths != {epoch}:
+        raise bad(f"its history does not hold one entry per epoch for {epoch} epochs")
+    for k, v in hist.items():
+        if not all(e is None or (isinstance(e, (int, float)) and not isinstance(e, bool))
+                   for e in v):  # fmt: skip
+            raise bad(f"its history of {k} holds something other than numbers")
+    partial = rec.get("partial")
+    if (partial is None) != (batch == 0):
+        raise bad("its batch count and running sums disagree")
+    if partial is not None:
+        keys = {"loss_sum", "correct", "seen", "time"}
+        if not isinstance(partial, dict) or set(partial) != keys or not all(
+            isinstance(partial[k], (int, float)) and not isinstance(partial[k], bool)
+            and math.isfinite(partial[k]) and partial[k] >= 0 for k in keys
+        ):  # fmt: skip
+            raise bad(f"its running sums must be the numbers >= 0 {', '.join(sorted(keys))}")
+    return seed, epoch, batch, partial, History(hist)
+
+
+def _dist_module(distributed):
+    """The nnfast.distributed module when this run is distributed, else None."""
+    if distributed is False:
+        return None
+    if distributed is None:
+        mpi = sys.modules.get("mpi4py.MPI")  # never import MPI just to find out
+        if mpi is None or not mpi.Is_initialized() or mpi.COMM_WORLD.Get_size() == 1:
+            return None
+    from . import distributed as dist
+
+    dist.init()
+    return dist
+
+
 def fit(
     model,
     loss,
@@ -143,6 +296,9 @@ def fit(
     shuffle=True,
     seed=None,
     verbose=False,
+    val_split=0.0,
+    resume=None,
+    distributed=None,
 ):
     """Train ``model`` with mini-batch gradient descent; returns a :class:`History`.
 
@@ -151,101 +307,262 @@ def fit(
     model : Module
     loss : a loss module (``nn.CrossEntropyLoss()``, ...)
     optimizer : Optimizer over ``model.parameters()``
-    train, val : (inputs, targets)
-    epochs, batch_size : int
-    scheduler : LR scheduler stepped once per epoch (ReduceLROnPlateau gets val_loss, else loss)
-    callbacks : Callbacks, e.g. ``EarlyStopping()``
-    shuffle : reshuffle the training set every epoch
-    seed : int or None, for the shuffling order (None: the next ``nnfast.manual_seed`` stream)
-    verbose : print one line per epoch
+    train : (inputs, targets) or DataLoader
+        A DataLoader brings its own batch size, transform and dtype (``batch_size`` and
+        ``shuffle`` are then ignored); its order comes from ``seed``.
+    epochs : int
+        Train until this epoch (a resumed run continues to it).
+    batch_size : int
+        Per rank in a distributed run (as in torch and Horovod).
+    val : (inputs, targets), optional
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+    scheduler : LR scheduler, optional
+        Stepped once per epoch (ReduceLROnPlateau gets val_loss, else loss).
+    callbacks : list of :class:`nnfast.callbacks.Callback`
+        E.g. ``ProgressBar()``, ``Checkpoint(path)``, ``MetricsWriter(path)``,
+        ``EarlyStopping()``; called in order.
+    shuffle : bool
+        Reshuffle the training set every epoch.
+    seed : int, Generator or None
+        Seed of the shuffling order and the validation split (None: drawn from the
+        ``nnfast.manual_seed`` stream).
+    verbose : bool or "stderr"
+        Print one line per epoch (a :class:`ProgressBar` without the bar).
+    val_split : float in [0, 1)
+        Hold out this seeded fraction of ``train`` as the validation set (instead of ``val``).
+    resume : path, optional
+        A checkpoint written by :class:`nnfast.callbacks.Checkpoint` for this model, optimizer,
+        scheduler and data: training continues where it stopped, bit-identically.
+    distributed : bool or None
+        Data-parallel over MPI (:mod:`nnfast.distributed`): each rank trains on its shard
+        (DistributedSampler), gradients are averaged, metrics are over all ranks. None: when
+        mpi4py is initialised with more than one rank.
 
     Raises
     ------
     NonFiniteLossError
         When a batch's loss is NaN or infinite, naming the epoch and batch.
+    ValueError
+        Bad data or options, or a ``resume`` checkpoint that does not fit this run (one line
+        naming the file).
     """
-    x, y = _check_data("train", train)
+    dist = _dist_module(distributed)
+    rank, size = (dist.rank(), dist.size()) if dist else (0, 1)
+    if isinstance(train, DataLoader):
+        template = train
+        x, y = train.x, train.y
+        if y is None:
+            raise ValueError("fit: the DataLoader must yield (inputs, targets)")
+    else:
+        template = None
+        x, y = _check_data("train", train)
     if val is not None:
         val = _check_data("val", val)
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"fit: need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
-    rng = generator(seed)
+    epochs, batch_size = _whole("epochs", epochs, 0), _whole("batch_size", batch_size, 1)
+    if val is not None and val_split:
+        raise ValueError("fit: give val or val_split, not both")
+    seed = _seed_int(seed)
+    if dist:
+        seed = dist._bcast_json(seed)  # rank 0's, when each rank drew its own
+    if val_split:
+        (x, y), val = split_validation(x, y, val_split, seed)
+    loader = _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size)
+    if dist and not isinstance(optimizer, dist.DistributedOptimizer):
+        optimizer = dist.DistributedOptimizer(optimizer)
+    state = FitState(
+        model=model, optimizer=optimizer, scheduler=scheduler, loss=loss, history=History(),
+        epochs=int(epochs), num_batches=len(loader), num_samples=loader.num_samples * size,
+        num_train=len(x), seed=seed, rank=rank, world_size=size, epoch_done=0,
+    )  # fmt: skip
+    if dist:
+        dist._check_same_run(model, optimizer, loss, scheduler, {
+            "epochs": int(epochs), "batch_size": loader.batch_size, "num_train": len(x),
+            "num_val": 0 if val is None else len(val[0]), "shuffle": bool(shuffle),
+            "seed": seed, "resume": resume is not None})  # fmt: skip
+    if resume is not None:
+        _resume(state, resume, model, optimizer, scheduler, loader, dist)
+        seed = state.seed
+        loader = _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size)
+    elif dist:
+        dist.broadcast_parameters(model)
+        dist.broadcast_optimizer_state(optimizer)
+    state.history.num_batches = len(loader)
+    callbacks = list(callbacks)
+    if verbose:
+        callbacks.append(ProgressBar(bar=False, file=sys.stderr if verbose == "stderr" else None))
+    try:
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        _loop(state, loader, val, callbacks, dist)
+    except BaseException as err:
+        state.error = err
+        raise
+    finally:
+        model.train()
+        for cb in callbacks:
+            cb.on_train_end(state)
+    return state.history
+
+
+def _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size):
+    sampler = None
+    if dist:
+        sampler = dist.DistributedSampler(len(x), num_replicas=size, rank=rank, shuffle=shuffle,
+                                          seed=seed)  # fmt: skip
+    if template is None:
+        return DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, dtype=None,
+                          sampler=sampler)  # fmt: skip
+    # the caller's loader, with its transform, dtype and batch size; the data may be the part
+    # left by val_split, the order is seeded by fit
+    return DataLoader(x, y, batch_size=template.batch_size, shuffle=template.shuffle, seed=seed,
+                      drop_last=template.drop_last, dtype=template.dtype,
+                      transform=template.transform, sampler=sampler)  # fmt: skip
+
+
+def _resume(state, path, model, optimizer, scheduler, loader, dist):
+    from .checkpoint import load_checkpoint
+
+    path = os.fspath(path)
+    reply = None
+    if state.rank == 0:
+        try:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"resume: no checkpoint at {path}")
+            saved = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
+                                    scheduler)["state"]  # fmt: skip
+            seed, epoch, batch, partial, history = _resume_state(
+                path, saved, state, len(loader), state.num_train
+            )
+            sched = None if scheduler is None else scheduler.state_dict()
+            reply = {"seed": seed, "epoch": epoch, "batch": batch, "partial": partial,
+                     "history": dict(history), "scheduler": sched}  # fmt: skip
+        except (OSError, ValueError) as err:
+            if dist is None:
+                raise
+            reply = {"error": f"{type(err).__name__}: {err}"}
+    if dist:
+        reply = dist._bcast_json(reply)
+        if "error" in reply:  # every rank raises the same error: no rank waits for another
+            raise ValueError(reply["error"])
+        dist.broadcast_parameters(model)
+        dist.broadcast_optimizer_state(optimizer)
+        if state.rank != 0 and scheduler is not None:
+            scheduler.load_state_dict(reply["scheduler"])
+        if state.rank != 0 and reply["partial"] is not None:
+            # the running sums were summed over the ranks when saved: rank 0 brings them
+            reply["partial"] = {**reply["partial"], "loss_sum": 0.0, "correct": 0, "seen": 0}
+    state.seed = reply["seed"]
+    state.history = History(reply["history"])
+    state.history.num_batches = len(loader)
+    state.epoch_done = reply["epoch"]
+    state.epoch = reply["epoch"] + (1 if reply["partial"] is not None else 0)
+    state.batch = reply["batch"]
+    state.partial = reply["partial"]
+
+
+def _loop(state, loader, val, callbacks, dist):
+    model, loss, optimizer, scheduler = state.model, state.loss, state.optimizer, state.scheduler
     per_sample = getattr(loss, "reduction", "mean") == "mean"
-    n = len(x)
-    n_batches = math.ceil(n / batch_size)
-    history = History()
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"):
-        history[key] = []
-    for cb in callbacks:
-        cb.on_train_begin(model, optimizer)
+    n_batches = state.num_batches
+    flag = np.zeros(1)  # a rank's stop request, summed over the ranks after every batch
     model.train()
-    order = np.arange(n)
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        if shuffle:
-            order = rng.permutation(n)
-        total, correct, counted = 0.0, 0, True
-        for b in range(n_batches):
-            if shuffle:
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                xb, yb = x[idx], y[idx]
-            else:
-                xb, yb = (
-                    x[b * batch_size : (b + 1) * batch_size],
-                    y[b * batch_size : (b + 1) * batch_size],
-                )
+    for epoch in range(state.epoch_done + 1, state.epochs + 1):
+        state.epoch = epoch
+        first = state.batch
+        p = state.partial or {"loss_sum": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+        loss_sum, correct, seen = float(p["loss_sum"]), int(p["correct"]), int(p["seen"])
+        counted = True
+        start = time.perf_counter() - p["time"]
+        state.partial = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "time": p["time"]}
+        for cb in callbacks:
+            cb.on_epoch_begin(state, epoch)
+        b = first
+        for xb, yb in loader.batches(epoch - 1, start=first):
+            b += 1
             optimizer.zero_grad()
             out = model(xb)
             value = loss(out, yb)
             if not math.isfinite(value):
-                model.eval()
                 raise NonFiniteLossError(
-                    f"fit: the loss is {value} at epoch {epoch}, batch {b + 1} of {n_batches}; "
-                    f"training stopped (try a smaller learning rate, gradient clipping, or check "
-                    f"the inputs for NaN/inf)",
-                    epoch, b + 1, history,
+                    f"fit: the loss is {value} at epoch {epoch}, batch {b} of {n_batches}: "
+                    f"training diverged (try a smaller learning rate, gradient clipping, or "
+                    f"check the inputs for NaN/inf)",
+                    epoch, b, state.history,
                 )  # fmt: skip
             _backward(model, loss.backward())
             optimizer.step()
-            total += value * (len(xb) if per_sample else 1)
+            loss_sum += value * (len(xb) if per_sample else 1)
             c = _correct(loss, out, yb) if counted else None
             if c is None:
                 counted = False
             else:
                 correct += c
-        logs = {
-            "loss": total / n,
-            "accuracy": correct / n if counted else None,
-            "val_loss": None,
-            "val_accuracy": None,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
+            seen += len(xb)
+            elapsed = time.perf_counter() - start
+            state.batch = b
+            state.partial = {"loss_sum": loss_sum, "correct": correct, "seen": seen,
+                             "time": elapsed}  # fmt: skip
+            logs = {"loss": value, "size": len(xb), "mean_loss": loss_sum / seen,
+                    "accuracy": correct / seen if counted else None, "seen": seen,
+                    "elapsed": elapsed}  # fmt: skip
+            for cb in callbacks:
+                cb.on_batch_end(state, b, logs)
+            stop = state.stop_requested == "batch"
+            if dist:  # every rank stops at the same batch, whichever rank asked
+                flag[0] = stop
+                dist._allreduce_sum(flag)
+                stop = flag[0] > 0
+                if stop and state.stop_requested is None:
+                    state.stop("batch", reason="another rank asked to stop")
+            if stop and b < n_batches:
+                if dist:
+                    sums = np.array([loss_sum, correct, seen], np.float64)
+                    dist._allreduce_sum(sums)
+                    state.partial.update(loss_sum=float(sums[0]), correct=int(sums[1]),
+                                         seen=int(sums[2]))  # fmt: skip
+                _finish(state, epoch, b)
+                return
+        # the epoch is complete: metrics over all ranks, validation, scheduler, callbacks
+        train_time = time.perf_counter() - start
+        sums = np.array([loss_sum, correct, seen], np.float64)
+        if dist:
+            dist._allreduce_sum(sums)
+        n = sums[2]
+        row = {"epoch": epoch, "loss": float(sums[0] / n),
+               "accuracy": float(sums[1] / n) if counted else None,
+               "val_loss": None, "val_accuracy": None,
+               "lr": float(optimizer.param_groups[0]["lr"]), "time": train_time,
+               "samples_per_s": float(n / max(train_time, 1e-9))}  # fmt: skip
         if val is not None:
-            ev = evaluate(model, loss, val)
-            logs["val_loss"], logs["val_accuracy"] = ev["loss"], ev["accuracy"]
+            ev = _evaluate(model, loss, val, 256, dist)
+            row["val_loss"], row["val_accuracy"] = ev["loss"], ev["accuracy"]
             model.train()
         if scheduler is not None:
             if isinstance(scheduler, ReduceLROnPlateau):
-                scheduler.step(logs["val_loss"] if val is not None else logs["loss"])
+                scheduler.step(row["val_loss"] if val is not None else row["loss"])
             else:
                 scheduler.step()
-        logs["time"] = time.perf_counter() - start
-        for k in history:
-            history[k].append(logs[k])
-        if verbose:
-            parts = [f"epoch {epoch}/{epochs}"]
-            parts += [f"{k} {v:.4f}" for k, v in logs.items() if v is not None and k != "time"]
-            parts.append(f"{logs['time']:.2f}s")
-            print("  ".join(parts), file=sys.stderr if verbose == "stderr" else sys.stdout)
-        stop = False
+        state.history.append(row)
+        state.epoch_done, state.batch, state.partial = epoch, 0, None
         for cb in callbacks:
-            stop = bool(cb.on_epoch_end(epoch, logs)) or stop
+            cb.on_epoch_end(state, epoch, row)
+        stop = state.stop_requested is not None
+        if dist:
+            flag[0] = stop
+            dist._allreduce_sum(flag)
+            stop = flag[0] > 0
         if stop:
-            history.stopped_early = True
-            break
-    for cb in callbacks:
-        cb.on_train_end(model)
-    return history
+            if epoch < state.epochs:
+                _finish(state, epoch, 0)
+            return
+
+
+def _finish(state, epoch, batch):
+    h = state.history
+    h.stopped_early = True
+    h.interrupted = state.stop_requested == "batch"
+    h.stopped_at = (epoch, batch) if h.interrupted else None
+    h.stop_reason = state._reason or "another rank asked to stop"
 
 
 def _batches(n, batch_size):
@@ -267,7 +584,15 @@ def predict(model, x, batch_size=256):
 
 def evaluate(model, loss, data, batch_size=256):
     """``{"loss": mean loss, "accuracy": fraction correct or None}`` over ``data`` in eval mode."""
-    x, y = _check_data("data", data)
+    return _evaluate(model, loss, _check_data("data", data), batch_size, None)
+
+
+def _evaluate(model, loss, data, batch_size, dist):
+    """evaluate(); distributed, each rank takes every size-th sample and the sums are added."""
+    x, y = data
+    n = len(x)
+    if dist:
+        x, y = x[dist.rank() :: dist.size()], y[dist.rank() :: dist.size()]
     was_training = model.training
     model.eval()
     per_sample = getattr(loss, "reduction", "mean") == "mean"
@@ -283,4 +608,8 @@ def evaluate(model, loss, data, batch_size=256):
                 correct += c
     finally:
         model.train(was_training)
-    return {"loss": total / len(x), "accuracy": correct / len(x) if counted else None}
+    if dist:
+        sums = np.array([total, correct, counted], np.float64)
+        dist._allreduce_sum(sums)
+        total, correct, counted = float(sums[0]), int(sums[1]), sums[2] == dist.size()
+    return {"loss": total / n, "accuracy": correct / n if counted else None}

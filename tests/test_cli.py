@@ -13,6 +13,7 @@ import pytest
 
 import nnfast
 from nnfast import _cli_train, cli, io, models
+from nnfast.callbacks import METRIC_FIELDS
 from nnfast.checkpoint import load_checkpoint
 from nnfast.data import write_idx
 
@@ -64,15 +65,16 @@ def _assert_same_weights(a, b):
 
 def test_train_save_evaluate_predict(data_dir, tmp_path, capsys):
     metrics = tmp_path / "m.jsonl"
-    rc = cli.main(_train_args(data_dir, tmp_path, "--epochs", "2", "--metrics-out", str(metrics)))
+    rc = cli.main(_train_args(data_dir, tmp_path, "--epochs", "2", "--metrics-out", str(metrics),
+                              "--val-split", "0"))  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0
     acc = float(out.split("test accuracy: ")[1].split("%")[0])
     assert acc > 60, out
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert set(rows[0]) == set(_cli_train.METRIC_FIELDS)
-    assert rows[-1]["test_accuracy"] == pytest.approx(acc / 100, abs=1e-4)
+    assert set(rows[0]) == set(METRIC_FIELDS)
+    assert rows[-1]["val_accuracy"] == pytest.approx(acc / 100, abs=1e-4)
     model = tmp_path / "model.npz"
     meta = io.read_metadata(model)
     assert meta["dataset"] == "mnist" and meta["input_shape"] == [1, 28, 28]
@@ -138,7 +140,7 @@ def test_options_csv_step_schedule_blas(data_dir, tmp_path, capsys):
                        "1", "--metrics-out", str(metrics), "--dropout", "0")  # fmt: skip
     assert cli.main(args) == 0
     lines = metrics.read_text().splitlines()
-    assert lines[0].split(",") == list(_cli_train.METRIC_FIELDS)
+    assert lines[0].split(",") == list(METRIC_FIELDS)
     lrs = [float(line.split(",")[5]) for line in lines[1:]]
     assert lrs == pytest.approx([0.05, 0.005])  # momentum's default rate, x0.1 after epochs/2
     assert nnfast.get_gemm_backend() == "blas" and nnfast.get_num_threads() == 1
@@ -168,22 +170,22 @@ def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys, augment):
 
     parts = tmp_path / "parts"
     args = cli.build_parser().parse_args(_train_args(data_dir, parts, *common))
-    with pytest.raises(_cli_train.TrainingInterrupted, match="epoch 1, batch 4 of 10"):
+    with pytest.raises(_cli_train.TrainingInterrupted, match="epoch 1, batch 4 of 9"):
         _cli_train.run(args, on_batch=lambda epoch, batch: (epoch, batch) == (1, 4))
-    state = load_checkpoint(parts / "ck" / "checkpoint.npz")["state"]
+    state = load_checkpoint(parts / "ck" / "checkpoint.npz")["state"]["fit"]
     assert (state["epoch"], state["batch"]) == (0, 4)
     # interrupted again, at the end of epoch 1
     args = cli.build_parser().parse_args(_train_args(data_dir, parts, "--resume"))
     with pytest.raises(_cli_train.TrainingInterrupted, match="after epoch 1 of 2"):
-        _cli_train.run(args, on_batch=lambda epoch, batch: batch == 10)
+        _cli_train.run(args, on_batch=lambda epoch, batch: batch == 9)
     assert cli.main(_train_args(data_dir, parts, "--resume")) == 0
     _assert_same_weights(_weights(straight / "model.npz"), _weights(parts / "model.npz"))
     a = load_checkpoint(straight / "ck" / "checkpoint.npz")
     b = load_checkpoint(parts / "ck" / "checkpoint.npz")
-    for ra, rb in zip(a["state"]["history"], b["state"]["history"]):
-        assert {k: v for k, v in ra.items() if k not in ("time", "samples_per_s")} == {
-            k: v for k, v in rb.items() if k not in ("time", "samples_per_s")
-        }
+    ha, hb = a["state"]["fit"]["history"], b["state"]["fit"]["history"]
+    assert len(ha["loss"]) == 2
+    for k in ha.keys() - {"time", "samples_per_s"}:
+        assert ha[k] == hb[k], k
 
 
 def test_augment_changes_training_and_is_recorded(data_dir, tmp_path, capsys):
@@ -224,6 +226,10 @@ def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
         ["train", "--lr", "-1"],
         ["train", "--metrics-out", "m.txt"],
         ["train", "--dropout", "1.5"],
+        ["train", "--threads", "0"],
+        ["train", "--threads", str(nnfast._runtime.MAX_THREADS + 1)],
+        ["train", "--val-split", "1"],
+        ["bench", "gemm", "--threads", "100000"],
         ["evaluate"],
         ["predict", "model.npz"],
         ["bench", "gemm", "--sizes", "x"],
@@ -441,8 +447,96 @@ def test_sigint_writes_a_loadable_checkpoint(data_dir, tmp_path):
     assert "Traceback" not in err
     assert re.search(r"epoch +1/50 +loss", out)
     ck = load_checkpoint(ckpt)
-    state = ck["state"]
-    assert state["epoch"] >= 1 and state["config"]["model"] == "cnn"
-    assert len(state["history"]) == state["epoch"]
+    state = ck["state"]["fit"]
+    assert state["epoch"] >= 1 and ck["state"]["config"]["model"] == "cnn"
+    assert len(state["history"]["loss"]) == state["epoch"]
     assert io.load(ckpt).state_dict().keys() == ck["model"].state_dict().keys()
     assert not [f for f in os.listdir(tmp_path / "ck") if f.endswith(".tmp")]
+
+
+def test_validation_split_reports_the_test_set_once(data_dir, tmp_path, capsys):
+    loud = [a for a in _train_args(data_dir, tmp_path, "--epochs", "2", "--hidden", "16")
+            if a != "--quiet"]  # fmt: skip
+    assert cli.main(loud) == 0
+    out = capsys.readouterr().out
+    epochs = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 2 and all("val acc" in e and "test" not in e for e in epochs)
+    assert "0.1 of the training set held out" in out and out.count("test accuracy") == 1
+    assert cli.main([*loud[:-4], "--epochs", "1", "--val-split", "0"]) == 0
+    assert "test acc" in capsys.readouterr().out.splitlines()[1]
+
+
+def test_failed_download_leaves_no_new_directories(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(nnfast.data.MNIST, "mirrors", ())
+    missing = tmp_path / "missing" / "deeper"
+    argv = ["train", "--data-dir", str(missing), "--checkpoint-dir", str(tmp_path / "ck"),
+            "--save", str(tmp_path / "m.npz")]  # fmt: skip
+    assert cli.main(argv) == 1
+    assert "could not download" in capsys.readouterr().err  # with where to put the files
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    "edit, what",
+    [
+        (lambda s: s.pop("config"), "holds no nnfast train configuration"),
+        (lambda s: s["config"].pop("val_split"), "its configuration has no 'val_split'"),
+        (lambda s: s["config"].update(batch_size=0), "has batch_size 0, which is not valid"),
+        (lambda s: s["config"].update(model="resnet"), "has model 'resnet', which is not valid"),
+        (lambda s: s["config"].update(epochs="2"), "has epochs '2', which is not valid"),
+        (lambda s: s.pop("fit"), "holds no progress of nnfast.train.fit"),
+        (lambda s: s["fit"]["history"].update(lr=[]), "one entry per epoch"),
+    ],
+)  # fmt: skip
+def test_unresumable_checkpoint_fails_with_one_line(data_dir, tmp_path, capsys, edit, what):
+    args = _train_args(data_dir, tmp_path, "--epochs", "1", "--hidden", "8")
+    assert cli.main(args) == 0
+    path = tmp_path / "ck" / "checkpoint.npz"
+    with np.load(path) as z:
+        arrays = dict(z)
+    record = json.loads(str(arrays["__checkpoint__"]))
+    edit(record["state"])
+    arrays["__checkpoint__"] = np.array(json.dumps(record))
+    io.write_npz(path, arrays)
+    err = _err_of([*args, "--resume"], capsys)
+    assert err.startswith(f"nnfast: error: {path}: cannot resume: ") and what in err, err
+
+
+def test_model_file_is_not_resumable(data_dir, tmp_path, capsys):
+    path = tmp_path / "ck" / "checkpoint.npz"
+    path.parent.mkdir()
+    io.save(models.mlp(hidden=(4,)), path)
+    err = _err_of(_train_args(data_dir, tmp_path, "--resume"), capsys)
+    assert (
+        err
+        == f"nnfast: error: load_checkpoint: {path} is a model file, not a training checkpoint\n"
+    )
+
+
+def test_sigterm_writes_a_checkpoint_that_resumes(data_dir, tmp_path):
+    ckpt = tmp_path / "ck" / "checkpoint.npz"
+    argv = ["train", "--data-dir", str(data_dir), "--model", "cnn", "--epochs", "30",
+            "--batch-size", "4", "--seed", "3", "--checkpoint-dir", "ck", "--quiet"]  # fmt: skip
+    p = _run(argv, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not ckpt.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("nnfast: interrupted")
+    state = load_checkpoint(ckpt)["state"]["fit"]
+    assert state["epoch"] >= 1
+    # resume it for one more epoch (of what is left in it: --epochs fixes the end)
+    done = state["epoch"] + (1 if state["batch"] else 0)
+    p = _run([*argv, "--resume", "--epochs", str(done + 1)], tmp_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert f", {done + 1} epochs)" in out

@@ -14,6 +14,7 @@ such as Debian's Fashion-MNIST, is as good as the original); they are checked as
 right shape instead: (N, 28, 28) uint8 images, (N,) labels in 0..9, the same N.
 """
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -162,10 +163,19 @@ class _IDXImageDataset:
             )
         # Fetch every one of the four that is nowhere to be found, so the other split is there
         # too next time (as torchvision does).
+        created = [d for d in (target, *target.parents) if not d.exists()]  # deepest first
         target.mkdir(parents=True, exist_ok=True)
-        for f in self.resources:
-            if _find(f, dirs) is None:
-                self._download(f, target, dirs)
+        try:
+            for f in self.resources:
+                if _find(f, dirs) is None:
+                    self._download(f, target, dirs)
+        except BaseException:
+            # a failed run leaves no directories behind that it made (and files it fetched
+            # before the failure stay, in a directory that existed)
+            for d in created:
+                with contextlib.suppress(OSError):  # not empty: something was fetched
+                    d.rmdir()
+            raise
         return tuple(_find(f, dirs) for f in wanted)
 
     def _download(self, filename, target, dirs):

@@ -38,6 +38,10 @@ class DataLoader:
         :class:`~nnfast.data.transforms.Transform` (``RandomAffine``, ``Compose``...) is called
         as ``transform(x_batch, rng)`` with a generator that is a function of ``(seed, epoch,
         batch number)`` alone, so augmentation is reproducible and survives a resume.
+    sampler : optional
+        Chooses the samples of each epoch and their order instead of ``shuffle``: an object with
+        ``indices(epoch)`` (an int array) and ``len()``, e.g.
+        :class:`nnfast.distributed.DistributedSampler` for this rank's shard.
 
     Notes
     -----
@@ -63,6 +67,7 @@ class DataLoader:
         drop_last=False,
         dtype=np.float32,
         transform=None,
+        sampler=None,
     ):
         if y is None and hasattr(x, "data") and hasattr(x, "targets"):
             x, y = x.data, x.targets
@@ -87,17 +92,27 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.transform = transform
+        if sampler is not None and not callable(getattr(sampler, "indices", None)):
+            raise TypeError(
+                f"DataLoader: sampler must have an indices(epoch) method, got "
+                f"{type(sampler).__name__}"
+            )
+        self.sampler = sampler
         self.epoch = 0
+
+    def _epoch_size(self):
+        return len(self.x) if self.sampler is None else len(self.sampler)
 
     def __len__(self):
         """Number of batches per epoch."""
-        n, b = len(self.x), self.batch_size
+        n, b = self._epoch_size(), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     @property
     def num_samples(self):
-        """Samples seen per epoch (``len(x)``, less the dropped tail with ``drop_last``)."""
-        return len(self) * self.batch_size if self.drop_last else len(self.x)
+        """Samples seen per epoch (``len(x)`` or the sampler's length, less the dropped tail
+        with ``drop_last``)."""
+        return len(self) * self.batch_size if self.drop_last else self._epoch_size()
 
     def set_epoch(self, epoch):
         """The epoch the next iteration runs (its shuffle order); e.g. when resuming."""
@@ -106,6 +121,8 @@ class DataLoader:
     def order(self, epoch=None):
         """Sample indices of ``epoch`` (default: the next one) in the order they are visited."""
         epoch = self.epoch if epoch is None else int(epoch)
+        if self.sampler is not None:
+            return np.asarray(self.sampler.indices(epoch), dtype=np.intp)
         n = len(self.x)
         if not self.shuffle:
             return np.arange(n)
@@ -113,22 +130,27 @@ class DataLoader:
 
     def __iter__(self):
         epoch = self.epoch
-        idx = self.order(epoch) if self.shuffle else None
         self.epoch += 1
-        n, b = len(self.x), self.batch_size
+        return self.batches(epoch)
+
+    def batches(self, epoch, start=0):
+        """The batches of ``epoch`` from batch number ``start`` on (0-based), without touching
+        ``self.epoch``: a resumed run skips the batches it has done, with no gathering."""
+        idx = self.order(epoch) if self.shuffle or self.sampler is not None else None
+        n, b = self._epoch_size(), self.batch_size
         stop = n - n % b if self.drop_last else n
-        for start in range(0, stop, b):
-            end = min(start + b, n)
+        for lo in range(start * b, stop, b):
+            hi = min(lo + b, n)
             if idx is None:  # slices: views, made read-only so a batch cannot edit the data
-                xb, yb = self.x[start:end], None if self.y is None else self.y[start:end]
+                xb, yb = self.x[lo:hi], None if self.y is None else self.y[lo:hi]
                 xb = _readonly(xb)
                 yb = None if yb is None else _readonly(yb)
             else:
-                sel = idx[start:end]
+                sel = idx[lo:hi]
                 xb = self.x[sel]
                 yb = None if self.y is None else self.y[sel]
             if self.transform is not None:
-                xb = self.transform_batch(xb, epoch, start // b)
+                xb = self.transform_batch(xb, epoch, lo // b)
             if self.dtype is not None and xb.dtype != self.dtype:
                 xb = xb.astype(self.dtype)
             yield xb if yb is None else (xb, yb)

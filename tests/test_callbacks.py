@@ -1,0 +1,228 @@
+"""fit's callbacks, stops, validation split and exact resume from a Checkpoint."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import nn, optim
+from nnfast.callbacks import (
+    METRIC_FIELDS,
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    MetricsWriter,
+    ProgressBar,
+)
+from nnfast.checkpoint import load_checkpoint, save_checkpoint
+from nnfast.data import DataLoader
+from nnfast.train import HISTORY_KEYS, fit, split_validation
+
+
+def _blobs(n=200, classes=3, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, dim)) * 3
+    y = rng.integers(0, classes, n)
+    return (centers[y] + rng.standard_normal((n, dim))).astype(np.float32), y
+
+
+def _setup(seed=3):
+    """A model with a random stream (Dropout), AdamW and a cosine schedule."""
+    nnfast.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 16, activation="relu"), nn.Dropout(0.2), nn.Linear(16, 3))
+    opt = optim.AdamW(model.parameters(), lr=0.01)
+    return model, opt, optim.CosineAnnealingLR(opt, T_max=3)
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at=None, when="batch"):
+        self.calls, self.stop_at, self.when = [], stop_at, when
+
+    def on_train_begin(self, state):
+        self.calls.append(("train_begin",))
+
+    def on_epoch_begin(self, state, epoch):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_batch_end(self, state, batch, logs):
+        self.calls.append(("batch", state.epoch, batch))
+        if (state.epoch, batch) == self.stop_at:
+            state.stop(self.when)
+
+    def on_epoch_end(self, state, epoch, logs):
+        self.calls.append(("epoch_end", epoch))
+
+    def on_train_end(self, state):
+        self.calls.append(("train_end", state.error))
+
+
+def test_hooks_order_and_one_history_shape():
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    rec = Recorder()
+    h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=2, batch_size=64, seed=0,
+            val_split=0.25, scheduler=sched, callbacks=[rec])  # fmt: skip
+    batches = [("batch", e, b) for e in (1, 2) for b in (1, 2, 3)]  # 150 samples / 64
+    assert rec.calls == [("train_begin",), ("epoch_begin", 1), *batches[:3], ("epoch_end", 1),
+                         ("epoch_begin", 2), *batches[3:], ("epoch_end", 2),
+                         ("train_end", None)]  # fmt: skip
+    assert tuple(h) == HISTORY_KEYS and h.epochs == 2 and h["epoch"] == [1, 2]
+    assert all(v is not None for k in HISTORY_KEYS for v in h[k])
+    assert h.rows()[1]["val_accuracy"] == h["val_accuracy"][1]
+    assert not h.stopped_early and not h.interrupted
+
+
+def test_stop_after_epoch_and_after_batch():
+    x, y = _blobs()
+    model, opt, _ = _setup()
+    h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=5, batch_size=64, seed=0,
+            callbacks=[Recorder(stop_at=(2, 1), when="epoch")])  # fmt: skip
+    assert h.epochs == 2 and h.stopped_early and not h.interrupted
+    rec = Recorder(stop_at=(2, 2))
+    h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=5, batch_size=64, seed=0,
+            callbacks=[rec])  # fmt: skip
+    assert h.epochs == 1 and h.interrupted and h.stopped_at == (2, 2)
+    assert rec.calls[-2:] == [("batch", 2, 2), ("train_end", None)]
+    with pytest.raises(ValueError, match="'epoch' or 'batch'"):
+        nnfast.train.FitState().stop("now")
+
+
+def test_error_reaches_on_train_end_and_is_raised():
+    x, y = _blobs(n=64)
+    x[40] = np.nan
+    model, opt, _ = _setup()
+    rec = Recorder()
+    with pytest.raises(nnfast.train.NonFiniteLossError, match="epoch 1, batch 3 of 4"):
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=16, shuffle=False,
+            callbacks=[rec])  # fmt: skip
+    assert isinstance(rec.calls[-1][1], nnfast.train.NonFiniteLossError)
+
+
+def _run(tmp_path, epochs, stop_at=None, resume=None, name="ck.npz", loader=False):
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    ck = Checkpoint(tmp_path / name)
+    train = DataLoader(x, y, batch_size=32) if loader else (x, y)
+    h = fit(model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, batch_size=32, seed=5,
+            val_split=0.2, scheduler=sched, callbacks=[ck, Recorder(stop_at)],
+            resume=resume)  # fmt: skip
+    return model, h
+
+
+@pytest.mark.parametrize("loader", [False, True], ids=["arrays", "DataLoader"])
+def test_resume_mid_epoch_and_between_epochs_is_bit_identical(tmp_path, loader):
+    straight, h1 = _run(tmp_path, 3, name="a.npz", loader=loader)
+    _, h = _run(tmp_path, 3, stop_at=(2, 3), loader=loader)  # 160 samples: 5 batches
+    assert h.interrupted and h.epochs == 1
+    saved = load_checkpoint(tmp_path / "ck.npz")["state"]["fit"]
+    assert (saved["epoch"], saved["batch"]) == (1, 3)
+    _, h = _run(tmp_path, 3, stop_at=(2, 5), resume=tmp_path / "ck.npz", loader=loader)
+    assert h.interrupted and h.stopped_at == (2, 0) and h.epochs == 2
+    resumed, h2 = _run(tmp_path, 3, resume=tmp_path / "ck.npz", loader=loader)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert h1[k] == h2[k], k
+
+
+def _tamper(path, out, edit):
+    ck = load_checkpoint(path)
+    state = json.loads(json.dumps(ck["state"]))
+    edit(state)
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    load_checkpoint(path, model, opt, sched)
+    save_checkpoint(out, model, opt, sched, state)
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit, what",
+    [
+        (lambda s: s.pop("fit"), "holds no progress of nnfast.train.fit"),
+        (lambda s: s["fit"].update(version=7), "version 7"),
+        (lambda s: s["fit"].update(epoch="1"), "epoch is '1', not a whole number"),
+        (lambda s: s["fit"].update(batch=99), "batch is 99, not a whole number in 0..4"),
+        (lambda s: s["fit"].update(num_train=10), "trained on 10 samples, this run has 160"),
+        (lambda s: s["fit"].update(num_batches=3), "3 batches per epoch, this run 5"),
+        (lambda s: s["fit"]["history"].pop("lr"), "history must have the keys"),
+        (lambda s: s["fit"]["history"]["loss"].append(1.0), "one entry per epoch"),
+        (lambda s: s["fit"]["history"]["loss"].__setitem__(0, "x"), "other than numbers"),
+        (lambda s: s["fit"].update(partial=None), "batch count and running sums disagree"),
+        (lambda s: s["fit"]["partial"].update(seen=-1), "running sums must be"),
+    ],
+)  # fmt: skip
+def test_unresumable_checkpoint_is_named(tmp_path, edit, what):
+    _run(tmp_path, 3, stop_at=(2, 3))
+    bad = _tamper(tmp_path / "ck.npz", tmp_path / "bad.npz", edit)
+    with pytest.raises(ValueError) as err:
+        _run(tmp_path, 3, resume=bad)
+    assert str(err.value).startswith(f"{bad}: cannot resume: ") and what in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_resume_of_a_missing_file():
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at /nonexistent\.npz"):
+        fit(*_setup()[:1], nn.CrossEntropyLoss(), _setup()[1], _blobs(), epochs=1,
+            resume="/nonexistent.npz")  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_metrics_writer_and_progress_lines(tmp_path, capsys, suffix):
+    x, y = _blobs()
+    model, opt, _ = _setup()
+    path = tmp_path / f"m{suffix}"
+    fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=2, batch_size=50, val_split=0.1,
+        callbacks=[MetricsWriter(path), ProgressBar(bar=False)], seed=1)  # fmt: skip
+    text = path.read_text()
+    if suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        assert list(rows[0]) == list(METRIC_FIELDS)
+    else:
+        rows = [json.loads(line) for line in text.splitlines()]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2  loss ") and "val acc" in lines[1]
+
+
+def test_early_stopping_asks_to_stop_after_the_epoch():
+    x, y = _blobs()
+    model, _, _ = _setup()
+    stop = EarlyStopping(monitor="val_accuracy", patience=1, min_delta=1.0)
+    h = fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
+            epochs=10, val_split=0.2, callbacks=[stop], seed=0)  # fmt: skip
+    assert h.epochs == 2 and h.stopped_early and not h.interrupted and stop.best_epoch == 1
+
+
+def test_validation_split():
+    x, y = np.arange(100, dtype=np.float32)[:, None], np.arange(100)
+    (xt, yt), (xv, yv) = split_validation(x, y, 0.1, seed=4)
+    assert len(xv) == 10 and len(xt) == 90 and set(yv).isdisjoint(yt)
+    assert (np.diff(yt) > 0).all()  # the rest keep their order
+    assert np.array_equal(split_validation(x, y, 0.1, seed=4)[1][1], yv)
+    assert not np.array_equal(split_validation(x, y, 0.1, seed=5)[1][1], yv)
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(ValueError, match="val_split must be a number in"):
+            split_validation(x, y, bad, seed=0)
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        split_validation(x[:1], y[:1], 0.5, seed=0)
+    model, opt, _ = _setup()
+    with pytest.raises(ValueError, match="give val or val_split, not both"):
+        fit(model, nn.CrossEntropyLoss(), opt, _blobs(), epochs=1, val=_blobs(), val_split=0.1)
+
+
+@pytest.mark.parametrize(
+    "kw, err, what",
+    [
+        ({"epochs": -1}, ValueError, "epochs must be a whole number >= 0"),
+        ({"epochs": 1.5}, TypeError, "epochs must be a whole number >= 0"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a whole number >= 1"),
+        ({"seed": -2}, ValueError, "seed must be a whole number >= 0"),
+    ],
+)
+def test_bad_options(kw, err, what):
+    model, opt, _ = _setup()
+    with pytest.raises(err, match=what):
+        fit(model, nn.CrossEntropyLoss(), opt, _blobs(), **{"epochs": 1, **kw})
