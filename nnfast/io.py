@@ -280,9 +280,9 @@ def _npy_header(f):
 def _open_npz(path) -> ModelFile:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # BadZipFile, EOFError, NotImplementedError (a corrupt version)...
         raise _not_readable(path, ".npz", err) from None
     with zf:
         infos = zf.infolist()

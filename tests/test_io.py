@@ -261,3 +261,71 @@ def test_failed_checkpoint_load_changes_nothing(tmp_path):
     np.testing.assert_array_equal(
         opt_after["state"][0]["momentum_buffer"], opt_before["state"][0]["momentum_buffer"]
     )
+
+
+def test_a_compressed_bomb_is_refused_from_its_sizes(tmp_path):
+    model = nn.Sequential(nn.Linear(1024, 1024))  # 4 MiB of weights
+    arrays = nio.model_arrays(model)
+    arrays["0.weight"] = np.zeros_like(arrays["0.weight"])  # zeros: compress ~1000x
+    path = tmp_path / "bomb.npz"
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        for read in (nio.load, nio.read_metadata):
+            with pytest.raises(ValueError, match=r"bomb\.npz.*compressed bomb"):
+                read(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_read_metadata_does_not_decompress_the_arrays(tmp_path):
+    path = tmp_path / "big.npz"
+    nio.save(nn.Sequential(nn.Linear(1024, 1024)), path, metadata={"dataset": "mnist"})
+    tracemalloc.start()
+    try:
+        assert nio.read_metadata(path) == {"dataset": "mnist"}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the weights are 4 MiB
+
+
+def test_duplicate_members_are_refused(tmp_path):
+    good = tmp_path / "good.npz"
+    nio.save(_model(), good)
+    bad = tmp_path / "dup.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            dst.writestr("1.weight.npy", src.read("1.weight.npy"))
+    with pytest.raises(ValueError, match=r"members \['1.weight.npy'\] more than once"):
+        nio.load(bad)
+
+
+@pytest.mark.parametrize("name, value", [("running_var", -1.0), ("running_var", np.nan),
+                                         ("running_mean", np.inf)])  # fmt: skip
+def test_impossible_batchnorm_statistics_are_refused(tmp_path, name, value):
+    good = tmp_path / "good.npz"
+    nio.save(_model(), good)
+    arrays = _arrays(good)
+    arrays[f"2.{name}"][1] = value
+    _write(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=rf"2\.{name} holds"):
+        nio.load(tmp_path / "bad.npz")
+
+
+def test_evaluate_and_predict_open_the_model_file_once(tmp_path, monkeypatch):
+    from nnfast import cli, models
+
+    path = tmp_path / "m.npz"
+    nio.save(models.mlp(hidden=(8,)), path)
+    opened = []
+    real = nio.open_model_file
+    monkeypatch.setattr(nio, "open_model_file", lambda p: opened.append(p) or real(p))
+    cli._load_model(str(path))
+    assert opened == [str(path)]

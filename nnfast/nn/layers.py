@@ -356,6 +356,15 @@ class _BatchNorm(Module):
     def output_shape(self, input_shape):
         return input_shape
 
+    def check_buffer(self, name, value, label):
+        # a negative or NaN variance makes every output NaN; a negative count is corruption
+        if name in ("running_var", "num_batches_tracked") and not np.all(value >= 0):
+            raise ValueError(
+                f"load_state_dict: {label} holds negative or NaN values; it must be >= 0"
+            )
+        if name == "running_mean" and not np.all(np.isfinite(value)):
+            raise ValueError(f"load_state_dict: {label} holds NaN or infinite values")
+
     @classmethod
     def state_shapes(cls, config):
         c = (whole(config.get("num_features"), "num_features", 1, cls.__name__),)

@@ -401,6 +401,8 @@ class Module:
                     f"load_state_dict: {label} has dtype {value.dtype}, which does not convert to "
                     f"the model's {current.dtype}"
                 )
+            if kind == "buffer":
+                target[0].check_buffer(target[1], value, label)
             plan.append((kind, target, value))
         for kind, target, value in plan:
             if kind == "param":
@@ -412,6 +414,10 @@ class Module:
                     cur[...] = value
                 else:
                     setattr(m, bname, value)
+
+    def check_buffer(self, name: str, value: np.ndarray, label: str) -> None:
+        """ValueError if ``value`` cannot be this module's buffer ``name`` (``label`` names it
+        in the message); ``load_state_dict`` calls it before writing anything."""
 
     @classmethod
     def state_shapes(cls, config: dict):
