@@ -7,6 +7,7 @@ POSIX threads); without pthreads, or with NNFAST_NO_THREADS=1, the kernels run s
 
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -19,22 +20,34 @@ CSRC = "csrc"
 CORE = "nnfast._native._core"
 CORE_SOURCES = [
     "cpu.c",
+    "isa.c",
     "parallel.c",
     "gemm.c",
-    "gemm_kernel_generic.c",
     "eltwise.c",
-    "eltwise_kernel_generic.c",
     "conv.c",
     "optim.c",
     "image.c",
 ]
-# kernel file -> (macro announcing it was built, ISA flags)
-ISA_SOURCES = {
-    "gemm_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
-    "gemm_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
-    "eltwise_kernel_avx2.c": ("NNF_HAVE_AVX2", ["-mavx2", "-mfma"]),
-    "eltwise_kernel_avx512.c": ("NNF_HAVE_AVX512", ["-mavx512f", "-mavx512vl", "-mavx2", "-mfma"]),
-}
+# Each ISA path's kernel files, by the path's name; they define its kernel tables (empty when
+# built without NNF_HAVE_<ID>).
+ISA_FILES = ["gemm_kernel_{}.c", "eltwise_kernel_{}.c"]
+
+
+def read_isas():
+    """[(ID, name, features)] from the one list of ISA paths, NNF_ISAS in csrc/cpu.h."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), CSRC, "cpu.h")) as f:
+        text = f.read()
+    block = text[text.index("#define NNF_ISAS(X)") :]
+    block = block[: block.index("\n\n")]
+    rows = re.findall(r'X\((\w+),\s*(\w+),\s*"([^"]*)"\)', block)
+    if not rows:
+        raise RuntimeError("setup.py: no ISA rows found in NNF_ISAS (csrc/cpu.h)")
+    return [(ident, name, [f for f in feats.split(",") if f]) for ident, name, feats in rows]
+
+
+ISAS = read_isas()
+# the baseline path (no features) is built with the core's flags; the others with their own
+CORE_SOURCES += [pat.format(name) for _, name, feats in ISAS if not feats for pat in ISA_FILES]
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
@@ -76,26 +89,36 @@ class BuildExt(build_ext):
                 threads, thread_macros = ["-pthread"], [("NNF_HAVE_THREADS", "1")]
             else:
                 print("nnfast: no POSIX threads or C11 atomics; building single-threaded kernels")
-        # the per-ISA kernel files, compiled once with their own flags, go into the core only
-        isa_objs, macros = [], []
-        isa_sources = ISA_SOURCES.items() if IS_X86_64 and unix else ()
-        for name, (macro, flags) in isa_sources:
-            try:
-                isa_objs += cc.compile(
-                    [os.path.join(CSRC, name)],
-                    output_dir=self.build_temp,
-                    macros=[(macro, "1")],
-                    include_dirs=[CSRC],
-                    extra_postargs=base + threads + flags,
+        # each ISA path's kernel files with -m<feature> per feature, into the core only; a path
+        # that does not build here is compiled without them (empty tables) and left out
+        isa_objs = []
+        for ident, name, feats in ISAS:
+            if not feats:
+                continue
+            files = [os.path.join(CSRC, pat.format(name)) for pat in ISA_FILES]
+            flags = [f"-m{f}" for f in feats]
+            macros = [(f"NNF_HAVE_{ident}", "1")]
+            objs = None
+            if IS_X86_64 and unix:
+                try:
+                    objs = cc.compile(
+                        files,
+                        output_dir=self.build_temp,
+                        macros=macros,
+                        include_dirs=[CSRC],
+                        extra_postargs=base + threads + flags,
+                    )
+                except Exception as err:  # an old compiler
+                    print(f"nnfast: cannot build the {name} kernels ({err}); that path is left out")
+            if objs is None:
+                objs = cc.compile(
+                    files, output_dir=self.build_temp, include_dirs=[CSRC], extra_postargs=base
                 )
-                if (macro, "1") not in macros:
-                    macros.append((macro, "1"))
-            except Exception as err:  # an old compiler: leave this ISA path out
-                print(f"nnfast: cannot build {name} ({err}); that ISA path is left out")
+            isa_objs += objs
         for ext in self.extensions:
             if ext.name == CORE:
                 ext.extra_objects = isa_objs + list(ext.extra_objects or [])
-                ext.define_macros = list(ext.define_macros or []) + macros + thread_macros
+                ext.define_macros = list(ext.define_macros or []) + thread_macros
             ext.extra_compile_args = base + threads
             ext.extra_link_args = threads
         super().build_extensions()

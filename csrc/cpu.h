@@ -1,8 +1,8 @@
 /* CPU feature detection, ISA dispatch and the thread count shared by every kernel family.
  *
  * The ISA is detected once (first use) and may be forced to any path that is both compiled in
- * and supported by this CPU, so tests can run every path on one machine. The thread count is
- * set from Python (nnfast.set_num_threads); C never reads the environment. */
+ * and supported by this CPU, so tests can run every path on one machine (isa.c, isa.h). The
+ * thread count is set from Python (nnfast.set_num_threads); C never reads the environment. */
 #ifndef NNFAST_CPU_H
 #define NNFAST_CPU_H
 
@@ -16,9 +16,29 @@ enum {
     NNF_EISA = -3    /* the requested ISA is not compiled in or not supported by this CPU */
 };
 
-typedef enum { NNF_ISA_GENERIC = 0, NNF_ISA_AVX2 = 1, NNF_ISA_AVX512 = 2, NNF_ISA_COUNT = 3 } nnf_isa;
+/* Every ISA path, one row each, worst first: X(ID, name, "features").
+ * Adding an ISA is its kernel files (gemm_kernel_<name>.c and eltwise_kernel_<name>.c, which
+ * define that ISA's kernel tables, empty when NNF_HAVE_<ID> is not defined) plus a row here;
+ * isa.c builds the dispatch table from this list and setup.py reads it too.
+ *   features  what the CPU must have, comma-separated as GCC spells them: setup.py compiles the
+ *             kernel files with -m<feature> for each and NNF_HAVE_<ID> defined; at run time
+ *             every feature is checked (the names isa.c knows). "" = the baseline: built with
+ *             the core's flags, runs anywhere, always compiled. */
+#define NNF_ISAS(X)                                                                           \
+    X(GENERIC, generic, "")                                                                   \
+    X(AVX2, avx2, "avx2,fma")                                                                 \
+    X(AVX512, avx512, "avx512f,avx512vl,avx2,fma")
 
-const char *nnf_isa_name(nnf_isa isa);
+typedef enum {
+#define NNF_ISA_ENUM_(ID, name, features) NNF_ISA_##ID,
+    NNF_ISAS(NNF_ISA_ENUM_)
+#undef NNF_ISA_ENUM_
+    NNF_ISA_COUNT
+} nnf_isa;
+
+/* The ISA dispatch (isa.c; the kernel tables of each path are in isa.h). */
+const char *nnf_isa_name(nnf_isa isa);     /* "avx2", or "unknown" out of range */
+const char *nnf_isa_features(nnf_isa isa); /* "avx2,fma", or "" */
 int nnf_isa_compiled(nnf_isa isa);  /* 1 if this build contains the path */
 int nnf_isa_supported(nnf_isa isa); /* 1 if compiled in and this CPU (and OS) can run it */
 nnf_isa nnf_isa_best(void);         /* the best supported path */

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #include "dtype.h"
+#include "isa.h"
 #include "parallel.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -35,12 +36,7 @@ int nnf_act_from_output(int act) {
 }
 
 static const nnf_eltwise_kernels *kernels(void) {
-    const nnf_eltwise_kernels *k;
-    switch (nnf_isa_active()) {
-    case NNF_ISA_AVX512: k = &nnf_eltwise_kernels_avx512; break;
-    case NNF_ISA_AVX2: k = &nnf_eltwise_kernels_avx2; break;
-    default: k = &nnf_eltwise_kernels_generic; break;
-    }
+    const nnf_eltwise_kernels *k = nnf_isa_current()->eltwise;
     return k->fwd_s[0] ? k : NULL; /* NULL: a compiler without vector extensions */
 }
 

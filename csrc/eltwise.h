@@ -143,7 +143,7 @@ typedef enum {
 int nnf_vmath_s(int fn, ptrdiff_t n, const float *x, float *y);
 int nnf_vmath_d(int fn, ptrdiff_t n, const double *x, double *y);
 
-/* Per-ISA kernel table (eltwise_kernel_<isa>.c, built from eltwise_kernel.inc). Spans are
+/* Per-ISA kernel table (nnf_eltwise_kernels_<isa> in eltwise_kernel_<isa>.c; isa.h). Spans are
  * contiguous. fwd: y = f(x + bias[i] + bs) (bias per element, may be NULL), pre = x + ...
  * if not NULL. bwd: dx = dy * f'(u), dbv[i] += dx[i] if dbv not NULL, returns sum of dx. */
 typedef void (*nnf_act_fwd_span_s)(ptrdiff_t n, const float *x, const float *bias, float bs,
@@ -176,8 +176,5 @@ typedef struct {
     void (*bce_bwd_d)(ptrdiff_t n, const double *x, const double *t, double scale, double *dx);
 } nnf_eltwise_kernels;
 
-extern nnf_eltwise_kernels nnf_eltwise_kernels_generic;
-extern nnf_eltwise_kernels nnf_eltwise_kernels_avx2;
-extern nnf_eltwise_kernels nnf_eltwise_kernels_avx512;
 
 #endif

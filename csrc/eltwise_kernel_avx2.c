@@ -1,12 +1,14 @@
-/* AVX2 + FMA element-wise kernels (this file alone is compiled with -mavx2 -mfma).
+/* AVX2 + FMA element-wise and optimizer kernels (this file alone is compiled with -mavx2 -mfma).
  * The template's select and min/max primitives as single intrinsics (vblendv, vmin, vmax). */
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #include "eltwise.h"
+#include "optim.h"
 
 #ifdef NNF_HAVE_AVX2 /* set by setup.py when the compiler accepts this file's ISA flags */
+#include <immintrin.h>
+
 #define ISA avx2
 #define VB 32
 
@@ -39,6 +41,8 @@
 #include "eltwise_kernel.inc"
 
 #include "eltwise_table.inc"
+#include "optim_kernel.inc"
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_avx2;
+nnf_optim_kernels nnf_optim_kernels_avx2;
 #endif

@@ -1,13 +1,16 @@
-/* AVX-512 element-wise kernels (this file alone is compiled with -mavx512f -mavx512vl ...).
+/* AVX-512 element-wise and optimizer kernels (this file alone is compiled with -mavx512f
+ * -mavx512vl ...).
  * The template's primitives as intrinsics: comparisons into mask registers, one-instruction
  * blends, min/max, and vscalef for p * 2^n (overflow and gradual underflow included). */
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #include "eltwise.h"
+#include "optim.h"
 
 #ifdef NNF_HAVE_AVX512 /* set by setup.py when the compiler accepts this file's ISA flags */
+#include <immintrin.h>
+
 #define ISA avx512
 #define VB 64
 
@@ -42,6 +45,8 @@
 #include "eltwise_kernel.inc"
 
 #include "eltwise_table.inc"
+#include "optim_kernel.inc"
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_avx512;
+nnf_optim_kernels nnf_optim_kernels_avx512;
 #endif

@@ -1,12 +1,15 @@
-/* Portable element-wise kernels: 16-byte GCC/Clang vectors (SSE2 on x86-64), baseline flags.
+/* Portable element-wise and optimizer kernels: 16-byte GCC/Clang vectors (SSE2 on x86-64),
+ * baseline flags.
  * Other compilers get the scalar reference kernels of eltwise.c instead. */
 #include <math.h>
 #include <string.h>
 
 #include "eltwise.h"
+#include "optim.h"
+
+#define ISA generic
 
 #if defined(__GNUC__) || defined(__clang__)
-#define ISA generic
 #define VB 16
 
 #define T float
@@ -23,3 +26,5 @@
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_generic;
 #endif
+
+#include "optim_kernel.inc"

@@ -6,15 +6,10 @@
 
 #include "dtype.h"
 #include "eltwise.h"
+#include "isa.h"
 #include "parallel.h"
 
-static nnf_gemm_ukernels *active_ukernels(void) {
-    switch (nnf_isa_active()) {
-    case NNF_ISA_AVX512: return &nnf_gemm_ukernels_avx512;
-    case NNF_ISA_AVX2: return &nnf_gemm_ukernels_avx2;
-    default: return &nnf_gemm_ukernels_generic;
-    }
-}
+static nnf_gemm_ukernels *active_ukernels(void) { return nnf_isa_current()->gemm; }
 
 const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) { return active_ukernels(); }
 

@@ -75,17 +75,15 @@ typedef struct {
     void *pack_bt;  /* nnf_?pack_bt with SIMD transposes, or NULL for the scalar copy */
 } nnf_gemm_ukernel;
 
-/* Per-ISA registry: for each dtype (index 0 = float32, 1 = float64) up to NNF_GEMM_MAX_UKR
- * kernels, widest first. The first serves every product; a narrower one (fn != NULL) takes
- * products whose N fits its NR, since a wide tile on a skinny N mostly multiplies padding. */
+/* Per-ISA registry (nnf_gemm_ukernels_<isa>; isa.h): for each dtype (index 0 = float32,
+ * 1 = float64) up to NNF_GEMM_MAX_UKR kernels, widest first. The first serves every product;
+ * a narrower one (fn != NULL) takes products whose N fits its NR, since a wide tile on a
+ * skinny N mostly multiplies padding. */
 #define NNF_GEMM_MAX_UKR 3
 typedef struct {
     nnf_gemm_ukernel ukr[2][NNF_GEMM_MAX_UKR];
 } nnf_gemm_ukernels;
 
-extern nnf_gemm_ukernels nnf_gemm_ukernels_generic;
-extern nnf_gemm_ukernels nnf_gemm_ukernels_avx2;
-extern nnf_gemm_ukernels nnf_gemm_ukernels_avx512;
 
 /* The kernels the active ISA uses (what nnfast.info() reports). */
 const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);

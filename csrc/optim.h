@@ -18,4 +18,17 @@ int nnf_adam_s(ptrdiff_t n, float *p, const float *g, float *m, float *v, float 
 int nnf_adam_d(ptrdiff_t n, double *p, const double *g, double *m, double *v, double step,
                double b1, double b2, double eps_hat, double decay);
 
+/* Per-ISA kernel table (optim_kernel.inc, built into eltwise_kernel_<isa>.c with that ISA's
+ * flags): the update above over n contiguous elements, on the calling thread. */
+typedef void (*nnf_adam_span_s)(ptrdiff_t n, float *restrict p, const float *restrict g,
+                                float *restrict m, float *restrict v, float step, float b1,
+                                float b2, float eps_hat, float decay);
+typedef void (*nnf_adam_span_d)(ptrdiff_t n, double *restrict p, const double *restrict g,
+                                double *restrict m, double *restrict v, double step, double b1,
+                                double b2, double eps_hat, double decay);
+typedef struct {
+    nnf_adam_span_s adam_s;
+    nnf_adam_span_d adam_d;
+} nnf_optim_kernels;
+
 #endif

@@ -1,8 +1,16 @@
 """The lists C dispatches from: the activation list (NNF_ACTIVATIONS in csrc/eltwise.h) as
-Python sees it."""
+Python sees it, and the ISA table (NNF_ISAS in csrc/cpu.h, rows in csrc/isa.c): every row
+complete, detection as the CPU reports it, NNFAST_ISA forcing each path."""
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
+import nnfast
 import nnfast.functional as F
 from nnfast import nn
 from nnfast._native import core
@@ -21,3 +29,61 @@ def test_python_activations_are_cs_list():
         assert F.ACTIVATIONS[name].from_output == core.act_from_output(ids[name])
     assert F._act_params("t", "gelu", {"approximate": "tanh"})[0] == ids["gelu_tanh"]
     assert F._act_params("t", "gelu", {})[0] == ids["gelu"]
+
+
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def test_every_isa_row_is_complete():
+    names = core.isa_names()
+    assert names[0] == "generic" and core.isa_features("generic") == []
+    for name in names:
+        assert core.isa_missing(name) == [], name
+    if X86_64 and sys.platform.startswith("linux"):  # setup.py builds every path with GCC/Clang
+        assert core.isa_compiled() == names
+    with pytest.raises(ValueError, match="unknown ISA"):
+        core.isa_missing("sse9")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
+def test_isa_support_follows_the_cpu_flags():
+    """A path is supported exactly when the CPU lists each of its features (as /proc/cpuinfo
+    spells them, without underscores), so a feature isa.c cannot check shows up here."""
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    have = {flag.replace("_", "") for flag in flags}
+    want = [n for n in core.isa_compiled() if set(core.isa_features(n)) <= have]
+    assert core.isa_supported() == want
+    assert nnfast.info()["isa_supported"] == want
+
+
+@pytest.mark.parametrize("name", core.isa_supported() if core is not None else [])
+def test_nnfast_isa_forces_each_path(name):
+    """NNFAST_ISA picks the row every kernel family dispatches from: the GEMM kernels it
+    reports are that path's, and activations and Adam run."""
+    code = """
+import numpy as np, nnfast, nnfast.functional as F
+from nnfast.nn import Linear
+from nnfast.optim import Adam
+kernels = [u["name"] for d in nnfast.info()["gemm_kernels"].values() for u in d]
+print(nnfast.get_isa(), *sorted({k.rsplit("_", 1)[1] for k in kernels}))
+x = np.linspace(-3, 3, 101, dtype=np.float32)
+assert np.array_equal(F.relu(x), np.maximum(x, 0))
+m = Linear(3, 2, seed=0)
+opt = Adam(m.parameters(), lr=0.1)
+w = m.weight.data.copy()
+m.weight.grad[...] = 1
+opt.step()
+assert np.allclose(m.weight.data, w - 0.1, atol=1e-5)
+"""
+    env = dict(os.environ, NNFAST_ISA=name)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tempfile.gettempdir(),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [name, name]

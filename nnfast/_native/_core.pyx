@@ -14,6 +14,7 @@ cdef extern from "cpu.h" nogil:
     ctypedef int nnf_isa
     int NNF_ISA_COUNT
     const char *nnf_isa_name(nnf_isa isa)
+    const char *nnf_isa_features(nnf_isa isa)
     int nnf_isa_compiled(nnf_isa isa)
     int nnf_isa_supported(nnf_isa isa)
     nnf_isa nnf_isa_best()
@@ -26,6 +27,10 @@ cdef extern from "cpu.h" nogil:
 cdef extern from "parallel.h" nogil:
     int nnf_threads_enabled()
     int nnf_pool_size()
+
+
+cdef extern from "isa.h" nogil:
+    int nnf_isa_missing(nnf_isa isa, char *buf, size_t size)
 
 
 cdef extern from "gemm.h" nogil:
@@ -82,6 +87,28 @@ def isa_names():
     return [nnf_isa_name(i).decode() for i in range(NNF_ISA_COUNT)]
 
 
+def isa_features(str name):
+    """The CPU features ISA path `name` needs, as GCC spells them (["avx2", "fma"])."""
+    cdef nnf_isa isa = _isa_index(name)
+    return [f for f in nnf_isa_features(isa).decode().split(",") if f]
+
+
+def isa_missing(str name):
+    """The NULL entries of a compiled-in path's kernel tables ("eltwise.fwd_s[relu]", ...)."""
+    cdef nnf_isa isa = _isa_index(name)
+    cdef char buf[4096]
+    if nnf_isa_missing(isa, buf, sizeof(buf)) == 0:
+        return []
+    return buf.decode().split(", ")
+
+
+cdef nnf_isa _isa_index(str name) except -1:
+    names = isa_names()
+    if name not in names:
+        raise ValueError(f"unknown ISA {name!r}; expected one of {names}")
+    return names.index(name)
+
+
 def isa_compiled():
     return [nnf_isa_name(i).decode() for i in range(NNF_ISA_COUNT) if nnf_isa_compiled(i)]
 
@@ -99,10 +126,7 @@ def isa_active():
 
 
 def set_isa(str name):
-    names = isa_names()
-    if name not in names:
-        raise ValueError(f"unknown ISA {name!r}; expected one of {names}")
-    if nnf_isa_set(names.index(name)) != NNF_OK:
+    if nnf_isa_set(_isa_index(name)) != NNF_OK:
         raise ValueError(
             f"ISA {name!r} is not usable here; this build and CPU support {isa_supported()}"
         )
