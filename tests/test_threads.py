@@ -438,3 +438,28 @@ def test_omp_thread_limit_1():
     chunk is computed."""
     out = run_script(KERNELS_SCRIPT + "print(*kernels(0))", OMP_THREAD_LIMIT="1")
     assert_small([float(e) for e in out.split()])
+
+
+def test_blas_thread_cap_as_documented():
+    """README: set_num_threads leaves numpy's and SciPy's BLAS pools alone, and so do the
+    everyday products; the first product handed to BLAS caps every loaded BLAS library."""
+    out = run_script("""
+import numpy as np
+import scipy.linalg
+from threadpoolctl import threadpool_info, threadpool_limits
+import nnfast
+
+def counts():
+    return sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+threadpool_limits(limits=3, user_api="blas")
+nnfast.set_num_threads(2)
+a = np.ones((64, 64), np.float32)
+nnfast.gemm(a, a)
+print(*counts())
+nnfast.gemm(a, a, variant="blas")
+print(*counts())
+""")  # fmt: skip
+    untouched, capped = (line.split() for line in out.splitlines())
+    assert len(untouched) >= 1 and set(untouched) == {"3"}, out  # numpy's and SciPy's
+    assert set(capped) == {"2"}, out
