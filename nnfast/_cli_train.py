@@ -302,7 +302,7 @@ def run(args, on_batch=None) -> int:
     from .train import _evaluate, fit
 
     dist = None
-    if getattr(args, "distributed", False):
+    if args.distributed:
         from . import distributed as dist
 
         dist.init()  # one line naming the extra when mpi4py is missing
@@ -341,7 +341,7 @@ def run(args, on_batch=None) -> int:
 
     say = print if root and not args.quiet else (lambda *a: None)
     what = f"{cfg['model']} on {cfg['dataset']}"
-    ranks = f", {size} ranks of" if size > 1 else ","
+    ranks = f", {size} ranks x" if size > 1 else ","
     if args.resume:
         say(f"resuming {what} from {ckpt_path} ({epochs} epochs)")
     else:

@@ -76,8 +76,8 @@ class ProgressBar(Callback):
             return
         from tqdm import tqdm
 
-        seen = state.partial["seen"] if state.partial else 0
-        self._bar = tqdm(total=state.num_samples, initial=seen * state.world_size,
+        done = state.num_samples * state.batch // state.num_batches  # resumed mid-epoch
+        self._bar = tqdm(total=state.num_samples, initial=done,
                          desc=f"epoch {epoch}/{state.epochs}", unit="img", unit_scale=True,
                          leave=False, file=sys.stderr, dynamic_ncols=True,
                          mininterval=0.5)  # fmt: skip

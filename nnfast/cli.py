@@ -468,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--distributed)",
     )
     p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI, under mpiexec (needs nnfast[mpi]); --batch-size is then "
+        "the global batch and rank 0 prints and writes the files",
+    )
+    p.add_argument(
         "--backend",
         choices=("native", "blas"),
         default="native",

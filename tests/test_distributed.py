@@ -1,0 +1,283 @@
+"""nnfast.distributed: the sampler's rules without MPI; every MPI case in an ``mpiexec -n 2``
+subprocess with a timeout (a deadlock fails the test instead of hanging the suite)."""
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from nnfast.data import write_idx
+from nnfast.distributed import DistributedSampler
+
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
+    reason="mpi4py / mpiexec not installed (pip install '.[mpi]'; CI installs it)",
+)
+ENV = {**os.environ, "NNFAST_NUM_THREADS": "1"}
+
+
+# --- the sampler, without MPI ---------------------------------------------------------------
+def _shards(n, k, **kw):
+    return [DistributedSampler(n, num_replicas=k, rank=r, **kw).indices(0).tolist()
+            for r in range(k)]  # fmt: skip
+
+
+def test_sampler_shards_pad_and_drop_as_torch():
+    # torch: indices padded with indices[:padding] to a multiple of the ranks, rank r takes
+    # indices[r::k]; drop_last cuts to ceil((n - k) / k) per rank
+    assert _shards(10, 3, shuffle=False) == [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]
+    assert _shards(10, 3, shuffle=False, drop_last=True) == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert _shards(2, 5, shuffle=False) == [[0], [1], [0], [1], [0]]  # padding > n repeats
+    assert _shards(9, 3, shuffle=False, drop_last=True) == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    s = DistributedSampler(10, num_replicas=3, rank=1)
+    assert len(s) == 4 and s.total_size == 12 and len(list(s)) == 4
+
+
+def test_sampler_shuffles_per_epoch_and_covers_the_data():
+    parts = _shards(100, 4, seed=3)
+    assert sorted(np.concatenate(parts)) == list(range(100))
+    s = DistributedSampler(100, num_replicas=4, rank=2, seed=3)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) != first and sorted(s.indices(1)) != sorted(first)  # another shard too
+    assert DistributedSampler(100, num_replicas=4, rank=2, seed=3).indices(1).tolist() == list(s)
+    assert DistributedSampler(100, num_replicas=4, rank=2, seed=4).indices(0).tolist() != first
+    # one replica visits the DataLoader's order: a 1-rank run is the plain run
+    from nnfast.data import DataLoader
+
+    one = DistributedSampler(50, num_replicas=1, rank=0, seed=7)
+    loader = DataLoader(np.zeros((50, 1)), np.zeros(50), seed=7)
+    assert np.array_equal(one.indices(2), loader.order(2))
+
+
+@pytest.mark.parametrize(
+    "kw, err, what",
+    [
+        ({"num_replicas": 2, "rank": 2}, ValueError, "rank 2 is not below num_replicas 2"),
+        ({"num_replicas": 0, "rank": 0}, ValueError, "num_replicas must be a whole number >= 1"),
+        ({"num_replicas": 2, "rank": -1}, ValueError, "rank must be a whole number >= 0"),
+        ({"num_replicas": 2.5, "rank": 0}, ValueError, "num_replicas must be a whole number"),
+        ({"num_replicas": 2, "rank": 0, "seed": -1}, ValueError, "seed must be a whole number"),
+    ],
+)
+def test_sampler_refuses_bad_arguments(kw, err, what):
+    with pytest.raises(err, match=what):
+        DistributedSampler(10, **kw)
+    with pytest.raises(TypeError, match="a number of samples or a sized data set"):
+        DistributedSampler(object(), num_replicas=1, rank=0)
+
+
+# --- without mpi4py -------------------------------------------------------------------------
+def _python(code, cwd, timeout=60):
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def test_without_mpi4py_one_line_names_the_extra(tmp_path):
+    block = "import sys; sys.modules['mpi4py'] = None\n"
+    p = _python(block + "import nnfast.distributed as d\ntry:\n    d.init()\nexcept ImportError "
+                "as e:\n    print(e)", tmp_path)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("\n") == 1 and "pip install 'nnfast[mpi]'" in p.stdout
+    p = _python(block + "from nnfast.cli import main\nsys.exit(main(['train', '--distributed']))",
+                tmp_path)  # fmt: skip
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("nnfast: error: ") and "pip install 'nnfast[mpi]'" in p.stderr
+    assert os.listdir(tmp_path) == []
+
+
+# --- under mpiexec -n 2 -------------------------------------------------------------------
+def _mpirun(args, cwd, timeout=120, n=2):
+    """Run ``mpiexec -n 2 args`` in its own process group; kill the group on a timeout."""
+    p = subprocess.Popen([MPIEXEC, "-n", str(n), *args], cwd=cwd, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)  # fmt: skip
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"mpiexec did not finish in {timeout} s (deadlock?)\n{out}\n{err}")
+    return p.returncode, out, err
+
+
+def _script(tmp_path, body):
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(body))
+    return [sys.executable, str(path)]
+
+
+@needs_mpi
+def test_two_ranks_of_64_step_as_one_process_of_128(tmp_path):
+    """20 Adam steps, DistributedSampler(shuffle=False): parameters equal to float32 tolerance,
+    and bit-identical on both ranks."""
+    rc, out, err = _mpirun(_script(tmp_path, """
+        import numpy as np, nnfast
+        from nnfast import nn, optim, distributed as dist
+        from nnfast.data import DataLoader
+        dist.init()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((128 * 20, 12)).astype(np.float32)
+        y = rng.integers(0, 4, len(x))
+        def build():
+            nnfast.manual_seed(1 + dist.rank())  # different on purpose: broadcast fixes it
+            return nn.Sequential(nn.Linear(12, 16, activation="tanh"), nn.Linear(16, 4))
+        m, loss = build(), nn.CrossEntropyLoss()
+        opt = dist.DistributedOptimizer(optim.Adam(m.parameters(), lr=1e-2))
+        dist.broadcast_parameters(m)
+        dist.broadcast_optimizer_state(opt)
+        sampler = dist.DistributedSampler(len(x), shuffle=False)
+        steps = 0
+        for xb, yb in DataLoader(x, y, batch_size=64, sampler=sampler).batches(0):
+            opt.zero_grad(); loss(m(xb), yb); m.backward(loss.backward()); opt.step()
+            steps += 1
+        assert steps == 20 and opt.optimizer.state[0]["step"] == 20
+        mine = np.concatenate([p.data.ravel() for p in m.parameters()])
+        every = np.empty((dist.size(), mine.size), mine.dtype)
+        dist._world().Allgather(mine, every)
+        assert np.array_equal(every[0], every[1]), "the ranks' parameters differ"
+        if dist.rank() == 0:
+            nnfast.manual_seed(1)
+            ref = nn.Sequential(nn.Linear(12, 16, activation="tanh"), nn.Linear(16, 4))
+            o = optim.Adam(ref.parameters(), lr=1e-2)
+            for b in range(20):
+                o.zero_grad(); loss(ref(x[b * 128:(b + 1) * 128]), y[b * 128:(b + 1) * 128])
+                ref.backward(loss.backward()); o.step()
+            want = np.concatenate([p.data.ravel() for p in ref.parameters()])
+            np.testing.assert_allclose(mine, want, rtol=1e-5, atol=1e-6)
+            print("equivalent", dist.allreduce_mean(1.0 + dist.rank()))
+        else:
+            dist.allreduce_mean(1.0 + dist.rank())
+    """), tmp_path)  # fmt: skip
+    assert rc == 0, err
+    assert out.split() == ["equivalent", "1.5"]
+
+
+@needs_mpi
+def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
+    rc, out, err = _mpirun(_script(tmp_path, """
+        import numpy as np, nnfast
+        from nnfast import nn, optim, distributed as dist
+        from nnfast.callbacks import Callback, Checkpoint
+        from nnfast.train import fit
+        dist.init()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((300, 6)).astype(np.float32)
+        y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+        class StopAt(Callback):
+            def __init__(self, at): self.at = at
+            def on_batch_end(self, state, batch, logs):
+                if (state.epoch, batch) == self.at and dist.rank() == 1:
+                    state.stop("batch")  # one rank asks: both stop at the same batch
+        def run(ck, stop=None, resume=None):
+            nnfast.manual_seed(2)
+            m = nn.Sequential(nn.Linear(6, 16, activation="relu"), nn.Linear(16, 3))
+            opt = optim.AdamW(m.parameters(), lr=0.01)
+            sched = optim.CosineAnnealingLR(opt, T_max=3)
+            h = fit(m, nn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=16, seed=4,
+                    val_split=0.1, scheduler=sched, resume=resume,
+                    callbacks=[Checkpoint(ck), StopAt(stop)])
+            return m, h
+        a, ha = run("a.npz")
+        _, hb = run("b.npz", stop=(2, 3))
+        assert hb.interrupted and hb.stopped_at == (2, 3) and hb.epochs == 1, hb.stopped_at
+        b, hb = run("b.npz", resume="b.npz")
+        params = np.concatenate([p.data.ravel() for p in b.parameters()])
+        every = np.empty((2, params.size), params.dtype)
+        dist._world().Allgather(params, every)
+        assert np.array_equal(every[0], every[1])
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            assert np.array_equal(pa.data, pb.data)
+        assert ha["loss"] == hb["loss"] and ha["val_accuracy"] == hb["val_accuracy"]
+        assert ha.num_batches == 9  # 270 samples, 135 per rank, batch 16
+        print("rank", dist.rank(), "ok", len(ha["loss"]))
+    """), tmp_path)  # fmt: skip
+    assert rc == 0, err
+    assert sorted(out.splitlines()) == ["rank 0 ok 3", "rank 1 ok 3"]
+    assert sorted(os.listdir(tmp_path)) == ["a.npz", "b.npz", "job.py"]  # rank 0 wrote them
+
+
+def _mnist(d, n_train=320, n_test=100):
+    rng = np.random.default_rng(0)
+    d.mkdir()
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, size=n).astype(np.uint8)
+        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(y):
+            x[i, 2 + 12 * (k // 5) : 12 + 12 * (k // 5), 2 + 5 * (k % 5) : 6 + 5 * (k % 5)] = 250
+        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return d
+
+
+@needs_mpi
+def test_cli_distributed_ctrl_c_and_resume(tmp_path):
+    data = _mnist(tmp_path / "data")
+    train = [sys.executable, "-m", "nnfast", "train", "--distributed", "--data-dir", str(data),
+             "--hidden", "8", "--batch-size", "4", "--seed", "1", "--checkpoint-dir", "ck",
+             "--save", "m.npz", "--quiet"]  # fmt: skip
+    p = subprocess.Popen([MPIEXEC, "-n", "2", *train, "--epochs", "500"], cwd=tmp_path, env=ENV,
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)  # fmt: skip
+    ckpt = tmp_path / "ck" / "checkpoint.npz"
+    try:
+        deadline = time.monotonic() + 60
+        while not ckpt.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)  # Ctrl-C to mpiexec, which passes it on to the ranks
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err
+    assert err.count("nnfast: interrupted") == 1 and "--resume" in err  # rank 0 alone says it
+    from nnfast.checkpoint import read_checkpoint_state
+
+    state = read_checkpoint_state(ckpt)["fit"]
+    assert state["world_size"] == 2 and state["epoch"] >= 1
+    more = state["epoch"] + 2
+    rc, out, err = _mpirun([*train, "--resume", "--epochs", str(more)], tmp_path)
+    assert rc == 0, err
+    assert out.count("test accuracy") == 1 and f", {more} epochs)" in out
+    assert read_checkpoint_state(ckpt)["fit"]["epoch"] == more
+
+
+@needs_mpi
+def test_a_rank_that_raises_ends_the_job(tmp_path):
+    start = time.monotonic()
+    rc, out, err = _mpirun(_script(tmp_path, """
+        from nnfast import distributed as dist
+        dist.init()
+        if dist.rank() == 1:
+            raise RuntimeError("rank one gave up")
+        dist.barrier()  # rank 0 would wait here forever
+    """), tmp_path, timeout=60)  # fmt: skip
+    assert rc != 0 and "RuntimeError: rank one gave up" in err
+    assert time.monotonic() - start < 30
+
+
+@needs_mpi
+def test_ranks_with_different_models_are_refused(tmp_path):
+    rc, out, err = _mpirun(_script(tmp_path, """
+        import numpy as np
+        from nnfast import nn, optim, distributed as dist
+        from nnfast.train import fit
+        dist.init()
+        width = 16 if dist.rank() == 0 else 32
+        m = nn.Sequential(nn.Linear(4, width), nn.Linear(width, 2))
+        x, y = np.zeros((40, 4), np.float32), np.zeros(40, np.int64)
+        fit(m, nn.CrossEntropyLoss(), optim.SGD(m.parameters()), (x, y), epochs=1)
+    """), tmp_path, timeout=60)  # fmt: skip
+    assert rc != 0
+    assert "ValueError: distributed: rank 1 of 2 started a different model or run" in err
