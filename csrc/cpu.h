@@ -45,6 +45,11 @@ nnf_isa nnf_isa_best(void);         /* the best supported path */
 nnf_isa nnf_isa_active(void);       /* the path kernels use now */
 int nnf_isa_set(nnf_isa isa);       /* NNF_OK or NNF_EISA */
 
+/* 1 if this CPU (and OS) has every feature of a comma-separated list spelt as in NNF_ISAS
+ * ("avx512bf16,avx512bw"; "" has them all), for kernels that need more than their path's
+ * features. 0 if a name is one isa.c does not check. */
+int nnf_cpu_has(const char *features);
+
 int nnf_get_num_threads(void);
 int nnf_set_num_threads(int n);     /* NNF_OK, or NNF_EINVAL for n < 1; 1 without threads */
 

@@ -111,7 +111,7 @@ int nnf_isa_compiled(nnf_isa isa) {
     X("avx2") X("fma") X("avx512f") X("avx512vl") X("avx512bw") X("avx512dq") X("avx512bf16")
 
 /* 1 if the CPU (and OS) has feature f[0:len]; 0 for a feature the list above does not know */
-static int cpu_has(const char *f, size_t len) {
+static int cpu_has_one(const char *f, size_t len) {
 #define NNF_CPU_HAS_(lit)                                                                     \
     if (len == sizeof(lit) - 1 && memcmp(f, lit, len) == 0) return __builtin_cpu_supports(lit) != 0;
     __builtin_cpu_init();
@@ -120,21 +120,24 @@ static int cpu_has(const char *f, size_t len) {
     return 0;
 }
 #else
-static int cpu_has(const char *f, size_t len) {
+static int cpu_has_one(const char *f, size_t len) {
     (void)f;
     (void)len;
     return 0;
 }
 #endif
 
-int nnf_isa_supported(nnf_isa isa) {
-    if (!nnf_isa_compiled(isa)) return 0;
-    for (const char *f = nnf_isa_table[isa].features; *f;) {
+int nnf_cpu_has(const char *features) {
+    for (const char *f = features; *f;) {
         const size_t len = strcspn(f, ",");
-        if (!cpu_has(f, len)) return 0;
+        if (!cpu_has_one(f, len)) return 0;
         f += len + (f[len] == ',');
     }
     return 1;
+}
+
+int nnf_isa_supported(nnf_isa isa) {
+    return nnf_isa_compiled(isa) && nnf_cpu_has(nnf_isa_table[isa].features);
 }
 
 nnf_isa nnf_isa_best(void) {

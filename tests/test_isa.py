@@ -4,16 +4,17 @@ complete, detection as the CPU reports it, NNFAST_ISA forcing each path."""
 
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 
+import numpy as np
 import pytest
 
 import nnfast
 import nnfast.functional as F
-from nnfast import nn
+from nnfast import _runtime, nn
 from nnfast._native import core
+from nnfast.nn import Linear
+from nnfast.optim import Adam
 
 pytestmark = pytest.mark.skipif(core is None, reason="needs the native extension")
 
@@ -52,38 +53,34 @@ def test_isa_support_follows_the_cpu_flags():
     with open("/proc/cpuinfo") as f:
         flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     have = {flag.replace("_", "") for flag in flags}
+    for feature in ("avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512bf16"):
+        assert core.cpu_has(feature) == (X86_64 and feature in have), feature
+    assert core.cpu_has("") and not core.cpu_has("sse9") and not core.cpu_has("avx2,sse9")
     want = [n for n in core.isa_compiled() if set(core.isa_features(n)) <= have]
     assert core.isa_supported() == want
     assert nnfast.info()["isa_supported"] == want
 
 
 @pytest.mark.parametrize("name", core.isa_supported() if core is not None else [])
-def test_nnfast_isa_forces_each_path(name):
-    """NNFAST_ISA picks the row every kernel family dispatches from: the GEMM kernels it
-    reports are that path's, and activations and Adam run."""
-    code = """
-import numpy as np, nnfast, nnfast.functional as F
-from nnfast.nn import Linear
-from nnfast.optim import Adam
-kernels = [u["name"] for d in nnfast.info()["gemm_kernels"].values() for u in d]
-print(nnfast.get_isa(), *sorted({k.rsplit("_", 1)[1] for k in kernels}))
-x = np.linspace(-3, 3, 101, dtype=np.float32)
-assert np.array_equal(F.relu(x), np.maximum(x, 0))
-m = Linear(3, 2, seed=0)
-opt = Adam(m.parameters(), lr=0.1)
-w = m.weight.data.copy()
-m.weight.grad[...] = 1
-opt.step()
-assert np.allclose(m.weight.data, w - 0.1, atol=1e-5)
-"""
-    env = dict(os.environ, NNFAST_ISA=name)
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tempfile.gettempdir(),
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [name, name]
+def test_nnfast_isa_forces_each_path(name, monkeypatch):
+    """NNFAST_ISA (read at import by _runtime._init, which test_gemm runs in a fresh process
+    for one path) picks the row every kernel family dispatches from: the GEMM kernels it
+    reports are that path's, and activations and Adam run on it."""
+    before_isa, before_threads = nnfast.get_isa(), nnfast.get_num_threads()
+    monkeypatch.setenv("NNFAST_ISA", name)
+    try:
+        _runtime._init()
+        assert nnfast.get_isa() == name
+        kernels = [u["name"] for d in nnfast.info()["gemm_kernels"].values() for u in d]
+        assert kernels and all(k.endswith(f"_{name}") for k in kernels), kernels
+        x = np.linspace(-3, 3, 101, dtype=np.float32)
+        assert np.array_equal(F.relu(x), np.maximum(x, 0))
+        m = Linear(3, 2, seed=0)
+        opt = Adam(m.parameters(), lr=0.1)
+        w = m.weight.data.copy()
+        m.weight.grad[...] = 1
+        opt.step()
+        np.testing.assert_allclose(m.weight.data, w - 0.1, atol=1e-5)
+    finally:
+        nnfast.set_isa(before_isa)
+        nnfast.set_num_threads(before_threads)

@@ -15,6 +15,7 @@ cdef extern from "cpu.h" nogil:
     int NNF_ISA_COUNT
     const char *nnf_isa_name(nnf_isa isa)
     const char *nnf_isa_features(nnf_isa isa)
+    int nnf_cpu_has(const char *features)
     int nnf_isa_compiled(nnf_isa isa)
     int nnf_isa_supported(nnf_isa isa)
     nnf_isa nnf_isa_best()
@@ -91,6 +92,11 @@ def isa_features(str name):
     """The CPU features ISA path `name` needs, as GCC spells them (["avx2", "fma"])."""
     cdef nnf_isa isa = _isa_index(name)
     return [f for f in nnf_isa_features(isa).decode().split(",") if f]
+
+
+def cpu_has(str features):
+    """Whether this CPU has every feature of a comma-separated list ("avx2,fma")."""
+    return bool(nnf_cpu_has(features.encode()))
 
 
 def isa_missing(str name):
