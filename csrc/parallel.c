@@ -1,7 +1,7 @@
 /* The thread pool behind nnf_parallel_for (see parallel.h).
  *
- * One job at a time, published through a single 64-bit word: generation | n_chunks | next.
- * A thread claims chunk `next` by compare-and-swap on the whole word, so a thread that read a
+ * One job at a time, published through a single 64-bit word: generation | back | front, the
+ * unclaimed chunks being [front, back). A thread claims one by compare-and-swap on the whole word, so a thread that read a
  * stale job can never claim a chunk of a newer one; the job's task and ctx are only read by a
  * thread whose claim then succeeds, and the caller cannot return (and reuse ctx) before every
  * claimed chunk has been counted done. Idle threads spin with `pause` for a short while, so
@@ -46,15 +46,16 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* The job word: generation (24 bits), chunk count (20), next unclaimed chunk (20). */
+/* The job word: generation (24 bits), then the unclaimed chunks [front, back) (20 bits each). */
 #define GEN_BITS 24
 #define CNT_BITS 20
 #define CNT_MAX ((1u << CNT_BITS) - 1)
-#define PACK(gen, n, next) \
-    (((uint64_t)(gen) << (2 * CNT_BITS)) | ((uint64_t)(n) << CNT_BITS) | (uint64_t)(next))
+#define PACK(gen, back, front) \
+    (((uint64_t)(gen) << (2 * CNT_BITS)) | ((uint64_t)(back) << CNT_BITS) | (uint64_t)(front))
 #define GEN_OF(s) ((uint32_t)((s) >> (2 * CNT_BITS)) & ((1u << GEN_BITS) - 1))
-#define N_OF(s) ((uint32_t)((s) >> CNT_BITS) & CNT_MAX)
-#define NEXT_OF(s) ((uint32_t)(s)&CNT_MAX)
+#define BACK_OF(s) ((uint32_t)((s) >> CNT_BITS) & CNT_MAX)
+#define FRONT_OF(s) ((uint32_t)(s)&CNT_MAX)
+#define ONE_BACK ((uint64_t)1 << CNT_BITS)
 
 /* How long idle threads spin before they sleep. A training step makes kernel calls a few to a
  * few tens of microseconds apart; spinning across such gaps saves a wake-up per call, and
@@ -62,16 +63,28 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
 #define WORKER_SPIN_NS 100000
 #define CALLER_SPIN_NS 200000
 #define MAX_WORKERS 1024
+/* A stall: the caller, done with every chunk it could claim, waited longer than its own share
+ * took (and at least STALL_MIN_NS) for a chunk another thread had claimed. That thread was
+ * preempted mid-chunk, so another process or a spinning BLAS pool holds its core; the caller
+ * then runs jobs alone for SOLO_BASE_NS, doubling (at most 2^SOLO_MAX_SHIFT times) while stalls recur, and
+ * the first job after that period tries the threads again. Who runs a chunk never changes
+ * what it computes, so this changes speed only. */
+#define STALL_MIN_NS 20000
+#define SOLO_BASE_NS 1000000
+#define SOLO_MAX_SHIFT 7
 
 static _Atomic uint64_t job_word;
 static nnf_task_fn _Atomic job_task;
 static void *_Atomic job_ctx;
+static _Atomic ptrdiff_t job_n;      /* chunks in the current job */
 static _Atomic int job_nt;           /* threads allowed on the current job, caller included */
 static _Atomic ptrdiff_t job_done;   /* chunks of the current job finished */
 static _Atomic int pool_busy;        /* a caller owns the job slot */
 static _Atomic int sleepers;         /* workers blocked on wake_cv */
 static _Atomic int caller_sleeping;  /* the caller is blocked on done_cv */
 static int n_workers;                /* started; changed under lock */
+static int64_t solo_until;           /* the caller's backoff after a stall (pool_busy holder) */
+static int solo_shift;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER;
@@ -84,20 +97,26 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Claims and runs chunks of generation `gen` until none is left. */
-static void run_chunks(uint32_t gen, int worker) {
+/* Claims and runs chunks of generation `gen` until none is left. The caller takes chunks from
+ * the front and the other threads from the back, so that with two threads each one's chunks
+ * are neighbours (adjacent output columns or rows: no cache line written by both, and the
+ * hardware prefetcher's neighbouring lines are its own) unless one of them falls behind. */
+static ptrdiff_t run_chunks(uint32_t gen, int worker) {
+    ptrdiff_t ran = 0;
     uint64_t s = atomic_load_explicit(&job_word, memory_order_acquire);
-    while (GEN_OF(s) == gen && NEXT_OF(s) < N_OF(s)) {
+    while (GEN_OF(s) == gen && FRONT_OF(s) < BACK_OF(s)) {
         /* read before the claim: a successful claim proves they belong to this generation
          * (the caller rewrites them only after every chunk of it is done) */
         const nnf_task_fn task = atomic_load_explicit(&job_task, memory_order_relaxed);
         void *const ctx = atomic_load_explicit(&job_ctx, memory_order_relaxed);
-        if (worker >= atomic_load_explicit(&job_nt, memory_order_relaxed)) return;
-        if (!atomic_compare_exchange_weak_explicit(&job_word, &s, s + 1, memory_order_acq_rel,
+        const ptrdiff_t n = atomic_load_explicit(&job_n, memory_order_relaxed);
+        if (worker >= atomic_load_explicit(&job_nt, memory_order_relaxed)) return ran;
+        const uint64_t claimed = worker == 0 ? s + 1 : s - ONE_BACK;
+        if (!atomic_compare_exchange_weak_explicit(&job_word, &s, claimed, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue; /* s now holds the current word */
-        const ptrdiff_t n = N_OF(s);
-        task(ctx, (ptrdiff_t)NEXT_OF(s), worker);
+        task(ctx, worker == 0 ? (ptrdiff_t)FRONT_OF(s) : (ptrdiff_t)BACK_OF(s) - 1, worker);
+        ran++;
         /* seq_cst on both sides of the caller_sleeping handshake */
         if (atomic_fetch_add(&job_done, 1) + 1 == n && atomic_load(&caller_sleeping)) {
             pthread_mutex_lock(&lock);
@@ -106,6 +125,7 @@ static void run_chunks(uint32_t gen, int worker) {
         }
         s = atomic_load_explicit(&job_word, memory_order_acquire);
     }
+    return ran;
 }
 
 static void *worker_main(void *arg) {
@@ -141,6 +161,8 @@ static void atfork_prepare(void) { pthread_mutex_lock(&lock); }
 static void atfork_parent(void) { pthread_mutex_unlock(&lock); }
 static void atfork_child(void) {
     n_workers = 0;
+    solo_until = 0;
+    solo_shift = 0;
     atomic_store(&sleepers, 0);
     atomic_store(&caller_sleeping, 0);
     atomic_store(&pool_busy, 0);
@@ -186,10 +208,17 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
         for (ptrdiff_t i = 0; i < n_chunks; i++) task(ctx, i, 0);
         return;
     }
+    const int64_t t_start = now_ns();
+    if (t_start < solo_until) {
+        for (ptrdiff_t i = 0; i < n_chunks; i++) task(ctx, i, 0);
+        atomic_store_explicit(&pool_busy, 0, memory_order_release);
+        return;
+    }
     const int have = ensure_workers(nt - 1);
     if (have < nt - 1) nt = have + 1;
     atomic_store_explicit(&job_task, task, memory_order_relaxed);
     atomic_store_explicit(&job_ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&job_n, n_chunks, memory_order_relaxed);
     atomic_store_explicit(&job_nt, nt, memory_order_relaxed);
     atomic_store_explicit(&job_done, 0, memory_order_relaxed);
     const uint32_t gen =
@@ -203,7 +232,8 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
     run_chunks(gen, 0);
     /* wait for chunks other threads claimed: spin briefly, then sleep */
     if (atomic_load_explicit(&job_done, memory_order_acquire) != n_chunks) {
-        const int64_t until = now_ns() + CALLER_SPIN_NS;
+        const int64_t t_mine = now_ns();
+        const int64_t until = t_mine + CALLER_SPIN_NS;
         for (int i = 1; atomic_load_explicit(&job_done, memory_order_acquire) != n_chunks; i++) {
             CPU_RELAX();
             if ((i & 63) == 0 && now_ns() > until) {
@@ -215,6 +245,15 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
                 break;
             }
         }
+        const int64_t t_end = now_ns(), waited = t_end - t_mine;
+        if (waited > STALL_MIN_NS && waited > t_mine - t_start) {
+            solo_until = t_end + ((int64_t)SOLO_BASE_NS << solo_shift);
+            if (solo_shift < SOLO_MAX_SHIFT) solo_shift++;
+        } else {
+            solo_shift = 0;
+        }
+    } else {
+        solo_shift = 0;
     }
     atomic_store_explicit(&pool_busy, 0, memory_order_release);
 }
