@@ -198,6 +198,21 @@ def _bcast_json(obj, root=0):
     return json.loads(buf.tobytes().decode())
 
 
+def _gather_json(obj, root=0):
+    """The list of every rank's ``obj`` (JSON-serialisable) on rank ``root``, None elsewhere."""
+    comm = _world()
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+    width = np.array([data.size], np.int64)
+    comm.Allreduce(_mpi().IN_PLACE, width, op=_mpi().MAX)
+    mine = np.zeros(int(width[0]), np.uint8)  # JSON never holds NUL bytes: padding is safe
+    mine[: data.size] = data
+    every = np.empty((comm.Get_size(), mine.size), np.uint8) if comm.Get_rank() == root else None
+    comm.Gather(mine, every, root=root)
+    if comm.Get_rank() != root:
+        return None
+    return [json.loads(row.tobytes().rstrip(b"\0").decode()) for row in every]
+
+
 def _bcast_array(a: np.ndarray, root: int) -> None:
     """Broadcast ``a`` in place (through a contiguous copy if it is not contiguous)."""
     if a.flags.c_contiguous:

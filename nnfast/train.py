@@ -120,6 +120,7 @@ class FitState:
     def __init__(self, **kw):
         self.__dict__.update(kw)
         self.epoch, self.batch, self.partial, self.error = 0, 0, None, None
+        self.ranks = None  # distributed: every rank's random streams and running sums
         self._stop = None
         self._reason = None
 
@@ -148,6 +149,7 @@ class FitState:
             "num_train": self.num_train,
             "num_batches": self.num_batches,
             "world_size": self.world_size,
+            "ranks": self.ranks,
         }
 
 
@@ -260,13 +262,30 @@ def _resume_state(path, saved, state, loader_len, num_train):
     if (partial is None) != (batch == 0):
         raise bad("its batch count and running sums disagree")
     if partial is not None:
-        keys = {"loss_sum", "correct", "seen", "time"}
-        if not isinstance(partial, dict) or set(partial) != keys or not all(
-            isinstance(partial[k], (int, float)) and not isinstance(partial[k], bool)
-            and math.isfinite(partial[k]) and partial[k] >= 0 for k in keys
-        ):  # fmt: skip
-            raise bad(f"its running sums must be the numbers >= 0 {', '.join(sorted(keys))}")
-    return seed, epoch, batch, partial, History(hist)
+        _check_partial(bad, partial)
+    ranks = rec.get("ranks")
+    if ranks is not None and not (
+        isinstance(ranks, list)
+        and len(ranks) == state.world_size
+        and all(isinstance(r, dict) and isinstance(r.get("rng"), dict)
+                and all(isinstance(v, dict) for v in r["rng"].values())
+                and (r.get("partial") is None) == (partial is None) for r in ranks)
+    ):  # fmt: skip
+        raise bad(f"its per-rank records must be a list of {state.world_size}, each with its "
+                  f"random streams and running sums")  # fmt: skip
+    if partial is not None and ranks is not None:
+        for r in ranks:
+            _check_partial(bad, r["partial"])
+    return seed, epoch, batch, partial, History(hist), ranks
+
+
+def _check_partial(bad, partial):
+    keys = {"loss_sum", "correct", "seen", "time"}
+    if not isinstance(partial, dict) or set(partial) != keys or not all(
+        isinstance(partial[k], (int, float)) and not isinstance(partial[k], bool)
+        and math.isfinite(partial[k]) and partial[k] >= 0 for k in keys
+    ):  # fmt: skip
+        raise bad(f"its running sums must be the numbers >= 0 {', '.join(sorted(keys))}")
 
 
 def _dist_module(distributed):
@@ -386,6 +405,7 @@ def fit(
     elif dist:
         dist.broadcast_parameters(model)
         dist.broadcast_optimizer_state(optimizer)
+        _own_streams(model, rank)
     state.history.num_batches = len(loader)
     callbacks = list(callbacks)
     if verbose:
@@ -430,12 +450,12 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
                 raise FileNotFoundError(f"resume: no checkpoint at {path}")
             saved = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
                                     scheduler)["state"]  # fmt: skip
-            seed, epoch, batch, partial, history = _resume_state(
+            seed, epoch, batch, partial, history, ranks = _resume_state(
                 path, saved, state, len(loader), state.num_train
             )
             sched = None if scheduler is None else scheduler.state_dict()
             reply = {"seed": seed, "epoch": epoch, "batch": batch, "partial": partial,
-                     "history": dict(history), "scheduler": sched}  # fmt: skip
+                     "history": dict(history), "scheduler": sched, "ranks": ranks}  # fmt: skip
         except (OSError, ValueError) as err:
             if dist is None:
                 raise
@@ -448,9 +468,11 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
         dist.broadcast_optimizer_state(optimizer)
         if state.rank != 0 and scheduler is not None:
             scheduler.load_state_dict(reply["scheduler"])
-        if state.rank != 0 and reply["partial"] is not None:
-            # the running sums were summed over the ranks when saved: rank 0 brings them
-            reply["partial"] = {**reply["partial"], "loss_sum": 0.0, "correct": 0, "seen": 0}
+        mine = None if reply["ranks"] is None else reply["ranks"][state.rank]
+        if state.rank != 0 and mine is not None:
+            _set_rngs(model, mine["rng"], path)
+        if mine is not None and reply["partial"] is not None:
+            reply["partial"] = mine["partial"]  # this rank's own sums: the same additions
     state.seed = reply["seed"]
     state.history = History(reply["history"])
     state.history.num_batches = len(loader)
@@ -515,11 +537,12 @@ def _loop(state, loader, val, callbacks, dist):
                 if stop and state.stop_requested is None:
                     state.stop("batch", reason="another rank asked to stop")
             if stop and b < n_batches:
-                if dist:
+                _gather_ranks(state, dist)  # each rank's own sums, before they are merged
+                if dist:  # the record's sums are the whole job's
                     sums = np.array([loss_sum, correct, seen], np.float64)
                     dist._allreduce_sum(sums)
-                    state.partial.update(loss_sum=float(sums[0]), correct=int(sums[1]),
-                                         seen=int(sums[2]))  # fmt: skip
+                    state.partial = {"loss_sum": float(sums[0]), "correct": int(sums[1]),
+                                     "seen": int(sums[2]), "time": elapsed}  # fmt: skip
                 _finish(state, epoch, b)
                 return
         # the epoch is complete: metrics over all ranks, validation, scheduler, callbacks
@@ -544,6 +567,7 @@ def _loop(state, loader, val, callbacks, dist):
                 scheduler.step()
         state.history.append(row)
         state.epoch_done, state.batch, state.partial = epoch, 0, None
+        _gather_ranks(state, dist)
         for cb in callbacks:
             cb.on_epoch_end(state, epoch, row)
         stop = state.stop_requested is not None
@@ -555,6 +579,40 @@ def _loop(state, loader, val, callbacks, dist):
             if epoch < state.epochs:
                 _finish(state, epoch, 0)
             return
+
+
+def _streams(model):
+    from .checkpoint import _random_modules
+
+    return _random_modules(model)
+
+
+def _own_streams(model, rank):
+    """Give each rank other than 0 its own random streams (Dropout masks), derived from the
+    stream it was built with: the same masks on every rank would tie their samples together.
+    Rank 0 keeps its streams, so a 1-rank run is the plain run."""
+    if rank:
+        for m in _streams(model).values():
+            m._rng = np.random.default_rng([int(m._rng.integers(2**63)), rank])
+
+
+def _gather_ranks(state, dist):
+    """Every rank's random streams and running sums into ``state.ranks`` on rank 0, for the
+    checkpoint: a resume gives each rank its own back, so it adds up the same numbers in the
+    same order as an uninterrupted run."""
+    if dist:
+        rng = {name: m._rng.bit_generator.state for name, m in _streams(state.model).items()}
+        state.ranks = dist._gather_json({"rng": rng, "partial": state.partial})
+
+
+def _set_rngs(model, states, path):
+    mods = _streams(model)
+    try:
+        for name, st in states.items():
+            mods[name]._rng.bit_generator.state = st
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot resume: a rank's random stream does not load "
+                         f"({type(err).__name__}: {err})") from None  # fmt: skip
 
 
 def _finish(state, epoch, batch):

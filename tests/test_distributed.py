@@ -163,6 +163,7 @@ def test_two_ranks_of_64_step_as_one_process_of_128(tmp_path):
 
 @needs_mpi
 def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
+    """With Dropout: every rank's random streams are saved and restored."""
     rc, out, err = _mpirun(_script(tmp_path, """
         import numpy as np, nnfast
         from nnfast import nn, optim, distributed as dist
@@ -177,14 +178,21 @@ def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
             def on_batch_end(self, state, batch, logs):
                 if (state.epoch, batch) == self.at and dist.rank() == 1:
                     state.stop("batch")  # one rank asks: both stop at the same batch
+        class Masks(Callback):  # each rank draws its own Dropout masks
+            def on_train_begin(self, state):
+                if state.epoch_done == 0:
+                    st = state.model[1]._rng.bit_generator.state["state"]["state"]
+                    every = dist._gather_json(str(st))
+                    assert dist.rank() != 0 or every[0] != every[1], every
         def run(ck, stop=None, resume=None):
             nnfast.manual_seed(2)
-            m = nn.Sequential(nn.Linear(6, 16, activation="relu"), nn.Linear(16, 3))
+            m = nn.Sequential(nn.Linear(6, 16, activation="relu"), nn.Dropout(0.3),
+                              nn.Linear(16, 3))
             opt = optim.AdamW(m.parameters(), lr=0.01)
             sched = optim.CosineAnnealingLR(opt, T_max=3)
             h = fit(m, nn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=16, seed=4,
                     val_split=0.1, scheduler=sched, resume=resume,
-                    callbacks=[Checkpoint(ck), StopAt(stop)])
+                    callbacks=[Checkpoint(ck), StopAt(stop), Masks()])
             return m, h
         a, ha = run("a.npz")
         _, hb = run("b.npz", stop=(2, 3))
