@@ -4,6 +4,7 @@ threads: nnfast against plain numpy in the same run. Samples/s are in ``extra_in
     pytest bench/test_bench_mlp.py --benchmark-only
 """
 
+import numpy as np
 import pytest
 from mlp_cases import BATCH, nnfast_step, numpy_step, torch_step
 from threadpoolctl import threadpool_limits
@@ -35,3 +36,4 @@ def test_mlp_train_step(benchmark, impl):
     step()  # warm-up
     benchmark.pedantic(step, rounds=30, iterations=5, warmup_rounds=2)
     benchmark.extra_info["samples_per_s"] = BATCH / benchmark.stats.stats.median
+    assert np.isfinite(float(step()))  # a step that silently did nothing would look fast
