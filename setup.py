@@ -23,6 +23,7 @@ CORE_SOURCES = [
     "isa.c",
     "parallel.c",
     "gemm.c",
+    "gemm_bf16.c",
     "eltwise.c",
     "conv.c",
     "optim.c",
@@ -46,6 +47,15 @@ def read_isas():
 
 
 ISAS = read_isas()
+# Kernel files that need CPU features beyond their path's row: file -> (ID, features). Built
+# like a path's files (NNF_HAVE_<ID> and -m<feature>, or without both: an empty kernel); the
+# code choosing them checks the CPU for the extra features itself.
+EXTRA_ISA_FILES = {
+    "gemm_bf16_kernel_avx512bf16.c": (
+        "AVX512BF16",
+        ["avx512bf16", "avx512bw", "avx512f", "avx512vl", "avx2", "fma"],
+    ),
+}
 # the baseline path (no features) is built with the core's flags; the others with their own
 CORE_SOURCES += [pat.format(name) for _, name, feats in ISAS if not feats for pat in ISA_FILES]
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
@@ -92,10 +102,11 @@ class BuildExt(build_ext):
         # each ISA path's kernel files with -m<feature> per feature, into the core only; a path
         # that does not build here is compiled without them (empty tables) and left out
         isa_objs = []
-        for ident, name, feats in ISAS:
-            if not feats:
-                continue
-            files = [os.path.join(CSRC, pat.format(name)) for pat in ISA_FILES]
+        paths = [(ident, [pat.format(name) for pat in ISA_FILES], name, feats)
+                 for ident, name, feats in ISAS if feats]  # fmt: skip
+        paths += [(ident, [file], file, feats) for file, (ident, feats) in EXTRA_ISA_FILES.items()]
+        for ident, files, name, feats in paths:
+            files = [os.path.join(CSRC, f) for f in files]
             flags = [f"-m{f}" for f in feats]
             macros = [(f"NNF_HAVE_{ident}", "1")]
             objs = None

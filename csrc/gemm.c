@@ -34,12 +34,14 @@ int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc) {
 /* The least depth per thread worth a K split with its reduction of partial products. */
 #define NNF_SPLIT_K_MIN_DEPTH 1024
 
-static int check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                      ptrdiff_t lda, ptrdiff_t ldb, ptrdiff_t ldc) {
+int nnf_gemm_check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                        ptrdiff_t lda, ptrdiff_t ldb, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
     if (m < 0 || n < 0 || k < 0) return NNF_EINVAL;
     const ptrdiff_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
     if (lda < (a_cols > 1 ? a_cols : 1) || ldb < (b_cols > 1 ? b_cols : 1) ||
         ldc < (n > 1 ? n : 1))
+        return NNF_EINVAL;
+    if (ep && (ep->act < 0 || ep->act >= NNF_ACT_COUNT || (ep->preact && ep->ld_preact < n)))
         return NNF_EINVAL;
     return NNF_OK;
 }
@@ -82,11 +84,8 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
                            ptrdiff_t n, ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda,        \
                            const T *b, ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc,              \
                            const nnf_gemm_epilogue *ep) {                                       \
-        int status = check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);                      \
+        int status = nnf_gemm_check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc, ep);         \
         if (status != NNF_OK) return status;                                                    \
-        if (ep && (ep->act < 0 || ep->act >= NNF_ACT_COUNT ||                                   \
-                   (ep->preact && ep->ld_preact < n)))                                          \
-            return NNF_EINVAL;                                                                  \
         if (variant < NNF_GEMM_NAIVE || variant > NNF_GEMM_PACKED) return NNF_EINVAL;           \
         if (m == 0 || n == 0) return NNF_OK;                                                    \
         const gemm_args_##TS g = {m, n, k, alpha, beta, a, trans_a ? 1 : lda,                 \

@@ -39,6 +39,11 @@ int nnf_dgemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m
                  ptrdiff_t ldb, double beta, double *c, ptrdiff_t ldc,
                  const nnf_gemm_epilogue *ep);
 
+/* NNF_OK if the sizes, leading dimensions and epilogue (may be NULL) describe a valid GEMM,
+ * else NNF_EINVAL: the checks every GEMM entry point makes first. */
+int nnf_gemm_check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                        ptrdiff_t lda, ptrdiff_t ldb, ptrdiff_t ldc, const nnf_gemm_epilogue *ep);
+
 /* Plain GEMM: nnf_?gemm_ep with no epilogue. */
 int nnf_sgemm(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
               ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda, const float *b,

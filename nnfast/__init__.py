@@ -1,7 +1,15 @@
 """nnfast: neural networks on the CPU, with the hot paths in C."""
 
 from . import classic, io, nn, optim, train
-from ._gemm import gemm, get_gemm_backend, matmul, set_gemm_backend
+from ._gemm import (
+    gemm,
+    get_gemm_backend,
+    get_matmul_precision,
+    matmul,
+    matmul_precision,
+    set_gemm_backend,
+    set_matmul_precision,
+)
 from ._gradcheck import GradcheckError, gradcheck
 from ._info import info
 from ._random import manual_seed
@@ -16,16 +24,19 @@ __all__ = [
     "gemm",
     "get_gemm_backend",
     "get_isa",
+    "get_matmul_precision",
     "get_num_threads",
     "gradcheck",
     "info",
     "io",
     "manual_seed",
     "matmul",
+    "matmul_precision",
     "nn",
     "optim",
     "set_gemm_backend",
     "set_isa",
+    "set_matmul_precision",
     "set_num_threads",
     "train",
 ]

@@ -7,6 +7,7 @@ slices keep their leading dimension. Only a matrix with no unit stride is copied
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import operator
 
@@ -18,10 +19,12 @@ from ._native import core
 
 VARIANTS = ("auto", "naive", "blocked", "packed", "blas")
 _NATIVE_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
+PRECISIONS = ("fp32", "bf16")
 
 _blas_module = None
 _backend = "native"  # what variant="auto" means: see set_gemm_backend
 _common_acts = None  # activation name -> (C id, default parameter), for core.gemm_common
+_precision = "fp32"  # what precision=None means for float32 products: see set_matmul_precision
 
 
 def set_gemm_backend(name: str) -> None:
@@ -37,6 +40,48 @@ def set_gemm_backend(name: str) -> None:
 def get_gemm_backend() -> str:
     """``"native"`` or ``"blas"``: what :func:`set_gemm_backend` chose (default ``"native"``)."""
     return _backend
+
+
+def _check_precision(name: str, precision) -> str:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"{name}: unknown precision {precision!r}; expected one of {PRECISIONS}")
+    return precision
+
+
+def set_matmul_precision(precision: str) -> None:
+    """How float32 products without an explicit ``precision`` are computed, the GEMMs of
+    ``Linear`` and ``Conv2d`` (forward and backward) included.
+
+    ``"fp32"`` (the default) computes in float32. ``"bf16"`` rounds both operands to bfloat16
+    and accumulates in float32 (:func:`gemm` with ``precision="bf16"``): mixed-precision
+    training, where parameters, gradients, the optimizer and every non-GEMM operation stay
+    float32. float64 products are never affected. The setting is process-wide; see
+    :func:`matmul_precision` for a scoped one.
+    """
+    global _precision
+    _precision = _check_precision("set_matmul_precision", precision)
+    if _precision == "bf16" and core is None:
+        _precision = "fp32"
+        raise RuntimeError(
+            "set_matmul_precision: bf16 needs nnfast's native extension, which is unavailable"
+        )
+
+
+def get_matmul_precision() -> str:
+    """``"fp32"`` or ``"bf16"``: what :func:`set_matmul_precision` chose (default ``"fp32"``)."""
+    return _precision
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """Context manager: :func:`set_matmul_precision` inside the ``with`` block, the previous
+    setting restored on leaving it (also on an exception)."""
+    before = _precision
+    set_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        set_matmul_precision(before)
 
 
 def _blas():
@@ -201,6 +246,7 @@ def gemm(
     activation_params=None,
     preact_out=None,
     variant="auto",
+    precision=None,
 ):
     """General matrix multiply: ``out = alpha * op(a) @ op(b) + beta * out``.
 
@@ -230,6 +276,15 @@ def gemm(
         ``packed`` is the Goto/BLIS kernel with SIMD micro-kernels, ``blas`` is SciPy's
         sgemm/dgemm and ``auto`` the fastest available (``blas`` after
         ``set_gemm_backend("blas")``).
+    precision : {None, "fp32", "bf16"}
+        ``"bf16"`` (float32 operands only; the ``packed`` kernels, which ``auto`` then means)
+        rounds ``a`` and ``b`` to bfloat16 (round to nearest even, subnormals to zero) and
+        accumulates the exact products in float32, twice as fast as float32 where the CPU has
+        AVX512_BF16 and with the same results elsewhere. Each entry of the result is within
+        about ``K * 2**-24 * sum|a_ik b_kj|`` of the float64 product of the rounded operands.
+        ``"fp32"`` computes in the operands' dtype. None (the default) means
+        :func:`get_matmul_precision` for float32 products on the native packed kernels, and
+        ``"fp32"`` otherwise.
 
     Returns
     -------
@@ -238,6 +293,12 @@ def gemm(
     if type(trans_a) is not bool or type(trans_b) is not bool:  # cheap for the everyday call
         trans_a, trans_b = _check_flag("trans_a", trans_a), _check_flag("trans_b", trans_b)
     packed = variant == "packed" or (variant == "auto" and _backend == "native")
+    if precision is None:
+        explicit = False
+        bf16 = _precision == "bf16" and packed  # float32 products only: settled below
+    else:
+        explicit = bf16 = _check_precision("gemm", precision) == "bf16"
+        packed = packed or (bf16 and variant == "auto")
     if packed and core is not None and not activation_params:
         # the everyday call, checked in Cython (the layers make ~10 per training step); None
         # means something needs the checks, copies or messages below
@@ -247,7 +308,7 @@ def gemm(
                 act = None  # gemm_common does not compare bias with the outputs
         if act is not None:
             res = core.gemm_common(
-                a, b, out, alpha, beta, trans_a, trans_b, bias, act[0], act[1], preact_out
+                a, b, out, alpha, beta, trans_a, trans_b, bias, act[0], act[1], preact_out, bf16
             )
             if res is not None:
                 return res
@@ -266,6 +327,19 @@ def gemm(
         )
     if variant not in VARIANTS:
         raise ValueError(f"gemm: unknown variant {variant!r}; expected one of {VARIANTS}")
+    if explicit:
+        if a.dtype != np.float32:
+            raise TypeError(
+                f"gemm: precision='bf16' takes float32 operands, but a and b are {a.dtype}"
+            )
+        if not packed:
+            raise ValueError(
+                f"gemm: precision='bf16' runs on the packed kernels; variant={variant!r} "
+                f"computes in fp32 (use variant='packed' or 'auto')"
+            )
+        if variant == "auto":
+            variant = "packed"
+    bf16 = bf16 and a.dtype == np.float32
     alpha = _check_scalar("alpha", alpha)
     beta = _check_scalar("beta", beta)
 
@@ -331,7 +405,7 @@ def gemm(
         extra = (bias, act[0], act[1], preact_out) if fused else ()
 
         def backend(*args):
-            core.gemm(code, *args, *extra)
+            core.gemm(code, *args, *extra, bf16=bf16)
 
     dest = out if lay is not None else np.empty((m, n), dtype=out.dtype)
     if lay is None:

@@ -327,6 +327,7 @@ def _cmd_info(args) -> int:
     else:
         print(f"native extension: no ({info['native_error']}); every product uses SciPy's BLAS")
     print(f"GEMM backend of the layers: {nnfast.get_gemm_backend()}")
+    print(f"matmul precision of float32 products: {info['matmul_precision']}")
     print(f"threads: {info['num_threads']}")
     print(f"SciPy BLAS: {info['blas']}{' (fallback in use)' if info['blas_fallback'] else ''}")
     return 0

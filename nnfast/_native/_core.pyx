@@ -68,6 +68,18 @@ cdef extern from "gemm.h" nogil:
     void nnf_gemm_force_driver(int driver)
 
 
+cdef extern from "gemm_bf16.h" nogil:
+    int nnf_gemm_bf16(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      float alpha, const float *a, Py_ssize_t lda, const float *b,
+                      Py_ssize_t ldb, float beta, float *c, Py_ssize_t ldc,
+                      const nnf_gemm_epilogue *ep)
+    ctypedef struct nnf_gemm_bf16_ukernel:
+        int mr, nr, mc, kc, nc
+        const char *name
+        int pairs
+    void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk)
+
+
 GEMM_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
 
 
@@ -172,6 +184,15 @@ def gemm_kernels():
     return out
 
 
+def gemm_bf16_kernels():
+    """The kernels of precision="bf16" products on the active ISA: [{...}]; "emulated" means
+    the fp32 kernel of gemm_kernels() fed bf16-rounded operands (no AVX512_BF16 in use)."""
+    cdef nnf_gemm_bf16_ukernel b
+    nnf_gemm_bf16_active_ukernel(&b)
+    return [{"name": b.name.decode(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc,
+             "nc": b.nc, "emulated": not b.pairs}]
+
+
 def set_gemm_blocking(str dtype, int mc, int kc, int nc):
     """Tuning hook (benchmarks only): the active ISA's MC, KC, NC for one dtype."""
     index = {"float32": 0, "float64": 1}[dtype]
@@ -189,13 +210,14 @@ def force_gemm_driver(driver):
 def gemm(int variant, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
          double alpha, cnp.ndarray a, Py_ssize_t lda, cnp.ndarray b, Py_ssize_t ldb,
          double beta, cnp.ndarray c, Py_ssize_t ldc, cnp.ndarray bias=None, int act=-1,
-         double param=0.0, cnp.ndarray preact=None):
+         double param=0.0, cnp.ndarray preact=None, bint bf16=False):
     """C = act(alpha * op(A) @ op(B) + beta * C + bias) on row-major buffers (csrc/gemm.h).
 
     a, b, c are arrays of one dtype (float32 or float64) whose data pointers are where the
     row-major operands start; lda, ldb, ldc are their leading dimensions in elements. With
     bias (n entries), act >= 0 (an nnf_act) or preact (a C-contiguous (m, n) array receiving
     the pre-activation), the epilogue is applied to each tile of C while it is in cache.
+    bf16 (float32 only) rounds A and B to bf16 and accumulates in fp32 (csrc/gemm_bf16.h).
     """
     cdef int status
     cdef int dtype = cnp.PyArray_TYPE(c)
@@ -222,7 +244,15 @@ def gemm(int variant, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
                 raise ValueError(f"gemm: preact_out must be a writeable contiguous ({m}, {n}) array")
             ep.preact = cnp.PyArray_DATA(preact)
         pep = &ep
-    if dtype == cnp.NPY_FLOAT32:
+    if bf16 and dtype != cnp.NPY_FLOAT32:
+        raise TypeError("gemm: bf16 needs float32 operands")
+    if bf16:
+        with nogil:
+            status = nnf_gemm_bf16(trans_a, trans_b, m, n, k, <float>alpha,
+                                   <const float *>cnp.PyArray_DATA(a), lda,
+                                   <const float *>cnp.PyArray_DATA(b), ldb, <float>beta,
+                                   <float *>cnp.PyArray_DATA(c), ldc, pep)
+    elif dtype == cnp.NPY_FLOAT32:
         with nogil:
             status = nnf_sgemm_ep(variant, trans_a, trans_b, m, n, k, <float>alpha,
                                   <const float *>cnp.PyArray_DATA(a), lda,
@@ -294,11 +324,12 @@ cdef bint _apart(cnp.ndarray x, cnp.ndarray y):
 
 
 def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int act,
-                double param, preact):
+                double param, preact, bint bf16=False):
     """nnfast.gemm's everyday call (the packed variant, which "auto" means) with its checks done
     here: returns the result, or None when anything is unusual (another type or dtype, a
     layout that needs a copy, a possible overlap, an empty or k == 0 product, a shape error),
-    and nnfast._gemm.gemm then takes the full path, which also raises the errors."""
+    and nnfast._gemm.gemm then takes the full path, which also raises the errors. bf16 takes
+    float32 operands to the bf16 kernels."""
     if type(a) is not cnp.ndarray or type(b) is not cnp.ndarray:
         return None
     if (type(alpha) is not float and type(alpha) is not int) or (
@@ -310,6 +341,8 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
         return None
     # the type number ignores byte order: a big-endian >f4 is NPY_FLOAT32 too
     if not cnp.PyArray_ISNOTSWAPPED(A) or not cnp.PyArray_ISNOTSWAPPED(B):
+        return None
+    if bf16 and dtype != cnp.NPY_FLOAT32:
         return None
     if cnp.PyArray_NDIM(A) != 2 or cnp.PyArray_NDIM(B) != 2:
         return None
@@ -376,7 +409,13 @@ def gemm_common(a, b, out, alpha, beta, bint trans_a, bint trans_b, bias, int ac
             ep.preact = cnp.PyArray_DATA(V)
         pep = &ep
     cdef int status
-    if dtype == cnp.NPY_FLOAT32:
+    if bf16:
+        with nogil:
+            status = nnf_gemm_bf16(trans_a != ta, trans_b != tb, m, n, k, <float>alpha_d,
+                                   <const float *>cnp.PyArray_DATA(A), lda,
+                                   <const float *>cnp.PyArray_DATA(B), ldb, <float>beta_d,
+                                   <float *>cnp.PyArray_DATA(C), ldc, pep)
+    elif dtype == cnp.NPY_FLOAT32:
         with nogil:
             status = nnf_sgemm_ep(2, trans_a != ta, trans_b != tb, m, n, k, <float>alpha_d,
                                   <const float *>cnp.PyArray_DATA(A), lda,

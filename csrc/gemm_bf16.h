@@ -1,0 +1,73 @@
+/* bf16 GEMM with fp32 accumulation: C = alpha * bf16(op(A)) @ bf16(op(B)) + beta * C.
+ *
+ * A, B and C are float32, laid out as in gemm.h (row-major, leading dimensions, transpose
+ * flags). Packing rounds each operand to bf16 once (round to nearest even; subnormals become
+ * signed zeros and NaN stays NaN, as VCVTNE2PS2BF16 does), so every product is exact and only
+ * the fp32 accumulation rounds. The epilogue (bias, activation, preact) is gemm.h's.
+ *
+ * Two kinds of kernel give the same rounding on every CPU:
+ * - pairs: AVX512_BF16's vdpbf16ps, on operands packed as bf16 K-pairs (one 32-bit word holds
+ *   op(A)(i, 2q) in its low half and op(A)(i, 2q + 1) in its high half; likewise B);
+ * - emulated: the ISA path's fp32 micro-kernel on bf16-rounded values stored as fp32, each
+ *   K-pair swapped in packing so that the fp32 FMAs add a pair's odd product first, as
+ *   vdpbf16ps does. The products are exact, so the sums match vdpbf16ps bit for bit except
+ *   where vdpbf16ps flushes a subnormal partial sum to zero. */
+#ifndef NNFAST_GEMM_BF16_H
+#define NNFAST_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gemm.h"
+
+int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                  const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
+                  float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep);
+
+/* x rounded to bf16, returned as float32 (the low 16 bits zero): the packing's rounding. */
+static inline float nnf_bf16_round(float x) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = x};
+    if ((v.u & 0x7f800000u) == 0) /* zero or subnormal: a zero of the same sign */
+        v.u &= 0x80000000u;
+    else if ((v.u & 0x7fffffffu) > 0x7f800000u) /* NaN: kept, made quiet */
+        v.u = (v.u | 0x00400000u) & 0xffff0000u;
+    else /* round to nearest even; the carry may reach the exponent (and Inf) */
+        v.u = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) & 0xffff0000u;
+    return v.f;
+}
+
+/* Packs one sliver of an operand for a kernel, converting as it goes: the sliver has TILE rows
+ * (MR of A, or NR columns of op(B)), of which the first t are read, element (i, p) at
+ * x[i*rs + p*ks] for p < kc; the rest, and the odd last pair's second half, are zeros.
+ * Layout: pairs kernels get (kc + 1) / 2 groups of TILE 32-bit K-pairs; emulated kernels get
+ * kc rounded up to even groups of TILE floats. */
+typedef void (*nnf_bf16_pack_fn)(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t rs,
+                                 ptrdiff_t ks, void *dst);
+
+/* Pairs micro-kernel contract (the emulated kernels keep gemm.h's nnf_sgemm_ukr):
+ *   C[0:m, 0:n] := alpha * Ap @ Bp + beta * C[0:m, 0:n]      (m <= MR, n <= NR)
+ * over kq K-pairs: Ap holds kq groups of MR pairs, Bp kq groups of NR pairs. beta == 0
+ * overwrites C; only the m x n corner is written. */
+typedef void (*nnf_bgemm_ukr)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *c,
+                              ptrdiff_t ldc, float alpha, float beta, int m, int n);
+
+typedef struct {
+    int mr, nr;     /* register tile */
+    int mc, kc, nc; /* A block (mc x kc) and B panel (kc x nc); kc counts K elements, even */
+    void *fn;       /* nnf_bgemm_ukr when pairs, else nnf_sgemm_ukr (packed A) */
+    const char *name;
+    int pairs;      /* 1: bf16 K-pairs (vdpbf16ps); 0: emulated on fp32 storage */
+    nnf_bf16_pack_fn pack;
+} nnf_gemm_bf16_ukernel;
+
+/* The vdpbf16ps kernel; fn is NULL in a build whose compiler could not make it. */
+extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16;
+
+/* The kernel the active ISA path uses: on the avx512 path of a CPU with AVX512_BF16 the
+ * vdpbf16ps kernel, elsewhere the path's widest fp32 kernel, emulated. */
+void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
+
+#endif

@@ -1,0 +1,136 @@
+/* AVX512_BF16 GEMM micro-kernel and packing (this file alone is compiled with -mavx512bf16
+ * and the AVX-512 flags; used only when the CPU has AVX512_BF16). vdpbf16ps does 32
+ * multiply-adds per zmm instruction, twice an fp32 FMA's 16. The 12 x 32 tile keeps the fp32
+ * kernel's shape: 24 zmm accumulators, per K-pair two B loads and twelve 32-bit broadcasts of
+ * A's pairs. Packing converts with VCVTNE2PS2BF16 (round to nearest even, subnormals to zero),
+ * which nnf_bf16_round matches. */
+#include "gemm_bf16.h"
+
+#ifdef NNF_HAVE_AVX512BF16 /* set by setup.py when the compiler accepts this file's flags */
+#include <immintrin.h>
+
+#define MR 12
+#define NR 32
+
+/* bf16 words of (lo, hi) interleaved: word 2t is lo[t], word 2t + 1 is hi[t] */
+static inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+static inline uint32_t pair_scalar(float lo, float hi) {
+    union {
+        float f;
+        uint32_t u;
+    } l = {.f = nnf_bf16_round(lo)}, h = {.f = nnf_bf16_round(hi)};
+    return (l.u >> 16) | (h.u & 0xffff0000u);
+}
+
+/* The packing of gemm_bf16.h (nnf_bf16_pack_fn) into 32-bit K-pairs. */
+static void pack_pairs(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t rs,
+                       ptrdiff_t ks, void *dst_) {
+    uint32_t *dst = (uint32_t *)dst_;
+    const ptrdiff_t kq = (kc + 1) / 2;
+    if (rs == 1) {
+        /* the tile runs along memory: convert rows 2q and 2q + 1, 16 lanes at a time */
+        for (ptrdiff_t q = 0; q < kq; q++) {
+            const float *x0 = x + 2 * q * ks, *x1 = x0 + ks;
+            const int odd = 2 * q + 1 < kc;
+            for (int i = 0; i < TILE; i += 16) {
+                const int lanes = t - i >= 16 ? 16 : t - i > 0 ? t - i : 0;
+                const __mmask16 in = (__mmask16)((1u << lanes) - 1);
+                const __m512 lo = _mm512_maskz_loadu_ps(in, x0 + i);
+                const __m512 hi = odd ? _mm512_maskz_loadu_ps(in, x1 + i) : _mm512_setzero_ps();
+                const int out = TILE - i >= 16 ? 16 : TILE - i;
+                _mm512_mask_storeu_epi32(dst + q * TILE + i, (__mmask16)((1u << out) - 1),
+                                         interleave_bf16(lo, hi));
+            }
+        }
+    } else if (ks == 1) {
+        /* K runs along memory: 32 values of a row convert to 16 pairs already in order */
+        for (int i = 0; i < t; i++) {
+            const float *xi = x + i * rs;
+            for (ptrdiff_t q0 = 0; q0 < kq; q0 += 16) {
+                const ptrdiff_t left = kc - 2 * q0;
+                const __mmask16 m0 = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+                const __mmask16 m1 =
+                    (__mmask16)(left >= 32 ? 0xffffu : left > 16 ? (1u << (left - 16)) - 1 : 0);
+                const __m512 lo = _mm512_maskz_loadu_ps(m0, xi + 2 * q0);
+                const __m512 hi = _mm512_maskz_loadu_ps(m1, xi + 2 * q0 + 16);
+                uint32_t w[16];
+                _mm512_storeu_si512(w, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                const int nq = kq - q0 < 16 ? (int)(kq - q0) : 16;
+                for (int s = 0; s < nq; s++) dst[(q0 + s) * TILE + i] = w[s];
+            }
+        }
+        for (ptrdiff_t q = 0; q < kq; q++)
+            for (int i = t; i < TILE; i++) dst[q * TILE + i] = 0;
+    } else {
+        for (ptrdiff_t q = 0; q < kq; q++)
+            for (int i = 0; i < TILE; i++) {
+                const float *xi = x + i * rs + 2 * q * ks;
+                dst[q * TILE + i] =
+                    i < t ? pair_scalar(xi[0], 2 * q + 1 < kc ? xi[ks] : 0.0f) : 0u;
+            }
+    }
+}
+
+/* The micro-kernel contract of gemm_bf16.h, 12 x 32. */
+static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const uint32_t *b,
+                                       float *c, ptrdiff_t ldc, float alpha, float beta, int m,
+                                       int n) {
+    __m512 acc[MR][2];
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = _mm512_setzero_ps();
+        acc[i][1] = _mm512_setzero_ps();
+        /* C is read (or written) only after the k loop: start fetching its rows now */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    }
+    for (ptrdiff_t q = 0; q < kq; q++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+#if defined(__clang__)
+#pragma unroll
+#else
+#pragma GCC unroll 12
+#endif
+        for (int i = 0; i < MR; i++) {
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+        }
+        a += MR;
+        b += NR;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1);
+    const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffffu : n > 16 ? (1u << (n - 16)) - 1 : 0);
+    for (int i = 0; i < MR && i < m; i++) {
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) { /* beta == 0 overwrites: NaN in C does not leak through */
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16 = {
+    .mr = MR,
+    .nr = NR,
+    .mc = 96,
+    .kc = 1024,
+    .nc = 4096,
+    .fn = (void *)bgemm_ukr_12x32_avx512bf16,
+    .name = "bgemm_ukr_12x32_avx512bf16",
+    .pairs = 1,
+    .pack = pack_pairs,
+};
+#else
+const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16 = {0};
+#endif

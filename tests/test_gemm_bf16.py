@@ -1,0 +1,265 @@
+"""nnfast.gemm(precision="bf16") and the matmul-precision setting: every bf16 kernel around its
+tile on every ISA path, transposes, out=, alpha/beta and the epilogue against a float64 product
+of the bf16-rounded operands; the rounding itself on ties, subnormals, Inf and NaN; bad input.
+
+The bound: the products of bf16 values are exact in fp32, so the only error is fp32
+accumulation, at most about (K + 4) * 2**-24 * (|alpha| * |A| @ |B| + |beta| * |C|) per entry.
+Operands that were not rounded to bf16 miss the reference by ~2**-9 relative, far outside it.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+import nnfast
+import nnfast.functional as F
+from nnfast._native import core
+
+pytestmark = pytest.mark.skipif(core is None, reason="bf16 needs the native extension")
+
+U = 2.0**-24  # fp32 unit roundoff
+
+
+def round_bf16(x):
+    """float32 -> float32 holding the bf16 value: 8 significant bits, ties to even (np.rint),
+    subnormals to a zero of the same sign, overflow to Inf, NaN kept. An independent
+    implementation by frexp/ldexp, not the bit trick of the C code."""
+    x = np.asarray(x, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mant, exp = np.frexp(x.astype(np.float64))
+        r = np.ldexp(np.rint(mant * 256.0) / 256.0, exp).astype(np.float32)
+    tiny = np.abs(x) < np.finfo(np.float32).tiny
+    r = np.where(tiny, np.copysign(np.float32(0), x), r)
+    return np.where(np.isfinite(x), r, x).astype(np.float32)
+
+
+def reference(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
+    """(float64 product of the rounded operands, the error bound of fp32 accumulation)."""
+    opa = round_bf16(a.T if trans_a else a).astype(np.float64)
+    opb = round_bf16(b.T if trans_b else b).astype(np.float64)
+    want = alpha * (opa @ opb)
+    mag = abs(alpha) * (np.abs(opa) @ np.abs(opb))
+    if beta != 0.0:
+        want += beta * c.astype(np.float64)
+        mag += abs(beta) * np.abs(c.astype(np.float64))
+    k = opa.shape[1]
+    return want, (k + 4) * U * mag + 1e-30
+
+
+def assert_bf16_close(got, a, b, **kw):
+    want, bound = reference(a, b, **kw)
+    err = np.abs(got.astype(np.float64) - want)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert (err <= bound).all(), f"max error / bound = {(err / bound).max():.3g}"
+
+
+def operands(rng, m, k, n, trans_a=False, trans_b=False):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    return a, b
+
+
+def cpu_has_avx512_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def test_bf16_kernel_is_reported(isa):
+    (kern,) = core.gemm_bf16_kernels()
+    assert nnfast.info()["gemm_kernels"]["bf16"] == [kern]
+    native = isa == "avx512" and cpu_has_avx512_bf16()
+    assert kern["emulated"] is (not native)
+    if native:
+        assert kern["name"].endswith("_avx512bf16")
+    else:  # the path's widest fp32 kernel, fed rounded operands
+        assert kern["name"] == core.gemm_kernels()["float32"][0]["name"]
+
+
+def test_every_bf16_kernel_around_its_tile(isa, threads, rng):
+    """M and N below, at and above the tile, K odd and even, across a K block; the
+    transposes alternate so that every packing branch meets every edge."""
+    for kern in core.gemm_bf16_kernels():
+        mr, nr, kc = kern["mr"], kern["nr"], kern["kc"]
+        ms = sorted({1, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
+        ns = sorted({1, nr - 1, nr, nr + 1} - {0})
+        case = 0
+        for m in ms:
+            for n in ns:
+                for k in (1, 2, 7, kc + 5):
+                    ta, tb = bool(case & 1), bool(case & 2)
+                    case += 1
+                    a, b = operands(rng, m, k, n, ta, tb)
+                    got = nnfast.gemm(a, b, trans_a=ta, trans_b=tb, precision="bf16")
+                    assert_bf16_close(got, a, b, trans_a=ta, trans_b=tb)
+
+
+@pytest.mark.parametrize(
+    "trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_transposes_and_sizes(isa, threads, rng, trans_a, trans_b):
+    for m, k, n in [(13, 33, 31), (127, 129, 65), (128, 784, 256), (257, 1100, 130)]:
+        a, b = operands(rng, m, k, n, trans_a, trans_b)
+        got = nnfast.gemm(a, b, trans_a=trans_a, trans_b=trans_b, precision="bf16")
+        assert_bf16_close(got, a, b, trans_a=trans_a, trans_b=trans_b)
+
+
+def test_paths_agree_bit_for_bit(rng):
+    """With K inside one K block of every kernel, every ISA path (vdpbf16ps or fp32 FMAs on
+    rounded operands, any tile) and thread count gives the same bits."""
+    a, b = operands(rng, 70, 200, 90)
+    a *= 1e3  # values whose sums do round
+    results = {}
+    before, threads_before = nnfast.get_isa(), nnfast.get_num_threads()
+    try:
+        for isa in core.isa_supported():
+            nnfast.set_isa(isa)
+            for nt in (1, 2):
+                nnfast.set_num_threads(nt)
+                results[isa, nt] = nnfast.gemm(a, b, precision="bf16")
+    finally:
+        nnfast.set_isa(before)
+        nnfast.set_num_threads(threads_before)
+    first = next(iter(results.values()))
+    assert_bf16_close(first, a, b)
+    for key, got in results.items():
+        np.testing.assert_array_equal(got.view(np.uint32), first.view(np.uint32), err_msg=str(key))
+
+
+def test_alpha_beta_out_layouts(isa, rng):
+    m, k, n = 37, 41, 43
+    a, b = operands(rng, m, k, n)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    for alpha, beta in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25), (1.5, -1.0)]:
+        for order in ("C", "F"):  # F: computed as C^T = B^T A^T, through the Python path
+            out = c0.copy(order=order)
+            ret = nnfast.gemm(a, b, out, alpha=alpha, beta=beta, precision="bf16")
+            assert ret is out
+            assert_bf16_close(out, a, b, alpha=alpha, beta=beta, c=c0)
+    strided = np.zeros((m, 2 * n), np.float32)[:, ::2]  # no unit stride: a copy in and out
+    strided[...] = c0
+    nnfast.gemm(a, b, strided, alpha=2.0, beta=0.5, precision="bf16")
+    assert_bf16_close(strided, a, b, alpha=2.0, beta=0.5, c=c0)
+    nan = np.full((m, n), np.nan, np.float32)
+    nnfast.gemm(a, b, nan, beta=0.0, precision="bf16")  # beta == 0 overwrites
+    assert_bf16_close(nan, a, b)
+    kzero = nnfast.gemm(np.ones((m, 0), np.float32), np.ones((0, n), np.float32),
+                        c0.copy(), beta=2.0, precision="bf16")  # fmt: skip
+    np.testing.assert_array_equal(kzero, 2 * c0)
+
+
+@pytest.mark.parametrize(
+    "act,params", [("relu", {}), ("tanh", {}), ("leaky_relu", {"negative_slope": 0.2})]
+)
+def test_epilogue(isa, threads, rng, act, params):
+    """The fused bias + activation (and preact) equal the separate pass over the bf16 product."""
+    for m, k, n in [(7, 13, 5), (130, 70, 40), (300, 260, 200)]:
+        a, b = operands(rng, m, k, n, trans_b=True)
+        bias = rng.standard_normal(n).astype(np.float32)
+        plain = nnfast.gemm(a, b, trans_b=True, precision="bf16")
+        assert_bf16_close(plain, a, b, trans_b=True)
+        pre = np.empty((m, n), np.float32)
+        got = nnfast.gemm(a, b, trans_b=True, bias=bias, activation=act, activation_params=params,
+                          preact_out=pre, precision="bf16")  # fmt: skip
+        np.testing.assert_allclose(pre, plain + bias, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            got, F.bias_act(plain, bias, act, **params), rtol=2e-5, atol=2e-5
+        )
+
+
+SPECIAL = np.array(
+    [0x3F800000, 0x3F808000, 0x3F818000, 0x3F808001, 0x3F807FFF, 0xBF808000,  # 1, ties, near ties
+     0x00000001, 0x807FFFFF, 0x00400000, 0x00800000,  # subnormals, the least normal
+     0x7F7FFFFF, 0x7F7F7FFF, 0xFF7F8000,  # overflow to Inf, the largest finite bf16, a tie to -Inf
+     0x7F800000, 0xFF800000, 0x7FC00000, 0xFFA00000, 0x7F800001, 0x80000000, 0x00000000],
+    dtype=np.uint32,
+).view(np.float32)  # fmt: skip
+
+
+def test_rounding_reference():
+    """The test's own rounding, on hand-checked cases."""
+    r = round_bf16(SPECIAL).view(np.uint32)
+    expected = [0x3F800000, 0x3F800000, 0x3F820000, 0x3F810000, 0x3F800000, 0xBF800000,
+                0, 0x80000000, 0, 0x00800000,
+                0x7F800000, 0x7F7F0000, 0xFF800000, 0x7F800000, 0xFF800000]  # fmt: skip
+    assert r[: len(expected)].tolist() == expected
+    assert np.isnan(round_bf16(SPECIAL[15:18])).all()
+
+
+@pytest.mark.parametrize("trans", [False, True])
+def test_rounding_in_the_kernels(isa, trans):
+    """Special values pass through the packing of A (a K = 1 product with B = [[1]]) and of B
+    (with A = [[1]]), both layouts: the result is the rounded value exactly (sign of zero aside:
+    the product is added to +0)."""
+    x = SPECIAL.reshape(-1, 1)
+    one = np.ones((1, 1), np.float32)
+    want = round_bf16(SPECIAL)
+    a = np.ascontiguousarray(x.T) if trans else x
+    got_a = nnfast.gemm(a, one, trans_a=trans, precision="bf16").ravel()
+    b = x if trans else np.ascontiguousarray(x.T)
+    got_b = nnfast.gemm(one, b, trans_b=trans, precision="bf16").ravel()
+    for got in (got_a, got_b):
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(got[15:18]).all()
+
+
+def test_nan_and_inf_propagate(isa, rng):
+    a, b = operands(rng, 16, 16, 40)
+    a[3, 5] = np.nan
+    b[2, 7] = np.inf
+    got = nnfast.gemm(a, b, precision="bf16")
+    want, _ = reference(a, b)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+
+
+def test_matmul_precision_setting(rng):
+    a, b = operands(rng, 30, 50, 20)
+    fp32 = nnfast.gemm(a, b)
+    assert nnfast.get_matmul_precision() == "fp32"
+    with nnfast.matmul_precision("bf16"):
+        assert nnfast.get_matmul_precision() == "bf16"
+        np.testing.assert_array_equal(nnfast.gemm(a, b), nnfast.gemm(a, b, precision="bf16"))
+        np.testing.assert_array_equal(nnfast.gemm(a, b, precision="fp32"), fp32)
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)  # float64 is never rounded
+        np.testing.assert_allclose(nnfast.gemm(a64, b64), a64 @ b64, rtol=1e-12)
+        naive = nnfast.gemm(a, b, variant="naive", precision="fp32")
+        np.testing.assert_array_equal(nnfast.gemm(a, b, variant="naive"), naive)
+    assert nnfast.get_matmul_precision() == "fp32"
+    np.testing.assert_array_equal(nnfast.gemm(a, b), fp32)
+    with pytest.raises(KeyError):
+        with nnfast.matmul_precision("bf16"):
+            raise KeyError("inside")
+    assert nnfast.get_matmul_precision() == "fp32"
+
+
+def test_bad_precision(rng):
+    a, b = operands(rng, 4, 5, 6)
+    for bad in ("fp16", "BF16", None.__class__, 16):
+        with pytest.raises(ValueError, match="unknown precision"):
+            nnfast.gemm(a, b, precision=bad)
+    with pytest.raises(ValueError, match="unknown precision"):
+        nnfast.set_matmul_precision("half")
+    assert nnfast.get_matmul_precision() == "fp32"
+    with pytest.raises(TypeError, match="float32 operands"):
+        nnfast.gemm(a.astype(np.float64), b.astype(np.float64), precision="bf16")
+    for variant in ("naive", "blocked", "blas"):
+        with pytest.raises(ValueError, match="packed kernels"):
+            nnfast.gemm(a, b, precision="bf16", variant=variant)
+
+
+def test_environment_isa_forces_the_emulated_kernel():
+    code = "import nnfast; print(nnfast.info()['gemm_kernels']['bf16'][0]['emulated'])"
+    env = dict(os.environ, NNFAST_ISA="generic")
+    r = subprocess.run(  # outside the source tree, which would shadow the installed package
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True,
+        cwd=tempfile.gettempdir(),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
