@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "eltwise.h"
+#include "parallel.h"
 
 /* The emulated kernels' packing: bf16-rounded values in fp32, each K-pair swapped. */
 static void pack_rounded(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t rs,
@@ -57,7 +58,7 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
 }
 
 /* One bf16 GEMM in flight: the problem, the current (jc, pc) block and the packed buffers.
- * Written in the shape of the scheduling layer's jobs (a context and a chunk function). */
+ * Chunks of a job for the scheduling layer (parallel.h). */
 typedef struct {
     const nnf_gemm_bf16_ukernel *uk;
     ptrdiff_t m, n, k;
@@ -139,13 +140,6 @@ static void compute_chunk(void *p, ptrdiff_t ib, int worker) {
     }
 }
 
-/* Until the scheduling layer lands: the chunks in order on the calling thread. */
-static void run_chunks(ptrdiff_t n_chunks, int nt, void (*task)(void *, ptrdiff_t, int),
-                       void *ctx) {
-    (void)nt;
-    for (ptrdiff_t i = 0; i < n_chunks; i++) task(ctx, i, 0);
-}
-
 int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                   const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
                   float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
@@ -178,8 +172,8 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
         j.nc = n - j.jc < uk.nc ? n - j.jc : uk.nc;
         for (j.pc = 0; j.pc < k; j.pc += j.kc_max) {
             j.kc = k - j.pc < j.kc_max ? k - j.pc : j.kc_max;
-            run_chunks((j.nc + NR - 1) / NR, nt, pack_b_chunk, &j);
-            run_chunks(n_mblocks, nt, compute_chunk, &j);
+            nnf_parallel_for((j.nc + NR - 1) / NR, nt, pack_b_chunk, &j);
+            nnf_parallel_for(n_mblocks, nt, compute_chunk, &j);
         }
     }
     nnf_aligned_free(j.bp);

@@ -26,9 +26,7 @@ def info() -> dict:
         "isa_compiled": core.isa_compiled() if native else [],
         "isa_supported": core.isa_supported() if native else [],
         "isa": core.isa_active() if native else None,
-        "gemm_kernels": {**core.gemm_kernels(), "bf16": core.gemm_bf16_kernels()}
-        if native
-        else {},
+        "gemm_kernels": {**core.gemm_kernels(), "bf16": core.gemm_bf16_kernels()} if native else {},
         "matmul_precision": get_matmul_precision(),
         "threads": core.threads_enabled() if native else False,
         "num_threads": _runtime.get_num_threads(),
