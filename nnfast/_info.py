@@ -11,8 +11,8 @@ def info() -> dict:
     """Version, native extension, ISA paths, threads and BLAS, as a dict.
 
     Keys: ``version``, ``native`` (bool), ``native_error`` (why it is missing, or None),
-    ``isa_compiled``, ``isa_supported``, ``isa`` (in use), ``gemm_kernels`` (per dtype, and
-    ``bf16`` for ``precision="bf16"`` products), ``matmul_precision``, ``threads``,
+    ``isa_compiled``, ``isa_supported``, ``isa`` (in use), ``gemm_kernels`` (per dtype),
+    ``bf16_kernels`` (of ``precision="bf16"`` products), ``matmul_precision``, ``threads``,
     ``num_threads``, ``blas_fallback`` (True when every product goes through SciPy) and
     ``blas`` (SciPy's BLAS library, as threadpoolctl reports it).
     """
@@ -26,7 +26,8 @@ def info() -> dict:
         "isa_compiled": core.isa_compiled() if native else [],
         "isa_supported": core.isa_supported() if native else [],
         "isa": core.isa_active() if native else None,
-        "gemm_kernels": {**core.gemm_kernels(), "bf16": core.gemm_bf16_kernels()} if native else {},
+        "gemm_kernels": core.gemm_kernels() if native else {},
+        "bf16_kernels": core.gemm_bf16_kernels() if native else [],
         "matmul_precision": get_matmul_precision(),
         "threads": core.threads_enabled() if native else False,
         "num_threads": _runtime.get_num_threads(),

@@ -73,7 +73,7 @@ def cpu_has_avx512_bf16():
 
 def test_bf16_kernel_is_reported(isa):
     (kern,) = core.gemm_bf16_kernels()
-    assert nnfast.info()["gemm_kernels"]["bf16"] == [kern]
+    assert nnfast.info()["bf16_kernels"] == [kern]
     native = isa == "avx512" and cpu_has_avx512_bf16()
     assert kern["emulated"] is (not native)
     if native:
@@ -255,7 +255,7 @@ def test_bad_precision(rng):
 
 
 def test_environment_isa_forces_the_emulated_kernel():
-    code = "import nnfast; print(nnfast.info()['gemm_kernels']['bf16'][0]['emulated'])"
+    code = "import nnfast; print(nnfast.info()['bf16_kernels'][0]['emulated'])"
     env = dict(os.environ, NNFAST_ISA="generic")
     r = subprocess.run(  # outside the source tree, which would shadow the installed package
         [sys.executable, "-c", code], env=env, capture_output=True, text=True,
