@@ -31,7 +31,11 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
 
 #if defined(NNF_HAVE_THREADS)
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getcpu, CPU_SET */
+#endif
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -78,6 +82,7 @@ static nnf_task_fn _Atomic job_task;
 static void *_Atomic job_ctx;
 static _Atomic ptrdiff_t job_n;      /* chunks in the current job */
 static _Atomic int job_nt;           /* threads allowed on the current job, caller included */
+static _Atomic int caller_cpu = -1;  /* where the caller of the latest job ran */
 static _Atomic ptrdiff_t job_done;   /* chunks of the current job finished */
 static _Atomic int pool_busy;        /* a caller owns the job slot */
 static _Atomic int sleepers;         /* workers blocked on wake_cv */
@@ -128,6 +133,27 @@ static ptrdiff_t run_chunks(uint32_t gen, int worker) {
     return ran;
 }
 
+#if defined(__linux__)
+static int current_cpu(void) { return sched_getcpu(); }
+
+/* The kernel's wake-affine heuristic likes to wake a thread on its waker's CPU, and the load
+ * balancer leaves it there while the other CPUs hold any work: the worker and the caller then
+ * share one core, and the worker's chunks and spinning only slow the caller down. A worker
+ * that finds itself on the caller's CPU steps off it: its mask without that CPU moves it, and
+ * the original mask is put back at once. */
+static void leave_cpu(int cpu) {
+    cpu_set_t mask, others;
+    if (cpu < 0 || sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+    others = mask;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof others, &others) == 0)
+        sched_setaffinity(0, sizeof mask, &mask);
+}
+#else
+static int current_cpu(void) { return -1; }
+static void leave_cpu(int cpu) { (void)cpu; }
+#endif
+
 static void *worker_main(void *arg) {
     const int id = (int)(intptr_t)arg;
     uint32_t seen = GEN_OF(atomic_load(&job_word));
@@ -137,7 +163,11 @@ static void *worker_main(void *arg) {
             const int64_t until = now_ns() + WORKER_SPIN_NS;
             for (int i = 1; GEN_OF(s) == seen; i++) {
                 CPU_RELAX();
-                if ((i & 63) == 0 && now_ns() > until) break;
+                /* stop spinning past the deadline, or on the caller's CPU, where it would take
+                 * the caller's time */
+                if ((i & 63) == 0 && (now_ns() > until || current_cpu() == atomic_load_explicit(
+                                                             &caller_cpu, memory_order_relaxed)))
+                    break;
                 s = atomic_load_explicit(&job_word, memory_order_acquire);
             }
             if (GEN_OF(s) == seen) {
@@ -150,6 +180,8 @@ static void *worker_main(void *arg) {
             }
         }
         seen = GEN_OF(s);
+        const int cpu = atomic_load_explicit(&caller_cpu, memory_order_relaxed);
+        if (cpu >= 0 && current_cpu() == cpu) leave_cpu(cpu);
         run_chunks(seen, id);
     }
     return NULL;
@@ -221,6 +253,7 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
     atomic_store_explicit(&job_n, n_chunks, memory_order_relaxed);
     atomic_store_explicit(&job_nt, nt, memory_order_relaxed);
     atomic_store_explicit(&job_done, 0, memory_order_relaxed);
+    atomic_store_explicit(&caller_cpu, current_cpu(), memory_order_relaxed);
     const uint32_t gen =
         (GEN_OF(atomic_load_explicit(&job_word, memory_order_relaxed)) + 1) & ((1u << GEN_BITS) - 1);
     atomic_store(&job_word, PACK(gen, n_chunks, 0)); /* seq_cst: paired with the sleepers count */
