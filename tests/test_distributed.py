@@ -289,3 +289,21 @@ def test_ranks_with_different_models_are_refused(tmp_path):
     """), tmp_path, timeout=60)  # fmt: skip
     assert rc != 0
     assert "ValueError: distributed: rank 1 of 2 started a different model or run" in err
+
+
+@needs_mpi
+def test_threads_per_rank_share_the_affinity_mask(tmp_path):
+    env = {k: v for k, v in ENV.items() if k not in ("NNFAST_NUM_THREADS", "OMP_NUM_THREADS")}
+    code = """
+        import os, nnfast
+        from nnfast import distributed as dist
+        dist.init()
+        print(dist.rank(), dist.local_rank(), dist.local_size(), nnfast.get_num_threads(),
+              len(os.sched_getaffinity(0)))
+    """
+    p = subprocess.run([MPIEXEC, "-n", "2", *_script(tmp_path, code)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    rows = sorted(tuple(map(int, line.split())) for line in p.stdout.splitlines())
+    assert [r[:3] for r in rows] == [(0, 0, 2), (1, 1, 2)]
+    assert all(threads == max(1, cpus // 2) for *_, threads, cpus in rows)
