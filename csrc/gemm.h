@@ -80,6 +80,12 @@ typedef struct {
     void *pack_bt;  /* nnf_?pack_bt with SIMD transposes, or NULL for the scalar copy */
 } nnf_gemm_ukernel;
 
+/* A registry entry for micro-kernel `func` (named after it), register tile MR x NR, blocking
+ * MC, KC, NC and B^T packing PACK_BT (or NULL). */
+#define NNF_GEMM_UKERNEL(func, MR, NR, MC, KC, NC, PACK_BT)                                   \
+    {.mr = MR, .nr = NR, .mc = MC, .kc = KC, .nc = NC, .fn = (void *)func, .name = #func,    \
+     .pack_bt = (void *)PACK_BT}
+
 /* Per-ISA registry (nnf_gemm_ukernels_<isa>; isa.h): for each dtype (index 0 = float32,
  * 1 = float64) up to NNF_GEMM_MAX_UKR kernels, widest first. The first serves every product;
  * a narrower one (fn != NULL) takes products whose N fits its NR, since a wide tile on a

@@ -57,16 +57,13 @@ static inline __m256i lane_mask64(int n) { return lane_mask32(2 * n); }
 
 #include "gemm_pack_avx2.inc"
 
-nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {{
-    {
-        {6, 16, 72, 512, 4096, (void *)sgemm_ukr_6x16_avx2, "sgemm_ukr_6x16_avx2",
-         (void *)spack_bt_avx2},
-        {12, 8, 72, 512, 4096, (void *)sgemm_ukr_12x8_avx2, "sgemm_ukr_12x8_avx2",
-         (void *)spack_bt_avx2},
+nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {.ukr = {
+    [0] = { /* float32 */
+        NNF_GEMM_UKERNEL(sgemm_ukr_6x16_avx2, 6, 16, 72, 512, 4096, spack_bt_avx2),
+        NNF_GEMM_UKERNEL(sgemm_ukr_12x8_avx2, 12, 8, 72, 512, 4096, spack_bt_avx2),
     },
-    {
-        {6, 8, 48, 512, 4096, (void *)dgemm_ukr_6x8_avx2, "dgemm_ukr_6x8_avx2",
-         (void *)dpack_bt_avx2},
+    [1] = { /* float64 */
+        NNF_GEMM_UKERNEL(dgemm_ukr_6x8_avx2, 6, 8, 48, 512, 4096, dpack_bt_avx2),
     },
 }};
 #else

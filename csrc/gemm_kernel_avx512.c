@@ -74,20 +74,15 @@
 
 #include "gemm_pack_avx2.inc"
 
-nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {{
-    {
-        {12, 32, 48, 1024, 4096, (void *)sgemm_ukr_12x32_avx512, "sgemm_ukr_12x32_avx512",
-         (void *)spack_bt_avx2},
-        {24, 16, 48, 1024, 4096, (void *)sgemm_ukr_24x16_avx512, "sgemm_ukr_24x16_avx512",
-         (void *)spack_bt_avx2},
-        {24, 8, 48, 1024, 4096, (void *)sgemm_ukr_24x8_avx512, "sgemm_ukr_24x8_avx512",
-         (void *)spack_bt_avx2},
+nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {.ukr = {
+    [0] = { /* float32 */
+        NNF_GEMM_UKERNEL(sgemm_ukr_12x32_avx512, 12, 32, 48, 1024, 4096, spack_bt_avx2),
+        NNF_GEMM_UKERNEL(sgemm_ukr_24x16_avx512, 24, 16, 48, 1024, 4096, spack_bt_avx2),
+        NNF_GEMM_UKERNEL(sgemm_ukr_24x8_avx512, 24, 8, 48, 1024, 4096, spack_bt_avx2),
     },
-    {
-        {12, 16, 48, 512, 4096, (void *)dgemm_ukr_12x16_avx512, "dgemm_ukr_12x16_avx512",
-         (void *)dpack_bt_avx2},
-        {24, 8, 48, 512, 4096, (void *)dgemm_ukr_24x8_avx512, "dgemm_ukr_24x8_avx512",
-         (void *)dpack_bt_avx2},
+    [1] = { /* float64 */
+        NNF_GEMM_UKERNEL(dgemm_ukr_12x16_avx512, 12, 16, 48, 512, 4096, dpack_bt_avx2),
+        NNF_GEMM_UKERNEL(dgemm_ukr_24x8_avx512, 24, 8, 48, 512, 4096, dpack_bt_avx2),
     },
 }};
 #else

@@ -78,7 +78,7 @@ static inline void vd2_store(double *p, vd2 v) { memcpy(p, &v, sizeof v); }
 #include "gemm_vec_undef.inc"
 #endif
 
-nnf_gemm_ukernels nnf_gemm_ukernels_generic = {{
-    {{4, 8, 128, 256, 2048, (void *)sgemm_ukr_4x8_generic, "sgemm_ukr_4x8_generic"}},
-    {{4, 4, 128, 256, 2048, (void *)dgemm_ukr_4x4_generic, "dgemm_ukr_4x4_generic"}},
+nnf_gemm_ukernels nnf_gemm_ukernels_generic = {.ukr = {
+    [0] = {NNF_GEMM_UKERNEL(sgemm_ukr_4x8_generic, 4, 8, 128, 256, 2048, NULL)}, /* float32 */
+    [1] = {NNF_GEMM_UKERNEL(dgemm_ukr_4x4_generic, 4, 4, 128, 256, 2048, NULL)}, /* float64 */
 }};
