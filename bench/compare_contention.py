@@ -24,7 +24,8 @@ are medians of per-round ratios:
 
 PyTorch is never a dependency of nnfast: run this with an interpreter that has it (a throwaway
 environment made with --system-site-packages, nnfast installed there or on PYTHONPATH).
-A run takes about (1.4 + N_libraries * 4) s per round with the default --min-seconds.
+With the default --min-seconds a round takes about 4 s per library plus 1 s for the two
+processes: the default 7 rounds take about a minute with PyTorch, half that without.
 """
 
 import argparse
