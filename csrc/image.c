@@ -2,14 +2,12 @@
  * millisecond, less than handing it to threads would save. */
 #include "image.h"
 
+#include "dtype.h"
+
 #define T float
-#define PFX(name) name##_s
+#define TS s
 #include "image_impl.inc"
-#undef T
-#undef PFX
 
 #define T double
-#define PFX(name) name##_d
+#define TS d
 #include "image_impl.inc"
-#undef T
-#undef PFX
