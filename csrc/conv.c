@@ -3,8 +3,11 @@
 #include "conv.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "dtype.h"
+#include "isa.h"
 #include "parallel.h"
 
 ptrdiff_t nnf_conv_out_size(ptrdiff_t in, int k, int s, int p, int d) {
@@ -45,3 +48,11 @@ static int batch_threads(ptrdiff_t items, double work_each) {
 #define T double
 #define TS d
 #include "conv_impl.inc"
+
+#define T float
+#define TS s
+#include "conv_direct_impl.inc"
+
+#define T double
+#define TS d
+#include "conv_direct_impl.inc"

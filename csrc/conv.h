@@ -39,6 +39,63 @@ int nnf_col2im_s(const float *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdi
 int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                  const nnf_conv_geom *g, double *dx);
 
+/* Direct convolution, for layers whose C*KH*KW is small (the GEMM would be degenerate and the
+ * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).
+ * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.
+ * bwd_w: dwk (=, or += when beta is 1) the sum over the batch of dy (*) x.
+ * bwd_x: dx (=) the transposed convolution of dy with wk. NNF_ENOMEM if the scratch (a padded
+ * image per thread, bwd_w's per-chunk partial sums) cannot be allocated, NNF_EISA if the build
+ * has no direct kernels (a compiler without GCC's vector extensions). */
+int nnf_conv_direct_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
+                          const float *wk, ptrdiff_t cout, const float *bias, int relu,
+                          const nnf_conv_geom *g, float *y);
+int nnf_conv_direct_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
+                          const double *wk, ptrdiff_t cout, const double *bias, int relu,
+                          const nnf_conv_geom *g, double *y);
+int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
+                            int beta, float *dwk);
+int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
+                            int beta, double *dwk);
+int nnf_conv_direct_bwd_x_s(const float *dy, const float *wk, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
+                            float *dx);
+int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
+                            double *dx);
+
+/* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
+ * eltwise_kernel_<isa>.c with that ISA's flags). One image each, on the calling thread, over a
+ * zero-padded input xp (C, Hp, Wp) followed by 8 slack values: fwd writes y (Cout, Ho, Wo) (=),
+ * bwd_w adds the image's weight gradient into dwk (Cout, C*KH*KW) (+=), bwd_x adds the input
+ * gradient into the padded dxp (+=). */
+#define NNF_CONV_KERNEL_TYPES_(T, TS)                                                         \
+    typedef void (*nnf_conv_fwd_image_##TS)(T *y, const T *xp, const T *wk, const T *bias,   \
+                                             int relu, ptrdiff_t c, ptrdiff_t hp, ptrdiff_t wp, \
+                                             ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,      \
+                                             const nnf_conv_geom *g);                         \
+    typedef void (*nnf_conv_bwd_w_image_##TS)(T *dwk, const T *dy, const T *xp, ptrdiff_t c, \
+                                               ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cout,    \
+                                               ptrdiff_t ho, ptrdiff_t wo,                    \
+                                               const nnf_conv_geom *g);                       \
+    typedef void (*nnf_conv_bwd_x_image_##TS)(T *dxp, const T *dy, const T *wk, ptrdiff_t c, \
+                                               ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cout,    \
+                                               ptrdiff_t ho, ptrdiff_t wo,                    \
+                                               const nnf_conv_geom *g);
+NNF_CONV_KERNEL_TYPES_(float, s)
+NNF_CONV_KERNEL_TYPES_(double, d)
+#undef NNF_CONV_KERNEL_TYPES_
+
+typedef struct {
+    nnf_conv_fwd_image_s direct_fwd_s;
+    nnf_conv_fwd_image_d direct_fwd_d;
+    nnf_conv_bwd_w_image_s direct_bwd_w_s;
+    nnf_conv_bwd_w_image_d direct_bwd_w_d;
+    nnf_conv_bwd_x_image_s direct_bwd_x_s;
+    nnf_conv_bwd_x_image_d direct_bwd_x_d;
+} nnf_conv_kernels;
+
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                       const nnf_conv_geom *g, float *y, int32_t *argmax);
 int nnf_maxpool_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "eltwise.h"
+#include "conv.h"
 #include "optim.h"
 
 #ifdef NNF_HAVE_AVX2 /* set by setup.py when the compiler accepts this file's ISA flags */
@@ -42,7 +43,9 @@
 
 #include "eltwise_table.inc"
 #include "optim_kernel.inc"
+#include "conv_kernel.inc"
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_avx2;
 nnf_optim_kernels nnf_optim_kernels_avx2;
+nnf_conv_kernels nnf_conv_kernels_avx2;
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "eltwise.h"
+#include "conv.h"
 #include "optim.h"
 
 #ifdef NNF_HAVE_AVX512 /* set by setup.py when the compiler accepts this file's ISA flags */
@@ -46,7 +47,9 @@
 
 #include "eltwise_table.inc"
 #include "optim_kernel.inc"
+#include "conv_kernel.inc"
 #else
 nnf_eltwise_kernels nnf_eltwise_kernels_avx512;
 nnf_optim_kernels nnf_optim_kernels_avx512;
+nnf_conv_kernels nnf_conv_kernels_avx512;
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "eltwise.h"
+#include "conv.h"
 #include "optim.h"
 
 #define ISA generic
@@ -28,3 +29,9 @@ nnf_eltwise_kernels nnf_eltwise_kernels_generic;
 #endif
 
 #include "optim_kernel.inc"
+
+#if defined(__GNUC__) || defined(__clang__) /* the direct convolution needs vector extensions */
+#include "conv_kernel.inc"
+#else
+nnf_conv_kernels nnf_conv_kernels_generic;
+#endif

@@ -9,7 +9,8 @@
 #define NNF_ISA_EXTERNS_(ID, id, feats)                                                      \
     extern nnf_gemm_ukernels nnf_gemm_ukernels_##id;                                          \
     extern nnf_eltwise_kernels nnf_eltwise_kernels_##id;                                      \
-    extern nnf_optim_kernels nnf_optim_kernels_##id;
+    extern nnf_optim_kernels nnf_optim_kernels_##id;                                          \
+    extern nnf_conv_kernels nnf_conv_kernels_##id;
 NNF_ISAS(NNF_ISA_EXTERNS_)
 #undef NNF_ISA_EXTERNS_
 
@@ -20,6 +21,7 @@ NNF_ISAS(NNF_ISA_EXTERNS_)
         .gemm = &nnf_gemm_ukernels_##id,                                                      \
         .eltwise = &nnf_eltwise_kernels_##id,                                                 \
         .optim = &nnf_optim_kernels_##id,                                                     \
+        .conv = &nnf_conv_kernels_##id,                                                       \
     },
 const nnf_isa_desc nnf_isa_table[NNF_ISA_COUNT] = {NNF_ISAS(NNF_ISA_ROW_)};
 #undef NNF_ISA_ROW_
@@ -79,6 +81,12 @@ static void scan_row(const nnf_isa_desc *d, entry_scan *l) {
     NNF_ENTRY_(eltwise, bce_bwd_d)
     NNF_ENTRY_(optim, adam_s)
     NNF_ENTRY_(optim, adam_d)
+    NNF_ENTRY_(conv, direct_fwd_s)
+    NNF_ENTRY_(conv, direct_fwd_d)
+    NNF_ENTRY_(conv, direct_bwd_w_s)
+    NNF_ENTRY_(conv, direct_bwd_w_d)
+    NNF_ENTRY_(conv, direct_bwd_x_s)
+    NNF_ENTRY_(conv, direct_bwd_x_d)
 #undef NNF_ENTRY_
 }
 

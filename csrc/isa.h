@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "conv.h"
 #include "cpu.h"
 #include "eltwise.h"
 #include "gemm.h"
@@ -18,6 +19,7 @@ typedef struct {
     nnf_gemm_ukernels *gemm; /* not const: nnf_gemm_set_blocking retunes it */
     const nnf_eltwise_kernels *eltwise;
     const nnf_optim_kernels *optim;
+    const nnf_conv_kernels *conv;
 } nnf_isa_desc;
 
 /* Indexed by nnf_isa. */

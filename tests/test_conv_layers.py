@@ -9,6 +9,7 @@ import pytest
 
 import nnfast
 from nnfast import io, models, nn
+from nnfast.nn import conv as conv_module
 from nnfast.optim import Adam
 from nnfast.train import fit
 
@@ -21,6 +22,14 @@ CONV_CONFIGS = [
     (5, 3, 6, 6, 16, 1, 1, 0, 1),  # pointwise: no im2col
     (1, 3, 7, 7, 2, 1, 2, 0, 1),  # 1x1 with stride: im2col
 ]
+
+
+@pytest.fixture(params=["gemm", "direct"])
+def conv_path(request, monkeypatch):
+    """Run the test with every Conv2d on im2col + GEMM, then on the direct kernel (1x1 layers
+    with stride 1 and no padding keep their own path)."""
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0 if request.param == "gemm" else 10**9)
+    return request.param
 
 
 def direct_conv(x, w, b, stride, padding, dilation):
@@ -41,7 +50,7 @@ def direct_conv(x, w, b, stride, padding, dilation):
 
 @pytest.mark.parametrize("cfg", CONV_CONFIGS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng):
+def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng, conv_path):
     n, cin, h, w, cout, k, s, p, d = cfg
     conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, dtype=dtype, seed=1)
     x = rng.standard_normal((n, cin, h, w)).astype(dtype)
@@ -51,10 +60,11 @@ def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng):
     tol = 1e-4 if dtype == "float32" else 1e-11
     np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
     assert y.dtype == dtype and conv.output_shape(x.shape) == y.shape
+    assert conv._direct == (conv_path == "direct" and not conv._pointwise)
 
 
 @pytest.mark.parametrize("cfg", CONV_CONFIGS)
-def test_conv2d_gradcheck(cfg, rng):
+def test_conv2d_gradcheck(cfg, rng, conv_path):
     n, cin, h, w, cout, k, s, p, d = cfg
     n = min(n, 2)
     conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, seed=2)
@@ -62,14 +72,52 @@ def test_conv2d_gradcheck(cfg, rng):
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_conv2d_fused_activation_gradcheck(activation, rng):
+def test_conv2d_fused_activation_gradcheck(activation, rng, conv_path):
     conv = nn.Conv2d(2, 3, 3, padding=1, activation=activation, seed=3)
     assert nnfast.gradcheck(conv, rng.standard_normal((2, 2, 5, 5)))
 
 
-def test_chunked_equals_unchunked(rng):
+@pytest.mark.parametrize("cfg", [c for c in CONV_CONFIGS if c[5] != 1])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_direct_kernel_matches_the_gemm_path(cfg, dtype, activation, isa, rng, monkeypatch):
+    """Every ISA path of the direct kernel against im2col + GEMM: the output, two backward
+    passes (the second adds into the weight gradient) and the input gradient."""
+    n, cin, h, w, cout, k, s, p, d = cfg
+    x = rng.standard_normal((n, cin, h, w)).astype(dtype)
+    dy = rng.standard_normal((2, n, cout, 1, 1)).astype(dtype)  # broadcast below
+    results = []
+    for max_k in (0, 10**9):
+        monkeypatch.setattr(conv_module, "DIRECT_MAX_K", max_k)
+        conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, activation=activation,
+                         dtype=dtype, seed=6)  # fmt: skip
+        y = conv(x)
+        g = np.ascontiguousarray(np.broadcast_to(dy[0], y.shape) * np.linspace(-1, 1, y.size)
+                                 .reshape(y.shape)).astype(dtype)  # fmt: skip
+        conv.zero_grad()
+        dx = conv.backward(g)
+        conv(x)
+        conv.backward(g[::-1].copy())
+        assert conv._direct == (max_k > 0)
+        results.append((y, dx, conv.weight.grad.copy(), conv.bias.grad.copy()))
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+
+
+def test_direct_kernel_ignores_nan_in_a_pending_gradient(rng):
+    conv = nn.Conv2d(1, 2, 3, seed=7)
+    x = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)
+    conv.weight.grad[...] = np.nan
+    conv.zero_grad()  # deferred: the kernel overwrites instead of adding to NaN
+    conv.backward(np.ones_like(conv(x)))
+    assert conv._direct and np.isfinite(conv.weight.grad).all()
+
+
+def test_chunked_equals_unchunked(rng, monkeypatch):
     """A column buffer capped below one image forces one chunk per image (and backward
     recomputes the columns): same outputs and gradients as the single-chunk path."""
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
     x = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
     whole = nn.Conv2d(3, 4, 3, padding=1, seed=4)
     chunked = nn.Conv2d(3, 4, 3, padding=1, seed=4, max_cols_bytes=1)
@@ -82,7 +130,8 @@ def test_chunked_equals_unchunked(rng):
     assert chunked._cols.nbytes < whole._cols.nbytes
 
 
-def test_column_buffer_is_reused(rng):
+def test_column_buffer_is_reused(rng, monkeypatch):
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
     conv = nn.Conv2d(1, 2, 3)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
     conv.backward(np.ones_like(conv(x)))
@@ -299,7 +348,7 @@ def test_conv2d_output_too_large_to_allocate(padding):
     ],
     ids=["conv2d", "cnn_small"],
 )
-def test_eval_forward_from_two_threads(factory, shapes, rng):
+def test_eval_forward_from_two_threads(factory, shapes, rng, conv_path):
     """The README's contract: in eval() mode two threads share one model and both get the
     answers a single thread gets (scratch buffers belong to the calling thread)."""
     import threading

@@ -14,6 +14,24 @@ cdef extern from "conv.h" nogil:
                      const nnf_conv_geom *g, float *dx)
     int nnf_col2im_d(const double *cols, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                      Py_ssize_t w, const nnf_conv_geom *g, double *dx)
+    int nnf_conv_direct_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                              Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
+                              int relu, const nnf_conv_geom *g, float *y)
+    int nnf_conv_direct_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                              Py_ssize_t w, const double *wk, Py_ssize_t cout,
+                              const double *bias, int relu, const nnf_conv_geom *g, double *y)
+    int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
+                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
+                                const nnf_conv_geom *g, int beta, float *dwk)
+    int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, Py_ssize_t n, Py_ssize_t c,
+                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
+                                const nnf_conv_geom *g, int beta, double *dwk)
+    int nnf_conv_direct_bwd_x_s(const float *dy, const float *wk, Py_ssize_t n, Py_ssize_t c,
+                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
+                                const nnf_conv_geom *g, float *dx)
+    int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, Py_ssize_t n,
+                                Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
+                                const nnf_conv_geom *g, double *dx)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
     int nnf_maxpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
@@ -190,3 +208,94 @@ def avg_pool2d_backward(cnp.ndarray dy, tuple geom, cnp.ndarray dx):
             status = nnf_avgpool_bwd_d(<const double *>cnp.PyArray_DATA(dy), n, c, h, w, &g,
                                        <double *>cnp.PyArray_DATA(dx))
     check_status(status, "avg_pool2d_backward")
+
+
+cdef int _check_direct(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
+                       nnf_conv_geom *g) except -1:
+    """x (N, C, H, W), wk (Cout, C, KH, KW) and y (N, Cout, Ho, Wo) consistent, one dtype."""
+    cdef int t = _float_type(x, what)
+    _float_type(wk, what)
+    _float_type(y, what)
+    if x.ndim != 4 or wk.ndim != 4 or y.ndim != 4:
+        raise ValueError(f"{what}: expected 4-D arrays")
+    cdef Py_ssize_t ho = nnf_conv_out_size(x.shape[2], g.kh, g.sh, g.ph, g.dh)
+    cdef Py_ssize_t wo = nnf_conv_out_size(x.shape[3], g.kw, g.sw, g.pw, g.dw)
+    if (cnp.PyArray_TYPE(wk) != t or cnp.PyArray_TYPE(y) != t or ho < 0 or wo < 0
+            or wk.shape[1] != x.shape[1] or wk.shape[2] != g.kh or wk.shape[3] != g.kw
+            or y.shape[0] != x.shape[0] or y.shape[1] != wk.shape[0] or y.shape[2] != ho
+            or y.shape[3] != wo):
+        raise ValueError(f"{what}: inconsistent shapes, dtypes or geometry")
+    return t
+
+
+def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cnp.ndarray y):
+    """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias) without a column matrix (conv.h)."""
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_direct("conv2d_direct", x, wk, y, &g)
+    cdef cnp.ndarray b
+    cdef const void *pb = NULL
+    if bias is not None:
+        b = bias
+        if (cnp.PyArray_TYPE(b) != t or not cnp.PyArray_IS_C_CONTIGUOUS(b) or b.ndim != 1
+                or b.shape[0] != wk.shape[0]):
+            raise ValueError("conv2d_direct: bias must be a contiguous (Cout,) array of x's dtype")
+        pb = cnp.PyArray_DATA(b)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t cout = wk.shape[0]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_conv_direct_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w,
+                                           <const float *>cnp.PyArray_DATA(wk), cout,
+                                           <const float *>pb, relu, &g,
+                                           <float *>cnp.PyArray_DATA(y))
+    else:
+        with nogil:
+            status = nnf_conv_direct_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w,
+                                           <const double *>cnp.PyArray_DATA(wk), cout,
+                                           <const double *>pb, relu, &g,
+                                           <double *>cnp.PyArray_DATA(y))
+    check_status(status, "conv2d_direct")
+
+
+def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bint accumulate,
+                                  cnp.ndarray dwk):
+    """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy."""
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_direct("conv2d_direct_backward_weight", x, dwk, dy, &g)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t cout = dwk.shape[0]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_conv_direct_bwd_w_s(<const float *>cnp.PyArray_DATA(x),
+                                             <const float *>cnp.PyArray_DATA(dy), n, c, h, w,
+                                             cout, &g, accumulate,
+                                             <float *>cnp.PyArray_DATA(dwk))
+    else:
+        with nogil:
+            status = nnf_conv_direct_bwd_w_d(<const double *>cnp.PyArray_DATA(x),
+                                             <const double *>cnp.PyArray_DATA(dy), n, c, h, w,
+                                             cout, &g, accumulate,
+                                             <double *>cnp.PyArray_DATA(dwk))
+    check_status(status, "conv2d_direct_backward_weight")
+
+
+def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp.ndarray dx):
+    """dx (N, C, H, W) = the input gradient for dy (N, Cout, Ho, Wo), overwriting dx."""
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_direct("conv2d_direct_backward_input", dx, wk, dy, &g)
+    cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
+    cdef Py_ssize_t cout = wk.shape[0]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_conv_direct_bwd_x_s(<const float *>cnp.PyArray_DATA(dy),
+                                             <const float *>cnp.PyArray_DATA(wk), n, c, h, w,
+                                             cout, &g, <float *>cnp.PyArray_DATA(dx))
+    else:
+        with nogil:
+            status = nnf_conv_direct_bwd_x_d(<const double *>cnp.PyArray_DATA(dy),
+                                             <const double *>cnp.PyArray_DATA(wk), n, c, h, w,
+                                             cout, &g, <double *>cnp.PyArray_DATA(dx))
+    check_status(status, "conv2d_direct_backward_input")
