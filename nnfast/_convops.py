@@ -10,10 +10,10 @@ the kernel.
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
+from . import _validate
 from ._native import core
 
 #: Geometry values and channel counts are C ints in the kernels.
@@ -22,14 +22,10 @@ INT_MAX = 2**31 - 1
 
 def _whole(items, minimum, what, name, value, kind):
     """items as Python ints in [minimum, INT_MAX], else TypeError / ValueError showing value."""
-    out = []
-    for v in items:
-        try:  # operator.index refuses 2.5 and "3" where int() would truncate or parse them
-            if isinstance(v, bool):
-                raise TypeError
-            out.append(operator.index(v))
-        except TypeError:
-            raise TypeError(f"{what}: {name} must be {kind}, got {value!r}") from None
+    try:  # the one policy: 2.5, 2.0 and "3" are TypeErrors, never truncated or parsed
+        out = [_validate.integer(v, name, what) for v in items]
+    except TypeError:
+        raise TypeError(f"{what}: {name} must be {kind}, got {value!r}") from None
     if min(out) < minimum or max(out) > INT_MAX:
         raise ValueError(f"{what}: {name} must be >= {minimum} and < 2**31, got {value!r}")
     return out

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _validate
+
 _root = np.random.SeedSequence()
 
 
 def manual_seed(seed: int) -> None:
     """Seed every generator nnfast creates from now on (layers, Dropout, ``fit`` shuffling)."""
     global _root
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: seed must be a whole number >= 0, got {seed!r}")
-    _root = np.random.SeedSequence(int(seed))
+    _root = np.random.SeedSequence(_validate.integer(seed, "seed", "manual_seed", low=0))
 
 
 def generator(seed=None) -> np.random.Generator:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import operator
 import os
 import warnings
 
+from . import _validate
 from ._native import IMPORT_ERROR, core
 
 _num_threads = 1
@@ -47,12 +47,7 @@ def set_num_threads(n: int) -> None:
     kernels run on one thread.
     """
     global _num_threads
-    try:
-        count = None if isinstance(n, bool) else operator.index(n)
-    except TypeError:
-        count = None
-    if count is None or not 1 <= count <= MAX_THREADS:
-        raise ValueError(f"set_num_threads: n must be {_THREADS_EXPECTED}, got {n!r}")
+    count = _validate.integer(n, "n", "set_num_threads", low=1, high=MAX_THREADS)
     if core is not None:
         core.set_num_threads(count)
     _num_threads = count

@@ -21,23 +21,27 @@ __all__ = ["integer", "one_of", "real"]
 
 
 def _got(value) -> str:
-    return "None" if value is None else f"{type(value).__name__} {value!r}"
+    if value is None:
+        return "None"
+    text = repr(value)
+    return f"a {type(value).__name__} {text if len(text) <= 60 else text[:60] + '...'}"
 
 
-def integer(value, name: str, what: str, *, low=None, high=None) -> int:
+def integer(value, name: str, what: str, *, low=None, high=None, kinds="an int") -> int:
     """``value`` as a Python int in [low, high] (None: unbounded).
 
     TypeError unless it is an integer (Python or numpy; bool, 3.0 and "3" are refused),
-    ValueError outside the range.
+    ValueError outside the range. ``kinds`` says what is accepted, in the TypeError's message.
     """
     if isinstance(value, bool):
-        raise TypeError(f"{what}: {name} must be an integer, got {_got(value)}")
+        raise TypeError(f"{what}: {name} must be {kinds}, got {_got(value)}")
     try:  # operator.index refuses 2.5, 2.0 and "3", which int() would truncate or parse
         v = operator.index(value)
     except TypeError:
-        raise TypeError(f"{what}: {name} must be an integer, got {_got(value)}") from None
+        raise TypeError(f"{what}: {name} must be {kinds}, got {_got(value)}") from None
     if (low is not None and v < low) or (high is not None and v > high):
-        raise ValueError(f"{what}: {name} must be {_range(low, high)}, got {v}")
+        shown = v if abs(v) < 10**30 else f"{str(v)[:20]}... ({len(str(v))} digits)"
+        raise ValueError(f"{what}: {name} must be a whole number {_range(low, high)}, got {shown}")
     return v
 
 
@@ -77,11 +81,15 @@ def one_of(value, name: str, what: str, options) -> object:
     return value
 
 
+def _fmt(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
 def _range(low, high, low_open=False, high_open=False) -> str:
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {_fmt(low)}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'<' if high_open else '<='} {_fmt(high)}"
     return "finite"

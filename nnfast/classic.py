@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from . import _validate
 from ._random import generator
 
 
@@ -23,11 +24,8 @@ class ConvergenceWarning(UserWarning):
 
 def _check_rule(name, lr, max_epochs=1):
     """(lr, max_epochs) as float and int, or ValueError naming the learner."""
-    if not lr > 0:
-        raise ValueError(f"{name}: lr must be > 0, got {lr}")
-    if isinstance(max_epochs, bool) or int(max_epochs) != max_epochs or max_epochs < 1:
-        raise ValueError(f"{name}: max_epochs must be a whole number >= 1, got {max_epochs}")
-    return float(lr), int(max_epochs)
+    lr = _validate.real(lr, "lr", name, low=0.0, low_open=True)
+    return lr, _validate.integer(max_epochs, "max_epochs", name, low=1)
 
 
 class _Binary:

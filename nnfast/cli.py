@@ -286,9 +286,13 @@ def _cmd_predict(args) -> int:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such file: {path}")
         images = read_images(path)
+        if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+            raise ValueError(f"{path}: holds NaN or infinite pixel values")
         if args.invert:
             images = (255 - images) if images.dtype == np.uint8 else images.max() - images
         probs = _softmax(predict(model, _normalise(images, info), batch_size=500))
+        if not np.all(np.isfinite(probs)):
+            raise ValueError(f"{path}: the model's outputs are not finite (NaN or infinite)")
         for i, p in enumerate(probs):
             c = int(p.argmax())
             name = path if len(probs) == 1 else f"{path}[{i}]"

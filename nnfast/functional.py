@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import _validate
 from ._arrays import overlaps
 
 # the convolution and pooling building blocks of nnfast._convops (which does not import this
@@ -374,9 +375,7 @@ def prelu_backward(dy, x, alpha, out=None):
 
 
 def _pieces(what, k) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"{what}: k must be a whole number >= 1, got {k!r}")
-    return int(k)
+    return _validate.integer(k, "k", what, low=1)
 
 
 def maxout(x, k, out=None):

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from . import _validate
 from ._random import generator
 from .callbacks import Callback, EarlyStopping, ProgressBar
 from .data.loader import DataLoader
@@ -185,15 +186,10 @@ def _seed_int(seed):
     return _whole("seed", seed, 0, "a whole number >= 0, a Generator or None")
 
 
-def _whole(name, value, low, what=None):
-    """``value`` as an int; TypeError unless it is an integer (bool is not), ValueError unless
-    it is >= ``low``."""
-    what = what or f"a whole number >= {low}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"fit: {name} must be {what}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"fit: {name} must be {what}, got {value!r}")
-    return int(value)
+def _whole(name, value, low, what=None, caller="fit"):
+    """``value`` as an int (nnfast._validate: TypeError unless it is an integer, ValueError
+    unless it is >= ``low``); ``what`` describes what is accepted."""
+    return _validate.integer(value, name, caller, low=low, kinds=what or f"a whole number >= {low}")
 
 
 def split_validation(x, y, fraction, seed):
@@ -630,6 +626,7 @@ def _batches(n, batch_size):
 
 def predict(model, x, batch_size=256):
     """Model outputs for ``x`` in eval mode (the previous mode is restored), batch by batch."""
+    batch_size = _whole("batch_size", batch_size, 1, caller="predict")
     x = np.asarray(x)
     was_training = model.training
     model.eval()
@@ -642,6 +639,7 @@ def predict(model, x, batch_size=256):
 
 def evaluate(model, loss, data, batch_size=256):
     """``{"loss": mean loss, "accuracy": fraction correct or None}`` over ``data`` in eval mode."""
+    batch_size = _whole("batch_size", batch_size, 1, caller="evaluate")
     return _evaluate(model, loss, _check_data("data", data), batch_size, None)
 
 

@@ -66,10 +66,17 @@ def test_bad_inputs():
         Perceptron().fit(X, [0, 0, 0, 0])
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         Perceptron(seed=0).fit(X, AND).predict(np.zeros((2, 3)))
-    for bad in (0, -3, 2.5):
+    for bad in (0, -3):
         with pytest.raises(ValueError, match="Perceptron: max_epochs must be a whole number"):
             Perceptron(max_epochs=bad)
-    with pytest.raises(ValueError, match="Adaline: lr must be > 0"):
+    for bad in (2.5, 3.0, "3", None):  # never truncated or parsed: a wrong type
+        with pytest.raises(TypeError, match="Perceptron: max_epochs must be an int"):
+            Perceptron(max_epochs=bad)
+    with pytest.raises(ValueError, match="Adaline: lr must be finite and > 0"):
         Adaline(lr=0)
-    with pytest.raises(ValueError, match="Hebbian: lr must be > 0"):
+    with pytest.raises(ValueError, match="Hebbian: lr must be finite and > 0"):
         Hebbian(lr=-1)
+    with pytest.raises(ValueError, match="Hebbian: lr must be finite and > 0, got nan"):
+        Hebbian(lr=float("nan"))
+    with pytest.raises(TypeError, match="Hebbian: lr must be a real number"):
+        Hebbian(lr="0.1")

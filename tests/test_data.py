@@ -629,7 +629,7 @@ def test_loader_bad_arguments():
         DataLoader(x, np.zeros(4))
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(x, batch_size=0)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(TypeError, match="batch_size"):  # never truncated
         DataLoader(x, batch_size=2.5)
     with pytest.raises(ValueError, match=r"first \(sample\) axis"):
         DataLoader(np.float32(1.0))
@@ -641,11 +641,11 @@ def test_loader_bad_arguments():
         ({"batch_size": None}, TypeError, "batch_size must be an int, got None"),
         ({"batch_size": "4"}, TypeError, "batch_size must be an int, got a str '4'"),
         ({"batch_size": True}, TypeError, "batch_size must be an int, got a bool True"),
-        ({"batch_size": float("nan")}, ValueError, "batch_size must be a whole number >= 1"),
-        ({"batch_size": float("inf")}, ValueError, "batch_size must be a whole number >= 1"),
+        ({"batch_size": float("nan")}, TypeError, "batch_size must be an int, got a float nan"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an int, got a float 2.0"),
         ({"seed": -1}, ValueError, "seed must be a whole number >= 0, got -1"),
         ({"seed": -(10**400)}, ValueError, "seed must be a whole number >= 0, got -1000"),
-        ({"seed": 1.5}, ValueError, "seed must be a whole number >= 0, got 1.5"),
+        ({"seed": 1.5}, TypeError, "seed must be an int or a numpy Generator, got a float 1.5"),
         ({"seed": "abc"}, TypeError, "seed must be an int or a numpy Generator, got a str"),
         ({"seed": False}, TypeError, "seed must be an int or a numpy Generator, got a bool"),
     ],
@@ -660,7 +660,6 @@ def test_loader_whole_number_arguments_and_generator_seed():
     x = np.arange(10)
     loader = DataLoader(x, batch_size=np.int64(4), seed=np.uint8(3))
     assert (loader.batch_size, loader.seed) == (4, 3) and type(loader.batch_size) is int
-    assert DataLoader(x, batch_size=2.0).batch_size == 2
     a, b = (DataLoader(x, seed=np.random.default_rng(7)) for _ in range(2))
     np.testing.assert_array_equal(a.order(), b.order())
     # the seed is one draw from the generator (the loader's documented rule)

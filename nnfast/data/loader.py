@@ -1,10 +1,8 @@
 """Mini-batches over in-memory arrays: seeded shuffling, drop_last, per-batch dtype conversion."""
 
-import math
-import numbers
-
 import numpy as np
 
+from .. import _validate
 from .transforms import Transform
 
 __all__ = ["DataLoader"]
@@ -164,15 +162,8 @@ class DataLoader:
 
 
 def _whole_number(name, value, minimum, kinds="an int"):
-    """``value`` as an int: TypeError unless it is a number (bool is not), ValueError unless
-    it is a whole one >= ``minimum`` (2.0 passes, as ``int`` would take it)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        got = "None" if value is None else f"a {type(value).__name__} {value!r}"
-        raise TypeError(f"DataLoader: {name} must be {kinds}, got {got}")
-    whole = isinstance(value, numbers.Integral) or (math.isfinite(value) and value == int(value))
-    if not whole or value < minimum:
-        raise ValueError(f"DataLoader: {name} must be a whole number >= {minimum}, got {value}")
-    return int(value)
+    """``value`` as an int >= ``minimum`` (see nnfast._validate: 2.0 is a TypeError too)."""
+    return _validate.integer(value, name, "DataLoader", low=minimum, kinds=kinds)
 
 
 def _readonly(a):

@@ -190,8 +190,8 @@ class PReLU(Module):
 
     def __init__(self, num_parameters=1, init=0.25, *, dtype="float32"):
         super().__init__()
-        self.num_parameters = int(num_parameters)
-        self.init = float(init)
+        self.num_parameters = _validate.integer(num_parameters, "num_parameters", "PReLU", low=1)
+        self.init = _validate.real(init, "init", "PReLU")
         self.weight = Parameter(np.full(self.num_parameters, init, _float_dtype(dtype)))
         self._x = None
 
@@ -217,8 +217,8 @@ class PReLU(Module):
 
     @classmethod
     def state_shapes(cls, config):
-        return {"weight": (_validate.integer(config.get("num_parameters", 1), "num_parameters",
-                                             "PReLU", low=1),)}  # fmt: skip
+        n = _validate.integer(config.get("num_parameters", 1), "num_parameters", "PReLU", low=1)
+        return {"weight": (n,)}
 
     def torch_modules(self):
         return [TorchModule("PReLU", self.get_config(), {"weight": "weight"})]
@@ -231,9 +231,7 @@ class Maxout(Module):
 
     def __init__(self, pool_size=2):
         super().__init__()
-        if pool_size < 1:
-            raise ValueError(f"Maxout: pool_size must be >= 1, got {pool_size}")
-        self.pool_size = int(pool_size)
+        self.pool_size = _validate.integer(pool_size, "pool_size", "Maxout", low=1)
         self._argmax = None
 
     def forward(self, x):
@@ -275,7 +273,7 @@ class Softmax(Module):
 
     def __init__(self, dim=-1):
         super().__init__()
-        self.dim = int(dim)
+        self.dim = _validate.integer(dim, "dim", type(self).__name__)
         self._y = None
 
     def forward(self, x):
@@ -313,7 +311,7 @@ class LogSoftmax(Module):
 
     def __init__(self, dim=-1):
         super().__init__()
-        self.dim = int(dim)
+        self.dim = _validate.integer(dim, "dim", type(self).__name__)
         self._y = None
 
     def forward(self, x):

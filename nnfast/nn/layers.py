@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import _gemm
+from .. import _gemm, _validate
 from .. import functional as F
 from .._convops import whole
 from .._random import generator
@@ -164,8 +164,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
-        self.start_dim = int(start_dim)
-        self.end_dim = int(end_dim)
+        self.start_dim = _validate.integer(start_dim, "start_dim", "Flatten")
+        self.end_dim = _validate.integer(end_dim, "end_dim", "Flatten")
         self._shape = None
 
     def _new_shape(self, shape):
@@ -208,14 +208,14 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, *, seed=None):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = _validate.real(p, "p", "Dropout", low=0.0, high=1.0, high_open=True)
         self._rng = generator(seed)
         self._mask = None
+        self._shape = None  # the last forward's input shape
 
     def forward(self, x):
         x = np.asarray(x)
+        self._shape = x.shape
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -228,8 +228,10 @@ class Dropout(Module):
         return x * mask
 
     def backward(self, grad_out):
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
         if self._mask is None:
-            return grad_out
+            return self._grad_out(grad_out, self._shape)
         return self._grad_out(grad_out, self._mask.shape) * self._mask
 
     def get_config(self):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from .. import functional as F
 from .module import Module, register
 
@@ -80,11 +81,9 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, label_smoothing=0.0, reduction="mean"):
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(
-                f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}"
-            )
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _validate.real(
+            label_smoothing, "label_smoothing", "CrossEntropyLoss", low=0.0, high=1.0
+        )
 
     def forward(self, input, target):
         x = _float_input(self, input)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from .. import _validate
+
 SCHEDULERS: dict[str, type] = {}
 
 
@@ -54,9 +56,8 @@ class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = _validate.integer(step_size, "step_size", "StepLR", low=1)
+        self.gamma = _validate.real(gamma, "gamma", "StepLR", low=0.0)
         super().__init__(optimizer, last_epoch)
 
     def _lr_at(self, base_lr, epoch):
@@ -69,9 +70,8 @@ class CosineAnnealingLR(LRScheduler):
     2017, without restarts); stays at eta_min after T_max."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        if T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
-        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        self.T_max = _validate.integer(T_max, "T_max", "CosineAnnealingLR", low=1)
+        self.eta_min = _validate.real(eta_min, "eta_min", "CosineAnnealingLR", low=0.0)
         super().__init__(optimizer, last_epoch)
 
     def _lr_at(self, base_lr, epoch):
@@ -88,10 +88,9 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):  # fmt: skip
-        if total_iters < 1:
-            raise ValueError(f"LinearLR: total_iters must be >= 1, got {total_iters}")
-        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
-        self.total_iters = int(total_iters)
+        self.start_factor = _validate.real(start_factor, "start_factor", "LinearLR", low=0.0)
+        self.end_factor = _validate.real(end_factor, "end_factor", "LinearLR", low=0.0)
+        self.total_iters = _validate.integer(total_iters, "total_iters", "LinearLR", low=1)
         super().__init__(optimizer, last_epoch)
 
     def _lr_at(self, base_lr, epoch):
@@ -106,12 +105,11 @@ class LinearWarmup(LRScheduler):
     the warm-up), or a constant rate when ``after`` is None."""
 
     def __init__(self, optimizer, warmup_steps, after=None, start_factor=0.0, last_epoch=-1):
-        if warmup_steps < 1:
-            raise ValueError(f"LinearWarmup: warmup_steps must be >= 1, got {warmup_steps}")
+        self.warmup_steps = _validate.integer(warmup_steps, "warmup_steps", "LinearWarmup", low=1)
         if after is not None and after.optimizer is not optimizer:
             raise ValueError("LinearWarmup: `after` must schedule the same optimizer")
-        self.warmup_steps, self.after = int(warmup_steps), after
-        self.start_factor = float(start_factor)
+        self.after = after
+        self.start_factor = _validate.real(start_factor, "start_factor", "LinearWarmup", low=0.0)
         super().__init__(optimizer, last_epoch)
 
     def _lr_at(self, base_lr, epoch):
@@ -131,14 +129,18 @@ class ReduceLROnPlateau:
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):  # fmt: skip
-        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
-            raise ValueError("ReduceLROnPlateau: mode is 'min'/'max', threshold_mode 'rel'/'abs'")
-        if not 0.0 < factor < 1.0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        what = "ReduceLROnPlateau"
         self.optimizer = optimizer
-        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
-        self.threshold, self.threshold_mode = float(threshold), threshold_mode
-        self.cooldown, self.min_lr, self.eps = int(cooldown), float(min_lr), float(eps)
+        self.mode = _validate.one_of(mode, "mode", what, ("min", "max"))
+        self.threshold_mode = _validate.one_of(threshold_mode, "threshold_mode", what,
+                                               ("rel", "abs"))  # fmt: skip
+        self.factor = _validate.real(factor, "factor", what, low=0.0, high=1.0, low_open=True,
+                                     high_open=True)  # fmt: skip
+        self.patience = _validate.integer(patience, "patience", what, low=0)
+        self.threshold = _validate.real(threshold, "threshold", what, low=0.0)
+        self.cooldown = _validate.integer(cooldown, "cooldown", what, low=0)
+        self.min_lr = _validate.real(min_lr, "min_lr", what, low=0.0)
+        self.eps = _validate.real(eps, "eps", what, low=0.0)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
