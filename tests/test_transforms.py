@@ -202,9 +202,9 @@ def test_loader_plain_callable_transform_is_called_with_the_batch_only(rng):
 @pytest.mark.parametrize(
     "make,error,match",
     [
-        (lambda: RandomShift(-1), ValueError, "max_px must be >= 0"),
-        (lambda: RandomShift(1.5), TypeError, "max_px must be an integer"),
-        (lambda: RandomShift(True), TypeError, "max_px must be an integer"),
+        (lambda: RandomShift(-1), ValueError, "max_px must be a whole number >= 0"),
+        (lambda: RandomShift(1.5), TypeError, "max_px must be an int"),
+        (lambda: RandomShift(True), TypeError, "max_px must be an int"),
         (lambda: RandomShift(2, fill=float("nan")), ValueError, "fill must be finite"),
         (lambda: RandomAffine(-5), ValueError, "degrees must be finite and >= 0"),
         (lambda: RandomAffine("10"), TypeError, "degrees must be a real number"),
