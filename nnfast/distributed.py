@@ -358,21 +358,22 @@ class DistributedSampler:
     """
 
     def __init__(self, n, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
-        from .data.loader import _whole_number
+        from ._validate import integer
 
+        what = "DistributedSampler"
         n = n if isinstance(n, (int, np.integer)) and not isinstance(n, bool) else _len(n)
-        self.n = _whole_number("n", n, 0)
+        self.n = integer(n, "n", what, low=0)
         self.num_replicas = size() if num_replicas is None else num_replicas
-        self.num_replicas = _whole_number("num_replicas", self.num_replicas, 1)
+        self.num_replicas = integer(self.num_replicas, "num_replicas", what, low=1)
         r = globals()["rank"]() if rank is None else rank
-        self.rank = _whole_number("rank", r, 0)
+        self.rank = integer(r, "rank", what, low=0)
         if self.rank >= self.num_replicas:
             raise ValueError(
                 f"DistributedSampler: rank {self.rank} is not below num_replicas "
                 f"{self.num_replicas}"
             )
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
-        self.seed = _whole_number("seed", seed, 0)
+        self.seed = integer(seed, "seed", what, low=0)
         self.epoch = 0
         k = self.num_replicas
         if self.drop_last and self.n % k:

@@ -64,7 +64,7 @@ def test_sampler_shuffles_per_epoch_and_covers_the_data():
         ({"num_replicas": 2, "rank": 2}, ValueError, "rank 2 is not below num_replicas 2"),
         ({"num_replicas": 0, "rank": 0}, ValueError, "num_replicas must be a whole number >= 1"),
         ({"num_replicas": 2, "rank": -1}, ValueError, "rank must be a whole number >= 0"),
-        ({"num_replicas": 2.5, "rank": 0}, ValueError, "num_replicas must be a whole number"),
+        ({"num_replicas": 2.5, "rank": 0}, TypeError, "num_replicas must be an int"),
         ({"num_replicas": 2, "rank": 0, "seed": -1}, ValueError, "seed must be a whole number"),
     ],
 )
