@@ -14,6 +14,7 @@ import numbers
 import os
 from pathlib import Path
 
+from ._gemm import PRECISIONS
 from .callbacks import Callback
 
 # Default recipes, chosen on the real data (see README): each reaches its target accuracy on
@@ -42,7 +43,8 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmspro
 
 # options that define the run: fixed by the checkpoint when resuming
 RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer", "lr",
-               "lr_schedule", "weight_decay", "augment", "seed", "val_split")  # fmt: skip
+               "lr_schedule", "weight_decay", "augment", "seed", "val_split",
+               "precision")  # fmt: skip
 
 # the fraction of the training set held out for validation when --val-split is not given
 DEFAULT_VAL_SPLIT = 0.1
@@ -113,6 +115,7 @@ def resolve_config(args) -> dict:
     if model != "mlp":
         cfg["hidden"] = None
     cfg["val_split"] = DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split
+    cfg["precision"] = args.precision or "fp32"
     if args.lr is not None:
         cfg["lr"] = args.lr
     elif cfg["optimizer"] == recipe["optimizer"]:
@@ -237,7 +240,7 @@ def _resume_config(path, args) -> dict:
     if not isinstance(cfg, dict):
         raise bad("it holds no nnfast train configuration (written by another tool, by fit in "
                   "Python, or by an older nnfast)")  # fmt: skip
-    cfg = {"augment": "none", **cfg}  # checkpoints from before --augment
+    cfg = {"augment": "none", "precision": "fp32", **cfg}  # from before --augment, --precision
 
     def number(v, low, high=math.inf, whole=False, low_open=False):
         kinds = numbers.Integral if whole else numbers.Real
@@ -259,6 +262,7 @@ def _resume_config(path, args) -> dict:
         "augment": lambda v: isinstance(v, str) and v in AUGMENT,
         "seed": lambda v: number(v, 0, whole=True),
         "val_split": lambda v: number(v, 0, 1),
+        "precision": lambda v: isinstance(v, str) and v in PRECISIONS,
     }  # fmt: skip
     for key, ok in checks.items():
         if key not in cfg:
@@ -315,6 +319,8 @@ def run(args, on_batch=None) -> int:
     if args.threads is not None:
         nnfast.set_num_threads(args.threads)
     nnfast.set_gemm_backend(args.backend)
+    if args.precision == "bf16" and args.backend != "native":
+        raise ValueError("--precision bf16 runs on nnfast's kernels: drop --backend blas")
 
     ckpt_path = Path(args.checkpoint_dir) / CHECKPOINT_NAME
     cfg = None
@@ -351,7 +357,8 @@ def run(args, on_batch=None) -> int:
             f"lr {cfg['lr']:g} ({cfg['lr_schedule']}), weight decay {cfg['weight_decay']:g}, "
             f"batch {bs}, {epochs} epochs, augment {cfg['augment']}, seed {cfg['seed']}"
             f"{held if cfg['val_split'] else ''}{ranks} "
-            f"{nnfast.get_num_threads()} threads, {nnfast.get_gemm_backend()} GEMM"
+            f"{nnfast.get_num_threads()} threads, {nnfast.get_gemm_backend()} GEMM, "
+            f"{cfg['precision']} matmuls"
         )
     checkpoint = cb.Checkpoint(ckpt_path, metadata=meta, state={"config": cfg})
     callbacks = [] if args.quiet else [cb.ProgressBar(val_name=val_name)]
@@ -363,11 +370,13 @@ def run(args, on_batch=None) -> int:
     # the augmentation is a function of (seed, epoch, batch) alone: resumable
     train = DataLoader(x, y, batch_size=bs // size, dtype=None,
                        transform=build_augmentation(cfg["augment"], meta))  # fmt: skip
-    history = fit(model, loss_fn, optimizer, train, epochs,
-                  val=None if cfg["val_split"] else test, val_split=cfg["val_split"],
-                  scheduler=scheduler, callbacks=callbacks, seed=cfg["seed"],
-                  resume=ckpt_path if args.resume else None,
-                  distributed=dist is not None)  # fmt: skip
+    # bf16 GEMMs in Linear and Conv2d, everything else fp32; the saved model is fp32
+    with nnfast.matmul_precision(cfg["precision"]):
+        history = fit(model, loss_fn, optimizer, train, epochs,
+                      val=None if cfg["val_split"] else test, val_split=cfg["val_split"],
+                      scheduler=scheduler, callbacks=callbacks, seed=cfg["seed"],
+                      resume=ckpt_path if args.resume else None,
+                      distributed=dist is not None)  # fmt: skip
     if history.interrupted:
         e, b = history.stopped_at
         where = f"at epoch {e}, batch {b} of {history.num_batches}" if b else (
@@ -378,7 +387,8 @@ def run(args, on_batch=None) -> int:
             exit_code=sig, show=root,
         )  # fmt: skip
     if cfg["val_split"] or not history.epochs:
-        acc = _evaluate(model, loss_fn, test, 500, dist)["accuracy"]
+        with nnfast.matmul_precision(cfg["precision"]):
+            acc = _evaluate(model, loss_fn, test, 500, dist)["accuracy"]
     else:
         acc = history["val_accuracy"][-1]
     if root:

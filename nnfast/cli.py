@@ -389,7 +389,7 @@ def _cmd_bench_gemm(args) -> int:
 
 # --- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from ._cli_train import AUGMENT, RECIPES
+    from ._cli_train import AUGMENT, PRECISIONS, RECIPES
 
     parser = argparse.ArgumentParser(
         prog="nnfast",
@@ -486,6 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("native", "blas"),
         default="native",
         help="GEMM of the layers: nnfast's kernels or SciPy's BLAS",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="GEMMs of Linear and Conv2d: fp32 (default), or bf16 operands with fp32 "
+        "accumulation (mixed precision: weights, gradients, optimizer and the rest stay fp32; "
+        "recorded in the checkpoint, which --resume follows)",
     )
     p.add_argument(
         "--seed",
