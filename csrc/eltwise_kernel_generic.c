@@ -1,6 +1,7 @@
-/* Portable element-wise and optimizer kernels: 16-byte GCC/Clang vectors (SSE2 on x86-64),
- * baseline flags.
- * Other compilers get the scalar reference kernels of eltwise.c instead. */
+/* Portable element-wise, optimizer and direct-convolution kernels, baseline flags. The
+ * element-wise and convolution ones are GCC/Clang vectors (SSE2 on x86-64); other compilers get
+ * empty tables for them (the element-wise entry points then return NNF_EISA). The optimizer
+ * spans are plain C, built everywhere. */
 #include <math.h>
 #include <string.h>
 
