@@ -38,7 +38,7 @@ def operands(n, seed=0):
 
 
 def fused(name, x, dy, y, dx):
-    act = F.ACTIVATIONS[name]
+    act = F.ACTIVATION_FUNCTIONS[name]
     u = y if act.from_output else x
 
     def fwd():

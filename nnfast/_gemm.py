@@ -100,9 +100,9 @@ def _common_act(activation):
     """(C act id, parameter) of an activation with its default parameters (-1 for None)."""
     global _common_acts
     if _common_acts is None:
-        from .functional import _ACT_IDS, _act_params
+        from .functional import ACTIVATION_IDS, act_kernel_args
 
-        acts = {name: _act_params("gemm", name, {})[:2] for name in _ACT_IDS}
+        acts = {name: act_kernel_args("gemm", name, {})[:2] for name in ACTIVATION_IDS}
         _common_acts = {None: (-1, 0.0), **acts}
     return _common_acts.get(activation)
 
@@ -192,7 +192,7 @@ def _scipy_gemm(a, b, out, alpha, beta, trans_a, trans_b):
 
 def _check_epilogue(bias, activation, activation_params, preact_out, m, n, a, b, out):
     """Validated (bias, (act_id, param, threshold), preact_out) for the GEMM epilogue."""
-    from .functional import _act_params
+    from .functional import act_kernel_args
 
     dtype = a.dtype
     if bias is not None:
@@ -204,7 +204,7 @@ def _check_epilogue(bias, activation, activation_params, preact_out, m, n, a, b,
                 f"gemm: bias has shape {bias.shape} but op(a) @ op(b) has {n} columns: "
                 f"expected shape ({n},)"
             )
-    act = _act_params("gemm", activation or "identity", dict(activation_params or {}))
+    act = act_kernel_args("gemm", activation or "identity", dict(activation_params or {}))
     if preact_out is not None:
         if not isinstance(preact_out, np.ndarray) or preact_out.dtype != dtype:
             raise TypeError(f"gemm: preact_out must be a {np.dtype(dtype).name} numpy array")

@@ -9,7 +9,7 @@ vectorised, OpenMP above a size threshold). Backward functions take the upstream
 pooling building blocks (``im2col``, ``col2im``, ``max_pool2d``, ...) are here too.
 
 Activation backward functions take ``u``: the forward's output ``y`` for the activations whose
-derivative is cheaper from the output (``ACTIVATIONS[name].from_output``: identity, step,
+derivative is cheaper from the output (``ACTIVATION_FUNCTIONS[name].from_output``: identity, step,
 sigmoid, tanh, relu, leaky_relu, elu), the forward's input ``x`` for the others.
 """
 
@@ -125,20 +125,22 @@ class _Out:
 
 # C's activation list (NNF_ACTIVATIONS in csrc/eltwise.h) as {name: id}; each is public under
 # its C name except gelu_tanh, which is gelu(approximate="tanh")
-_C_ACT_IDS = core.activation_ids() if core is not None else {}
-_ACT_IDS = {name: i for name, i in _C_ACT_IDS.items() if name != "gelu_tanh"}
+_C_ACTIVATION_IDS = core.activation_ids() if core is not None else {}
+ACTIVATION_IDS = {name: i for name, i in _C_ACTIVATION_IDS.items() if name != "gelu_tanh"}
 
 
-_DEFAULT_ACT_PARAMS = {}  # act -> (C act id, a, b) with default parameters, filled on use
+_DEFAULT_ACTIVATION_PARAMS = {}  # act -> (C act id, a, b) with default parameters, filled on use
 
 
-def _act_params(what: str, act: str, params: dict):
-    """(C act id, a, b) for an activation name and its keyword parameters."""
+def act_kernel_args(what: str, act: str, params: dict):
+    """``(C act id, a, b)`` for an activation name and its keyword parameters, checked
+    (errors start with ``what``): what the fused kernels take. Internal API shared with
+    ``nnfast._gemm`` and ``nnfast.nn``, not for users."""
     if params:
         return _resolve_act_params(what, act, params)
-    got = _DEFAULT_ACT_PARAMS.get(act)  # every layer's call: memoised
+    got = _DEFAULT_ACTIVATION_PARAMS.get(act)  # every layer's call: memoised
     if got is None:
-        got = _DEFAULT_ACT_PARAMS[act] = _resolve_act_params(what, act, {})
+        got = _DEFAULT_ACTIVATION_PARAMS[act] = _resolve_act_params(what, act, {})
     return got
 
 
@@ -160,8 +162,10 @@ _PARAM_RANGES = {
 
 def _resolve_act_params(what: str, act: str, params: dict):
     _native()  # the names come from it
-    if act not in _ACT_IDS:
-        raise ValueError(f"{what}: unknown activation {act!r}; expected one of {list(_ACT_IDS)}")
+    if act not in ACTIVATION_IDS:
+        raise ValueError(
+            f"{what}: unknown activation {act!r}; expected one of {list(ACTIVATION_IDS)}"
+        )
     allowed = _ACT_DEFAULTS.get(act, {})
     unknown = set(params) - set(allowed)
     if unknown:
@@ -172,7 +176,7 @@ def _resolve_act_params(what: str, act: str, params: dict):
             raise ValueError(
                 f"{what}: approximate must be 'none' or 'tanh', got {p['approximate']!r}"
             )
-        return _C_ACT_IDS["gelu_tanh" if p["approximate"] == "tanh" else "gelu"], 0.0, 0.0
+        return _C_ACTIVATION_IDS["gelu_tanh" if p["approximate"] == "tanh" else "gelu"], 0.0, 0.0
     vals = [_real(what, k, v) for k, v in p.items()]
     for k, v in zip(p, vals):
         lo, closed, why = _PARAM_RANGES[act, k]
@@ -181,7 +185,7 @@ def _resolve_act_params(what: str, act: str, params: dict):
             because = f" ({why})" if why else ""
             raise ValueError(f"{what}: {k} must be finite{bound}{because}, got {v}")
     vals += [0.0, 0.0]
-    return _ACT_IDS[act], vals[0], vals[1]
+    return ACTIVATION_IDS[act], vals[0], vals[1]
 
 
 def _layout(what, name, shape):
@@ -201,8 +205,8 @@ def bias_act(x, b=None, act="relu", *, out=None, preact_out=None, **params):
     ----------
     x : ndarray (N, F) or (N, C, H, W) (any (N, C, ...)), float32 or float64
     b : ndarray (F,) or (C,), same dtype, or None
-    act : activation name (``ACTIVATIONS``); its parameters as keywords (``negative_slope=``,
-        ``alpha=``, ``beta=``, ``threshold=``, ``approximate=``)
+    act : activation name (``ACTIVATION_FUNCTIONS``); its parameters as keywords
+        (``negative_slope=``, ``alpha=``, ``beta=``, ``threshold=``, ``approximate=``)
     out : ndarray like x, optional
     preact_out : ndarray like x, optional: receives ``x + b`` (what the backward of the
         activations computed from their input needs)
@@ -225,7 +229,7 @@ def bias_act(x, b=None, act="relu", *, out=None, preact_out=None, **params):
 
 
 def _act_forward(what, x, b, act, params, out, preact_out, layout):
-    aid, pa, pb = _act_params(what, act, params)
+    aid, pa, pb = act_kernel_args(what, act, params)
     reads = (("x", x), ("b", b))
     o = _Out(what, out, x.shape, x.dtype, reads)
     pre = None
@@ -244,7 +248,7 @@ def bias_act_backward(dy, u, act="relu", *, out=None, bias_grad=True, **params):
     Parameters
     ----------
     dy : ndarray (N, F) or (N, C, ...), the upstream gradient
-    u : ndarray like dy: the forward's output y if ``ACTIVATIONS[act].from_output``, else
+    u : ndarray like dy: the forward's output y if ``ACTIVATION_FUNCTIONS[act].from_output``, else
         its pre-activation ``x + b`` (``preact_out``)
     bias_grad : compute db (sum of dx over every axis but 1); else db is None
 
@@ -263,38 +267,143 @@ def bias_act_backward(dy, u, act="relu", *, out=None, bias_grad=True, **params):
 
 
 def _act_backward(what, dy, uname, u, act, params, out, layout, db=None):
-    aid, pa, pb = _act_params(what, act, params)
+    aid, pa, pb = act_kernel_args(what, act, params)
     o = _Out(what, out, dy.shape, dy.dtype, (("dy", dy), (uname, u)))
     _native().act_backward(aid, pa, pb, *layout, dy, u, o.buf, db)
     return o.done()
 
 
-def _make_activation(name: str, doc: str, from_output: bool):
-    def forward(x, out=None, **params):
-        what = name
-        x = _array(what, "x", x)
-        return _act_forward(what, x, None, name, params, out, None, (1, 1, x.size))
+def _act(name, x, out, params):
+    """``name``'s forward on any shape: the work of every function below."""
+    x = _array(name, "x", x)
+    return _act_forward(name, x, None, name, params, out, None, (1, 1, x.size))
 
-    def backward(dy, u, out=None, **params):
-        what = f"{name}_backward"
-        uname = "y" if from_output else "x"
-        dy = _array(what, "dy", dy)
-        u = _array(what, uname, u, dy.dtype)
-        _same_shape(what, uname, u, "dy", dy)
-        return _act_backward(what, dy, uname, u, name, params, out, (1, 1, dy.size))
 
-    forward.__name__, backward.__name__ = name, f"{name}_backward"
-    forward.__qualname__, backward.__qualname__ = forward.__name__, backward.__name__
-    forward.__doc__ = f"""{doc}
+def _act_grad(name, dy, u, out, params):
+    """``name``'s backward: ``dy * act'(.)`` from u, the forward's output or input (see
+    ``ACTIVATION_FUNCTIONS[name].from_output``)."""
+    what = f"{name}_backward"
+    uname = "y" if ACTIVATION_FUNCTIONS[name].from_output else "x"
+    dy = _array(what, "dy", dy)
+    u = _array(what, uname, u, dy.dtype)
+    _same_shape(what, uname, u, "dy", dy)
+    return _act_backward(what, dy, uname, u, name, params, out, (1, 1, dy.size))
 
-    x : ndarray, float32 or float64, any shape; out : ndarray like x, optional.
-    """
-    arg = "y : the forward's output" if from_output else "x : the forward's input"
-    backward.__doc__ = f"""Gradient of ``{name}``: ``dy * {name}'(.)``.
 
-    dy : ndarray, the upstream gradient; {arg}, same shape and dtype; out : optional.
-    """
-    return forward, backward
+# Each activation: ``f(x, out=None, **params)`` for any float32/float64 array (out: like x) and
+# ``f_backward(dy, u, out=None, **params)``, u being the forward's output y for the activations
+# computed from it (``ACTIVATION_FUNCTIONS[name].from_output``) and its input x for the others.
+
+
+def identity(x, out=None):
+    """``y = x``."""
+    return _act("identity", x, out, {})
+
+
+def identity_backward(dy, u, out=None):
+    """Gradient of ``identity``: ``dy`` (u: y)."""
+    return _act_grad("identity", dy, u, out, {})
+
+
+def step(x, out=None):
+    """Binary step: ``y = 1 if x > 0 else 0`` (derivative 0)."""
+    return _act("step", x, out, {})
+
+
+def step_backward(dy, u, out=None):
+    """Gradient of ``step``: zeros (u: y)."""
+    return _act_grad("step", dy, u, out, {})
+
+
+def sigmoid(x, out=None):
+    """``y = 1 / (1 + exp(-x))``, stable for any x."""
+    return _act("sigmoid", x, out, {})
+
+
+def sigmoid_backward(dy, u, out=None):
+    """Gradient of ``sigmoid``: ``dy y (1 - y)`` (u: y)."""
+    return _act_grad("sigmoid", dy, u, out, {})
+
+
+def tanh(x, out=None):
+    """``y = tanh(x)``."""
+    return _act("tanh", x, out, {})
+
+
+def tanh_backward(dy, u, out=None):
+    """Gradient of ``tanh``: ``dy (1 - y^2)`` (u: y)."""
+    return _act_grad("tanh", dy, u, out, {})
+
+
+def arctan(x, out=None):
+    """``y = arctan(x)``."""
+    return _act("arctan", x, out, {})
+
+
+def arctan_backward(dy, u, out=None):
+    """Gradient of ``arctan``: ``dy / (1 + x^2)`` (u: x)."""
+    return _act_grad("arctan", dy, u, out, {})
+
+
+def relu(x, out=None):
+    """``y = max(x, 0)``."""
+    return _act("relu", x, out, {})
+
+
+def relu_backward(dy, u, out=None):
+    """Gradient of ``relu``: ``dy`` where y > 0, else 0 (u: y)."""
+    return _act_grad("relu", dy, u, out, {})
+
+
+def leaky_relu(x, out=None, **params):
+    """``y = x if x > 0 else negative_slope * x`` (negative_slope=0.01 >= 0)."""
+    return _act("leaky_relu", x, out, params)
+
+
+def leaky_relu_backward(dy, u, out=None, **params):
+    """Gradient of ``leaky_relu`` (u: y; negative_slope as in the forward)."""
+    return _act_grad("leaky_relu", dy, u, out, params)
+
+
+def elu(x, out=None, **params):
+    """``y = x if x > 0 else alpha * (exp(x) - 1)`` (alpha=1.0 >= 0)."""
+    return _act("elu", x, out, params)
+
+
+def elu_backward(dy, u, out=None, **params):
+    """Gradient of ``elu`` (u: y; alpha as in the forward)."""
+    return _act_grad("elu", dy, u, out, params)
+
+
+def softplus(x, out=None, **params):
+    """``y = log(1 + exp(beta x)) / beta``, ``x`` where ``beta x > threshold`` (beta=1.0,
+    threshold=20.0, as torch)."""
+    return _act("softplus", x, out, params)
+
+
+def softplus_backward(dy, u, out=None, **params):
+    """Gradient of ``softplus`` (u: x; beta and threshold as in the forward)."""
+    return _act_grad("softplus", dy, u, out, params)
+
+
+def gelu(x, out=None, **params):
+    """``y = x Phi(x)`` (approximate='none', erf form) or the tanh form (approximate='tanh')."""
+    return _act("gelu", x, out, params)
+
+
+def gelu_backward(dy, u, out=None, **params):
+    """Gradient of ``gelu`` (u: x; approximate as in the forward)."""
+    return _act_grad("gelu", dy, u, out, params)
+
+
+def silu(x, out=None):
+    """``y = x sigmoid(x)``."""
+    return _act("silu", x, out, {})
+
+
+def silu_backward(dy, u, out=None):
+    """Gradient of ``silu`` (u: x)."""
+    return _act_grad("silu", dy, u, out, {})
 
 
 class Activation(NamedTuple):
@@ -306,29 +415,32 @@ class Activation(NamedTuple):
     from_output: bool
 
 
-_DOCS = {
-    "identity": "``y = x``.",
-    "step": "Binary step: ``y = 1 if x > 0 else 0`` (derivative 0).",
-    "sigmoid": "``y = 1 / (1 + exp(-x))``, stable for any x.",
-    "tanh": "``y = tanh(x)``.",
-    "arctan": "``y = arctan(x)``.",
-    "relu": "``y = max(x, 0)``.",
-    "leaky_relu": "``y = x if x > 0 else negative_slope * x`` (negative_slope=0.01 >= 0).",
-    "elu": "``y = x if x > 0 else alpha * (exp(x) - 1)`` (alpha=1.0 >= 0).",
-    "softplus": "``y = log(1 + exp(beta x)) / beta``, ``x`` where ``beta x > threshold`` "
-    "(beta=1.0, threshold=20.0, as torch).",
-    "gelu": "``y = x Phi(x)`` (approximate='none', erf form) or the tanh form "
-    "(approximate='tanh').",
-    "silu": "``y = x sigmoid(x)``.",
-}
+#: The element-wise activations as functions, by name: ``{"relu": Activation(relu,
+#: relu_backward, from_output=True), ...}`` (``nnfast.nn.ACTIVATIONS`` holds the modules).
+#: Whether the backward takes the output comes from the C kernels.
+def _entry(name, forward, backward):
+    from_output = bool(core.act_from_output(ACTIVATION_IDS[name])) if core is not None else False
+    return Activation(forward, backward, from_output)
 
-ACTIVATIONS: dict[str, Activation] = {}
-for _name, _doc in _DOCS.items():
-    _fo = bool(_native().act_from_output(_ACT_IDS[_name])) if core is not None else False
-    _f, _b = _make_activation(_name, _doc, _fo)
-    globals()[_name], globals()[f"{_name}_backward"] = _f, _b
-    ACTIVATIONS[_name] = Activation(_f, _b, _fo)
-del _name, _doc, _fo, _f, _b
+
+ACTIVATION_FUNCTIONS: dict[str, Activation] = {
+    "identity": _entry("identity", identity, identity_backward),
+    "step": _entry("step", step, step_backward),
+    "sigmoid": _entry("sigmoid", sigmoid, sigmoid_backward),
+    "tanh": _entry("tanh", tanh, tanh_backward),
+    "arctan": _entry("arctan", arctan, arctan_backward),
+    "relu": _entry("relu", relu, relu_backward),
+    "leaky_relu": _entry("leaky_relu", leaky_relu, leaky_relu_backward),
+    "elu": _entry("elu", elu, elu_backward),
+    "softplus": _entry("softplus", softplus, softplus_backward),
+    "gelu": _entry("gelu", gelu, gelu_backward),
+    "silu": _entry("silu", silu, silu_backward),
+}
+if core is not None and set(ACTIVATION_FUNCTIONS) != set(ACTIVATION_IDS):
+    raise ImportError(  # the C list (NNF_ACTIVATIONS) and the functions above must agree
+        f"nnfast.functional: C activations {sorted(ACTIVATION_IDS)} but Python functions "
+        f"{sorted(ACTIVATION_FUNCTIONS)}"
+    )
 
 
 # --- PReLU and maxout --------------------------------------------------------------------------
@@ -439,7 +551,7 @@ def log_softmax(x, out=None):
 
 def _labels(what, labels, n_rows):
     """labels as a contiguous int64 (n_rows,) array; their range is checked by the kernels,
-    which fail on a label outside [0, classes) (see _label_range_error). A uint64 label >= 2**63
+    which fail on a label outside [0, classes) (see label_range_error). A uint64 label >= 2**63
     wraps to a negative int64, which the kernels refuse too."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
@@ -451,7 +563,7 @@ def _labels(what, labels, n_rows):
     return np.ascontiguousarray(labels, np.int64)
 
 
-def _label_range_error(what, labels, n_classes):
+def label_range_error(what, labels, n_classes):
     """The error for labels outside [0, n_classes), or None if they are all inside."""
     lo, hi = labels.min(), labels.max()
     if lo < 0 or hi >= n_classes:
@@ -466,7 +578,7 @@ def _xent_call(what, kernel, logits, labels, raw_labels, *args):
     try:
         return kernel(n, k, logits, labels, *args)
     except ValueError:
-        err = _label_range_error(what, raw_labels, k)
+        err = label_range_error(what, raw_labels, k)
         if err is not None:
             raise err from None
         raise

@@ -23,13 +23,13 @@ def test_python_activations_are_cs_list():
     ids = core.activation_ids()
     assert list(ids.values()) == list(range(len(ids)))  # dense ids, in C's order
     public = set(ids) - {"gelu_tanh"}  # gelu(approximate="tanh")
-    assert set(F.ACTIVATIONS) == public
+    assert set(F.ACTIVATION_FUNCTIONS) == public
     # prelu and maxout have kernels of their own
     assert set(nn.ACTIVATIONS) - {"prelu", "maxout"} == public
     for name in public:
-        assert F.ACTIVATIONS[name].from_output == core.act_from_output(ids[name])
-    assert F._act_params("t", "gelu", {"approximate": "tanh"})[0] == ids["gelu_tanh"]
-    assert F._act_params("t", "gelu", {})[0] == ids["gelu"]
+        assert F.ACTIVATION_FUNCTIONS[name].from_output == core.act_from_output(ids[name])
+    assert F.act_kernel_args("t", "gelu", {"approximate": "tanh"})[0] == ids["gelu_tanh"]
+    assert F.act_kernel_args("t", "gelu", {})[0] == ids["gelu"]
 
 
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")

@@ -52,7 +52,7 @@ def _activation_model(name):
         return nn.Sequential(nn.Linear(6, 8), nn.Maxout(2))
     if name == "prelu":
         return nn.Sequential(nn.Linear(6, 8), nn.PReLU(8), nn.Linear(8, 4), nn.PReLU())
-    fused = name if name in F.ACTIVATIONS else None  # fused in Linear, then as a module
+    fused = name if name in F.ACTIVATION_FUNCTIONS else None  # fused in Linear, then as a module
     return nn.Sequential(nn.Linear(6, 8, activation=fused), nn.Linear(8, 8), cls())
 
 

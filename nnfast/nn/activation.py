@@ -49,13 +49,13 @@ def _as_float(x):
 
 
 class _Elementwise(Module):
-    """y = f(x) element-wise by the fused C kernel ``nnfast.functional.ACTIVATIONS[name]``;
+    """y = f(x) element-wise by the fused C kernel ``nnfast.functional.ACTIVATION_FUNCTIONS[name]``;
     backward takes y or x, whichever the kernel's derivative is written in. Subclasses only
     declare their hyper-parameters (``get_config`` doubles as the kernel's keywords)."""
 
     def forward(self, x):
         x = _as_float(x)
-        fn = F.ACTIVATIONS[self.name]
+        fn = F.ACTIVATION_FUNCTIONS[self.name]
         y = fn.forward(x, **self.get_config())
         self._u = y if fn.from_output else x
         return y
@@ -71,14 +71,14 @@ class _Elementwise(Module):
 
     def _check_config(self):
         """Refuse parameters the kernel cannot take now, not at the first forward."""
-        F._act_params(type(self).__name__, self.name, self.get_config())
+        F.act_kernel_args(type(self).__name__, self.name, self.get_config())
 
     def backward(self, grad_out):
         u = getattr(self, "_u", None)
         if u is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
         dy = self._grad_out(grad_out, u.shape, u.dtype)
-        return F.ACTIVATIONS[self.name].backward(dy, u, **self.get_config())
+        return F.ACTIVATION_FUNCTIONS[self.name].backward(dy, u, **self.get_config())
 
 
 @_activation("identity")

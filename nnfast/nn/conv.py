@@ -124,7 +124,7 @@ class Conv2d(Module):
         self.activation = activation
         # an activation whose derivative comes from its output runs in the GEMM epilogue and
         # in one fused backward pass with the bias gradient; others run as a module
-        entry = F.ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+        entry = F.ACTIVATION_FUNCTIONS.get(activation) if isinstance(activation, str) else None
         self._fused = activation is None or (entry is not None and entry.from_output)
         self._act = None if self._fused else activation_module(activation)
         self._y = None
@@ -287,7 +287,7 @@ class Conv2d(Module):
         if config.get("bias", True):
             shapes["bias"] = (c_out,)
         act = config.get("activation")
-        entry = F.ACTIVATIONS.get(act) if isinstance(act, str) else None
+        entry = F.ACTIVATION_FUNCTIONS.get(act) if isinstance(act, str) else None
         if act is not None and not (entry is not None and entry.from_output):
             act_shapes = type(activation_module(act)).state_shapes({})
             if act_shapes is None:

@@ -76,10 +76,10 @@ class Linear(Module):
             self.bias = Parameter(b)
         else:
             self.bias = None
-        if activation is not None and activation not in F.ACTIVATIONS:
+        if activation is not None and activation not in F.ACTIVATION_FUNCTIONS:
             raise ValueError(
                 f"Linear: unknown activation {activation!r}; expected one of "
-                f"{sorted(F.ACTIVATIONS)} (use a separate layer for prelu and maxout)"
+                f"{sorted(F.ACTIVATION_FUNCTIONS)} (use a separate layer for prelu and maxout)"
             )
         self.activation = activation
         self._x = self._u = None
@@ -95,7 +95,7 @@ class Linear(Module):
         act = self.activation
         # y = act(x @ W.T + b): bias and activation applied to each GEMM tile while in cache;
         # keep what the derivative is written in (the output, or the pre-activation)
-        if act is None or F.ACTIVATIONS[act].from_output:
+        if act is None or F.ACTIVATION_FUNCTIONS[act].from_output:
             y = gemm(x, w, trans_b=True, bias=b, activation=act)
             self._u = y
         else:

@@ -107,7 +107,7 @@ class CrossEntropyLoss(_Loss):
             try:
                 loss, grad = F.softmax_cross_entropy_with_grad(x, t, eps)
             except ValueError:  # name this loss in the error about label values
-                err = F._label_range_error("CrossEntropyLoss", t, c) if n else None
+                err = F.label_range_error("CrossEntropyLoss", t, c) if n else None
                 if err is not None:
                     raise err from None
                 raise
