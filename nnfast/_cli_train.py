@@ -318,9 +318,9 @@ def run(args, on_batch=None) -> int:
         check_plot_available()
     if args.threads is not None:
         nnfast.set_num_threads(args.threads)
-    nnfast.set_gemm_backend(args.backend)
     if args.precision == "bf16" and args.backend != "native":
         raise ValueError("--precision bf16 runs on nnfast's kernels: drop --backend blas")
+    nnfast.set_gemm_backend(args.backend)
 
     ckpt_path = Path(args.checkpoint_dir) / CHECKPOINT_NAME
     cfg = None

@@ -55,8 +55,9 @@ def set_matmul_precision(precision: str) -> None:
     ``"fp32"`` (the default) computes in float32. ``"bf16"`` rounds both operands to bfloat16
     and accumulates in float32 (:func:`gemm` with ``precision="bf16"``): mixed-precision
     training, where parameters, gradients, the optimizer and every non-GEMM operation stay
-    float32. float64 products are never affected. The setting is process-wide; see
-    :func:`matmul_precision` for a scoped one.
+    float32 (so do convolutions small enough for the direct kernel, which has no GEMM: see
+    ``nnfast.nn.conv.DIRECT_MAX_K``). float64 products are never affected. The setting is
+    process-wide; see :func:`matmul_precision` for a scoped one.
     """
     global _precision
     _precision = _check_precision("set_matmul_precision", precision)

@@ -23,9 +23,12 @@ def bf16(x):
 
 
 @pytest.fixture(autouse=True)
-def _fp32_after():
+def _restore_globals():
+    threads, backend = nnfast.get_num_threads(), nnfast.get_gemm_backend()
     yield
     nnfast.set_matmul_precision("fp32")
+    nnfast.set_num_threads(threads)
+    nnfast.set_gemm_backend(backend)
 
 
 def test_linear_forward_and_backward_run_in_bf16(rng):
@@ -50,9 +53,14 @@ def test_linear_forward_and_backward_run_in_bf16(rng):
 
 
 def test_conv2d_forward_and_backward_run_in_bf16(rng):
+    """A convolution on the im2col + GEMM path (C_in*KH*KW above DIRECT_MAX_K: smaller ones
+    run nnfast's direct kernel, which has no GEMM and stays fp32)."""
+    from nnfast.nn.conv import DIRECT_MAX_K
+
     nnfast.manual_seed(0)
-    conv = nn.Conv2d(3, 8, 3, padding=1)
-    x = rng.standard_normal((4, 3, 9, 9)).astype(np.float32)
+    conv = nn.Conv2d(6, 8, 3, padding=1)
+    assert 6 * 3 * 3 > DIRECT_MAX_K
+    x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
     dy = rng.standard_normal((4, 8, 9, 9)).astype(np.float32)
 
     def run():
@@ -108,7 +116,10 @@ MODELS = {
     ),
     "cnn": (
         lambda: nn.Sequential(
-            nn.Conv2d(1, 6, 3, padding=1, activation="relu"), nn.Flatten(), nn.Linear(384, 3)
+            nn.Conv2d(1, 6, 3, padding=1, activation="relu"),
+            nn.Conv2d(6, 6, 3, padding=1, activation="relu"),  # K = 54: im2col + GEMM
+            nn.Flatten(),
+            nn.Linear(384, 3),
         ),
         _images,
         3,
