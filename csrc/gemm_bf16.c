@@ -30,18 +30,9 @@ static void pack_rounded(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_
     }
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-static int cpu_has_avx512bf16(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
-}
-#else
-static int cpu_has_avx512bf16(void) { return 0; }
-#endif
-
 void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
     if (nnf_isa_active() == NNF_ISA_AVX512 && nnf_gemm_bf16_ukernel_avx512bf16.fn &&
-        cpu_has_avx512bf16()) {
+        nnf_cpu_has("avx512bf16,avx512bw")) { /* beyond the avx512 path's features */
         *uk = nnf_gemm_bf16_ukernel_avx512bf16;
         return;
     }
