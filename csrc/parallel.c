@@ -70,12 +70,13 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
 /* A stall: the caller, done with every chunk it could claim, waited longer than its own share
  * took (and at least STALL_MIN_NS) for a chunk another thread had claimed. That thread was
  * preempted mid-chunk, so another process or a spinning BLAS pool holds its core; the caller
- * then runs jobs alone for SOLO_BASE_NS, doubling (at most 2^SOLO_MAX_SHIFT times) while stalls recur, and
- * the first job after that period tries the threads again. Who runs a chunk never changes
- * what it computes, so this changes speed only. */
+ * then runs jobs alone for SOLO_BASE_NS, a period that doubles with each further stall (up to
+ * 2^SOLO_MAX_SHIFT times) and halves with each job after it that does not stall, so a machine
+ * that stays busy is tried rarely and a quiet one gets its threads back within a few jobs.
+ * Who runs a chunk never changes what it computes, so this changes speed only. */
 #define STALL_MIN_NS 20000
 #define SOLO_BASE_NS 1000000
-#define SOLO_MAX_SHIFT 7
+#define SOLO_MAX_SHIFT 8
 
 static _Atomic uint64_t job_word;
 static nnf_task_fn _Atomic job_task;
@@ -282,11 +283,11 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
         if (waited > STALL_MIN_NS && waited > t_mine - t_start) {
             solo_until = t_end + ((int64_t)SOLO_BASE_NS << solo_shift);
             if (solo_shift < SOLO_MAX_SHIFT) solo_shift++;
-        } else {
-            solo_shift = 0;
+        } else if (solo_shift > 0) {
+            solo_shift--;
         }
-    } else {
-        solo_shift = 0;
+    } else if (solo_shift > 0) {
+        solo_shift--;
     }
     atomic_store_explicit(&pool_busy, 0, memory_order_release);
 }

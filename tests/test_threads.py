@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import subprocess
+import tempfile
 import sys
 import threading
 
@@ -365,6 +366,7 @@ def run_script(code, timeout=30, **env):
         text=True,
         env={**os.environ, **env},
         start_new_session=True,
+        cwd=tempfile.gettempdir(),  # outside the source tree, which would shadow the install
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -452,7 +454,7 @@ import nnfast
 def counts():
     return sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
 
-threadpool_limits(limits=3, user_api="blas")
+threadpool_limits(limits=1, user_api="blas")  # OpenBLAS refuses more than the CPUs
 nnfast.set_num_threads(2)
 a = np.ones((64, 64), np.float32)
 nnfast.gemm(a, a)
@@ -461,5 +463,5 @@ nnfast.gemm(a, a, variant="blas")
 print(*counts())
 """)  # fmt: skip
     untouched, capped = (line.split() for line in out.splitlines())
-    assert len(untouched) >= 1 and set(untouched) == {"3"}, out  # numpy's and SciPy's
+    assert len(untouched) >= 1 and set(untouched) == {"1"}, out  # numpy's and SciPy's
     assert set(capped) == {"2"}, out
