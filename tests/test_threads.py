@@ -12,8 +12,8 @@ import contextlib
 import functools
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 
 import numpy as np
