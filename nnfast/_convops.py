@@ -1,10 +1,10 @@
 """Convolution and pooling building blocks on NCHW arrays: im2col / col2im, max and average
 pooling (forward and backward), global average pooling.
 
-The C kernels (csrc/conv.c) do the work; without the native extension the same functions run
-in numpy (slower, same results). Geometry arguments follow torch.nn: an int or an (h, w) pair
-of whole numbers below 2**31 (2.5 is refused, not truncated); a pooling padding is at most half
-the kernel.
+The C kernels (csrc/conv.c) do the work; without the native extension these functions raise
+RuntimeError (the tests keep loop references as their oracle). Geometry arguments follow
+torch.nn: an int or an (h, w) pair of whole numbers below 2**31 (2.5 is refused, not
+truncated); a pooling padding is at most half the kernel.
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ import numpy as np
 
 from . import _validate
 from ._native import core
+
+
+def _core(what):
+    """The compiled extension, or RuntimeError: without it only nnfast.gemm runs (on SciPy's
+    BLAS); see the README's policy for the missing extension."""
+    if core is None:
+        raise RuntimeError(f"{what} needs nnfast's compiled extension (pip install .)")
+    return core
+
 
 #: Geometry values and channel counts are C ints in the kernels.
 INT_MAX = 2**31 - 1
@@ -134,39 +143,6 @@ def _check_out(out, shape, dtype, what: str, input_shape=None) -> np.ndarray:
     return out
 
 
-# --- numpy versions, used without the native extension -----------------------------------------
-
-
-def _windows(x, geom, pad_value=0.0):
-    """(N, C, Ho, Wo, KH, KW) strided view of the windows of x (padded with pad_value)."""
-    kh, kw, sh, sw, ph, pw, dh, dw = geom
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    v = np.lib.stride_tricks.sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
-    return v[:, :, ::sh, ::sw, ::dh, ::dw]
-
-
-def _im2col_numpy(x, geom, cols):
-    n, c = x.shape[:2]
-    win = _windows(x, geom)  # (N, C, Ho, Wo, KH, KW)
-    cols[...] = win.transpose(0, 2, 3, 1, 4, 5).reshape(cols.shape)
-
-
-def _col2im_numpy(cols, geom, dx):
-    kh, kw, sh, sw, ph, pw, dh, dw = geom
-    n, c, h, w = dx.shape
-    ho, wo = output_shape(h, w, geom)
-    r = cols.reshape(n, ho, wo, c, kh, kw)
-    padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dx.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            hs, ws = i * dh, j * dw
-            padded[:, :, hs : hs + sh * ho : sh, ws : ws + sw * wo : sw] += r[
-                :, :, :, :, i, j
-            ].transpose(0, 3, 1, 2)
-    dx[...] = padded[:, :, ph : ph + h, pw : pw + w]
-
-
 # --- public functions --------------------------------------------------------------------------
 
 
@@ -181,10 +157,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out=None) -> np.ndar
     n, c, h, w = x.shape
     ho, wo = output_shape(h, w, geom, "im2col")
     cols = _check_out(out, (n * ho * wo, c * geom[0] * geom[1]), x.dtype, "im2col", x.shape)
-    if core is not None:
-        core.im2col(x, geom, cols)
-    else:
-        _im2col_numpy(x, geom, cols)
+    _core("im2col").im2col(x, geom, cols)
     return cols
 
 
@@ -202,10 +175,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, out=
             f"col2im: cols has shape {cols.shape}, expected {want} for input_shape {(n, c, h, w)}"
         )
     dx = _check_out(out, (n, c, h, w), cols.dtype, "col2im")
-    if core is not None:
-        core.col2im(cols, geom, dx)
-    else:
-        _col2im_numpy(cols, geom, dx)
+    _core("col2im").col2im(cols, geom, dx)
     return dx
 
 
@@ -229,20 +199,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     ho, wo = output_shape(h, w, geom, "max_pool2d")
     y = empty((n, c, ho, wo), x.dtype, "max_pool2d", x.shape)
     argmax = np.empty((n, c, ho, wo), np.int32)
-    if core is not None:
-        core.max_pool2d(x, geom, y, argmax)
-    else:
-        win = _windows(x, geom, pad_value=-np.inf)
-        flat = win.reshape(n, c, ho, wo, -1)
-        k = np.argmax(flat, axis=-1)
-        y[...] = np.take_along_axis(flat, k[..., None], -1)[..., 0]
-        kh, kw, sh, sw, ph, pw, dh, dw = geom
-        ih = np.arange(ho)[:, None] * sh - ph + (k // kw) * dh
-        iw = np.arange(wo)[None, :] * sw - pw + (k % kw) * dw
-        # a (dilated) window of padding alone: 0 and index -1, as the C kernel gives
-        inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
-        argmax[...] = np.where(inside, ih * w + iw, -1)
-        y[~inside] = 0
+    _core("max_pool2d").max_pool2d(x, geom, y, argmax)
     return y, argmax
 
 
@@ -255,7 +212,7 @@ def max_pool2d_backward(dy, argmax, input_shape, kernel_size, stride=None, paddi
     if argmax.shape != dy.shape:
         raise ValueError(f"{what}: argmax {argmax.shape} and dy {dy.shape} differ")
     n, c, h, w = dx.shape
-    if argmax.dtype != np.int32 or core is None:
+    if argmax.dtype != np.int32:
         # a cast would wrap 2**32 + 1 to 1 and truncate 1.7 to 1; the C kernel checks int32
         if argmax.dtype.kind not in "iu":
             raise TypeError(f"{what}: argmax must be an integer array, got dtype {argmax.dtype}")
@@ -264,15 +221,7 @@ def max_pool2d_backward(dy, argmax, input_shape, kernel_size, stride=None, paddi
                 f"{what}: argmax is out of range for the {h}x{w} input plane (indices must be "
                 f"-1 or in [0, {h * w}))"
             )
-    if core is not None:
-        core.max_pool2d_backward(dy, np.ascontiguousarray(argmax, np.int32), geom, dx)
-    else:
-        dx[...] = 0
-        flat = dx.reshape(n * c, h * w)
-        idx = argmax.reshape(n * c, -1)
-        none = idx < 0  # index -1 (a window of padding alone) gets nothing
-        g = np.where(none, 0, dy.reshape(n * c, -1))
-        np.add.at(flat, (np.arange(n * c)[:, None], np.where(none, 0, idx)), g)
+    _core(what).max_pool2d_backward(dy, np.ascontiguousarray(argmax, np.int32), geom, dx)
     return dx
 
 
@@ -284,10 +233,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     n, c, h, w = x.shape
     ho, wo = output_shape(h, w, geom, "avg_pool2d")
     y = empty((n, c, ho, wo), x.dtype, "avg_pool2d", x.shape)
-    if core is not None:
-        core.avg_pool2d(x, geom, y)
-    else:
-        y[...] = _windows(x, geom).mean(axis=(-2, -1))
+    _core("avg_pool2d").avg_pool2d(x, geom, y)
     return y
 
 
@@ -296,16 +242,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
     what = "avg_pool2d_backward"
     geom = pool_geometry(kernel_size, stride, padding, 1, what)
     dy, dx = _pool_grad_input(dy, input_shape, geom, what)
-    if core is not None:
-        core.avg_pool2d_backward(dy, geom, dx)
-    else:
-        n, c, h, w = dx.shape
-        ho, wo = dy.shape[2:]
-        kh, kw = geom[:2]
-        cols = np.broadcast_to(
-            (dy / (kh * kw)).transpose(0, 2, 3, 1)[..., None, None], (n, ho, wo, c, kh, kw)
-        )
-        _col2im_numpy(np.ascontiguousarray(cols).reshape(n * ho * wo, -1), geom, dx)
+    _core(what).avg_pool2d_backward(dy, geom, dx)
     return dx
 
 

@@ -64,9 +64,6 @@ def test_im2col_matches_reference_and_convolves(cfg, dtype, rng):
     ho, wo = C.output_shape(h, w, geom)
     y = (cols.astype(np.float64) @ weight.reshape(4, -1).T).reshape(n, ho, wo, 4)
     np.testing.assert_allclose(y.transpose(0, 3, 1, 2), ref_conv2d(x, weight, geom), **tol(dtype))
-    fallback = np.empty_like(cols)
-    C._im2col_numpy(x, geom, fallback)
-    np.testing.assert_array_equal(fallback, cols)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -80,9 +77,6 @@ def test_col2im_is_the_adjoint(cfg, dtype, rng):
     dx = C.col2im(g, x.shape, k, s, p, d)
     lhs = np.vdot(ref_im2col(x, geom), g.astype(np.float64))
     np.testing.assert_allclose(np.vdot(x.astype(np.float64), dx), lhs, rtol=1e-5)
-    fallback = np.empty_like(dx)
-    C._col2im_numpy(g, geom, fallback)
-    np.testing.assert_allclose(fallback, dx, **tol(dtype))
 
 
 def ref_pool(x, geom, op):
@@ -206,12 +200,13 @@ def test_bad_geometry_and_inputs():
         C.max_pool2d_backward(y, argmax, x.shape, 2)
 
 
-@pytest.fixture(params=["native", "numpy"])
-def backend(request, monkeypatch):
-    """Run once with the C kernels and once with the numpy fallback."""
-    if request.param == "numpy":
-        monkeypatch.setattr(C, "core", None)
-    return request.param
+def test_without_the_extension_the_kernels_say_so(monkeypatch):
+    """The policy for a missing extension: only GEMM falls back (to SciPy's BLAS)."""
+    monkeypatch.setattr(C, "core", None)
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    for call in (lambda: C.im2col(x, 2), lambda: C.max_pool2d(x, 2), lambda: C.avg_pool2d(x, 2)):
+        with pytest.raises(RuntimeError, match="needs nnfast's compiled extension"):
+            call()
 
 
 RANGE = "is out of range for the 4x4 input plane"
@@ -236,7 +231,7 @@ def _refuses_bad_argmax(change, error, match, rng):
 )
 def test_max_pool_backward_refuses_a_bad_argmax(change, error, match, rng):
     """argmax was cast to int32 without a check: 2**32 + 1 became 1 and 1.7 became 1. A
-    non-int32 argmax is checked in Python before either backend runs."""
+    non-int32 argmax is checked in Python before the kernel runs."""
     _refuses_bad_argmax(change, error, match, rng)
 
 
@@ -248,14 +243,14 @@ def test_max_pool_backward_refuses_a_bad_argmax(change, error, match, rng):
     ],
     ids=["int32 16", "int32 -2"],
 )
-def test_max_pool_backward_refuses_an_int32_argmax_out_of_range(change, match, backend, rng):
+def test_max_pool_backward_refuses_an_int32_argmax_out_of_range(change, match, rng):
     """An int32 argmax goes to the C kernel unchecked in Python: the C check and the numpy
     fallback's must both refuse it."""
     _refuses_bad_argmax(change, ValueError, match, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint16])
-def test_max_pool_backward_takes_any_integer_argmax_in_range(dtype, backend, rng):
+def test_max_pool_backward_takes_any_integer_argmax_in_range(dtype, rng):
     x = rng.standard_normal((2, 3, 4, 4))
     y, argmax = C.max_pool2d(x, 2)
     dy = rng.standard_normal(y.shape)
@@ -322,9 +317,9 @@ def test_pool_padding_at_most_half_the_kernel(kind, args):
         pool(x, *args)
 
 
-def test_pool_padding_of_half_the_dilated_kernel_is_allowed(backend, rng):
+def test_pool_padding_of_half_the_dilated_kernel_is_allowed(rng):
     """Half the dilated extent is allowed (torch's rule); a dilated window may still hold padding
-    alone there: 0 with index -1 from both backends, and backward skips it."""
+    alone there: 0 with index -1, and backward skips it."""
     x = rng.standard_normal((1, 2, 3, 5))
     y, argmax = C.max_pool2d(x, 2, 1, 3, 5)  # extent 6, padding 3
     assert (argmax == -1).any() and (argmax >= 0).any()
