@@ -180,11 +180,38 @@ GEOM = dict(kernel_size=3, stride=1, padding=1, dilation=1)
 CONV_X = (16, 8, 28, 28)  # im2col: (12544, 72)
 
 
+def _windows(x, geom):
+    """(N, C, Ho, Wo, KH, KW) strided view of the zero-padded windows of x."""
+    kh, kw, sh, sw, ph, pw, dh, dw = geom
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    v = np.lib.stride_tricks.sliding_window_view(xp, span, axis=(2, 3))
+    return v[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+def _im2col_reference(x, geom, cols):
+    cols[...] = _windows(x, geom).transpose(0, 2, 3, 1, 4, 5).reshape(cols.shape)
+
+
+def _col2im_reference(cols, geom, dx):
+    """The adjoint of im2col: each window's column entries added back where they came from."""
+    kh, kw, sh, sw, ph, pw, dh, dw = geom
+    n, c, h, w = dx.shape
+    ho, wo = _convops.output_shape(h, w, geom)
+    r = cols.reshape(n, ho, wo, c, kh, kw)
+    padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dx.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * ho, sh)
+            padded[:, :, rows, j * dw : j * dw + sw * wo : sw] += r[..., i, j].transpose(0, 3, 1, 2)
+    dx[...] = padded[:, :, ph : ph + h, pw : pw + w]
+
+
 def _im2col(rng):
     x = rng.standard_normal(CONV_X).astype(np.float32)
     geom = _convops.geometry(**GEOM)
     want = np.empty((16 * 28 * 28, 8 * 9))
-    _convops._im2col_numpy(x.astype(np.float64), geom, want)
+    _im2col_reference(x.astype(np.float64), geom, want)
 
     def run():
         cols = nan(want.shape)
@@ -197,7 +224,7 @@ def _im2col(rng):
 def _col2im(rng):
     cols = rng.standard_normal((16 * 28 * 28, 8 * 9)).astype(np.float32)
     want = np.empty(CONV_X)
-    _convops._col2im_numpy(cols.astype(np.float64), _convops.geometry(**GEOM), want)
+    _col2im_reference(cols.astype(np.float64), _convops.geometry(**GEOM), want)
 
     def run():
         dx = nan(CONV_X)
