@@ -20,6 +20,33 @@ static inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
     return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
+/* r[i] element j -> r[j] element i, for 16 x 16 32-bit elements: within 128-bit lanes by
+ * unpacking 32- and then 64-bit elements, then across lanes with two rounds of shuffles. */
+static inline void transpose_16x16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* u[4g + j] holds, in 128-bit lane L, rows 4g..4g+3 of column 4L + j */
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        const __m512i w0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
+        const __m512i w1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
+        const __m512i w2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+        const __m512i w3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
+        r[j] = _mm512_shuffle_i32x4(w0, w2, 0x88);
+        r[4 + j] = _mm512_shuffle_i32x4(w0, w2, 0xdd);
+        r[8 + j] = _mm512_shuffle_i32x4(w1, w3, 0x88);
+        r[12 + j] = _mm512_shuffle_i32x4(w1, w3, 0xdd);
+    }
+}
+
 static inline uint32_t pair_scalar(float lo, float hi) {
     union {
         float f;
@@ -49,24 +76,33 @@ static void pack_pairs(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t 
             }
         }
     } else if (ks == 1) {
-        /* K runs along memory: 32 values of a row convert to 16 pairs already in order */
-        for (int i = 0; i < t; i++) {
-            const float *xi = x + i * rs;
+        /* K runs along memory: 32 values of a row convert to 16 pairs in order; 16 rows of
+         * 16 pairs are transposed in registers so that each pair's tile row is one store */
+        for (int i0 = 0; i0 < TILE; i0 += 16) {
+            const int rows = TILE - i0 < 16 ? TILE - i0 : 16;
+            const int valid = t - i0 >= 16 ? 16 : t - i0 > 0 ? t - i0 : 0;
             for (ptrdiff_t q0 = 0; q0 < kq; q0 += 16) {
                 const ptrdiff_t left = kc - 2 * q0;
                 const __mmask16 m0 = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
                 const __mmask16 m1 =
                     (__mmask16)(left >= 32 ? 0xffffu : left > 16 ? (1u << (left - 16)) - 1 : 0);
-                const __m512 lo = _mm512_maskz_loadu_ps(m0, xi + 2 * q0);
-                const __m512 hi = _mm512_maskz_loadu_ps(m1, xi + 2 * q0 + 16);
-                uint32_t w[16];
-                _mm512_storeu_si512(w, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) {
+                    if (i < valid) {
+                        const float *xi = x + (i0 + i) * rs + 2 * q0;
+                        r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xi + 16),
+                                                            _mm512_maskz_loadu_ps(m0, xi));
+                    } else {
+                        r[i] = _mm512_setzero_si512();
+                    }
+                }
+                transpose_16x16(r);
                 const int nq = kq - q0 < 16 ? (int)(kq - q0) : 16;
-                for (int s = 0; s < nq; s++) dst[(q0 + s) * TILE + i] = w[s];
+                for (int s = 0; s < nq; s++)
+                    _mm512_mask_storeu_epi32(dst + (q0 + s) * TILE + i0,
+                                             (__mmask16)((1u << rows) - 1), r[s]);
             }
         }
-        for (ptrdiff_t q = 0; q < kq; q++)
-            for (int i = t; i < TILE; i++) dst[q * TILE + i] = 0;
     } else {
         for (ptrdiff_t q = 0; q < kq; q++)
             for (int i = 0; i < TILE; i++) {
