@@ -420,12 +420,14 @@ def _len(data):
 
 def _check_same_run(model, optimizer, loss, scheduler, options) -> None:
     """Raise ValueError on every rank unless all ranks build the same model and run: a hash of
-    the architecture record, the optimizer's and scheduler's settings, the loss and ``options``
-    is compared with rank 0's."""
+    the architecture record, the optimizer's and scheduler's settings, the loss, the GEMM
+    backend and matmul precision and ``options`` is compared with rank 0's."""
     from . import io
+    from ._gemm import get_gemm_backend, get_matmul_precision
 
     opt = getattr(optimizer, "optimizer", optimizer)
     record = {
+        "gemm": [get_gemm_backend(), get_matmul_precision()],
         "architecture": io.architecture(model),
         "optimizer": [type(opt).__name__, opt.state_dict()["param_groups"]],
         "scheduler": None if scheduler is None else [type(scheduler).__name__,
@@ -443,6 +445,6 @@ def _check_same_run(model, optimizer, loss, scheduler, options) -> None:
         raise ValueError(
             f"distributed: rank{'s' if len(differ) > 1 else ''} "
             f"{', '.join(map(str, differ))} of {size()} started a different model or run than "
-            f"rank 0 (architecture, optimizer, scheduler, loss, epochs, batch size, data or "
-            f"seed differ): start every rank with the same command"
+            f"rank 0 (architecture, optimizer, scheduler, loss, GEMM precision, epochs, batch "
+            f"size, data or seed differ): start every rank with the same command"
         )

@@ -276,19 +276,27 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
 
 
 @needs_mpi
-def test_ranks_with_different_models_are_refused(tmp_path):
-    rc, out, err = _mpirun(_script(tmp_path, """
+@pytest.mark.parametrize("what", ["width", "batch", "precision"])
+def test_ranks_with_different_models_are_refused(tmp_path, what):
+    rc, out, err = _mpirun([*_script(tmp_path, """
         import numpy as np
         from nnfast import nn, optim, distributed as dist
         from nnfast.train import fit
         dist.init()
-        width = 16 if dist.rank() == 0 else 32
+        import nnfast, sys
+        what = sys.argv[1]
+        width = 16 if dist.rank() == 0 or what != "width" else 32
         m = nn.Sequential(nn.Linear(4, width), nn.Linear(width, 2))
         x, y = np.zeros((40, 4), np.float32), np.zeros(40, np.int64)
-        fit(m, nn.CrossEntropyLoss(), optim.SGD(m.parameters()), (x, y), epochs=1)
-    """), tmp_path, timeout=60)  # fmt: skip
+        if what == "precision" and dist.rank() == 1:
+            nnfast.set_matmul_precision("bf16")
+        fit(m, nn.CrossEntropyLoss(), optim.SGD(m.parameters()), (x, y), epochs=1,
+            batch_size=8 if dist.rank() == 0 or what != "batch" else 4)
+        print("trained")
+    """), what], tmp_path, timeout=60)  # fmt: skip
     assert rc != 0
     assert "ValueError: distributed: rank 1 of 2 started a different model or run" in err
+    assert "trained" not in out
 
 
 @needs_mpi
