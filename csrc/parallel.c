@@ -71,8 +71,8 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
  * took (and at least STALL_MIN_NS) for a chunk another thread had claimed. That thread was
  * preempted mid-chunk, so another process or a spinning BLAS pool holds its core; the caller
  * then runs jobs alone for SOLO_BASE_NS, a period that doubles with each further stall (up to
- * 2^SOLO_MAX_SHIFT times) and halves with each job after it that does not stall, so a machine
- * that stays busy is tried rarely and a quiet one gets its threads back within a few jobs.
+ * 2^SOLO_MAX_SHIFT times) and halves for each such period that passes without one, so a
+ * machine that stays busy is tried rarely. Between solo periods every job uses the threads.
  * Who runs a chunk never changes what it computes, so this changes speed only. */
 #define STALL_MIN_NS 20000
 #define SOLO_BASE_NS 1000000
@@ -91,6 +91,7 @@ static _Atomic int caller_sleeping;  /* the caller is blocked on done_cv */
 static int n_workers;                /* started; changed under lock */
 static int64_t solo_until;           /* the caller's backoff after a stall (pool_busy holder) */
 static int solo_shift;
+static int64_t solo_changed;         /* when solo_shift last changed */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER;
@@ -196,6 +197,7 @@ static void atfork_child(void) {
     n_workers = 0;
     solo_until = 0;
     solo_shift = 0;
+    solo_changed = 0;
     atomic_store(&sleepers, 0);
     atomic_store(&caller_sleeping, 0);
     atomic_store(&pool_busy, 0);
@@ -265,6 +267,7 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
     }
     run_chunks(gen, 0);
     /* wait for chunks other threads claimed: spin briefly, then sleep */
+    int stalled = 0;
     if (atomic_load_explicit(&job_done, memory_order_acquire) != n_chunks) {
         const int64_t t_mine = now_ns();
         const int64_t until = t_mine + CALLER_SPIN_NS;
@@ -280,14 +283,20 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
             }
         }
         const int64_t t_end = now_ns(), waited = t_end - t_mine;
-        if (waited > STALL_MIN_NS && waited > t_mine - t_start) {
+        stalled = waited > STALL_MIN_NS && waited > t_mine - t_start;
+        if (stalled) {
             solo_until = t_end + ((int64_t)SOLO_BASE_NS << solo_shift);
             if (solo_shift < SOLO_MAX_SHIFT) solo_shift++;
-        } else if (solo_shift > 0) {
-            solo_shift--;
+            solo_changed = t_end;
         }
-    } else if (solo_shift > 0) {
-        solo_shift--;
+    }
+    /* a job without a stall: the next solo period may be shorter, one halving per period */
+    if (!stalled && solo_shift > 0) {
+        const int64_t now = now_ns();
+        if (now - solo_changed > ((int64_t)SOLO_BASE_NS << solo_shift)) {
+            solo_shift--;
+            solo_changed = now;
+        }
     }
     atomic_store_explicit(&pool_busy, 0, memory_order_release);
 }
