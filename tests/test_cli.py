@@ -418,6 +418,22 @@ def _run(args, cwd, **kw):
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=True, **kw)
 
 
+def _signal_after_checkpoint(p, ckpt, sig):
+    """Send sig to the run p once its first checkpoint exists; its (stdout, stderr)."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ckpt.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(sig)
+        return p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
 def test_python_m_usage_error_exits_2(tmp_path):
     p = _run(["train", "--optimizer", "lbfgs"], tmp_path)
     out, err = p.communicate(timeout=60)
@@ -429,18 +445,7 @@ def test_sigint_writes_a_loadable_checkpoint(data_dir, tmp_path):
     ckpt = tmp_path / "ck" / "checkpoint.npz"
     p = _run(["train", "--data-dir", str(data_dir), "--model", "cnn", "--epochs", "50",
               "--batch-size", "4", "--seed", "3", "--checkpoint-dir", "ck"], tmp_path)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not ckpt.exists():
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "no checkpoint after 60 s"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    out, err = _signal_after_checkpoint(p, ckpt, signal.SIGINT)
     assert p.returncode == 130, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("nnfast: interrupted") and "--resume" in last
@@ -518,18 +523,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes(data_dir, tmp_path):
     argv = ["train", "--data-dir", str(data_dir), "--model", "cnn", "--epochs", "30",
             "--batch-size", "4", "--seed", "3", "--checkpoint-dir", "ck", "--quiet"]  # fmt: skip
     p = _run(argv, tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while not ckpt.exists():
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "no checkpoint after 60 s"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    out, err = _signal_after_checkpoint(p, ckpt, signal.SIGTERM)
     assert p.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("nnfast: interrupted")
     state = load_checkpoint(ckpt)["state"]["fit"]
