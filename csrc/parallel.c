@@ -1,10 +1,10 @@
 /* The thread pool behind nnf_parallel_for (see parallel.h).
  *
  * One job at a time, published through a single 64-bit word: generation | back | front, the
- * unclaimed chunks being [front, back). A thread claims one by compare-and-swap on the whole word, so a thread that read a
- * stale job can never claim a chunk of a newer one; the job's task and ctx are only read by a
- * thread whose claim then succeeds, and the caller cannot return (and reuse ctx) before every
- * claimed chunk has been counted done. Idle threads spin with `pause` for a short while, so
+ * unclaimed chunks being [front, back). A thread claims one by compare-and-swap on the whole
+ * word, so a thread that read a stale job can never claim a chunk of a newer one; the job's
+ * task and ctx are used only by a thread whose claim then succeeds, and the caller cannot
+ * return (and reuse ctx) before every claimed chunk has been counted done. Idle threads spin with `pause` for a short while, so
  * back-to-back kernel calls find them awake, then sleep on a condition variable. */
 #include "parallel.h"
 
@@ -108,8 +108,7 @@ static int64_t now_ns(void) {
  * the front and the other threads from the back, so that with two threads each one's chunks
  * are neighbours (adjacent output columns or rows: no cache line written by both, and the
  * hardware prefetcher's neighbouring lines are its own) unless one of them falls behind. */
-static ptrdiff_t run_chunks(uint32_t gen, int worker) {
-    ptrdiff_t ran = 0;
+static void run_chunks(uint32_t gen, int worker) {
     uint64_t s = atomic_load_explicit(&job_word, memory_order_acquire);
     while (GEN_OF(s) == gen && FRONT_OF(s) < BACK_OF(s)) {
         /* read before the claim: a successful claim proves they belong to this generation
@@ -117,13 +116,12 @@ static ptrdiff_t run_chunks(uint32_t gen, int worker) {
         const nnf_task_fn task = atomic_load_explicit(&job_task, memory_order_relaxed);
         void *const ctx = atomic_load_explicit(&job_ctx, memory_order_relaxed);
         const ptrdiff_t n = atomic_load_explicit(&job_n, memory_order_relaxed);
-        if (worker >= atomic_load_explicit(&job_nt, memory_order_relaxed)) return ran;
+        if (worker >= atomic_load_explicit(&job_nt, memory_order_relaxed)) return;
         const uint64_t claimed = worker == 0 ? s + 1 : s - ONE_BACK;
         if (!atomic_compare_exchange_weak_explicit(&job_word, &s, claimed, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue; /* s now holds the current word */
         task(ctx, worker == 0 ? (ptrdiff_t)FRONT_OF(s) : (ptrdiff_t)BACK_OF(s) - 1, worker);
-        ran++;
         /* seq_cst on both sides of the caller_sleeping handshake */
         if (atomic_fetch_add(&job_done, 1) + 1 == n && atomic_load(&caller_sleeping)) {
             pthread_mutex_lock(&lock);
@@ -132,7 +130,6 @@ static ptrdiff_t run_chunks(uint32_t gen, int worker) {
         }
         s = atomic_load_explicit(&job_word, memory_order_acquire);
     }
-    return ran;
 }
 
 #if defined(__linux__)
