@@ -300,8 +300,6 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
 
 int nnf_threads_enabled(void) { return 1; }
 
-int nnf_pool_size(void) { return n_workers; }
-
 #else /* no threads: every job runs on the caller */
 
 void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
@@ -310,7 +308,5 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
 }
 
 int nnf_threads_enabled(void) { return 0; }
-
-int nnf_pool_size(void) { return 0; }
 
 #endif

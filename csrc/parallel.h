@@ -34,8 +34,4 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt);
 /* 1 if this build has the thread pool (0: every job runs on the caller). */
 int nnf_threads_enabled(void);
 
-/* Worker threads started so far (for tests: the pool grows on demand, and is rebuilt after
- * fork in the child). */
-int nnf_pool_size(void);
-
 #endif

@@ -6,10 +6,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from helpers import signal_after_checkpoint, write_tiny_mnist
 
 import nnfast
 from nnfast import _cli_train, cli, io, models
@@ -20,24 +20,9 @@ from nnfast.data import write_idx
 N_TRAIN, N_TEST = 320, 100
 
 
-def _images(rng, labels):
-    """Class k: a bright 6x6 square at one of ten places, plus noise: learnable in one epoch."""
-    x = rng.integers(0, 60, size=(len(labels), 28, 28)).astype(np.uint8)
-    for i, k in enumerate(labels):
-        r, c = 2 + 12 * (k // 5), 2 + 5 * (k % 5)
-        x[i, r : r + 6 + 4, c : c + 4] = 250
-    return x
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        y = rng.integers(0, 10, size=n).astype(np.uint8)
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", _images(rng, y))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", y)
-    return d
+    return write_tiny_mnist(tmp_path_factory.mktemp("mnist"), N_TRAIN, N_TEST)
 
 
 @pytest.fixture(autouse=True)
@@ -418,22 +403,6 @@ def _run(args, cwd, **kw):
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=True, **kw)
 
 
-def _signal_after_checkpoint(p, ckpt, sig):
-    """Send sig to the run p once its first checkpoint exists; its (stdout, stderr)."""
-    try:
-        deadline = time.monotonic() + 60
-        while not ckpt.exists():
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "no checkpoint after 60 s"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        p.send_signal(sig)
-        return p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-
-
 def test_python_m_usage_error_exits_2(tmp_path):
     p = _run(["train", "--optimizer", "lbfgs"], tmp_path)
     out, err = p.communicate(timeout=60)
@@ -445,7 +414,7 @@ def test_sigint_writes_a_loadable_checkpoint(data_dir, tmp_path):
     ckpt = tmp_path / "ck" / "checkpoint.npz"
     p = _run(["train", "--data-dir", str(data_dir), "--model", "cnn", "--epochs", "50",
               "--batch-size", "4", "--seed", "3", "--checkpoint-dir", "ck"], tmp_path)  # fmt: skip
-    out, err = _signal_after_checkpoint(p, ckpt, signal.SIGINT)
+    out, err = signal_after_checkpoint(p, ckpt, signal.SIGINT)
     assert p.returncode == 130, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("nnfast: interrupted") and "--resume" in last
@@ -523,7 +492,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes(data_dir, tmp_path):
     argv = ["train", "--data-dir", str(data_dir), "--model", "cnn", "--epochs", "30",
             "--batch-size", "4", "--seed", "3", "--checkpoint-dir", "ck", "--quiet"]  # fmt: skip
     p = _run(argv, tmp_path)
-    out, err = _signal_after_checkpoint(p, ckpt, signal.SIGTERM)
+    out, err = signal_after_checkpoint(p, ckpt, signal.SIGTERM)
     assert p.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("nnfast: interrupted")
     state = load_checkpoint(ckpt)["state"]["fit"]

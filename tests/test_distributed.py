@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 import pytest
+from helpers import signal_after_checkpoint, write_tiny_mnist
 
-from nnfast.data import write_idx
 from nnfast.distributed import DistributedSampler
 
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
@@ -215,22 +215,9 @@ def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.npz", "b.npz", "job.py"]  # rank 0 wrote them
 
 
-def _mnist(d, n_train=320, n_test=100):
-    rng = np.random.default_rng(0)
-    d.mkdir()
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        y = rng.integers(0, 10, size=n).astype(np.uint8)
-        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-        for i, k in enumerate(y):
-            x[i, 2 + 12 * (k // 5) : 12 + 12 * (k // 5), 2 + 5 * (k % 5) : 6 + 5 * (k % 5)] = 250
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", x)
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", y)
-    return d
-
-
 @needs_mpi
 def test_cli_distributed_ctrl_c_and_resume(tmp_path):
-    data = _mnist(tmp_path / "data")
+    data = write_tiny_mnist(tmp_path / "data")
     train = [sys.executable, "-m", "nnfast", "train", "--distributed", "--data-dir", str(data),
              "--hidden", "8", "--batch-size", "4", "--seed", "1", "--checkpoint-dir", "ck",
              "--save", "m.npz", "--quiet"]  # fmt: skip
@@ -238,18 +225,8 @@ def test_cli_distributed_ctrl_c_and_resume(tmp_path):
                          text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True)  # fmt: skip
     ckpt = tmp_path / "ck" / "checkpoint.npz"
-    try:
-        deadline = time.monotonic() + 60
-        while not ckpt.exists():
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "no checkpoint after 60 s"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        p.send_signal(signal.SIGINT)  # Ctrl-C to mpiexec, which passes it on to the ranks
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+    # Ctrl-C to mpiexec, which passes it on to the ranks
+    out, err = signal_after_checkpoint(p, ckpt, signal.SIGINT)
     assert p.returncode == 130, err
     assert err.count("nnfast: interrupted") == 1 and "--resume" in err  # rank 0 alone says it
     from nnfast.checkpoint import read_checkpoint_state

@@ -5,12 +5,12 @@ records the precision in its checkpoint and --resume keeps it."""
 
 import numpy as np
 import pytest
+from helpers import write_tiny_mnist
 
 import nnfast
 from nnfast import _cli_train, cli, io, nn, optim
 from nnfast._native import core
 from nnfast.checkpoint import load_checkpoint
-from nnfast.data import write_idx
 from nnfast.train import fit
 
 pytestmark = pytest.mark.skipif(core is None, reason="bf16 needs the native extension")
@@ -155,16 +155,7 @@ def test_bf16_training_tracks_fp32(rng, name):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A tiny MNIST: class k is a bright bar at one of ten places, plus noise."""
-    d = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 256), ("t10k", 64)):
-        y = rng.integers(0, 10, size=n).astype(np.uint8)
-        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-        for i, k in enumerate(y):
-            x[i, 2 + 12 * (k // 5) : 12 + 12 * (k // 5), 2 + 5 * (k % 5) : 6 + 5 * (k % 5)] = 250
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", x)
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", y)
-    return d
+    return write_tiny_mnist(tmp_path_factory.mktemp("mnist"), 256, 64)
 
 
 def _train_args(data_dir, out, *extra):

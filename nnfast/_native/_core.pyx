@@ -27,7 +27,6 @@ cdef extern from "cpu.h" nogil:
 
 cdef extern from "parallel.h" nogil:
     int nnf_threads_enabled()
-    int nnf_pool_size()
 
 
 cdef extern from "isa.h" nogil:
@@ -153,11 +152,6 @@ def set_isa(str name):
 def threads_enabled():
     """True if this build has nnfast's thread pool (csrc/parallel.c)."""
     return bool(nnf_threads_enabled())
-
-
-def pool_size():
-    """Worker threads the pool has started so far (it grows on demand; none after fork)."""
-    return nnf_pool_size()
 
 
 def get_num_threads():

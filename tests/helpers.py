@@ -1,0 +1,45 @@
+"""Helpers shared by several test files (imported as `helpers`: pytest puts tests/ on sys.path)."""
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from nnfast.data import write_idx
+
+
+def write_tiny_mnist(d, n_train=320, n_test=100, seed=0):
+    """The four MNIST IDX files in directory d (created), learnable in one epoch: class k is a
+    bright 10x4 bar at one of ten places, plus noise. Returns d."""
+    rng = np.random.default_rng(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, size=n).astype(np.uint8)
+        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(y):
+            r, c = 2 + 12 * (k // 5), 2 + 5 * (k % 5)
+            x[i, r : r + 10, c : c + 4] = 250
+        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return d
+
+
+def signal_after_checkpoint(p, ckpt, sig, timeout=60):
+    """Send sig to the running process p once the checkpoint file ckpt exists; returns p's
+    (stdout, stderr). Whatever happens, p (and its process group, if it leads one) is gone."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ckpt.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, f"no checkpoint after {timeout} s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(sig)
+        return p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # mpiexec and its ranks
+            except OSError:
+                p.kill()
