@@ -18,7 +18,8 @@ enum {
 
 /* Every ISA path, one row each, worst first: X(ID, name, "features").
  * Adding an ISA is its kernel files (gemm_kernel_<name>.c and eltwise_kernel_<name>.c, which
- * define that ISA's kernel tables, empty when NNF_HAVE_<ID> is not defined) plus a row here;
+ * define that ISA's kernel tables, empty when NNF_HAVE_<ID> is not defined, and its bf16 GEMM
+ * kernel nnf_gemm_bf16_ukernel_<name>, empty when it has none: gemm_bf16.h) plus a row here;
  * isa.c builds the dispatch table from this list and setup.py reads it too.
  *   features  what the CPU must have, comma-separated as GCC spells them: setup.py compiles the
  *             kernel files with -m<feature> for each and NNF_HAVE_<ID> defined; at run time

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "eltwise.h"
+#include "isa.h"
 #include "parallel.h"
 
 /* The emulated kernels' packing: bf16-rounded values in fp32, each K-pair swapped. */
@@ -31,12 +32,12 @@ static void pack_rounded(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_
 }
 
 void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
-    if (nnf_isa_active() == NNF_ISA_AVX512 && nnf_gemm_bf16_ukernel_avx512bf16.fn &&
-        nnf_cpu_has("avx512bf16,avx512bw")) { /* beyond the avx512 path's features */
-        *uk = nnf_gemm_bf16_ukernel_avx512bf16;
+    const nnf_isa_desc *d = nnf_isa_current();
+    if (d->bf16->fn && nnf_cpu_has(d->bf16->features)) {
+        *uk = *d->bf16;
         return;
     }
-    const nnf_gemm_ukernel *f = &nnf_gemm_active_ukernels()->ukr[0][0];
+    const nnf_gemm_ukernel *f = &d->gemm->ukr[0][0];
     uk->mr = f->mr;
     uk->nr = f->nr;
     uk->mc = f->mc;
@@ -46,6 +47,7 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
     uk->name = f->name;
     uk->pairs = 0;
     uk->pack = pack_rounded;
+    uk->features = "";
 }
 
 /* One bf16 GEMM in flight: the problem, the current (jc, pc) block and the packed buffers.

@@ -61,13 +61,15 @@ typedef struct {
     const char *name;
     int pairs;      /* 1: bf16 K-pairs (vdpbf16ps); 0: emulated on fp32 storage */
     nnf_bf16_pack_fn pack;
+    const char *features; /* CPU features it needs beyond its ISA path's (cpu.h spelling) */
 } nnf_gemm_bf16_ukernel;
 
-/* The vdpbf16ps kernel; fn is NULL in a build whose compiler could not make it. */
-extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16;
+/* Each ISA path has one native bf16 kernel in its row of the dispatch table (isa.h), defined by
+ * the path's kernel files as nnf_gemm_bf16_ukernel_<path>: fn is NULL for a path without one
+ * (or a build whose compiler could not make it), and then the path runs emulated. */
 
-/* The kernel the active ISA path uses: on the avx512 path of a CPU with AVX512_BF16 the
- * vdpbf16ps kernel, elsewhere the path's widest fp32 kernel, emulated. */
+/* The kernel the active ISA path uses: the path's native kernel when it has one and the CPU
+ * has its extra features, else the path's widest fp32 kernel, emulated. */
 void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
 
 #endif

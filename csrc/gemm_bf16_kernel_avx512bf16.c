@@ -1,5 +1,5 @@
-/* AVX512_BF16 GEMM micro-kernel and packing (this file alone is compiled with -mavx512bf16
- * and the AVX-512 flags; used only when the CPU has AVX512_BF16). vdpbf16ps does 32
+/* AVX512_BF16 GEMM micro-kernel and packing: the avx512 path's bf16 kernel (this file alone is
+ * compiled with -mavx512bf16 and the AVX-512 flags; used only when the CPU has AVX512_BF16). vdpbf16ps does 32
  * multiply-adds per zmm instruction, twice an fp32 FMA's 16. The 12 x 32 tile keeps the fp32
  * kernel's shape: 24 zmm accumulators, per K-pair two B loads and twelve 32-bit broadcasts of
  * A's pairs. Packing converts with VCVTNE2PS2BF16 (round to nearest even, subnormals to zero),
@@ -156,7 +156,7 @@ static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const ui
     }
 }
 
-const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16 = {
+const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512 = {
     .mr = MR,
     .nr = NR,
     .mc = 96,
@@ -166,7 +166,8 @@ const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16 = {
     .name = "bgemm_ukr_12x32_avx512bf16",
     .pairs = 1,
     .pack = pack_pairs,
+    .features = "avx512bf16,avx512bw",
 };
 #else
-const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512bf16 = {0};
+const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512 = {0};
 #endif

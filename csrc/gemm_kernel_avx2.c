@@ -3,6 +3,7 @@
  * broadcasts per step, within the two loads per cycle of most AVX2 cores. Narrow 12 x 1-vector
  * tiles serve skinny N. Edges use maskload/maskstore. */
 #include "gemm.h"
+#include "gemm_bf16.h"
 
 #ifdef NNF_HAVE_AVX2 /* set by setup.py when the compiler accepts this file's ISA flags */
 #include <immintrin.h>
@@ -69,3 +70,7 @@ nnf_gemm_ukernels nnf_gemm_ukernels_avx2 = {.ukr = {
 #else
 nnf_gemm_ukernels nnf_gemm_ukernels_avx2;
 #endif
+
+/* No native bf16 kernel (AVX2 has no bf16 dot product): bf16 products run emulated on the
+ * fp32 kernels above. */
+const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx2 = {0};

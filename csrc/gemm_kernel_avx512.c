@@ -88,3 +88,6 @@ nnf_gemm_ukernels nnf_gemm_ukernels_avx512 = {.ukr = {
 #else
 nnf_gemm_ukernels nnf_gemm_ukernels_avx512;
 #endif
+
+/* The avx512 path's bf16 kernel, nnf_gemm_bf16_ukernel_avx512, is in gemm_bf16_kernel_avx512bf16.c:
+ * it needs the AVX512_BF16 flags, which this file must not be compiled with. */

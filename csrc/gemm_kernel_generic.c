@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "gemm_bf16.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 typedef float vf4 __attribute__((vector_size(16)));
@@ -82,3 +83,6 @@ nnf_gemm_ukernels nnf_gemm_ukernels_generic = {.ukr = {
     [0] = {NNF_GEMM_UKERNEL(sgemm_ukr_4x8_generic, 4, 8, 128, 256, 2048, NULL)}, /* float32 */
     [1] = {NNF_GEMM_UKERNEL(dgemm_ukr_4x4_generic, 4, 4, 128, 256, 2048, NULL)}, /* float64 */
 }};
+
+/* No native bf16 kernel: bf16 products run emulated on the fp32 kernel above. */
+const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_generic = {0};

@@ -8,6 +8,7 @@
  * they do not clash with the field names below.) */
 #define NNF_ISA_EXTERNS_(ID, id, feats)                                                      \
     extern nnf_gemm_ukernels nnf_gemm_ukernels_##id;                                          \
+    extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_##id;                            \
     extern nnf_eltwise_kernels nnf_eltwise_kernels_##id;                                      \
     extern nnf_optim_kernels nnf_optim_kernels_##id;                                          \
     extern nnf_conv_kernels nnf_conv_kernels_##id;
@@ -19,6 +20,7 @@ NNF_ISAS(NNF_ISA_EXTERNS_)
         .name = #id,                                                                          \
         .features = feats,                                                                    \
         .gemm = &nnf_gemm_ukernels_##id,                                                      \
+        .bf16 = &nnf_gemm_bf16_ukernel_##id,                                                  \
         .eltwise = &nnf_eltwise_kernels_##id,                                                 \
         .optim = &nnf_optim_kernels_##id,                                                     \
         .conv = &nnf_conv_kernels_##id,                                                       \

@@ -11,12 +11,14 @@
 #include "cpu.h"
 #include "eltwise.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "optim.h"
 
 typedef struct {
     const char *name;     /* "avx2" */
     const char *features; /* "avx2,fma": comma-separated, as GCC spells them */
     nnf_gemm_ukernels *gemm; /* not const: nnf_gemm_set_blocking retunes it */
+    const nnf_gemm_bf16_ukernel *bf16; /* native bf16 kernel; fn NULL: emulated on gemm's */
     const nnf_eltwise_kernels *eltwise;
     const nnf_optim_kernels *optim;
     const nnf_conv_kernels *conv;

@@ -42,8 +42,13 @@ def test_every_isa_row_is_complete():
         assert core.isa_missing(name) == [], name
     if X86_64 and sys.platform.startswith("linux"):  # setup.py builds every path with GCC/Clang
         assert core.isa_compiled() == names
-    with pytest.raises(ValueError, match="unknown ISA"):
-        core.isa_missing("sse9")
+        # the one native bf16 kernel is the avx512 row's; the other paths emulate bf16
+        bf16 = {name: core.isa_bf16_kernel(name) for name in names}
+        assert bf16.pop("avx512")["name"].endswith("_avx512bf16")
+        assert set(bf16.values()) == {None}
+    for query in (core.isa_missing, core.isa_bf16_kernel):
+        with pytest.raises(ValueError, match="unknown ISA"):
+            query("sse9")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
@@ -73,6 +78,12 @@ def test_nnfast_isa_forces_each_path(name, monkeypatch):
         assert nnfast.get_isa() == name
         kernels = [u["name"] for d in nnfast.info()["gemm_kernels"].values() for u in d]
         assert kernels and all(k.endswith(f"_{name}") for k in kernels), kernels
+        (bf16,) = nnfast.info()["bf16_kernels"]  # the row's native kernel, or its fp32 one
+        native = core.isa_bf16_kernel(name)
+        if native and core.cpu_has(",".join(native["features"])):
+            assert bf16["name"] == native["name"] and not bf16["emulated"]
+        else:
+            assert bf16["name"] == kernels[0] and bf16["emulated"]
         x = np.linspace(-3, 3, 101, dtype=np.float32)
         assert np.array_equal(F.relu(x), np.maximum(x, 0))
         m = Linear(3, 2, seed=0)

@@ -74,9 +74,17 @@ cdef extern from "gemm_bf16.h" nogil:
                       const nnf_gemm_epilogue *ep)
     ctypedef struct nnf_gemm_bf16_ukernel:
         int mr, nr, mc, kc, nc
+        void *fn
         const char *name
         int pairs
+        const char *features
     void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk)
+
+
+cdef extern from "isa.h" nogil:
+    ctypedef struct nnf_isa_desc:
+        const nnf_gemm_bf16_ukernel *bf16
+    const nnf_isa_desc nnf_isa_table[]
 
 
 GEMM_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
@@ -117,6 +125,15 @@ def isa_missing(str name):
     if nnf_isa_missing(isa, buf, sizeof(buf)) == 0:
         return []
     return buf.decode().split(", ")
+
+
+def isa_bf16_kernel(str name):
+    """Path `name`'s native bf16 GEMM kernel in its table row, as {"name", "features" (beyond
+    the path's)}, or None where the path (or this build) has none and bf16 runs emulated."""
+    cdef const nnf_gemm_bf16_ukernel *k = nnf_isa_table[_isa_index(name)].bf16
+    if k.fn == NULL:
+        return None
+    return {"name": k.name.decode(), "features": [f for f in k.features.decode().split(",") if f]}
 
 
 cdef nnf_isa _isa_index(str name) except -1:
