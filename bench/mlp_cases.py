@@ -1,5 +1,7 @@
 """The MLP training step measured by the benchmarks: nnfast, plain numpy, and PyTorch."""
 
+import contextlib
+
 import numpy as np
 from numpy_mlp import NumpyMLP
 
@@ -41,8 +43,10 @@ def numpy_step(seed=0):
     return lambda: mlp.step(x, y)
 
 
-def torch_step(seed=0):
-    """None when PyTorch is not installed."""
+def torch_step(seed=0, autocast=False):
+    """A closure running one PyTorch training step, or None when PyTorch is not installed.
+    ``autocast``: forward and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)``, the
+    PyTorch counterpart of nnfast's bf16 matmul precision (weights and Adam stay fp32)."""
     try:
         import torch
     except ImportError:
@@ -59,7 +63,8 @@ def torch_step(seed=0):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        value = loss(model(xt), yt)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+            value = loss(model(xt), yt)
         value.backward()
         opt.step()
         return value.item()
