@@ -43,8 +43,8 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
  * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).
  * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.
  * bwd_w: dwk (=, or += when beta is 1) the sum over the batch of dy (*) x.
- * bwd_x: dx (=) the transposed convolution of dy with wk. NNF_ENOMEM if the scratch (a padded
- * image per thread, bwd_w's per-chunk partial sums) cannot be allocated, NNF_EISA if the build
+ * bwd_x: dx (=) the transposed convolution of dy with wk. NNF_ENOMEM if the scratch (one image's
+ * windows per thread, bwd_w's per-chunk partial sums) cannot be allocated, NNF_EISA if the build
  * has no direct kernels (a compiler without GCC's vector extensions). */
 int nnf_conv_direct_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                           const float *wk, ptrdiff_t cout, const float *bias, int relu,
@@ -66,23 +66,39 @@ int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, ptrdiff_t n, ptr
                             double *dx);
 
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
- * eltwise_kernel_<isa>.c with that ISA's flags). One image each, on the calling thread, over a
- * zero-padded input xp (C, Hp, Wp) followed by 8 slack values: fwd writes y (Cout, Ho, Wo) (=),
- * bwd_w adds the image's weight gradient into dwk (Cout, C*KH*KW) (+=), bwd_x adds the input
- * gradient into the padded dxp (+=). */
+ * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
+ * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of NNF_CONV_SCRATCH values,
+ * 64-byte aligned and zeroed before the first call (the kernels keep the zeros they rely on):
+ * fwd writes y (=); bwd_w writes part (Cout, C*KH*KW) (=) the images' weight gradient;
+ * bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed to (C*KH*KW, Cout).
+ * Vectors are at most NNF_CONV_VEC_BYTES; rows of pixels in the scratch have a stride of
+ * NNF_CONV_PIXELS(Ho*Wo, T), a multiple of NNF_CONV_BLOCK_BYTES, so blocks of whole vectors
+ * never leave their row. */
+#define NNF_CONV_VEC_BYTES 64
+#define NNF_CONV_BLOCK_BYTES 128
+#define NNF_CONV_PIXELS(np, T)                                                                \
+    (((np) + NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T) - 1) /                               \
+     (NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T)) * (NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T)))
+/* kk + 1 rows of pixels (one image's windows, tap-major, and a row of zeros), then either
+ * bwd_w's vector partial sums (Cout * kk vectors) or bwd_x's copy of dy (Cout rows) */
+#define NNF_CONV_SCRATCH(kk, np, cout, T)                                                     \
+    (((kk) + 1) * NNF_CONV_PIXELS(np, T) +                                                    \
+     ((cout) * (kk) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T)) > (cout) * NNF_CONV_PIXELS(np, T) \
+          ? (cout) * (kk) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T))                       \
+          : (cout) * NNF_CONV_PIXELS(np, T)))
 #define NNF_CONV_KERNEL_TYPES_(T, TS)                                                         \
-    typedef void (*nnf_conv_fwd_image_##TS)(T *y, const T *xp, const T *wk, const T *bias,   \
-                                             int relu, ptrdiff_t c, ptrdiff_t hp, ptrdiff_t wp, \
-                                             ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,      \
-                                             const nnf_conv_geom *g);                         \
-    typedef void (*nnf_conv_bwd_w_image_##TS)(T *dwk, const T *dy, const T *xp, ptrdiff_t c, \
-                                               ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cout,    \
-                                               ptrdiff_t ho, ptrdiff_t wo,                    \
-                                               const nnf_conv_geom *g);                       \
-    typedef void (*nnf_conv_bwd_x_image_##TS)(T *dxp, const T *dy, const T *wk, ptrdiff_t c, \
-                                               ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cout,    \
-                                               ptrdiff_t ho, ptrdiff_t wo,                    \
-                                               const nnf_conv_geom *g);
+    typedef void (*nnf_conv_fwd_image_##TS)(T *y, const T *x, ptrdiff_t nb, const T *wk,     \
+                                             const T *bias, int relu, ptrdiff_t c, ptrdiff_t h, \
+                                             ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,       \
+                                             ptrdiff_t wo, const nnf_conv_geom *g, T *scratch); \
+    typedef void (*nnf_conv_bwd_w_image_##TS)(T *part, const T *dy, const T *x, ptrdiff_t nb, \
+                                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,         \
+                                               ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,    \
+                                               const nnf_conv_geom *g, T *scratch);           \
+    typedef void (*nnf_conv_bwd_x_image_##TS)(T *dx, const T *dy, const T *wkt, ptrdiff_t nb, \
+                                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,         \
+                                               ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,    \
+                                               const nnf_conv_geom *g, T *scratch);
 NNF_CONV_KERNEL_TYPES_(float, s)
 NNF_CONV_KERNEL_TYPES_(double, d)
 #undef NNF_CONV_KERNEL_TYPES_

@@ -234,6 +234,30 @@ def _col2im(rng):
     return run, (want,), (1e-6, 1e-6)
 
 
+def _conv_direct(rng):
+    """The direct kernel (C*KH*KW <= DIRECT_MAX_K): forward with ReLU, both gradients."""
+    x = rng.standard_normal((16, 2, 28, 28)).astype(np.float32)  # 16 x 8 x 784 x 18 MACs
+    w = rng.standard_normal((8, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    dy = rng.standard_normal((16, 8, 28, 28)).astype(np.float32)
+    geom = _convops.geometry(**GEOM)
+    win = _windows(x.astype(np.float64), geom)  # (N, C, Ho, Wo, KH, KW)
+    y_want = np.maximum(np.einsum("nchwij,ocij->nohw", win, w) + b[:, None, None], 0)
+    dw_want = np.einsum("nchwij,nohw->ocij", win, dy)
+    cols = dy.transpose(0, 2, 3, 1).reshape(-1, 8).astype(np.float64) @ w.reshape(8, -1)
+    dx_want = np.empty(x.shape)
+    _col2im_reference(cols, geom, dx_want)
+
+    def run():
+        y, dw, dx = nan((16, 8, 28, 28)), nan(w.shape), nan(x.shape)
+        core.conv2d_direct(x, w, b, geom, True, y)
+        core.conv2d_direct_backward_weight(x, dy, geom, False, dw)
+        core.conv2d_direct_backward_input(dy, w, geom, dx)
+        return y, dw, dx
+
+    return run, (y_want, dw_want, dx_want), (1e-5, 1e-3)
+
+
 POOL_X = (32, 16, 28, 28)
 
 
@@ -310,6 +334,7 @@ CASES = {
     "bce_with_logits_loss": _pair_loss("bce", loss_value=True),
     "im2col": _im2col,
     "col2im": _col2im,
+    "conv_direct": _conv_direct,
     "max_pool2d": _pool("max"),
     "avg_pool2d": _pool("avg"),
     "adam": _adam,
