@@ -2,11 +2,11 @@
 baseline (bench/numpy_cnn.py) and, when it is installed, PyTorch (CPU), in interleaved rounds
 (median of per-round ratios, each contender timed after the others' threads have gone idle:
 bench/timing.py), plus the split of nnfast's step time per layer (and how much of
-the conv layers is im2col/col2im). PyTorch is never a dependency: without it, its column is
-skipped. The same model with every convolution on im2col + GEMM (``DIRECT_MAX_K = 0``, the
-path before the direct kernel) runs as a fourth contender, and its per-layer split beside the
-default one. Targets (issue 14): a cnn_small step <= 0.5x PyTorch's time, a lenet5 step
-<= 0.35x; im2col + col2im <= 10% of the conv layers' time.
+the GEMM convolutions' time goes to unfolding and folding columns, from the C kernel's own
+counters). PyTorch is never a dependency: without it, its column is skipped. The same model
+with every convolution on the GEMM path (``DIRECT_MAX_K = 0``) runs as a fourth contender, and
+its per-layer split beside the default one. Targets (issue 14): a cnn_small step <= 0.5x
+PyTorch's time, a lenet5 step <= 0.35x; the column work <= 10% of the conv layers' time.
 
     python bench/compare_cnn.py [--models lenet5,cnn_small] [--rounds 9] [--threads 2]
 """
@@ -25,14 +25,15 @@ from numpy_cnn import NumpyCNN
 from timing import Contender, finite, interleave, median, ratio
 
 import nnfast
-from nnfast import _convops, models, nn
+from nnfast import models, nn
+from nnfast._native import core
 from nnfast.nn import conv as conv_module
 from nnfast.optim import Adam
 
 
 @contextlib.contextmanager
-def im2col_only(on=True):
-    """Every Conv2d on im2col + GEMM while active (the direct kernel off)."""
+def gemm_only(on=True):
+    """Every Conv2d on the GEMM path while active (the direct kernel off)."""
     before = conv_module.DIRECT_MAX_K
     conv_module.DIRECT_MAX_K = 0 if on else before
     try:
@@ -90,23 +91,11 @@ def make_torch(name, threads):
 
 
 def layer_split(model, x, y, reps=5):
-    """Seconds per step spent in each layer (forward + backward) and in im2col/col2im."""
+    """Seconds per step spent in each layer (forward + backward), and the thread-seconds of
+    the GEMM convolutions: (in column work, in all)."""
     loss = nn.CrossEntropyLoss()
     per_layer = defaultdict(float)
-    conv_ops = {"im2col": 0.0, "col2im": 0.0}
-    originals = {k: getattr(_convops, k) for k in conv_ops}
-
-    def wrap(name):
-        def f(*a, **k):
-            t = time.perf_counter()
-            r = originals[name](*a, **k)
-            conv_ops[name] += time.perf_counter() - t
-            return r
-
-        return f
-
-    for k in conv_ops:
-        setattr(_convops, k, wrap(k))
+    core.conv_profile(True)
     try:
         for _ in range(reps):
             h = x
@@ -126,9 +115,8 @@ def layer_split(model, x, y, reps=5):
                 )
                 per_layer[(i, type(m).__name__)] += time.perf_counter() - t
     finally:
-        for k, f in originals.items():
-            setattr(_convops, k, f)
-    return {k: v / reps for k, v in per_layer.items()}, {k: v / reps for k, v in conv_ops.items()}
+        columns, total = core.conv_profile(False)
+    return {k: v / reps for k, v in per_layer.items()}, (columns / reps, total / reps)
 
 
 def main(argv=None):
@@ -148,11 +136,11 @@ def main(argv=None):
         tstep = make_torch(name, args.threads)
         _, gemm_step = make_nnfast(name)
 
-        def step_im2col(x, y, s=gemm_step):
-            with im2col_only():
+        def step_gemm(x, y, s=gemm_step):
+            with gemm_only():
                 return s(x, y)
 
-        steps = {"nnfast": step, "nnfast-im2col": step_im2col, "numpy": base.step}
+        steps = {"nnfast": step, "nnfast-gemm": step_gemm, "numpy": base.step}
         if tstep:
             steps["torch"] = tstep
         # each timed after the others' BLAS threads have gone idle (bench/timing.py): timed
@@ -169,8 +157,8 @@ def main(argv=None):
             f"{ratio(times, 'numpy', 'nnfast'):.2f}x (median of {args.rounds} rounds)"
         )
         print(
-            f"    all convolutions on im2col + GEMM: {median(times, 'nnfast-im2col') * 1e3:.1f} "
-            f"ms/step; nnfast time / that time {ratio(times, 'nnfast', 'nnfast-im2col'):.2f}"
+            f"    all convolutions on the GEMM path: {median(times, 'nnfast-gemm') * 1e3:.1f} "
+            f"ms/step; nnfast time / that time {ratio(times, 'nnfast', 'nnfast-gemm'):.2f}"
         )
         if tstep:
             target = {"cnn_small": 0.5, "lenet5": 0.35}.get(name)
@@ -178,23 +166,24 @@ def main(argv=None):
                   f"PyTorch time {ratio(times, 'nnfast', 'torch'):.2f}"
                   + (f" (target <= {target})" if target else ""))  # fmt: skip
         splits = {}
-        for label, off in (("default", False), ("im2col only", True)):
-            with im2col_only(off):
+        for label, off in (("default", False), ("GEMM only", True)):
+            with gemm_only(off):
                 splits[label] = layer_split(model, x, y)
-        print(f"    {'layer (forward + backward)':24} {'default':>14} {'im2col only':>14}")
+        print(f"    {'layer (forward + backward)':24} {'default':>14} {'GEMM only':>14}")
         totals = {k: sum(v[0].values()) for k, v in splits.items()}
         for key in sorted(splits["default"][0]):
             i, n = key
             cells = [f"{v[0][key] * 1e3:7.2f} ms {100 * v[0][key] / totals[k]:3.0f}%"
                      for k, v in splits.items()]  # fmt: skip
             print(f"    {i}: {n:21} {cells[0]:>14} {cells[1]:>14}")
-        for label, (split, conv_ops) in splits.items():
-            conv_total = sum(v for (i, n), v in split.items() if n == "Conv2d")
-            share = sum(conv_ops.values()) / conv_total if conv_total else 0.0
+        for label, (_, (columns, total)) in splits.items():
+            # thread-seconds over thread-seconds: the direct layers have no column work, so
+            # this share of the GEMM convolutions bounds the share of all conv layers
+            share = columns / total if total else 0.0
             print(
-                f"    {label}: im2col {conv_ops['im2col'] * 1e3:.2f} ms + col2im "
-                f"{conv_ops['col2im'] * 1e3:.2f} ms = {100 * share:.1f}% of the conv layers' "
-                f"time (target <= 10%)",
+                f"    {label}: column work (unfold + fold) {columns * 1e3:.2f} of "
+                f"{total * 1e3:.2f} thread-ms in the GEMM convolutions = {100 * share:.1f}% "
+                f"(target <= 10%)",
                 flush=True,
             )
 

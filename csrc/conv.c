@@ -5,8 +5,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dtype.h"
+#include "eltwise.h"
+#include "gemm.h"
+#include "gemm_bf16.h"
 #include "isa.h"
 #include "parallel.h"
 
@@ -40,6 +44,85 @@ static int batch_threads(ptrdiff_t items, double work_each) {
     if (nt > items) nt = items < 1 ? 1 : (int)items;
     return nt;
 }
+
+/* Outputs [lo, hi) of a row whose input column ow*s - p + off falls inside [0, w). */
+static void conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p, ptrdiff_t off,
+                             ptrdiff_t *lo, ptrdiff_t *hi) {
+    const ptrdiff_t first = p - off, end = w + p - off; /* ow*s must be in [first, end) */
+    ptrdiff_t a = first <= 0 ? 0 : (first + s - 1) / s;
+    ptrdiff_t b = end <= 0 ? 0 : (end + s - 1) / s;
+    if (a > wo) a = wo;
+    if (b > wo) b = wo;
+    *lo = a;
+    *hi = b < a ? a : b;
+}
+
+/* Output rows [*oh_lo, *oh_hi) of kernel row i read inside the image (ih in [0, h)). */
+static inline void conv_valid_rows(ptrdiff_t ho, ptrdiff_t h, const nnf_conv_geom *g, int i,
+                                   ptrdiff_t *oh_lo, ptrdiff_t *oh_hi) {
+    conv_valid_range(ho, h, g->sh, g->ph, (ptrdiff_t)i * g->dh, oh_lo, oh_hi);
+}
+
+/* Images per group of the GEMM convolution: as many as keep a group's columns and output
+ * (per_image bytes each) within a quarter of a 1 MiB L2, at least one. */
+static ptrdiff_t conv_group_images(ptrdiff_t per_image, ptrdiff_t n) {
+    const ptrdiff_t budget = 256 << 10;
+    ptrdiff_t nb = per_image > 0 ? budget / per_image : n;
+    if (nb > n) nb = n;
+    return nb < 1 ? 1 : nb;
+}
+
+/* Profiling of the GEMM convolution (nnf_conv_profile): thread-seconds spent in column work
+ * (unfold and fold) and in the chunks as a whole, summed over threads. */
+static atomic_int conv_profiling;
+static _Atomic long long conv_profile_ns[NNF_CONV_PROFILE_SLOTS];
+
+static double conv_profile_clock(void) {
+    if (!atomic_load_explicit(&conv_profiling, memory_order_relaxed)) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void conv_profile_add(int slot, double t0) {
+    if (t0 == 0) return;
+    atomic_fetch_add_explicit(&conv_profile_ns[slot], (long long)(conv_profile_clock() - t0),
+                              memory_order_relaxed);
+}
+
+void nnf_conv_profile(int on, double *seconds) {
+    for (int i = 0; i < NNF_CONV_PROFILE_SLOTS; i++) {
+        if (seconds) seconds[i] = (double)atomic_load(&conv_profile_ns[i]) * 1e-9;
+        atomic_store(&conv_profile_ns[i], 0);
+    }
+    atomic_store(&conv_profiling, on != 0);
+}
+
+/* The GEMMs of the convolution, float32 optionally in bf16; a call from inside a task runs on
+ * its thread. */
+static int conv_gemm_s(int bf16, int ta, int tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                       const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, int beta,
+                       float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
+    if (bf16) return nnf_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, ep);
+    return nnf_sgemm_ep(NNF_GEMM_PACKED, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, (float)beta, c,
+                        ldc, ep);
+}
+
+static int conv_gemm_d(int bf16, int ta, int tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                       const double *a, ptrdiff_t lda, const double *b, ptrdiff_t ldb, int beta,
+                       double *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
+    (void)bf16; /* refused for float64 by the caller */
+    return nnf_dgemm_ep(NNF_GEMM_PACKED, ta, tb, m, n, k, 1.0, a, lda, b, ldb, (double)beta, c,
+                        ldc, ep);
+}
+
+#define T float
+#define TS s
+#include "conv_gemm_impl.inc"
+
+#define T double
+#define TS d
+#include "conv_gemm_impl.inc"
 
 #define T float
 #define TS s

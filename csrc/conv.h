@@ -39,6 +39,34 @@ int nnf_col2im_s(const float *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdi
 int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                  const nnf_conv_geom *g, double *dx);
 
+/* Convolution as GEMMs over groups of images (conv_gemm_impl.inc), one call per layer:
+ * x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo); no column matrix of the batch.
+ * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.
+ * bwd: dwk (=, or += when beta is 1) the weight gradient for dy, and dx (=) the input
+ * gradient unless dx is NULL. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
+ * NNF_EINVAL for float64). NNF_ENOMEM if the scratch (columns per thread, weight-gradient
+ * partials per chunk) cannot be allocated; on any error dwk is left as it was. */
+int nnf_conv_gemm_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
+                        const float *wk, ptrdiff_t cout, const float *bias, int relu, int bf16,
+                        const nnf_conv_geom *g, float *y);
+int nnf_conv_gemm_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
+                        const double *wk, ptrdiff_t cout, const double *bias, int relu, int bf16,
+                        const nnf_conv_geom *g, double *y);
+int nnf_conv_gemm_bwd_s(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h,
+                        ptrdiff_t w, const float *wk, ptrdiff_t cout, int bf16,
+                        const nnf_conv_geom *g, int beta, float *dwk, float *dx);
+int nnf_conv_gemm_bwd_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
+                        ptrdiff_t h, ptrdiff_t w, const double *wk, ptrdiff_t cout, int bf16,
+                        const nnf_conv_geom *g, int beta, double *dwk, double *dx);
+
+/* Benchmark hook: seconds[i] gets the thread-seconds the GEMM convolution has spent, since the
+ * last call, in its column work (unfolding and folding, slot 0) and in all (slot 1); the
+ * counters restart, and keep counting only while `on` (off by default: no clock reads). */
+#define NNF_CONV_PROFILE_COLUMNS 0
+#define NNF_CONV_PROFILE_TOTAL 1
+#define NNF_CONV_PROFILE_SLOTS 2
+void nnf_conv_profile(int on, double *seconds);
+
 /* Direct convolution, for layers whose C*KH*KW is small (the GEMM would be degenerate and the
  * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).
  * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.

@@ -28,9 +28,10 @@ _precision = "fp32"  # what precision=None means for float32 products: see set_m
 
 
 def set_gemm_backend(name: str) -> None:
-    """Route every ``variant="auto"`` product (all of nnfast's layers) to ``"native"`` (the
-    packed C kernels; SciPy's BLAS when the extension is missing) or ``"blas"`` (SciPy's
-    sgemm/dgemm). Explicit variants are unaffected. The CLI's ``--backend`` sets this."""
+    """Route every ``variant="auto"`` product (``Linear`` layers included) to ``"native"``
+    (the packed C kernels; SciPy's BLAS when the extension is missing) or ``"blas"`` (SciPy's
+    sgemm/dgemm). Explicit variants are unaffected, and so are convolutions, whose GEMMs run
+    inside nnfast's C kernel. The CLI's ``--backend`` sets this."""
     global _backend
     if name not in ("native", "blas"):
         raise ValueError(f"set_gemm_backend: expected 'native' or 'blas', got {name!r}")

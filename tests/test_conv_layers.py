@@ -123,30 +123,34 @@ def test_direct_kernel_ignores_nan_in_a_pending_gradient(rng):
     assert conv._direct and np.isfinite(conv.weight.grad).all()
 
 
-def test_chunked_equals_unchunked(rng, monkeypatch):
-    """A column buffer capped below one image forces one chunk per image (and backward
-    recomputes the columns): same outputs and gradients as the single-chunk path."""
+@pytest.mark.parametrize(
+    "args,kwargs,hw",
+    [
+        ((3, 4, 3), {"padding": 1}, 30),  # columns of two images fit a group: groups 2, 2, 1
+        ((3, 4, 3), {"stride": 2, "padding": 2, "dilation": 2}, 41),
+        ((2, 3, 1), {}, 6),  # 1x1: several images per group, unfolded
+        ((2, 3, 1), {}, 200),  # 1x1: one image per group, x read in place
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_path_groups_equal_one_image_at_a_time(args, kwargs, hw, dtype, rng, monkeypatch):
+    """The GEMM path cuts a batch into groups of images (a remainder group included): the
+    outputs and gradients equal those of each image run alone."""
     monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
-    x = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
-    whole = nn.Conv2d(3, 4, 3, padding=1, seed=4)
-    chunked = nn.Conv2d(3, 4, 3, padding=1, seed=4, max_cols_bytes=1)
-    y1, y2 = whole(x), chunked(x)
-    np.testing.assert_allclose(y1, y2, rtol=1e-6, atol=1e-6)
-    dy = rng.standard_normal(y1.shape).astype(np.float32)
-    dx1, dx2 = whole.backward(dy), chunked.backward(dy)
-    np.testing.assert_allclose(dx1, dx2, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(whole.weight.grad, chunked.weight.grad, rtol=1e-5, atol=1e-5)
-    assert chunked._cols.nbytes < whole._cols.nbytes
-
-
-def test_column_buffer_is_reused(rng, monkeypatch):
-    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
-    conv = nn.Conv2d(1, 2, 3)
-    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
-    conv.backward(np.ones_like(conv(x)))
-    buf = conv._cols
-    conv.backward(np.ones_like(conv(x)))
-    assert conv._cols is buf
+    conv = nn.Conv2d(*args, **kwargs, seed=4, dtype=dtype)
+    x = rng.standard_normal((5, args[0], hw, hw)).astype(dtype)
+    y = conv(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = conv.backward(dy)
+    dw = conv.weight.grad.copy()
+    conv.zero_grad()
+    alone = []
+    for i in range(5):
+        alone.append((conv(x[i : i + 1]), conv.backward(dy[i : i + 1])))
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(np.concatenate([a for a, _ in alone]), y, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.concatenate([b for _, b in alone]), dx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(conv.weight.grad, dw, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(

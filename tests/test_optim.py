@@ -259,9 +259,9 @@ def _stale_grads(params):
         lambda: nn.Linear(5, 3, activation="relu", dtype="float64", seed=0),
         lambda: nn.Conv2d(2, 3, 3, padding=1, dtype="float64", seed=0),
         lambda: nn.Conv2d(2, 3, 1, dtype="float64", seed=0),  # the 1x1 path
-        lambda: nn.Conv2d(2, 3, 3, dtype="float64", seed=0, max_cols_bytes=1),  # chunked
+        lambda: nn.Conv2d(2, 3, 5, padding=2, dtype="float64", seed=0),  # K = 50: the GEMMs
     ],
-    ids=["linear", "conv", "conv1x1", "conv_chunked"],
+    ids=["linear", "conv", "conv1x1", "conv_gemm"],
 )
 def test_deferred_zero_grad_overwrites_then_accumulates(make, rng):
     """After zero_grad a layer's backward writes its gradients (never reading the old ones);

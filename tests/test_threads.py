@@ -258,6 +258,36 @@ def _conv_direct(rng):
     return run, (y_want, dw_want, dx_want), (1e-5, 1e-3)
 
 
+def _conv_gemm(x_shape, cout):
+    """The GEMM convolution, forward and backward (weight and input gradients), against the
+    window sums. 16 images make a group each, spread over the threads; 2 images are too few
+    groups, so they run in turn and each GEMM takes the threads."""
+
+    def build(rng):
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = rng.standard_normal((cout, x_shape[1], 3, 3)).astype(np.float32)
+        b = rng.standard_normal(cout).astype(np.float32)
+        geom = _convops.geometry(**GEOM)
+        n, c, h, wd = x_shape
+        win = _windows(x.astype(np.float64), geom)
+        y = np.einsum("nchwij,ocij->nohw", win, w.astype(np.float64)) + b[:, None, None]
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dw = np.einsum("nohw,nchwij->ocij", dy.astype(np.float64), win)
+        cols = dy.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, cout) @ w.reshape(cout, -1)
+        dx = np.empty(x_shape)
+        _col2im_reference(cols, geom, dx)
+
+        def run():
+            out, gw, gx = nan(y.shape), nan(w.shape), nan(x_shape)
+            core.conv2d_gemm(x, w, b, geom, False, False, out)
+            core.conv2d_gemm_backward(x, dy, w, geom, False, False, gw, gx)
+            return out, gw, gx
+
+        return run, (y, dw, dx), (1e-4, 1e-3)
+
+    return build
+
+
 POOL_X = (32, 16, 28, 28)
 
 
@@ -335,6 +365,8 @@ CASES = {
     "im2col": _im2col,
     "col2im": _col2im,
     "conv_direct": _conv_direct,
+    "conv2d_gemm": _conv_gemm(CONV_X, 12),
+    "conv2d_gemm_few_images": _conv_gemm((2, 8, 56, 56), 12),
     "max_pool2d": _pool("max"),
     "avg_pool2d": _pool("avg"),
     "adam": _adam,

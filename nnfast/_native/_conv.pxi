@@ -32,6 +32,20 @@ cdef extern from "conv.h" nogil:
     int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, Py_ssize_t n,
                                 Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
                                 const nnf_conv_geom *g, double *dx)
+    int nnf_conv_gemm_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                            Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
+                            int relu, int bf16, const nnf_conv_geom *g, float *y)
+    int nnf_conv_gemm_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
+                            Py_ssize_t w, const double *wk, Py_ssize_t cout, const double *bias,
+                            int relu, int bf16, const nnf_conv_geom *g, double *y)
+    int nnf_conv_gemm_bwd_s(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
+                            Py_ssize_t h, Py_ssize_t w, const float *wk, Py_ssize_t cout,
+                            int bf16, const nnf_conv_geom *g, int beta, float *dwk, float *dx)
+    int nnf_conv_gemm_bwd_d(const double *x, const double *dy, Py_ssize_t n, Py_ssize_t c,
+                            Py_ssize_t h, Py_ssize_t w, const double *wk, Py_ssize_t cout,
+                            int bf16, const nnf_conv_geom *g, int beta, double *dwk,
+                            double *dx)
+    void nnf_conv_profile(int on, double *seconds)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
     int nnf_maxpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
@@ -210,7 +224,7 @@ def avg_pool2d_backward(cnp.ndarray dy, tuple geom, cnp.ndarray dx):
     check_status(status, "avg_pool2d_backward")
 
 
-cdef int _check_direct(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
+cdef int _check_conv(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
                        nnf_conv_geom *g) except -1:
     """x (N, C, H, W), wk (Cout, C, KH, KW) and y (N, Cout, Ho, Wo) consistent, one dtype."""
     cdef int t = _float_type(x, what)
@@ -228,18 +242,22 @@ cdef int _check_direct(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
     return t
 
 
+cdef const void *_bias_data(str what, bias, int t, Py_ssize_t cout) except? NULL:
+    """The data of a contiguous (Cout,) bias of dtype t, or NULL for None."""
+    if bias is None:
+        return NULL
+    cdef cnp.ndarray b = bias
+    if (cnp.PyArray_TYPE(b) != t or not cnp.PyArray_IS_C_CONTIGUOUS(b) or b.ndim != 1
+            or b.shape[0] != cout):
+        raise ValueError(f"{what}: bias must be a contiguous (Cout,) array of x's dtype")
+    return cnp.PyArray_DATA(b)
+
+
 def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cnp.ndarray y):
     """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias) without a column matrix (conv.h)."""
     cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_direct("conv2d_direct", x, wk, y, &g)
-    cdef cnp.ndarray b
-    cdef const void *pb = NULL
-    if bias is not None:
-        b = bias
-        if (cnp.PyArray_TYPE(b) != t or not cnp.PyArray_IS_C_CONTIGUOUS(b) or b.ndim != 1
-                or b.shape[0] != wk.shape[0]):
-            raise ValueError("conv2d_direct: bias must be a contiguous (Cout,) array of x's dtype")
-        pb = cnp.PyArray_DATA(b)
+    cdef int t = _check_conv("conv2d_direct", x, wk, y, &g)
+    cdef const void *pb = _bias_data("conv2d_direct", bias, t, wk.shape[0])
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
     cdef int status
@@ -262,7 +280,7 @@ def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bin
                                   cnp.ndarray dwk):
     """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy."""
     cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_direct("conv2d_direct_backward_weight", x, dwk, dy, &g)
+    cdef int t = _check_conv("conv2d_direct_backward_weight", x, dwk, dy, &g)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = dwk.shape[0]
     cdef int status
@@ -284,7 +302,7 @@ def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bin
 def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp.ndarray dx):
     """dx (N, C, H, W) = the input gradient for dy (N, Cout, Ho, Wo), overwriting dx."""
     cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_direct("conv2d_direct_backward_input", dx, wk, dy, &g)
+    cdef int t = _check_conv("conv2d_direct_backward_input", dx, wk, dy, &g)
     cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
     cdef int status
@@ -299,3 +317,75 @@ def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp
                                              <const double *>cnp.PyArray_DATA(wk), n, c, h, w,
                                              cout, &g, <double *>cnp.PyArray_DATA(dx))
     check_status(status, "conv2d_direct_backward_input")
+
+
+def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, bint bf16,
+                cnp.ndarray y):
+    """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias), as GEMMs on groups of images (conv.h);
+    bf16 rounds the GEMM operands to bfloat16 (float32 only)."""
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g)
+    cdef const void *pb = _bias_data("conv2d_gemm", bias, t, wk.shape[0])
+    if bf16 and t != cnp.NPY_FLOAT32:
+        raise TypeError("conv2d_gemm: bf16 needs float32 arrays")
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t cout = wk.shape[0]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_conv_gemm_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w,
+                                         <const float *>cnp.PyArray_DATA(wk), cout,
+                                         <const float *>pb, relu, bf16, &g,
+                                         <float *>cnp.PyArray_DATA(y))
+    else:
+        with nogil:
+            status = nnf_conv_gemm_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w,
+                                         <const double *>cnp.PyArray_DATA(wk), cout,
+                                         <const double *>pb, relu, 0, &g,
+                                         <double *>cnp.PyArray_DATA(y))
+    check_status(status, "conv2d_gemm")
+
+
+def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple geom,
+                         bint accumulate, bint bf16, cnp.ndarray dwk, dx):
+    """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy
+    (N, Cout, Ho, Wo), and dx (N, C, H, W) = the input gradient unless dx is None."""
+    cdef nnf_conv_geom g = _geom(geom)
+    cdef int t = _check_conv("conv2d_gemm_backward", x, dwk, dy, &g)
+    _check_conv("conv2d_gemm_backward", x, wk, dy, &g)
+    if bf16 and t != cnp.NPY_FLOAT32:
+        raise TypeError("conv2d_gemm_backward: bf16 needs float32 arrays")
+    cdef void *pdx = NULL
+    cdef cnp.ndarray dxa
+    if dx is not None:
+        dxa = dx
+        _float_type(dxa, "conv2d_gemm_backward")
+        if cnp.PyArray_TYPE(dxa) != t or (<object>dxa).shape != (<object>x).shape:
+            raise ValueError("conv2d_gemm_backward: dx must be shaped like x, of its dtype")
+        pdx = cnp.PyArray_DATA(dxa)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t cout = wk.shape[0]
+    cdef int status
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            status = nnf_conv_gemm_bwd_s(<const float *>cnp.PyArray_DATA(x),
+                                         <const float *>cnp.PyArray_DATA(dy), n, c, h, w,
+                                         <const float *>cnp.PyArray_DATA(wk), cout, bf16, &g,
+                                         accumulate, <float *>cnp.PyArray_DATA(dwk),
+                                         <float *>pdx)
+    else:
+        with nogil:
+            status = nnf_conv_gemm_bwd_d(<const double *>cnp.PyArray_DATA(x),
+                                         <const double *>cnp.PyArray_DATA(dy), n, c, h, w,
+                                         <const double *>cnp.PyArray_DATA(wk), cout, 0, &g,
+                                         accumulate, <double *>cnp.PyArray_DATA(dwk),
+                                         <double *>pdx)
+    check_status(status, "conv2d_gemm_backward")
+
+
+def conv_profile(bint on):
+    """Benchmark hook: (column seconds, total seconds) the GEMM convolutions spent since the
+    last call, summed over threads; counting continues only while ``on``."""
+    cdef double seconds[2]
+    nnf_conv_profile(on, seconds)
+    return seconds[0], seconds[1]

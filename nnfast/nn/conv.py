@@ -1,41 +1,37 @@
-"""Conv2d (direct or im2col + GEMM), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and BatchNorm2d on
-NCHW.
+"""Conv2d (direct or GEMM), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and BatchNorm2d on NCHW.
 
 A convolution whose receptive field is small (C*KH*KW <= ``DIRECT_MAX_K``, e.g. a first layer
 on 1-channel images) runs a direct C kernel: one call per layer over the whole batch, bias and
 ReLU fused, no column matrix, the weight gradient summed straight from dY and x. There the GEMM
-would be degenerate (K = 9 or 25) and im2col would copy each pixel K times.
+would be degenerate (K = 9 or 25) and unfolding would copy each pixel K times.
 
-Other convolutions are one GEMM over all output pixels of a batch: with the receptive fields as
-rows, ``cols`` (N*Ho*Wo, C*KH*KW), and the weight as (Cout, C*KH*KW),
-``Y (N*Ho*Wo, Cout) = cols @ W.T``, then Y is laid out as NCHW. Backward: ``dW += dY.T @ cols``
-(a long-K product the GEMM splits across threads), ``dcols = dY @ W``, ``dx = col2im(dcols)``.
+Other convolutions are GEMMs in one C call per layer (csrc/conv_gemm_impl.inc): the batch is
+cut into groups of images whose columns (C*KH*KW x pixels) fit in L2, and each group is
+unfolded, multiplied and, in backward, folded back while it is in cache, on one thread per
+group: ``Y^T = cols^T @ W^T`` with bias and activation in the GEMM's epilogue;
+``dW^T += cols @ dY^T``, ``dcols = W^T @ dY``, ``dx = fold(dcols)``. No column matrix of the
+whole batch is ever written. With ``nnfast.set_matmul_precision("bf16")`` these GEMMs run in
+bf16 with float32 accumulation.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
 from .. import _convops as ops
+from .. import _gemm
 from .. import functional as F
-from .._gemm import gemm
-from .._native import core
 from .._random import generator
 from . import init
 from .activation import activation_module
 from .layers import _BatchNorm, _with_activation
 from .module import Module, Parameter, TorchModule, _float_dtype, register
 
-#: The im2col buffer of one Conv2d stays under this many bytes: larger batches are processed in
-#: chunks of images (and backward recomputes the columns of each chunk instead of keeping them).
-DEFAULT_MAX_COLS_BYTES = 64 << 20
-
 #: Convolutions with C_in*KH*KW up to this run the direct kernel (measured: LeNet-5's and
 #: cnn_small's first layers, K = 25 and 9, take 0.4x and 0.7x the im2col + GEMM time for a
-#: training step; LeNet-5's second, K = 150, takes 1.8x).
+#: training step; LeNet-5's second, K = 150, takes 1.8x). 0 sends every one to the GEMMs.
 DIRECT_MAX_K = 32
 
 
@@ -51,26 +47,6 @@ def _check_nchw(layer, x, channels):
     return x
 
 
-_scratch = threading.local()
-
-
-def _buffer(name, shape, dtype, what=None, input_shape=None):
-    """A scratch array of the calling thread, reused by its next calls while dtype and size
-    allow (fresh allocations of tens of MB cost page faults every step). Per thread, so that
-    two threads running one layer never write into each other's scratch."""
-    bufs = _scratch.__dict__.setdefault("bufs", {})
-    buf = bufs.get(name)
-    size = math.prod(shape)
-    if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = bufs[name] = ops.empty((size,), dtype, what or name, input_shape)
-    return buf[:size].reshape(shape)
-
-
-def _nhwc_rows_to_nchw(rows, n, c, h, w, out):
-    """rows (N*H*W, C) -> out (N, C, H, W)."""
-    np.copyto(out.reshape(n, c, h * w), rows.reshape(n, h * w, c).transpose(0, 2, 1))
-
-
 @register
 class Conv2d(Module):
     """2-D convolution of (N, C_in, H, W) into (N, C_out, Ho, Wo), ``act(conv(x) + b)``.
@@ -78,13 +54,12 @@ class Conv2d(Module):
     Parameters follow ``torch.nn.Conv2d``: ``kernel_size``, ``stride``, ``padding`` and
     ``dilation`` are ints or (h, w) pairs; ``activation`` names an activation fused after the
     bias (``"relu"``...). The weight is (C_out, C_in, KH, KW), initialised as in torch
-    (Kaiming-uniform with a = sqrt(5); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))). The im2col
-    buffer is reused across calls and capped at ``max_cols_bytes`` by processing the batch in
-    chunks. A 1x1 convolution with stride 1 and no padding skips im2col, and so does one with
-    C_in*KH*KW <= ``DIRECT_MAX_K`` (a direct kernel, see the module's docstring).
+    (Kaiming-uniform with a = sqrt(5); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))). A layer
+    with C_in*KH*KW <= ``DIRECT_MAX_K`` runs a direct kernel, others (and 1x1 convolutions)
+    GEMMs on groups of images; see the module's docstring.
 
-    In ``eval()`` mode, ``forward`` may run in several threads at once (scratch buffers belong
-    to the calling thread); training (forward, then backward) uses one thread per layer.
+    In ``eval()`` mode, ``forward`` may run in several threads at once (each call's scratch is
+    its own); training (forward, then backward) uses one thread per layer.
     """
 
     can_skip_input_grad = True
@@ -102,7 +77,6 @@ class Conv2d(Module):
         *,
         dtype="float32",
         seed=None,
-        max_cols_bytes=DEFAULT_MAX_COLS_BYTES,
     ):
         super().__init__()
         self.in_channels = ops.whole(in_channels, "in_channels", 1, "Conv2d")
@@ -111,7 +85,6 @@ class Conv2d(Module):
         kh, kw, sh, sw, ph, pw, dh, dw = self.geom
         self.kernel_size, self.stride = (kh, kw), (sh, sw)
         self.padding, self.dilation = (ph, pw), (dh, dw)
-        self.max_cols_bytes = int(max_cols_bytes)
         dtype = _float_dtype(dtype)
         rng = generator(seed)
         w = np.empty((self.out_channels, self.in_channels, kh, kw), dtype)
@@ -130,31 +103,8 @@ class Conv2d(Module):
         self._y = None
         self._pointwise = (kh, kw, sh, sw, ph, pw, dh, dw) == (1, 1, 1, 1, 0, 0, 1, 1)
         self._direct = False  # the path the last forward took (backward takes the same)
-        self._cols = None  # reused im2col buffer
+        self._bf16 = False  # the precision the last forward's GEMMs took (backward's too)
         self._x = None
-        self._cols_valid = False
-
-    # --- helpers -------------------------------------------------------------------------------
-    def _chunk(self, n, ho, wo, dtype):
-        """Images per im2col chunk so the columns stay under max_cols_bytes."""
-        per_image = ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        return max(1, min(n, self.max_cols_bytes // max(1, per_image * dtype.itemsize)))
-
-    def _columns(self, x, n0, n1, ho, wo):
-        """im2col of images n0:n1 into the reused buffer (grown when needed)."""
-        rows, k = (n1 - n0) * ho * wo, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        if self.training:  # kept on the layer: backward reuses the forward's columns
-            buf = self._cols
-            if buf is None or buf.dtype != x.dtype or buf.size < rows * k:
-                buf = self._cols = ops.empty((rows * k,), x.dtype, self, x.shape)
-            cols = buf[: rows * k].reshape(rows, k)
-        else:  # inference may run in several threads at once: the thread's own scratch
-            cols = _buffer("cols", (rows, k), x.dtype, self, x.shape)
-        kh, kw, sh, sw, ph, pw, dh, dw = self.geom
-        return ops.im2col(x[n0:n1], (kh, kw), (sh, sw), (ph, pw), (dh, dw), out=cols)
-
-    def _w2(self, data):
-        return data.reshape(self.out_channels, -1)
 
     # --- forward / backward --------------------------------------------------------------------
     def forward(self, x):
@@ -167,32 +117,18 @@ class Conv2d(Module):
         n, _, h, wd = x.shape
         ho, wo = ops.output_shape(h, wd, self.geom, self)
         y = ops.empty((n, self.out_channels, ho, wo), w.dtype, self, x.shape)
-        w2 = self._w2(w)
         bias = None if self.bias is None else self.bias.data
         act = self.activation if (self._fused and self.activation) else None
         k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        self._direct = core is not None and not self._pointwise and k <= DIRECT_MAX_K
+        kernels = ops._core("Conv2d")
+        self._direct = k <= DIRECT_MAX_K and not self._pointwise  # a 1x1 reads x in place
+        self._bf16 = w.dtype == np.float32 and _gemm.get_matmul_precision() == "bf16"
         if self._direct:
-            core.conv2d_direct(x, w, bias, self.geom, act == "relu", y)
-            self._cols_valid = False
-            if act is not None and act != "relu":
-                F.bias_act(y, None, act, out=y)
-        elif self._pointwise:  # per image: Y_n (Cout, H*W) = W (Cout, Cin) @ X_n (Cin, H*W)
-            for i in range(n):
-                gemm(w2, x[i].reshape(self.in_channels, -1), y[i].reshape(self.out_channels, -1))
-            if bias is not None or act is not None:
-                F.bias_act(y, bias, act or "identity", out=y)
+            kernels.conv2d_direct(x, w, bias, self.geom, act == "relu", y)
         else:
-            step = self._chunk(n, ho, wo, w.dtype)
-            for n0 in range(0, n, step):
-                n1 = min(n, n0 + step)
-                cols = self._columns(x, n0, n1, ho, wo)
-                rows = _buffer("rows", (cols.shape[0], self.out_channels), w.dtype, self)
-                # rows (nb*Ho*Wo, Cout) = act(cols @ W.T + b), bias and activation per tile
-                gemm(cols, w2, rows, trans_b=True, bias=bias, activation=act)
-                _nhwc_rows_to_nchw(rows, n1 - n0, self.out_channels, ho, wo, out=y[n0:n1])
-            # one chunk in training: backward reuses these columns
-            self._cols_valid = self.training and step >= n
+            kernels.conv2d_gemm(x, w, bias, self.geom, act == "relu", self._bf16, y)
+        if act is not None and act != "relu":
+            F.bias_act(y, None, act, out=y)
         self._x = x
         if self._act is not None:
             y = self._act.forward(y)
@@ -223,54 +159,22 @@ class Conv2d(Module):
             dy = self._act.backward(dy)
             if self.bias is not None:
                 self.bias.grad += dy.sum(axis=(0, 2, 3))
-        w2 = self._w2(self.weight.data)
+        dy = np.ascontiguousarray(dy)
         gw, beta = self.weight.grad_target()  # beta 0: the first product overwrites dW
-        dw2 = self._w2(gw)
         dx = np.empty_like(x) if input_grad else None
         if n == 0:  # an empty batch adds nothing (but a pending zero_grad must hold)
             if beta == 0.0:
-                dw2.fill(0)
+                gw.fill(0)
             return dx
+        kernels = ops._core("Conv2d")
         if self._direct:
-            dy = np.ascontiguousarray(dy)
-            core.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw)
+            kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw)
             if input_grad:
-                core.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx)
-            return dx
-        if self._pointwise:
-            for i in range(n):
-                dyi = dy[i].reshape(self.out_channels, -1)
-                gemm(dyi, x[i].reshape(self.in_channels, -1), dw2, trans_b=True, beta=beta)
-                beta = 1.0
-                if input_grad:
-                    gemm(w2, dyi, dx[i].reshape(self.in_channels, -1), trans_a=True)
-            return dx
-        dy_rows = _buffer("rows", (n * ho * wo, self.out_channels), dy.dtype, self)
-        np.copyto(
-            dy_rows.reshape(n, ho * wo, -1), dy.reshape(n, self.out_channels, -1).transpose(0, 2, 1)
-        )
-        step = n if self._cols_valid else self._chunk(n, ho, wo, x.dtype)
-        kh, kw, sh, sw, ph, pw, dh, dw = self.geom
-        for n0 in range(0, n, step):
-            n1 = min(n, n0 + step)
-            cols = self._cols_of(x, n0, n1, ho, wo)
-            d_rows = dy_rows[n0 * ho * wo : n1 * ho * wo]
-            gemm(d_rows, cols, dw2, trans_a=True, beta=beta)  # dW += dY.T @ cols
-            beta = 1.0
-            if input_grad:
-                dcols = gemm(d_rows, w2, cols)  # cols is free now: dcols = dY @ W
-                ops.col2im(dcols, (n1 - n0, *x.shape[1:]), (kh, kw), (sh, sw), (ph, pw),
-                           (dh, dw), out=dx[n0:n1])  # fmt: skip
-        self._cols_valid = False
+                kernels.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx)
+        else:
+            kernels.conv2d_gemm_backward(x, dy, self.weight.data, self.geom, beta == 1.0,
+                                         self._bf16, gw, dx)  # fmt: skip
         return dx
-
-    def _cols_of(self, x, n0, n1, ho, wo):
-        """Columns of images n0:n1: the ones forward left in the buffer, else recomputed."""
-        if self._cols_valid:
-            rows = (n1 - n0) * ho * wo
-            k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-            return self._cols[: rows * k].reshape(rows, k)
-        return self._columns(x, n0, n1, ho, wo)
 
     def output_shape(self, input_shape):
         if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
