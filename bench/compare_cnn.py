@@ -1,11 +1,12 @@
 """CNN training steps (forward, backward, Adam) at batch 128: nnfast vs the plain-numpy
 baseline (bench/numpy_cnn.py) and, when it is installed, PyTorch (CPU), in interleaved rounds
 (median of per-round ratios, each contender timed after the others' threads have gone idle:
-bench/timing.py), plus the split of nnfast's step time per layer (and how much of
-the GEMM convolutions' time goes to unfolding and folding columns, from the C kernel's own
-counters). PyTorch is never a dependency: without it, its column is skipped. The same model
-with every convolution on the GEMM path (``DIRECT_MAX_K = 0``) runs as a fourth contender, and
-its per-layer split beside the default one. Targets (issue 14): a cnn_small step <= 0.5x
+bench/timing.py), plus the split of the step time per layer, forward and backward, for nnfast
+and PyTorch side by side (interleaved rounds like the steps, medians; and how much of the GEMM
+convolutions' time goes to unfolding and folding columns, from the C kernel's own counters).
+PyTorch is never a dependency: without it, its columns are skipped. The same model with every
+convolution on the GEMM path (``DIRECT_MAX_K = 0``) runs as a fourth contender, and in the
+per-layer table. Targets (issue 14): a cnn_small step <= 0.5x
 PyTorch's time, a lenet5 step <= 0.35x; the column work <= 10% of the conv layers' time.
 
     python bench/compare_cnn.py [--models lenet5,cnn_small] [--rounds 9] [--threads 2]
@@ -16,13 +17,12 @@ import contextlib
 import os
 import sys
 import time
-from collections import defaultdict
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from numpy_cnn import NumpyCNN
-from timing import Contender, finite, interleave, median, ratio
+from timing import Contender, finite, interleave, median, ratio, settle
 
 import nnfast
 from nnfast import models, nn
@@ -59,7 +59,8 @@ def make_nnfast(name, seed=0):
 
 
 def make_torch(name, threads):
-    """A PyTorch step closure for the same architecture, or None without torch."""
+    """The same architecture in PyTorch, as a Sequential of nnfast's layers (a convolution or
+    linear layer with its ReLU is one entry), and its step closure; None without torch."""
     try:
         import torch
         from torch import nn as tnn
@@ -67,14 +68,18 @@ def make_torch(name, threads):
         return None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+
+    def relu(layer):
+        return tnn.Sequential(layer, tnn.ReLU())
+
     if name == "lenet5":
-        layers = [tnn.Conv2d(1, 6, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5),
-                  tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(256, 120), tnn.ReLU(),
-                  tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10)]  # fmt: skip
+        layers = [relu(tnn.Conv2d(1, 6, 5)), tnn.MaxPool2d(2), relu(tnn.Conv2d(6, 16, 5)),
+                  tnn.MaxPool2d(2), tnn.Flatten(), relu(tnn.Linear(256, 120)),
+                  relu(tnn.Linear(120, 84)), tnn.Linear(84, 10)]  # fmt: skip
     else:
-        layers = [tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                  tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-                  tnn.Linear(3136, 128), tnn.ReLU(), tnn.Linear(128, 10)]  # fmt: skip
+        layers = [relu(tnn.Conv2d(1, 32, 3, padding=1)), tnn.MaxPool2d(2),
+                  relu(tnn.Conv2d(32, 64, 3, padding=1)), tnn.MaxPool2d(2), tnn.Flatten(),
+                  relu(tnn.Linear(3136, 128)), tnn.Linear(128, 10)]  # fmt: skip
     model = tnn.Sequential(*layers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss = tnn.CrossEntropyLoss()
@@ -87,36 +92,107 @@ def make_torch(name, threads):
         opt.step()
         return value.item()
 
-    return step
+    return model, step
 
 
-def layer_split(model, x, y, reps=5):
-    """Seconds per step spent in each layer (forward + backward), and the thread-seconds of
-    the GEMM convolutions: (in column work, in all)."""
+def nnfast_layers(model, y):
+    """(layers, loss gradient) for :func:`layer_split`: each layer as (name, forward, backward),
+    the first without its input gradient (as in the step)."""
+    layers = []
+    for i, m in enumerate(model):
+        backward = m.backward
+        if i == 0 and m.can_skip_input_grad:
+            backward = lambda g, m=m: m.backward(g, input_grad=False)  # noqa: E731
+        layers.append((type(m).__name__, m, backward))
     loss = nn.CrossEntropyLoss()
-    per_layer = defaultdict(float)
+
+    def loss_grad(h):
+        loss(h, y)
+        return loss.backward()
+
+    return layers, loss_grad
+
+
+def torch_layers(model, y):
+    """:func:`nnfast_layers` for a PyTorch Sequential: each layer's forward starts a graph of
+    its own (from its input, detached), so its backward is that layer's alone."""
+    import torch
+
+    layers = []
+    for i, m in enumerate(model):
+        state = {}
+
+        def forward(h, m=m, state=state, first=i == 0):
+            state["in"] = h.detach().requires_grad_(not first)
+            state["out"] = m(state["in"])
+            return state["out"]
+
+        def backward(g, state=state):
+            state["out"].backward(g)
+            return state["in"].grad
+
+        name = type(m[0] if isinstance(m, torch.nn.Sequential) else m).__name__
+        layers.append((name, forward, backward))
+    loss, yt = torch.nn.CrossEntropyLoss(), torch.from_numpy(y)
+
+    def loss_grad(h):
+        h = h.detach().requires_grad_()
+        loss(h, yt).backward()
+        return h.grad
+
+    return layers, loss_grad
+
+
+#: steps per layer_split (after one untimed)
+SPLIT_STEPS = 5
+
+
+def layer_split(layers, loss_grad, x, reps=SPLIT_STEPS):
+    """Seconds per step in each layer's forward and in its backward, {(i, name): (fwd, bwd)},
+    over ``reps`` steps (without the optimizer) after one untimed."""
+    fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
+    for rep in range(reps + 1):
+        h = x
+        for i, (_, forward, _) in enumerate(layers):
+            t = time.perf_counter()
+            h = forward(h)
+            fwd[i] += (time.perf_counter() - t) * (rep > 0)
+        g = loss_grad(h)
+        for i in reversed(range(len(layers))):
+            t = time.perf_counter()
+            g = layers[i][2](g)
+            bwd[i] += (time.perf_counter() - t) * (rep > 0)
+    return {(i, name): (fwd[i] / reps, bwd[i] / reps) for i, (name, _, _) in enumerate(layers)}
+
+
+def interleaved_splits(sides, rounds):
+    """:func:`layer_split` of each side in turn, ``rounds`` times, each after the other sides'
+    threads have gone idle (bench/timing.py); sides: {label: (layers, loss_grad, x, context)}.
+    Returns {label: {(i, name): (median fwd, median bwd)}}."""
+    runs = {label: [] for label in sides}
+    for _ in range(rounds):
+        for label, (layers, loss_grad, x, context) in sides.items():
+            settle()
+            with context():
+                runs[label].append(layer_split(layers, loss_grad, x))
+    return {
+        label: {key: tuple(np.median([r[key] for r in rs], axis=0)) for key in rs[0]}
+        for label, rs in runs.items()
+    }
+
+
+@contextlib.contextmanager
+def column_work(totals, on=False):
+    """The C kernel's column-work counters on while active, added into totals [columns, all];
+    with ``on`` every Conv2d on the GEMM path too."""
     core.conv_profile(True)
     try:
-        for _ in range(reps):
-            h = x
-            for i, m in enumerate(model):
-                t = time.perf_counter()
-                h = m(h)
-                per_layer[(i, type(m).__name__)] += time.perf_counter() - t
-            loss(h, y)
-            g = loss.backward()
-            for i in reversed(range(len(model))):
-                m = model[i]
-                t = time.perf_counter()
-                g = (
-                    m.backward(g, input_grad=False)
-                    if i == 0 and m.can_skip_input_grad
-                    else m.backward(g)
-                )
-                per_layer[(i, type(m).__name__)] += time.perf_counter() - t
+        with gemm_only(on):
+            yield
     finally:
         columns, total = core.conv_profile(False)
-    return {k: v / reps for k, v in per_layer.items()}, (columns / reps, total / reps)
+        totals[0] += columns
+        totals[1] += total
 
 
 def main(argv=None):
@@ -133,7 +209,8 @@ def main(argv=None):
     for name in args.models.split(","):
         model, step = make_nnfast(name)
         base = NumpyCNN(name)
-        tstep = make_torch(name, args.threads)
+        made = make_torch(name, args.threads)
+        tmodel, tstep = made if made else (None, None)
         _, gemm_step = make_nnfast(name)
 
         def step_gemm(x, y, s=gemm_step):
@@ -165,25 +242,41 @@ def main(argv=None):
             print(f"    PyTorch {median(times, 'torch') * 1e3:.1f} ms/step; nnfast time / "
                   f"PyTorch time {ratio(times, 'nnfast', 'torch'):.2f}"
                   + (f" (target <= {target})" if target else ""))  # fmt: skip
-        splits = {}
-        for label, off in (("default", False), ("GEMM only", True)):
-            with gemm_only(off):
-                splits[label] = layer_split(model, x, y)
-        print(f"    {'layer (forward + backward)':24} {'default':>14} {'GEMM only':>14}")
-        totals = {k: sum(v[0].values()) for k, v in splits.items()}
-        for key in sorted(splits["default"][0]):
+        columns = {"nnfast": [0.0, 0.0], "GEMM only": [0.0, 0.0]}
+        layers, loss_grad = nnfast_layers(model, y)
+        sides = {
+            label: (layers, loss_grad, x, lambda c=c, on=on: column_work(c, on))
+            for (label, c), on in zip(columns.items(), (False, True))
+        }
+        if tmodel is not None:
+            import torch
+
+            sides["PyTorch"] = (*torch_layers(tmodel, y), torch.from_numpy(x),
+                                contextlib.nullcontext)  # fmt: skip
+        splits = interleaved_splits(sides, args.rounds)
+        rounds = f"median of {args.rounds} rounds of {SPLIT_STEPS} steps"
+        print(f"    per layer, ms per step ({rounds}):")
+        head = "".join(f"{label + ' fwd':>16}{'bwd':>7}" for label in splits)
+        ratio_head = f"{'nnfast / PyTorch':>18}" if "PyTorch" in splits else ""
+        print(f"    {'layer':24}{head}{ratio_head}")
+        for key in sorted(splits["nnfast"]):
             i, n = key
-            cells = [f"{v[0][key] * 1e3:7.2f} ms {100 * v[0][key] / totals[k]:3.0f}%"
-                     for k, v in splits.items()]  # fmt: skip
-            print(f"    {i}: {n:21} {cells[0]:>14} {cells[1]:>14}")
-        for label, (_, (columns, total)) in splits.items():
+            cells = "".join(f"{v[key][0] * 1e3:16.2f}{v[key][1] * 1e3:7.2f}"
+                            for v in splits.values())  # fmt: skip
+            if "PyTorch" in splits:
+                cells += f"{sum(splits['nnfast'][key]) / sum(splits['PyTorch'][key]):18.2f}"
+            print(f"    {f'{i}: {n}':24}{cells}")
+        sums = "".join(f"{sum(map(sum, v.values())) * 1e3:23.2f}" for v in splits.values())
+        print(f"    {'all layers (fwd + bwd)':24}{sums}")
+        for label, (col, total) in columns.items():
             # thread-seconds over thread-seconds: the direct layers have no column work, so
             # this share of the GEMM convolutions bounds the share of all conv layers
-            share = columns / total if total else 0.0
+            share = col / total if total else 0.0
+            steps = args.rounds * (SPLIT_STEPS + 1)  # the untimed step counts here too
             print(
-                f"    {label}: column work (unfold + fold) {columns * 1e3:.2f} of "
-                f"{total * 1e3:.2f} thread-ms in the GEMM convolutions = {100 * share:.1f}% "
-                f"(target <= 10%)",
+                f"    {label}: column work (unfold + fold) {col / steps * 1e3:.2f} of "
+                f"{total / steps * 1e3:.2f} thread-ms per step in the GEMM "
+                f"convolutions = {100 * share:.1f}% (target <= 10%)",
                 flush=True,
             )
 
