@@ -1,8 +1,13 @@
-/* bf16 GEMM driver (see gemm_bf16.h): the Goto/BLIS loops JC (nc columns), PC (kc depth: pack
- * and convert the B panel, shared by all workers), IC (mc rows: each chunk packs and converts
- * its own A block), JR (NR), IR (MR: the micro-kernel). Both operands are always packed, since
- * packing is where they are converted. Emulated kernels and the scalar fallback of the pairs
- * packer share the rounding of nnf_bf16_round. */
+/* bf16 GEMM driver (see gemm_bf16.h): the Goto/BLIS loops JC (nc columns), PC (kc depth), then
+ * one job of compute chunks, each a block of A's rows by a block of B's columns, packing and
+ * converting its own A rows mc at a time, JR (NR), IR (MR: the micro-kernel). Both operands are
+ * always packed, since packing is where they are converted. B is packed either once per (JC,
+ * PC) block in a pass before the chunks (shared by all; the chunks then split the rows into a
+ * multiple of the threads, of equal sizes) or, for small products, by each chunk itself (the
+ * chunks then split the larger operand between the threads and each packs the smaller one
+ * whole: no pass, no barrier and no packed line that another core wrote).
+ * Emulated kernels and the scalar fallback of the pairs packer share the rounding of
+ * nnf_bf16_round. */
 #include "gemm_bf16.h"
 
 #include <string.h>
@@ -50,6 +55,13 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
     uk->features = "";
 }
 
+/* A product is small when a chunk's packing (the smaller operand whole and its share of the
+ * other, for one K block) fits this part of L2: each chunk then packs all it multiplies, with no
+ * packing pass before, and no packed data moves between cores (on a machine whose two cores
+ * sit on different CCDs, packed lines written by one core and read by the other cost more than
+ * converting the smaller operand twice). */
+#define PRIVATE_BYTES (512 * 1024)
+
 /* One bf16 GEMM in flight: the problem, the current (jc, pc) block and the packed buffers.
  * Chunks of a job for the scheduling layer (parallel.h). */
 typedef struct {
@@ -65,10 +77,13 @@ typedef struct {
     const nnf_gemm_epilogue *ep;
     size_t esz;         /* bytes per packed element: 2 (pairs) or 4 (emulated) */
     ptrdiff_t kc_max;   /* K-block depth, even */
-    ptrdiff_t mc_blk;   /* rows per IC block: a multiple of MR */
-    char *bp;           /* the packed B panel */
-    char *ap;           /* one packed A block per worker */
-    size_t a_bytes;     /* bytes per worker's A block */
+    ptrdiff_t m_sl;     /* MR-row slivers of A */
+    ptrdiff_t mc_sl;    /* slivers of A packed at a time: MC rows */
+    ptrdiff_t row_blocks, col_blocks; /* compute chunks: row_blocks x col_blocks of slivers */
+    int b_private;      /* 1: each chunk packs its B slivers too (small products) */
+    char *bp;           /* the B panel all chunks share (b_private = 0) */
+    char *scratch;      /* per worker: its A block (then its B slivers when b_private) */
+    size_t a_bytes, worker_bytes; /* of a worker's A block, and of its whole scratch */
     ptrdiff_t jc, nc, pc, kc; /* the current block */
 } bgemm_job;
 
@@ -77,61 +92,86 @@ static size_t sliver_bytes(const bgemm_job *j, int tile, ptrdiff_t kc) {
     return (size_t)tile * (size_t)((kc + 1) / 2 * 2) * j->esz;
 }
 
-/* Chunk s: pack and convert the s-th NR-column sliver of the current B panel. */
-static void pack_b_chunk(void *p, ptrdiff_t s, int worker) {
-    const bgemm_job *j = (const bgemm_job *)p;
-    const int NR = j->uk->nr;
-    const ptrdiff_t col = j->jc + s * NR;
-    const int nr = j->n - col < NR ? (int)(j->n - col) : NR;
-    (void)worker;
-    /* the sliver's rows are op(B)'s columns: op(B)(p, col + t) = b[p*rs_b + (col + t)*cs_b] */
-    j->uk->pack(NR, nr, j->kc, j->b + j->pc * j->rs_b + col * j->cs_b, j->cs_b, j->rs_b,
-                j->bp + (size_t)s * sliver_bytes(j, NR, j->kc));
+/* Packs and converts A's MR-row sliver s of the current K block to dst. */
+static void pack_a_sliver(const bgemm_job *j, ptrdiff_t s, char *dst) {
+    const int MR = j->uk->mr;
+    const ptrdiff_t row = s * MR;
+    const int mr = j->m - row < MR ? (int)(j->m - row) : MR;
+    j->uk->pack(MR, mr, j->kc, j->a + row * j->rs_a + j->pc * j->cs_a, j->rs_a, j->cs_a, dst);
 }
 
-/* Chunk ib: pack and convert IC block ib of A, then run the JR and IR loops over it. */
-static void compute_chunk(void *p, ptrdiff_t ib, int worker) {
+/* Packs and converts the current B panel's NR-column sliver t to dst. */
+static void pack_b_sliver(const bgemm_job *j, ptrdiff_t t, char *dst) {
+    const int NR = j->uk->nr;
+    const ptrdiff_t col = j->jc + t * NR;
+    const int nr = j->n - col < NR ? (int)(j->n - col) : NR;
+    /* the sliver's rows are op(B)'s columns: op(B)(p, col + i) = b[p*rs_b + (col + i)*cs_b] */
+    j->uk->pack(NR, nr, j->kc, j->b + j->pc * j->rs_b + col * j->cs_b, j->cs_b, j->rs_b, dst);
+}
+
+/* Chunk t of the packing pass of a shared B panel: its sliver t. */
+static void pack_b_chunk(void *p, ptrdiff_t t, int worker) {
+    const bgemm_job *j = (const bgemm_job *)p;
+    (void)worker;
+    pack_b_sliver(j, t, j->bp + (size_t)t * sliver_bytes(j, j->uk->nr, j->kc));
+}
+
+/* Chunk ch: one block of A's row slivers by one block of B's column slivers. Packs the B block
+ * into the worker's scratch when private, then, MC rows at a time, the A rows (likewise) and
+ * the JR and IR loops over them. */
+static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     const bgemm_job *j = (const bgemm_job *)p;
     const nnf_gemm_bf16_ukernel *uk = j->uk;
     const int MR = uk->mr, NR = uk->nr;
-    const ptrdiff_t ic = ib * j->mc_blk;
-    const ptrdiff_t mc = j->m - ic < j->mc_blk ? j->m - ic : j->mc_blk;
     const ptrdiff_t kc = j->kc;
     const size_t a_sl = sliver_bytes(j, MR, kc), b_sl = sliver_bytes(j, NR, kc);
-    char *ap = j->ap + (size_t)worker * j->a_bytes;
-    for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
-        const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-        uk->pack(MR, mr, kc, j->a + (ic + ir) * j->rs_a + j->pc * j->cs_a, j->rs_a, j->cs_a,
-                 ap + (size_t)(ir / MR) * a_sl);
+    ptrdiff_t s0, s1, t0, t1; /* row slivers [s0, s1), column slivers [t0, t1) */
+    nnf_chunk_range(j->m_sl, j->row_blocks, ch / j->col_blocks, 1, &s0, &s1);
+    nnf_chunk_range((j->nc + NR - 1) / NR, j->col_blocks, ch % j->col_blocks, 1, &t0, &t1);
+    char *ap = j->scratch + (size_t)worker * j->worker_bytes;
+    const char *bp = j->bp + (size_t)t0 * b_sl; /* sliver t at bp + (t - t0) * b_sl */
+    if (j->b_private) {
+        char *mine = ap + j->a_bytes;
+        for (ptrdiff_t t = t0; t < t1; t++) pack_b_sliver(j, t, mine + (size_t)(t - t0) * b_sl);
+        bp = mine;
     }
     const float beta = j->pc == 0 ? j->beta : 1.0f;
     const int last = j->pc + kc == j->k;
     const ptrdiff_t kq = (kc + 1) / 2;
-    for (ptrdiff_t jr = 0; jr < j->nc; jr += NR) {
-        const int nr = j->nc - jr < NR ? (int)(j->nc - jr) : NR;
-        const char *bs = j->bp + (size_t)(jr / NR) * b_sl;
-        for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
-            const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-            const char *as = ap + (size_t)(ir / MR) * a_sl;
-            float *cij = j->c + (ic + ir) * j->ldc + j->jc + jr;
-            if (uk->pairs)
-                ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
-                                        j->ldc, j->alpha, beta, mr, nr);
-            else
-                ((nnf_sgemm_ukr)uk->fn)(2 * kq, (const float *)as, 1, MR, (const float *)bs, NR,
-                                        cij, j->ldc, j->alpha, beta, mr, nr);
-            if (last && j->ep) {
-                const nnf_gemm_epilogue *ep = j->ep;
-                const ptrdiff_t i0 = ic + ir, j0 = j->jc + jr;
-                nnf_bias_act_rows_s(ep->act, (float)ep->param, mr, nr, cij, j->ldc,
-                                    ep->bias ? (const float *)ep->bias + j0 : NULL,
-                                    ep->preact ? (float *)ep->preact + i0 * ep->ld_preact + j0
-                                               : NULL,
-                                    ep->ld_preact);
+    for (ptrdiff_t sb = s0; sb < s1; sb += j->mc_sl) {
+        const ptrdiff_t se = s1 - sb < j->mc_sl ? s1 : sb + j->mc_sl;
+        for (ptrdiff_t s = sb; s < se; s++) pack_a_sliver(j, s, ap + (size_t)(s - sb) * a_sl);
+        for (ptrdiff_t t = t0; t < t1; t++) {
+            const ptrdiff_t j0 = j->jc + t * NR;
+            const int nr = j->n - j0 < NR ? (int)(j->n - j0) : NR;
+            const char *bs = bp + (size_t)(t - t0) * b_sl;
+            for (ptrdiff_t s = sb; s < se; s++) {
+                const ptrdiff_t i0 = s * MR;
+                const int mr = j->m - i0 < MR ? (int)(j->m - i0) : MR;
+                const char *as = ap + (size_t)(s - sb) * a_sl;
+                float *cij = j->c + i0 * j->ldc + j0;
+                if (uk->pairs)
+                    ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
+                                            j->ldc, j->alpha, beta, mr, nr);
+                else
+                    ((nnf_sgemm_ukr)uk->fn)(2 * kq, (const float *)as, 1, MR,
+                                            (const float *)bs, NR, cij, j->ldc, j->alpha, beta,
+                                            mr, nr);
+                if (last && j->ep) {
+                    const nnf_gemm_epilogue *ep = j->ep;
+                    nnf_bias_act_rows_s(
+                        ep->act, (float)ep->param, mr, nr, cij, j->ldc,
+                        ep->bias ? (const float *)ep->bias + j0 : NULL,
+                        ep->preact ? (float *)ep->preact + i0 * ep->ld_preact + j0 : NULL,
+                        ep->ld_preact);
+                }
             }
         }
     }
 }
+
+/* n rounded up to a whole number of 64-byte lines */
+static size_t whole_lines(size_t n) { return (n + 63) / 64 * 64; }
 
 int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                   const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
@@ -144,29 +184,48 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     nnf_gemm_bf16_ukernel uk;
     nnf_gemm_bf16_active_ukernel(&uk);
     const int MR = uk.mr, NR = uk.nr;
-    const int nt = nnf_threads_for((double)m * (double)n * (double)k);
+    int nt = nnf_threads_for((double)m * (double)n * (double)k);
+    /* a job would run inline (this call is inside a task, such as a convolution's group GEMM):
+     * plan for one thread, or small products would pack their smaller operand once per chunk */
+    if (nt > 1 && nnf_parallel_busy()) nt = 1;
     bgemm_job j = {&uk, m, n, k, alpha, beta, a, trans_a ? 1 : lda, trans_a ? lda : 1, b,
                    trans_b ? 1 : ldb, trans_b ? ldb : 1, c, ldc, ep, uk.pairs ? 2 : 4};
     /* K blocks of near-equal depth (a short last block would cost a pass over C for little) */
     const ptrdiff_t k_blocks = (k + uk.kc - 1) / uk.kc;
     j.kc_max = ((k + k_blocks - 1) / k_blocks + 1) / 2 * 2;
-    /* rows per IC block: at most MC, and few enough that every worker gets a block */
-    ptrdiff_t mc_blk = (m + nt - 1) / nt;
-    mc_blk = (mc_blk + MR - 1) / MR * MR;
-    j.mc_blk = mc_blk < uk.mc ? mc_blk : uk.mc;
-    const ptrdiff_t n_mblocks = (m + j.mc_blk - 1) / j.mc_blk;
-    const ptrdiff_t nc_max = n < uk.nc ? n : uk.nc;
-    const size_t b_bytes = (size_t)((nc_max + NR - 1) / NR) * sliver_bytes(&j, NR, j.kc_max);
-    j.a_bytes = (size_t)(j.mc_blk / MR) * sliver_bytes(&j, MR, j.kc_max);
-    j.bp = (char *)nnf_aligned_alloc(b_bytes + (size_t)nt * j.a_bytes);
+    j.m_sl = (m + MR - 1) / MR;
+    const ptrdiff_t nc_max = n < uk.nc ? n : uk.nc, n_sl = (nc_max + NR - 1) / NR;
+    const size_t a_sl = sliver_bytes(&j, MR, j.kc_max), b_sl = sliver_bytes(&j, NR, j.kc_max);
+    const size_t a_all = (size_t)j.m_sl * a_sl, b_all = (size_t)n_sl * b_sl;
+    j.mc_sl = uk.mc / MR > 0 ? uk.mc / MR : 1;
+    j.row_blocks = j.col_blocks = 1;
+    if (a_all <= b_all && a_all + b_all / (size_t)nt <= PRIVATE_BYTES) {
+        j.b_private = 1; /* small, A the smaller: every chunk packs all of A and its columns */
+        j.col_blocks = n_sl < nt ? n_sl : nt;
+    } else if (b_all < a_all && b_all + a_all / (size_t)nt <= PRIVATE_BYTES) {
+        j.b_private = 1; /* small, B the smaller: every chunk packs all of B and its rows */
+        j.row_blocks = j.m_sl < nt ? j.m_sl : nt;
+    } else { /* a shared B panel; row blocks of at most MC rows, a multiple of nt of them */
+        j.row_blocks = (j.m_sl + j.mc_sl - 1) / j.mc_sl;
+        if (j.m_sl >= nt) j.row_blocks = (j.row_blocks + nt - 1) / nt * nt;
+    }
+    {
+        const ptrdiff_t rows = (j.m_sl + j.row_blocks - 1) / j.row_blocks;
+        j.a_bytes = whole_lines((size_t)(rows < j.mc_sl ? rows : j.mc_sl) * a_sl);
+    }
+    j.worker_bytes = j.a_bytes;
+    if (j.b_private) j.worker_bytes += (size_t)((n_sl + j.col_blocks - 1) / j.col_blocks) * b_sl;
+    j.worker_bytes = whole_lines(j.worker_bytes);
+    const size_t shared = j.b_private ? 0 : whole_lines(b_all);
+    j.bp = (char *)nnf_aligned_alloc(shared + (size_t)nt * j.worker_bytes);
     if (!j.bp) return NNF_ENOMEM;
-    j.ap = j.bp + b_bytes;
+    j.scratch = j.bp + shared;
     for (j.jc = 0; j.jc < n; j.jc += uk.nc) {
         j.nc = n - j.jc < uk.nc ? n - j.jc : uk.nc;
         for (j.pc = 0; j.pc < k; j.pc += j.kc_max) {
             j.kc = k - j.pc < j.kc_max ? k - j.pc : j.kc_max;
-            nnf_parallel_for((j.nc + NR - 1) / NR, nt, pack_b_chunk, &j);
-            nnf_parallel_for(n_mblocks, nt, compute_chunk, &j);
+            if (!j.b_private) nnf_parallel_for((j.nc + NR - 1) / NR, nt, pack_b_chunk, &j);
+            nnf_parallel_for(j.row_blocks * j.col_blocks, nt, compute_chunk, &j);
         }
     }
     nnf_aligned_free(j.bp);

@@ -300,6 +300,8 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
 
 int nnf_threads_enabled(void) { return 1; }
 
+int nnf_parallel_busy(void) { return atomic_load_explicit(&pool_busy, memory_order_relaxed); }
+
 #else /* no threads: every job runs on the caller */
 
 void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
@@ -308,5 +310,7 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
 }
 
 int nnf_threads_enabled(void) { return 0; }
+
+int nnf_parallel_busy(void) { return 0; }
 
 #endif

@@ -22,6 +22,11 @@ typedef void (*nnf_task_fn)(void *ctx, ptrdiff_t chunk, int worker);
  * Python thread, or from inside a task). Never fails: without threads everything runs inline. */
 void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx);
 
+/* 1 if a job started now would run on the caller alone because the pool is running another
+ * (this call is inside a task, or another thread's job is running): a hint for sizing work,
+ * which may change at any moment. */
+int nnf_parallel_busy(void);
+
 /* [lo, hi) of chunk i when n items are cut into `chunks` near-equal pieces whose inner
  * boundaries are multiples of `align` (>= 1); trailing chunks may be empty. */
 void nnf_chunk_range(ptrdiff_t n, ptrdiff_t chunks, ptrdiff_t i, ptrdiff_t align, ptrdiff_t *lo,

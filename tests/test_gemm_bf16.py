@@ -110,6 +110,25 @@ def test_transposes_and_sizes(isa, threads, rng, trans_a, trans_b):
         assert_bf16_close(got, a, b, trans_a=trans_a, trans_b=trans_b)
 
 
+@pytest.mark.parametrize(
+    "m,k,n",
+    [
+        (200, 300, 800),  # small, A the smaller: chunks split N, each packs A (in MC-row blocks)
+        (1000, 100, 40),  # small, B the smaller: chunks split M, each packs B
+        (600, 600, 300),  # large: a shared B panel, row blocks in a multiple of the threads
+        (5, 3000, 70),  # one row sliver, K blocks
+    ],
+)
+def test_driver_splits(isa, threads, rng, m, k, n):
+    """Every way the driver cuts a product into chunks (csrc/gemm_bf16.c), with the epilogue."""
+    a, b = operands(rng, m, k, n, trans_b=True)
+    bias = rng.standard_normal(n).astype(np.float32)
+    got = nnfast.gemm(a, b, trans_b=True, bias=bias, precision="bf16")
+    want, bound = reference(a, b, trans_b=True)
+    err = np.abs(got.astype(np.float64) - (want + bias))
+    assert (err <= bound + 1e-6 * np.abs(want + bias)).all()
+
+
 def test_paths_agree_bit_for_bit(rng):
     """With K inside one K block of every kernel, every ISA path (vdpbf16ps or fp32 FMAs on
     rounded operands, any tile) and thread count gives the same bits."""
