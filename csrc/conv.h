@@ -70,7 +70,10 @@ void nnf_conv_profile(int on, double *seconds);
 /* Direct convolution, for layers whose C*KH*KW is small (the GEMM would be degenerate and the
  * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).
  * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.
- * bwd_w: dwk (=, or += when beta is 1) the sum over the batch of dy (*) x.
+ * The backward functions take the gradient as dy, times ReLU's derivative (y > 0) if y (the
+ * forward's output with relu) is not NULL:
+ * bwd_w: dwk (=, or += when beta is 1) the sum over the batch of dy (*) x, and db (=) dy summed
+ * per channel if db is not NULL.
  * bwd_x: dx (=) the transposed convolution of dy with wk. NNF_ENOMEM if the scratch (one image's
  * windows per thread, bwd_w's per-chunk partial sums) cannot be allocated, NNF_EISA if the build
  * has no direct kernels (a compiler without GCC's vector extensions). */
@@ -80,25 +83,26 @@ int nnf_conv_direct_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h,
 int nnf_conv_direct_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                           const double *wk, ptrdiff_t cout, const double *bias, int relu,
                           const nnf_conv_geom *g, double *y);
-int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
-                            int beta, float *dwk);
-int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
-                            int beta, double *dwk);
-int nnf_conv_direct_bwd_x_s(const float *dy, const float *wk, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
-                            float *dx);
-int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout, const nnf_conv_geom *g,
-                            double *dx);
+int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, const float *y, ptrdiff_t n,
+                            ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
+                            const nnf_conv_geom *g, int beta, float *dwk, float *db);
+int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, const double *y, ptrdiff_t n,
+                            ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
+                            const nnf_conv_geom *g, int beta, double *dwk, double *db);
+int nnf_conv_direct_bwd_x_s(const float *dy, const float *y, const float *wk, ptrdiff_t n,
+                            ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
+                            const nnf_conv_geom *g, float *dx);
+int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk, ptrdiff_t n,
+                            ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
+                            const nnf_conv_geom *g, double *dx);
 
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
  * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of NNF_CONV_SCRATCH values,
  * 64-byte aligned and zeroed before the first call (the kernels keep the zeros they rely on):
- * fwd writes y (=); bwd_w writes part (Cout, C*KH*KW) (=) the images' weight gradient;
- * bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed to (C*KH*KW, Cout).
+ * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
+ * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
+ * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above.
  * Vectors are at most NNF_CONV_VEC_BYTES; rows of pixels in the scratch have a stride of
  * NNF_CONV_PIXELS(Ho*Wo, T), a multiple of NNF_CONV_BLOCK_BYTES, so blocks of whole vectors
  * never leave their row. */
@@ -107,26 +111,26 @@ int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, ptrdiff_t n, ptr
 #define NNF_CONV_PIXELS(np, T)                                                                \
     (((np) + NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T) - 1) /                               \
      (NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T)) * (NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T)))
-/* kk + 1 rows of pixels (one image's windows, tap-major, and a row of zeros), then either
- * bwd_w's vector partial sums (Cout * kk vectors) or bwd_x's copy of dy (Cout rows) */
+/* kk + 1 rows of pixels (one image's windows, tap-major, and a row of zeros), Cout rows of dy,
+ * then bwd_w's vector partial sums (Cout * (kk + 1) vectors) */
 #define NNF_CONV_SCRATCH(kk, np, cout, T)                                                     \
-    (((kk) + 1) * NNF_CONV_PIXELS(np, T) +                                                    \
-     ((cout) * (kk) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T)) > (cout) * NNF_CONV_PIXELS(np, T) \
-          ? (cout) * (kk) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T))                       \
-          : (cout) * NNF_CONV_PIXELS(np, T)))
+    (((kk) + 1 + (cout)) * NNF_CONV_PIXELS(np, T) +                                           \
+     (cout) * ((kk) + 1) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T)))
 #define NNF_CONV_KERNEL_TYPES_(T, TS)                                                         \
     typedef void (*nnf_conv_fwd_image_##TS)(T *y, const T *x, ptrdiff_t nb, const T *wk,     \
                                              const T *bias, int relu, ptrdiff_t c, ptrdiff_t h, \
                                              ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,       \
                                              ptrdiff_t wo, const nnf_conv_geom *g, T *scratch); \
-    typedef void (*nnf_conv_bwd_w_image_##TS)(T *part, const T *dy, const T *x, ptrdiff_t nb, \
-                                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,         \
-                                               ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,    \
-                                               const nnf_conv_geom *g, T *scratch);           \
-    typedef void (*nnf_conv_bwd_x_image_##TS)(T *dx, const T *dy, const T *wkt, ptrdiff_t nb, \
-                                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,         \
-                                               ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,    \
-                                               const nnf_conv_geom *g, T *scratch);
+    typedef void (*nnf_conv_bwd_w_image_##TS)(T *part, const T *dy, const T *y, const T *x,   \
+                                               ptrdiff_t nb, ptrdiff_t c, ptrdiff_t h,        \
+                                               ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,     \
+                                               ptrdiff_t wo, const nnf_conv_geom *g,          \
+                                               T *scratch);                                   \
+    typedef void (*nnf_conv_bwd_x_image_##TS)(T *dx, const T *dy, const T *y, const T *wkt,   \
+                                               ptrdiff_t nb, ptrdiff_t c, ptrdiff_t h,        \
+                                               ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,     \
+                                               ptrdiff_t wo, const nnf_conv_geom *g,          \
+                                               T *scratch);
 NNF_CONV_KERNEL_TYPES_(float, s)
 NNF_CONV_KERNEL_TYPES_(double, d)
 #undef NNF_CONV_KERNEL_TYPES_

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import nnfast
+from nnfast import functional as F
 from nnfast import io, models, nn
+from nnfast._native import core
 from nnfast.nn import conv as conv_module
 from nnfast.optim import Adam
 from nnfast.train import fit
@@ -121,6 +123,36 @@ def test_direct_kernel_ignores_nan_in_a_pending_gradient(rng):
     conv.zero_grad()  # deferred: the kernel overwrites instead of adding to NaN
     conv.backward(np.ones_like(conv(x)))
     assert conv._direct and np.isfinite(conv.weight.grad).all()
+
+
+def test_direct_backward_takes_relu_and_bias_in_the_kernel(rng):
+    """With y (ReLU's output) the kernels use dy * (y > 0): NaN and 0 in y count as inactive,
+    as in F.relu_backward; db is dy * (y > 0) summed per channel. Bad y or db: ValueError."""
+    geom = (3, 3, 1, 1, 1, 1, 1, 1)
+    x = rng.standard_normal((3, 2, 20, 21))
+    w = rng.standard_normal((5, 2, 3, 3))
+    y = np.maximum(rng.standard_normal((3, 5, 20, 21)), 0)
+    y[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
+    dy = rng.standard_normal(y.shape)
+    dw, db, dx = np.empty_like(w), np.empty(5), np.empty_like(x)
+    core.conv2d_direct_backward_weight(x, dy, geom, False, dw, y, db)
+    core.conv2d_direct_backward_input(dy, w, geom, dx, y)
+    masked = F.relu_backward(dy, y)
+    dw_want, dx_want = np.empty_like(w), np.empty_like(x)
+    core.conv2d_direct_backward_weight(x, masked, geom, False, dw_want)
+    core.conv2d_direct_backward_input(masked, w, geom, dx_want)
+    np.testing.assert_allclose(dw, dw_want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, masked.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_want, rtol=1e-12, atol=1e-12)
+    what = "conv2d_direct_backward_weight"
+    with pytest.raises(ValueError, match=f"{what}: y must be a C-contiguous array like dy"):
+        core.conv2d_direct_backward_weight(x, dy, geom, False, dw, y[:, :4])
+    with pytest.raises(ValueError, match=f"{what}: y must be"):
+        core.conv2d_direct_backward_weight(x, dy, geom, False, dw, y.astype(np.float32))
+    with pytest.raises(ValueError, match=f"{what}: db must be a contiguous"):
+        core.conv2d_direct_backward_weight(x, dy, geom, False, dw, y, np.empty(4))
+    with pytest.raises(ValueError, match="conv2d_direct_backward_input: y must be"):
+        core.conv2d_direct_backward_input(dy, w, geom, dx, y[..., ::2])
 
 
 @pytest.mark.parametrize(

@@ -243,19 +243,22 @@ def _conv_direct(rng):
     geom = _convops.geometry(**GEOM)
     win = _windows(x.astype(np.float64), geom)  # (N, C, Ho, Wo, KH, KW)
     y_want = np.maximum(np.einsum("nchwij,ocij->nohw", win, w) + b[:, None, None], 0)
-    dw_want = np.einsum("nchwij,nohw->ocij", win, dy)
-    cols = dy.transpose(0, 2, 3, 1).reshape(-1, 8).astype(np.float64) @ w.reshape(8, -1)
+    y_in = y_want.astype(np.float32)  # the backward takes ReLU's derivative from it
+    dym = dy * (y_in > 0)
+    dw_want = np.einsum("nchwij,nohw->ocij", win, dym)
+    cols = dym.transpose(0, 2, 3, 1).reshape(-1, 8).astype(np.float64) @ w.reshape(8, -1)
     dx_want = np.empty(x.shape)
     _col2im_reference(cols, geom, dx_want)
 
     def run():
-        y, dw, dx = nan((16, 8, 28, 28)), nan(w.shape), nan(x.shape)
+        y, dw, db, dx = nan((16, 8, 28, 28)), nan(w.shape), nan(8), nan(x.shape)
         core.conv2d_direct(x, w, b, geom, True, y)
-        core.conv2d_direct_backward_weight(x, dy, geom, False, dw)
-        core.conv2d_direct_backward_input(dy, w, geom, dx)
-        return y, dw, dx
+        core.conv2d_direct_backward_weight(x, dy, geom, False, dw, y_in, db)
+        core.conv2d_direct_backward_input(dy, w, geom, dx, y_in)
+        return y, dw, db, dx
 
-    return run, (y_want, dw_want, dx_want), (1e-5, 1e-3)
+    want = (y_want, dw_want, dym.sum(axis=(0, 2, 3)), dx_want)
+    return run, want, (1e-5, 1e-3)
 
 
 def _conv_gemm(x_shape, cout):

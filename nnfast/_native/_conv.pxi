@@ -20,18 +20,19 @@ cdef extern from "conv.h" nogil:
     int nnf_conv_direct_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                               Py_ssize_t w, const double *wk, Py_ssize_t cout,
                               const double *bias, int relu, const nnf_conv_geom *g, double *y)
-    int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
-                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
-                                const nnf_conv_geom *g, int beta, float *dwk)
-    int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, Py_ssize_t n, Py_ssize_t c,
-                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
-                                const nnf_conv_geom *g, int beta, double *dwk)
-    int nnf_conv_direct_bwd_x_s(const float *dy, const float *wk, Py_ssize_t n, Py_ssize_t c,
-                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
-                                const nnf_conv_geom *g, float *dx)
-    int nnf_conv_direct_bwd_x_d(const double *dy, const double *wk, Py_ssize_t n,
+    int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, const float *y, Py_ssize_t n,
                                 Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
-                                const nnf_conv_geom *g, double *dx)
+                                const nnf_conv_geom *g, int beta, float *dwk, float *db)
+    int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, const double *y,
+                                Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                                Py_ssize_t cout, const nnf_conv_geom *g, int beta, double *dwk,
+                                double *db)
+    int nnf_conv_direct_bwd_x_s(const float *dy, const float *y, const float *wk, Py_ssize_t n,
+                                Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
+                                const nnf_conv_geom *g, float *dx)
+    int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk,
+                                Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                                Py_ssize_t cout, const nnf_conv_geom *g, double *dx)
     int nnf_conv_gemm_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                             Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
                             int relu, int bf16, const nnf_conv_geom *g, float *y)
@@ -242,14 +243,16 @@ cdef int _check_conv(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
     return t
 
 
-cdef const void *_bias_data(str what, bias, int t, Py_ssize_t cout) except? NULL:
-    """The data of a contiguous (Cout,) bias of dtype t, or NULL for None."""
+cdef const void *_bias_data(str what, bias, int t, Py_ssize_t cout,
+                            str name="bias") except? NULL:
+    """The data of a contiguous (Cout,) bias (or its gradient, `name`) of dtype t, or NULL for
+    None."""
     if bias is None:
         return NULL
     cdef cnp.ndarray b = bias
     if (cnp.PyArray_TYPE(b) != t or not cnp.PyArray_IS_C_CONTIGUOUS(b) or b.ndim != 1
             or b.shape[0] != cout):
-        raise ValueError(f"{what}: bias must be a contiguous (Cout,) array of x's dtype")
+        raise ValueError(f"{what}: {name} must be a contiguous (Cout,) array of x's dtype")
     return cnp.PyArray_DATA(b)
 
 
@@ -276,47 +279,72 @@ def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cn
     check_status(status, "conv2d_direct")
 
 
+cdef const void *_relu_output_data(str what, y, cnp.ndarray dy) except? NULL:
+    """The data of ReLU's output y, like dy (shape, dtype, C order), or NULL for None."""
+    if y is None:
+        return NULL
+    cdef cnp.ndarray u = y
+    if (cnp.PyArray_TYPE(u) != cnp.PyArray_TYPE(dy) or not cnp.PyArray_IS_C_CONTIGUOUS(u)
+            or (<object>u).shape != (<object>dy).shape):
+        raise ValueError(f"{what}: y must be a C-contiguous array like dy")
+    return cnp.PyArray_DATA(u)
+
+
 def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bint accumulate,
-                                  cnp.ndarray dwk):
-    """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy."""
+                                  cnp.ndarray dwk, y=None, db=None):
+    """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy, and db (Cout,)
+    = the bias gradient if given; dy times ReLU's derivative if y, its output, is given."""
+    cdef str what = "conv2d_direct_backward_weight"
     cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv("conv2d_direct_backward_weight", x, dwk, dy, &g)
+    cdef int t = _check_conv(what, x, dwk, dy, &g)
+    cdef const void *pu = _relu_output_data(what, y, dy)
+    cdef void *pdb = <void *>_bias_data(what, db, t, dwk.shape[0], "db")
+    if db is not None and not cnp.PyArray_ISWRITEABLE(db):
+        raise ValueError(f"{what}: db must be writeable")
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = dwk.shape[0]
     cdef int status
     if t == cnp.NPY_FLOAT32:
         with nogil:
             status = nnf_conv_direct_bwd_w_s(<const float *>cnp.PyArray_DATA(x),
-                                             <const float *>cnp.PyArray_DATA(dy), n, c, h, w,
-                                             cout, &g, accumulate,
-                                             <float *>cnp.PyArray_DATA(dwk))
+                                             <const float *>cnp.PyArray_DATA(dy),
+                                             <const float *>pu, n, c, h, w, cout, &g,
+                                             accumulate, <float *>cnp.PyArray_DATA(dwk),
+                                             <float *>pdb)
     else:
         with nogil:
             status = nnf_conv_direct_bwd_w_d(<const double *>cnp.PyArray_DATA(x),
-                                             <const double *>cnp.PyArray_DATA(dy), n, c, h, w,
-                                             cout, &g, accumulate,
-                                             <double *>cnp.PyArray_DATA(dwk))
-    check_status(status, "conv2d_direct_backward_weight")
+                                             <const double *>cnp.PyArray_DATA(dy),
+                                             <const double *>pu, n, c, h, w, cout, &g,
+                                             accumulate, <double *>cnp.PyArray_DATA(dwk),
+                                             <double *>pdb)
+    check_status(status, what)
 
 
-def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp.ndarray dx):
-    """dx (N, C, H, W) = the input gradient for dy (N, Cout, Ho, Wo), overwriting dx."""
+def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp.ndarray dx,
+                                 y=None):
+    """dx (N, C, H, W) = the input gradient for dy (N, Cout, Ho, Wo), overwriting dx; dy times
+    ReLU's derivative if y, its output, is given."""
+    cdef str what = "conv2d_direct_backward_input"
     cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv("conv2d_direct_backward_input", dx, wk, dy, &g)
+    cdef int t = _check_conv(what, dx, wk, dy, &g)
+    cdef const void *pu = _relu_output_data(what, y, dy)
     cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
     cdef int status
     if t == cnp.NPY_FLOAT32:
         with nogil:
             status = nnf_conv_direct_bwd_x_s(<const float *>cnp.PyArray_DATA(dy),
+                                             <const float *>pu,
                                              <const float *>cnp.PyArray_DATA(wk), n, c, h, w,
                                              cout, &g, <float *>cnp.PyArray_DATA(dx))
     else:
         with nogil:
             status = nnf_conv_direct_bwd_x_d(<const double *>cnp.PyArray_DATA(dy),
+                                             <const double *>pu,
                                              <const double *>cnp.PyArray_DATA(wk), n, c, h, w,
                                              cout, &g, <double *>cnp.PyArray_DATA(dx))
-    check_status(status, "conv2d_direct_backward_input")
+    check_status(status, what)
 
 
 def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, bint bf16,

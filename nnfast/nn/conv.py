@@ -149,7 +149,11 @@ class Conv2d(Module):
                 f"{self!r}: grad_out has shape {dy.shape}, expected (N={n}, "
                 f"{self.out_channels}, Ho, Wo) like the forward's output"
             )
-        if self._fused:  # dy * act'(y) and the bias gradient in one pass
+        # the direct kernels take ReLU's derivative and the bias gradient in their own pass
+        in_kernel = self._direct and self._fused and self.activation in (None, "relu")
+        if in_kernel:
+            pass
+        elif self._fused:  # dy * act'(y) and the bias gradient in one pass
             want_db = self.bias is not None
             dy, db = F.bias_act_backward(dy, self._y, self.activation or "identity",
                                          bias_grad=want_db)  # fmt: skip
@@ -168,9 +172,13 @@ class Conv2d(Module):
             return dx
         kernels = ops._core("Conv2d")
         if self._direct:
-            kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw)
+            y = self._y if in_kernel and self.activation == "relu" else None
+            db = np.empty_like(self.bias.data) if in_kernel and self.bias is not None else None
+            kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw, y, db)
+            if db is not None:
+                self.bias.grad += db
             if input_grad:
-                kernels.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx)
+                kernels.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx, y)
         else:
             kernels.conv2d_gemm_backward(x, dy, self.weight.data, self.geom, beta == 1.0,
                                          self._bf16, gw, dx)  # fmt: skip
