@@ -61,7 +61,7 @@ def direct_conv(x, w, b, stride, padding, dilation):
 
 @pytest.mark.parametrize("cfg", CONV_CONFIGS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng, conv_path):
+def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng, conv_path, isa):
     n, cin, h, w, cout, k, s, p, d = cfg
     conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, dtype=dtype, seed=1)
     x = rng.standard_normal((n, cin, h, w)).astype(dtype)
