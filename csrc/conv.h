@@ -103,18 +103,25 @@ int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk,
  * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
  * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
  * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above.
- * Vectors are at most NNF_CONV_VEC_BYTES; rows of pixels in the scratch have a stride of
- * NNF_CONV_PIXELS(Ho*Wo, T), a multiple of NNF_CONV_BLOCK_BYTES, so blocks of whole vectors
- * never leave their row. */
+ * The pixels of an image are taken in bands of nnf_conv_band(...) (whole blocks of
+ * NNF_CONV_BLOCK_BYTES, so the kernels' blocks of vectors never leave a row of the scratch),
+ * which keeps the scratch within about NNF_CONV_BAND_BYTES however large the image: kk + 1
+ * rows of a band (its windows, tap-major, and a row of zeros) and Cout rows (its dy), then
+ * bwd_w's vector partial sums (Cout * (kk + 1) vectors of at most NNF_CONV_VEC_BYTES). */
 #define NNF_CONV_VEC_BYTES 64
 #define NNF_CONV_BLOCK_BYTES 128
-#define NNF_CONV_PIXELS(np, T)                                                                \
-    (((np) + NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T) - 1) /                               \
-     (NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T)) * (NNF_CONV_BLOCK_BYTES / (ptrdiff_t)sizeof(T)))
-/* kk + 1 rows of pixels (one image's windows, tap-major, and a row of zeros), Cout rows of dy,
- * then bwd_w's vector partial sums (Cout * (kk + 1) vectors) */
+#define NNF_CONV_BAND_BYTES ((ptrdiff_t)256 << 10)
+static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np,
+                                      ptrdiff_t size) {
+    const ptrdiff_t blk = NNF_CONV_BLOCK_BYTES / size;
+    ptrdiff_t most = NNF_CONV_BAND_BYTES / ((kk + 1 + cout) * size) / blk * blk;
+    if (most < blk) most = blk;
+    const ptrdiff_t bands = np > most ? (np + most - 1) / most : 1;
+    const ptrdiff_t each = (np + bands - 1) / bands; /* as even as whole blocks allow */
+    return each < 1 ? blk : (each + blk - 1) / blk * blk;
+}
 #define NNF_CONV_SCRATCH(kk, np, cout, T)                                                     \
-    (((kk) + 1 + (cout)) * NNF_CONV_PIXELS(np, T) +                                           \
+    (((kk) + 1 + (cout)) * nnf_conv_band(kk, cout, np, (ptrdiff_t)sizeof(T)) +                \
      (cout) * ((kk) + 1) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T)))
 #define NNF_CONV_KERNEL_TYPES_(T, TS)                                                         \
     typedef void (*nnf_conv_fwd_image_##TS)(T *y, const T *x, ptrdiff_t nb, const T *wk,     \
