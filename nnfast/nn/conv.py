@@ -33,8 +33,8 @@ from .module import Module, Parameter, TorchModule, _float_dtype, register
 
 #: Convolutions with C_in*KH*KW up to this run the direct kernel (measured at batch 128, 2
 #: threads, forward + backward: LeNet-5's and cnn_small's first layers, K = 25 and 9, take 0.25x
-#: and 0.47x the GEMM path's time; LeNet-5's second, K = 150, 0.75x with the input gradient
-#: but 1.17x forward alone; cnn_small's second, K = 288, 1.23x). 0 sends every one to the GEMMs.
+#: and 0.47x the GEMM path's time; their second layers, K = 150 and 288, about 1.25x; between,
+#: 8 -> 32 3x3 and 3 -> 16 5x5, K = 72 and 75, 0.9x and 0.75x). 0 sends every one to the GEMMs.
 DIRECT_MAX_K = 32
 
 
