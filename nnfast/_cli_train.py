@@ -17,17 +17,19 @@ from pathlib import Path
 from ._gemm import PRECISIONS
 from .callbacks import Callback
 
-# Default recipes, chosen on the real data (see README): each reaches its target accuracy on
-# MNIST within its epochs. Options given on the command line override them.
-# The convolutional recipes augment (random affine maps): without it they plateau near 99.3% on
-# MNIST, and the longer schedule gives the augmented data time to pay.
+# Default recipes, chosen on the real data by validation accuracy (see README): each reaches
+# its target accuracy on MNIST within its epochs. Options given on the command line override
+# them. The convolutional recipes augment (random affine maps): without it they plateau near
+# 99.3% on MNIST. Augmented, they still fit the training set less well than the validation set
+# after 15 epochs, so they take batches of 64: twice the steps per epoch (+0.17 and +0.15 points
+# of validation accuracy for lenet5 and cnn against batches of 128, seed 0).
 RECIPES = {
     "mlp": {"hidden": [256, 128], "dropout": 0.2, "epochs": 15, "batch_size": 128,
             "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4,
             "augment": "none"},
-    "lenet5": {"dropout": 0.0, "epochs": 15, "batch_size": 128, "optimizer": "adamw",
+    "lenet5": {"dropout": 0.0, "epochs": 15, "batch_size": 64, "optimizer": "adamw",
                "lr": 2e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
-    "cnn": {"dropout": 0.25, "epochs": 15, "batch_size": 128, "optimizer": "adamw",
+    "cnn": {"dropout": 0.25, "epochs": 15, "batch_size": 64, "optimizer": "adamw",
             "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
 }  # fmt: skip
 

@@ -413,8 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
         "epoch. Options not given come from the model's recipe: "
         + "; ".join(
             f"{m}: {r['optimizer']} lr {r['lr']:g} {r['lr_schedule']}, weight decay "
-            f"{r['weight_decay']:g}, dropout {r['dropout']:g}, {r['epochs']} epochs, "
-            f"augment {r['augment']}"
+            f"{r['weight_decay']:g}, dropout {r['dropout']:g}, batch {r['batch_size']}, "
+            f"{r['epochs']} epochs, augment {r['augment']}"
             for m, r in RECIPES.items()
         )
         + ". Ctrl-C (or SIGTERM) writes a checkpoint and exits (status 130, or 143); --resume "
