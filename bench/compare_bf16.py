@@ -3,7 +3,7 @@ it is installed), in interleaved rounds (bf16, fp32, [torch], bf16, fp32, ...; b
 each timed after the others' threads have gone idle, outputs NaN-filled before and checked
 after), median per-round ratios.
 
-    python bench/compare_bf16.py [--rounds 15] [--threads 2] [--parts gemm,mlp,cnn]
+    python bench/compare_bf16.py [--rounds 15] [--threads 2] [--parts gemm,steps]
 
 Targets (issue 15): the bf16 GEMM >= 1.8x nnfast's fp32 packed GEMM on 1024^3 and 2048^3 and
 >= 1.0x PyTorch's bf16 matmul there and on 128x784x256; the MLP step in bf16 <= 0.7x the fp32
@@ -111,6 +111,8 @@ def main(argv=None):
     p.add_argument("--parts", default="gemm,steps", help="gemm, steps (MLP and cnn_small)")
     args = p.parse_args(argv)
     parts = args.parts.split(",")
+    if not parts or not set(parts) <= {"gemm", "steps"}:
+        p.error(f"--parts: expected a comma-separated list of gemm and steps, got {args.parts!r}")
     nnfast.set_num_threads(args.threads)
     info = nnfast.info()
     (kern,) = info["bf16_kernels"]

@@ -64,6 +64,11 @@ static inline void conv_valid_rows(ptrdiff_t ho, ptrdiff_t h, const nnf_conv_geo
     conv_valid_range(ho, h, g->sh, g->ph, (ptrdiff_t)i * g->dh, oh_lo, oh_hi);
 }
 
+/* 1 if n values from offset off, rounded up to a block of 16, lie inside an input of len. */
+static inline int conv_inside(ptrdiff_t off, ptrdiff_t n, ptrdiff_t len) {
+    return off >= 0 && off + (n + 15) / 16 * 16 <= len;
+}
+
 /* Images per group of the GEMM convolution: enough for about 512 output pixels, so that
  * the GEMMs are long enough to amortise packing W (measured on Zen 4: cnn_small's conv2 at 196
  * pixels per image ran its forward 20% faster in groups of 3 than alone, LeNet-5's conv2 at

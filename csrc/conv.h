@@ -45,7 +45,8 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
  * bwd: dwk (=, or += when beta is 1) the weight gradient for dy, and dx (=) the input
  * gradient unless dx is NULL. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
  * NNF_EINVAL for float64). NNF_ENOMEM if the scratch (columns per thread, weight-gradient
- * partials per chunk) cannot be allocated; on any error dwk is left as it was. */
+ * partials per chunk) cannot be allocated; on any error dwk is left as it was, and y or dx
+ * hold undefined values. */
 int nnf_conv_gemm_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                         const float *wk, ptrdiff_t cout, const float *bias, int relu, int bf16,
                         const nnf_conv_geom *g, float *y);

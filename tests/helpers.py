@@ -43,3 +43,16 @@ def signal_after_checkpoint(p, ckpt, sig, timeout=60):
                 os.killpg(p.pid, signal.SIGKILL)  # mpiexec and its ranks
             except OSError:
                 p.kill()
+
+
+def round_bf16(x):
+    """float32 -> float32 holding the bf16 value: 8 significant bits, ties to even (np.rint),
+    subnormals to a zero of the same sign, overflow to Inf, NaN kept. An independent
+    implementation by frexp/ldexp, not the bit trick of the C code."""
+    x = np.asarray(x, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mant, exp = np.frexp(x.astype(np.float64))
+        r = np.ldexp(np.rint(mant * 256.0) / 256.0, exp).astype(np.float32)
+    tiny = np.abs(x) < np.finfo(np.float32).tiny
+    r = np.where(tiny, np.copysign(np.float32(0), x), r)
+    return np.where(np.isfinite(x), r, x).astype(np.float32)

@@ -38,7 +38,7 @@ DIRECT_CONFIGS = [
 
 @pytest.fixture(params=["gemm", "direct"])
 def conv_path(request, monkeypatch):
-    """Run the test with every Conv2d on im2col + GEMM, then on the direct kernel (1x1 layers
+    """Run the test with every Conv2d on the GEMM path, then on the direct kernel (1x1 layers
     with stride 1 and no padding keep their own path)."""
     monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0 if request.param == "gemm" else 10**9)
     return request.param
@@ -93,7 +93,7 @@ def test_conv2d_fused_activation_gradcheck(activation, rng, conv_path):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
 def test_direct_kernel_matches_the_gemm_path(cfg, dtype, activation, isa, rng, monkeypatch):
-    """Every ISA path of the direct kernel against im2col + GEMM: the output, two backward
+    """Every ISA path of the direct kernel against the GEMM path: the output, two backward
     passes (the second adds into the weight gradient) and the input gradient."""
     n, cin, h, w, cout, k, s, p, d = cfg
     x = rng.standard_normal((n, cin, h, w)).astype(dtype)
@@ -154,6 +154,47 @@ def test_direct_backward_takes_relu_and_bias_in_the_kernel(rng):
         core.conv2d_direct_backward_weight(x, dy, geom, False, dw, y, np.empty(4))
     with pytest.raises(ValueError, match="conv2d_direct_backward_input: y must be"):
         core.conv2d_direct_backward_input(dy, w, geom, dx, y[..., ::2])
+
+
+def test_backward_without_input_grad(rng, conv_path):
+    """input_grad=False returns None and leaves the weight and bias gradients as with it."""
+    conv = nn.Conv2d(3, 4, 3, padding=1, activation="relu", seed=5, dtype="float64")
+    x = rng.standard_normal((3, 3, 9, 9))
+    dy = rng.standard_normal(conv(x).shape)
+    conv.backward(dy)
+    want = conv.weight.grad.copy(), conv.bias.grad.copy()
+    conv.zero_grad()
+    assert conv.backward(dy, input_grad=False) is None
+    np.testing.assert_allclose(conv.weight.grad, want[0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(conv.bias.grad, want[1], rtol=1e-13, atol=1e-13)
+
+
+def test_gemm_kernels_refuse_bad_arrays(rng):
+    """The GEMM path's C entry points: bf16 with float64, outputs of the wrong shape, read-only
+    or non-contiguous arrays are clear errors before any C runs."""
+    geom = (3, 3, 1, 1, 1, 1, 1, 1)
+    x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((5, 4, 3, 3))
+    y, dy = np.empty((2, 5, 6, 6)), rng.standard_normal((2, 5, 6, 6))
+    dw, dx = np.empty_like(w), np.empty_like(x)
+    with pytest.raises(TypeError, match="conv2d_gemm: bf16 needs float32"):
+        core.conv2d_gemm(x, w, None, geom, False, True, y)
+    with pytest.raises(TypeError, match="conv2d_gemm_backward: bf16 needs float32"):
+        core.conv2d_gemm_backward(x, dy, w, geom, False, True, dw, dx)
+    with pytest.raises(ValueError, match="conv2d_gemm_backward: dx must be shaped like x"):
+        core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, dx[:1])
+    with pytest.raises(ValueError, match="conv2d_gemm: arrays must be C-contiguous"):
+        core.conv2d_gemm(np.asfortranarray(x), w, None, geom, False, False, y)
+    with pytest.raises(ValueError, match="conv2d_gemm: inconsistent shapes"):
+        core.conv2d_gemm(x, w, None, geom, False, False, np.empty((2, 4, 6, 6)))
+    for out, call in [
+        (y, lambda: core.conv2d_gemm(x, w, None, geom, False, False, y)),
+        (dw, lambda: core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, None)),
+        (dx, lambda: core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, dx)),
+    ]:
+        out.flags.writeable = False
+        with pytest.raises(ValueError, match="must be writeable"):
+            call()
+        out.flags.writeable = True
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from helpers import round_bf16
 
 import nnfast
 import nnfast.functional as F
@@ -22,19 +23,6 @@ from nnfast._native import core
 pytestmark = pytest.mark.skipif(core is None, reason="bf16 needs the native extension")
 
 U = 2.0**-24  # fp32 unit roundoff
-
-
-def round_bf16(x):
-    """float32 -> float32 holding the bf16 value: 8 significant bits, ties to even (np.rint),
-    subnormals to a zero of the same sign, overflow to Inf, NaN kept. An independent
-    implementation by frexp/ldexp, not the bit trick of the C code."""
-    x = np.asarray(x, np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mant, exp = np.frexp(x.astype(np.float64))
-        r = np.ldexp(np.rint(mant * 256.0) / 256.0, exp).astype(np.float32)
-    tiny = np.abs(x) < np.finfo(np.float32).tiny
-    r = np.where(tiny, np.copysign(np.float32(0), x), r)
-    return np.where(np.isfinite(x), r, x).astype(np.float32)
 
 
 def reference(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):

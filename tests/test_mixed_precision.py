@@ -5,6 +5,7 @@ records the precision in its checkpoint and --resume keeps it."""
 
 import numpy as np
 import pytest
+from helpers import round_bf16 as bf16
 from helpers import write_tiny_mnist
 
 import nnfast
@@ -14,12 +15,6 @@ from nnfast.checkpoint import load_checkpoint
 from nnfast.train import fit
 
 pytestmark = pytest.mark.skipif(core is None, reason="bf16 needs the native extension")
-
-
-def bf16(x):
-    """float32 values rounded to bf16 (ties to even; these tests use no subnormals)."""
-    mant, exp = np.frexp(np.asarray(x, np.float64))
-    return np.ldexp(np.rint(mant * 256) / 256, exp).astype(np.float32)
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +48,7 @@ def test_linear_forward_and_backward_run_in_bf16(rng):
 
 
 def test_conv2d_forward_and_backward_run_in_bf16(rng):
-    """A convolution on the im2col + GEMM path (C_in*KH*KW above DIRECT_MAX_K: smaller ones
+    """A convolution on the GEMM path (C_in*KH*KW above DIRECT_MAX_K: smaller ones
     run nnfast's direct kernel, which has no GEMM and stays fp32)."""
     from nnfast.nn.conv import DIRECT_MAX_K
 
@@ -117,7 +112,7 @@ MODELS = {
     "cnn": (
         lambda: nn.Sequential(
             nn.Conv2d(1, 6, 3, padding=1, activation="relu"),
-            nn.Conv2d(6, 6, 3, padding=1, activation="relu"),  # K = 54: im2col + GEMM
+            nn.Conv2d(6, 6, 3, padding=1, activation="relu"),  # K = 54: the GEMM path
             nn.Flatten(),
             nn.Linear(384, 3),
         ),

@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import round_bf16
 
 import nnfast
 import nnfast.functional as F
@@ -261,20 +262,23 @@ def _conv_direct(rng):
     return run, want, (1e-5, 1e-3)
 
 
-def _conv_gemm(x_shape, cout):
+def _conv_gemm(x_shape, cout, bf16=False):
     """The GEMM convolution, forward and backward (weight and input gradients), against the
-    window sums. 16 images make a group each, spread over the threads; 2 images are too few
-    groups, so they run in turn and each GEMM takes the threads."""
+    window sums. 16 images make several groups, spread over the threads; 2 images are too few
+    groups, so they run in turn and each GEMM takes the threads. With bf16 the inputs are bf16
+    values already, so the bf16 GEMMs (inside the tasks) have the same exact products."""
 
     def build(rng):
-        x = rng.standard_normal(x_shape).astype(np.float32)
-        w = rng.standard_normal((cout, x_shape[1], 3, 3)).astype(np.float32)
+        def draw(shape):
+            v = rng.standard_normal(shape).astype(np.float32)
+            return round_bf16(v) if bf16 else v
+
+        x, w = draw(x_shape), draw((cout, x_shape[1], 3, 3))
         b = rng.standard_normal(cout).astype(np.float32)
         geom = _convops.geometry(**GEOM)
-        n, c, h, wd = x_shape
         win = _windows(x.astype(np.float64), geom)
         y = np.einsum("nchwij,ocij->nohw", win, w.astype(np.float64)) + b[:, None, None]
-        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dy = draw(y.shape)
         dw = np.einsum("nohw,nchwij->ocij", dy.astype(np.float64), win)
         cols = dy.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, cout) @ w.reshape(cout, -1)
         dx = np.empty(x_shape)
@@ -282,8 +286,8 @@ def _conv_gemm(x_shape, cout):
 
         def run():
             out, gw, gx = nan(y.shape), nan(w.shape), nan(x_shape)
-            core.conv2d_gemm(x, w, b, geom, False, False, out)
-            core.conv2d_gemm_backward(x, dy, w, geom, False, False, gw, gx)
+            core.conv2d_gemm(x, w, b, geom, False, bf16, out)
+            core.conv2d_gemm_backward(x, dy, w, geom, False, bf16, gw, gx)
             return out, gw, gx
 
         return run, (y, dw, dx), (1e-4, 1e-3)
@@ -370,6 +374,7 @@ CASES = {
     "conv_direct": _conv_direct,
     "conv2d_gemm": _conv_gemm(CONV_X, 12),
     "conv2d_gemm_few_images": _conv_gemm((2, 8, 56, 56), 12),
+    "conv2d_gemm_bf16": _conv_gemm(CONV_X, 12, bf16=True),
     "max_pool2d": _pool("max"),
     "avg_pool2d": _pool("avg"),
     "adam": _adam,

@@ -243,6 +243,13 @@ cdef int _check_conv(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
     return t
 
 
+cdef int _writeable(str what, cnp.ndarray out, str name) except -1:
+    """ValueError unless the output array `out` may be written."""
+    if not cnp.PyArray_ISWRITEABLE(out):
+        raise ValueError(f"{what}: {name} must be writeable")
+    return 0
+
+
 cdef const void *_bias_data(str what, bias, int t, Py_ssize_t cout,
                             str name="bias") except? NULL:
     """The data of a contiguous (Cout,) bias (or its gradient, `name`) of dtype t, or NULL for
@@ -260,6 +267,7 @@ def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cn
     """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias) without a column matrix (conv.h)."""
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv("conv2d_direct", x, wk, y, &g)
+    _writeable("conv2d_direct", y, "y")
     cdef const void *pb = _bias_data("conv2d_direct", bias, t, wk.shape[0])
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
@@ -297,10 +305,11 @@ def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bin
     cdef str what = "conv2d_direct_backward_weight"
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv(what, x, dwk, dy, &g)
+    _writeable(what, dwk, "dwk")
     cdef const void *pu = _relu_output_data(what, y, dy)
     cdef void *pdb = <void *>_bias_data(what, db, t, dwk.shape[0], "db")
-    if db is not None and not cnp.PyArray_ISWRITEABLE(db):
-        raise ValueError(f"{what}: db must be writeable")
+    if db is not None:
+        _writeable(what, db, "db")
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = dwk.shape[0]
     cdef int status
@@ -328,6 +337,7 @@ def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp
     cdef str what = "conv2d_direct_backward_input"
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv(what, dx, wk, dy, &g)
+    _writeable(what, dx, "dx")
     cdef const void *pu = _relu_output_data(what, y, dy)
     cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
@@ -353,6 +363,7 @@ def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, bint
     bf16 rounds the GEMM operands to bfloat16 (float32 only)."""
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g)
+    _writeable("conv2d_gemm", y, "y")
     cdef const void *pb = _bias_data("conv2d_gemm", bias, t, wk.shape[0])
     if bf16 and t != cnp.NPY_FLOAT32:
         raise TypeError("conv2d_gemm: bf16 needs float32 arrays")
@@ -381,6 +392,7 @@ def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple ge
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv("conv2d_gemm_backward", x, dwk, dy, &g)
     _check_conv("conv2d_gemm_backward", x, wk, dy, &g)
+    _writeable("conv2d_gemm_backward", dwk, "dwk")
     if bf16 and t != cnp.NPY_FLOAT32:
         raise TypeError("conv2d_gemm_backward: bf16 needs float32 arrays")
     cdef void *pdx = NULL
@@ -390,6 +402,7 @@ def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple ge
         _float_type(dxa, "conv2d_gemm_backward")
         if cnp.PyArray_TYPE(dxa) != t or (<object>dxa).shape != (<object>x).shape:
             raise ValueError("conv2d_gemm_backward: dx must be shaped like x, of its dtype")
+        _writeable("conv2d_gemm_backward", dxa, "dx")
         pdx = cnp.PyArray_DATA(dxa)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]

@@ -8,9 +8,11 @@ are fused in the forward; ReLU's derivative and the bias gradient in the backwar
 over dY. There the GEMM would be degenerate (K = 9 or 25).
 
 Other convolutions are GEMMs in one C call per layer (csrc/conv_gemm_impl.inc): the batch is
-cut into groups of images whose columns (C*KH*KW x pixels) fit in L2, and each group is
-unfolded, multiplied and, in backward, folded back while it is in cache, on one thread per
-group: ``Y^T = cols^T @ W^T`` with bias and activation in the GEMM's epilogue;
+cut into groups of images of about 512 output pixels, whose columns (C*KH*KW x pixels) then
+fit in L2 for MNIST-sized layers (a group is at least one image, however large), and each group
+is unfolded, multiplied and, in backward, folded back while it is in cache, a thread per group
+(a batch of fewer groups than threads runs them in turn, each GEMM on all threads):
+``Y^T = cols^T @ W^T`` with bias and activation in the GEMM's epilogue;
 ``dW^T += cols @ dY^T``, ``dcols = W^T @ dY``, ``dx = fold(dcols)``. No column matrix of the
 whole batch is ever written. With ``nnfast.set_matmul_precision("bf16")`` these GEMMs run in
 bf16 with float32 accumulation.
@@ -34,7 +36,9 @@ from .module import Module, Parameter, TorchModule, _float_dtype, register
 #: Convolutions with C_in*KH*KW up to this run the direct kernel (measured at batch 128, 2
 #: threads, forward + backward: LeNet-5's and cnn_small's first layers, K = 25 and 9, take 0.25x
 #: and 0.47x the GEMM path's time; their second layers, K = 150 and 288, about 1.25x; between,
-#: 8 -> 32 3x3 and 3 -> 16 5x5, K = 72 and 75, 0.9x and 0.75x). 0 sends every one to the GEMMs.
+#: 8 -> 32 3x3 and 3 -> 16 5x5, K = 72 and 75, 0.9x and 0.75x: a higher limit would pay for
+#: such layers, but no model here has one and the crossover was not mapped across channel
+#: counts). 0 sends every one to the GEMMs.
 DIRECT_MAX_K = 32
 
 
@@ -154,15 +158,13 @@ class Conv2d(Module):
             )
         # the direct kernels take ReLU's derivative and the bias gradient in their own pass
         in_kernel = self._direct and self._fused and self.activation in (None, "relu")
-        if in_kernel:
-            pass
-        elif self._fused:  # dy * act'(y) and the bias gradient in one pass
+        if self._fused and not in_kernel:  # dy * act'(y) and the bias gradient in one pass
             want_db = self.bias is not None
             dy, db = F.bias_act_backward(dy, self._y, self.activation or "identity",
                                          bias_grad=want_db)  # fmt: skip
             if want_db:
                 self.bias.grad += db
-        else:
+        elif not self._fused:
             dy = self._act.backward(dy)
             if self.bias is not None:
                 self.bias.grad += dy.sum(axis=(0, 2, 3))
@@ -178,10 +180,10 @@ class Conv2d(Module):
             y = self._y if in_kernel and self.activation == "relu" else None
             db = np.empty_like(self.bias.data) if in_kernel and self.bias is not None else None
             kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw, y, db)
-            if db is not None:
-                self.bias.grad += db
             if input_grad:
                 kernels.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx, y)
+            if db is not None:  # last: a kernel that raised leaves the bias gradient as it was
+                self.bias.grad += db
         else:
             kernels.conv2d_gemm_backward(x, dy, self.weight.data, self.geom, beta == 1.0,
                                          self._bf16, gw, dx)  # fmt: skip
