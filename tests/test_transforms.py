@@ -9,6 +9,7 @@ from nnfast.data import (
     DataLoader,
     Normalize,
     RandomAffine,
+    RandomHorizontalFlip,
     RandomShift,
 )
 from nnfast.data import transforms as T
@@ -122,9 +123,28 @@ def test_translate_stays_within_its_fraction():
     assert np.all(np.abs(cols - 10) <= 5 + 1e-9) and np.ptp(cols) > 5  # up to 0.25 * 20
 
 
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("shape", [(40, 5, 7), (30, 2, 4, 6)])
+def test_flip_against_a_loop(p, shape, rng):
+    x = rng.standard_normal(shape)
+    y = RandomHorizontalFlip(p)(x, np.random.default_rng(4))
+    draws = np.random.default_rng(4).random(len(x))  # one draw per image, in order
+    for k in range(len(x)):
+        want = x[k][..., ::-1] if draws[k] < p else x[k]
+        np.testing.assert_array_equal(y[k], want)
+    flipped = sum(not np.array_equal(y[k], x[k]) for k in range(len(x)))
+    assert flipped == int((draws < p).sum())
+    assert (flipped == len(x)) if p == 1 else (flipped == 0) if p == 0 else 0 < flipped < len(x)
+
+
 @pytest.mark.parametrize(
     "transform",
-    [RandomShift(0), RandomAffine(0), RandomAffine((0, 0), (0, 0), (1, 1), fill=3.0)],
+    [
+        RandomShift(0),
+        RandomAffine(0),
+        RandomAffine((0, 0), (0, 0), (1, 1), fill=3.0),
+        RandomHorizontalFlip(0),
+    ],
     ids=repr,
 )
 @pytest.mark.parametrize("shape", [(4, 28, 28), (3, 2, 5, 6)])
@@ -215,6 +235,9 @@ def test_loader_plain_callable_transform_is_called_with_the_batch_only(rng):
         (lambda: RandomAffine(0, scale=1.1), ValueError, "scale must be a pair"),
         (lambda: RandomAffine(0, translate=(1.5, 0)), ValueError, "translate must be finite"),
         (lambda: RandomAffine(0, translate=(0.1,)), ValueError, "translate must be a pair"),
+        (lambda: RandomHorizontalFlip(-0.1), ValueError, r"p must be finite and in \[0, 1\]"),
+        (lambda: RandomHorizontalFlip(1.5), ValueError, r"in \[0, 1\], got 1.5"),
+        (lambda: RandomHorizontalFlip("0.5"), TypeError, "p must be a real number"),
         (lambda: Normalize(0.5, 0.0), ValueError, "std must be finite and > 0"),
         (lambda: Normalize([], 1.0), ValueError, "mean must not be empty"),
         (lambda: Compose([RandomShift(1), 3]), TypeError, "must be callable"),
@@ -226,7 +249,9 @@ def test_bad_parameters_are_clear_errors(make, error, match):
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (2, 1, 1, 28, 28), (5,)])
-@pytest.mark.parametrize("transform", [RandomShift(1), RandomAffine(5)], ids=repr)
+@pytest.mark.parametrize(
+    "transform", [RandomShift(1), RandomAffine(5), RandomHorizontalFlip()], ids=repr
+)
 def test_wrong_input_rank_is_a_clear_error(transform, shape):
     with pytest.raises(ValueError, match=r"expected a batch of images \(N, H, W\)"):
         transform(np.zeros(shape, np.float32), np.random.default_rng(0))

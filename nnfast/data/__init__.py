@@ -5,7 +5,8 @@
     FashionMNIST(...)                     load_mnist(root) -> ((x, y), (x_test, y_test))
     DataLoader(x, y, batch_size=128, shuffle=True, seed=None, drop_last=False,
                dtype=np.float32, transform=None)
-    Compose([RandomAffine(degrees, translate, scale, fill), RandomShift(max_px), Normalize(m, s)])
+    Compose([RandomAffine(degrees, translate, scale, fill), RandomShift(max_px),
+             RandomHorizontalFlip(p), Normalize(m, s)])
 
 Importing this package imports numpy and a few small standard-library modules only; urllib is
 imported when a download starts.
@@ -23,7 +24,14 @@ from .datasets import (
 )
 from .idx import IDXError, read_idx, write_idx
 from .loader import DataLoader
-from .transforms import Compose, Normalize, RandomAffine, RandomShift, Transform
+from .transforms import (
+    Compose,
+    Normalize,
+    RandomAffine,
+    RandomHorizontalFlip,
+    RandomShift,
+    Transform,
+)
 
 __all__ = [
     "DATASETS",
@@ -35,6 +43,7 @@ __all__ = [
     "IDXError",
     "Normalize",
     "RandomAffine",
+    "RandomHorizontalFlip",
     "RandomShift",
     "Transform",
     "cache_dir",

@@ -1,11 +1,13 @@
-"""Batch transforms for data augmentation: ``RandomShift``, ``RandomAffine``, ``Normalize`` and
-``Compose``, applied by :class:`DataLoader` to each batch of images (N, H, W) or (N, C, H, W).
+"""Batch transforms for data augmentation: ``RandomShift``, ``RandomAffine``,
+``RandomHorizontalFlip``, ``Normalize`` and ``Compose``, applied by :class:`DataLoader` to
+each batch of images (N, H, W) or (N, C, H, W).
 
 A transform is called as ``t(x, rng)`` on a whole batch and returns a new array (a batch may be
 a read-only view of the data set). Random transforms draw one set of parameters per image from
 ``rng``; the DataLoader passes a generator derived from its seed, the epoch and the batch
 number, so an epoch's augmented batches are a function of those alone and a resumed run sees
-the same ones. The warps run in C (``csrc/image.c``), one call per batch.
+the same ones. The warps run in C (``csrc/image.c``), one call per batch; the flip is one
+numpy copy.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import numpy as np
 
 from .._validate import integer, real
 
-__all__ = ["Compose", "Normalize", "RandomAffine", "RandomShift", "Transform"]
+__all__ = [
+    "Compose",
+    "Normalize",
+    "RandomAffine",
+    "RandomHorizontalFlip",
+    "RandomShift",
+    "Transform",
+]
 
 
 class Transform:
@@ -181,6 +190,30 @@ class RandomAffine(Transform):
     def _config(self):
         return {"degrees": self.degrees, "translate": self.translate, "scale": self.scale,
                 "fill": self.fill}  # fmt: skip
+
+
+class RandomHorizontalFlip(Transform):
+    """Mirror each image left to right with probability ``p`` (drawn per image).
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+    """
+
+    random = True
+
+    def __init__(self, p=0.5):
+        self.p = real(p, "p", "RandomHorizontalFlip", low=0.0, high=1.0)
+
+    def __call__(self, x, rng=None):
+        x = _float_images(x, "RandomHorizontalFlip")
+        flip = _generator(rng).random(len(x)) < self.p
+        y = x.copy()
+        y[flip] = x[flip, ..., ::-1]
+        return y
+
+    def _config(self):
+        return {"p": self.p}
 
 
 # --- helpers ------------------------------------------------------------------------------------
