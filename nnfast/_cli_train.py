@@ -33,11 +33,18 @@ RECIPES = {
             "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
 }  # fmt: skip
 
-# --augment presets: the arguments of the transform (its fill is the data set's background)
+# What a recipe changes on another data set than MNIST. Fashion-MNIST's garments are upright,
+# centred and mostly symmetric left to right: mirroring and small shifts pay more than rotations
+# (cnn, seed 0, validation accuracy after 15 epochs: 92.9% with flip against 91.7% with affine).
+DATASET_RECIPES = {("cnn", "fashion-mnist"): {"augment": "flip"}}
+
+# --augment presets: transforms of nnfast.data and their arguments, applied in this order (a
+# transform with a fill gets the data set's background)
 AUGMENT = {
-    "none": None,
-    "shift": ("RandomShift", {"max_px": 2}),
-    "affine": ("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)}),
+    "none": (),
+    "shift": (("RandomShift", {"max_px": 2}),),
+    "affine": (("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)}),),
+    "flip": (("RandomHorizontalFlip", {}), ("RandomShift", {"max_px": 2})),
 }
 
 # learning rate when --optimizer differs from the recipe's and --lr is not given
@@ -105,11 +112,16 @@ def check_outputs(args) -> None:
             raise PermissionError(f"{flag} {path}: the directory {directory} is not writable")
 
 
+def recipe_for(model, dataset) -> dict:
+    """The default options of ``model`` on ``dataset``: its recipe with the data set's changes."""
+    return {**RECIPES[model], **DATASET_RECIPES.get((model, dataset), {})}
+
+
 def resolve_config(args) -> dict:
     """The run's configuration: the model's recipe, overridden by the options given."""
     model = args.model or "mlp"
-    recipe = RECIPES[model]
     cfg = {"dataset": args.dataset or "mnist", "model": model}
+    recipe = recipe_for(model, cfg["dataset"])
     for key in ("hidden", "dropout", "epochs", "batch_size", "optimizer", "lr_schedule",
                 "weight_decay", "augment"):  # fmt: skip
         value = getattr(args, key)
@@ -155,13 +167,21 @@ def build_optimizer(cfg, params):
 
 def build_augmentation(name, meta):
     """The ``--augment`` preset ``name`` as a transform of standardised images (None for
-    "none"): pixels moved in from outside are the data set's black, ``-mean / std``."""
+    "none"; a ``Compose`` when it has several steps): pixels moved in from outside are the data
+    set's black, ``-mean / std``."""
+    import inspect
+
     from .data import transforms
 
-    if AUGMENT[name] is None:
-        return None
-    cls, kwargs = AUGMENT[name]
-    return getattr(transforms, cls)(**kwargs, fill=-meta["mean"] / meta["std"])
+    steps = []
+    for cls, kwargs in AUGMENT[name]:
+        make = getattr(transforms, cls)
+        if "fill" in inspect.signature(make).parameters:
+            kwargs = {**kwargs, "fill": -meta["mean"] / meta["std"]}
+        steps.append(make(**kwargs))
+    if len(steps) < 2:
+        return steps[0] if steps else None
+    return transforms.Compose(steps)
 
 
 def build_scheduler(cfg, optimizer):

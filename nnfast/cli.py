@@ -389,7 +389,7 @@ def _cmd_bench_gemm(args) -> int:
 
 # --- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from ._cli_train import AUGMENT, PRECISIONS, RECIPES
+    from ._cli_train import AUGMENT, DATASET_RECIPES, PRECISIONS, RECIPES
 
     parser = argparse.ArgumentParser(
         prog="nnfast",
@@ -416,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
             f"{r['weight_decay']:g}, dropout {r['dropout']:g}, batch {r['batch_size']}, "
             f"{r['epochs']} epochs, augment {r['augment']}"
             for m, r in RECIPES.items()
+        )
+        + "; on another data set: "
+        + "; ".join(
+            f"{m} on {d}: " + ", ".join(f"{k} {v}" for k, v in change.items())
+            for (m, d), change in DATASET_RECIPES.items()
         )
         + ". Ctrl-C (or SIGTERM) writes a checkpoint and exits (status 130, or 143); --resume "
         "continues it.",
@@ -458,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         choices=tuple(AUGMENT),
         help="random per-image augmentation of the training batches: shift (up to 2 pixels), "
-        "affine (rotation up to 10 degrees, shift up to 10%%, scale 0.9-1.1)",
+        "affine (rotation up to 10 degrees, shift up to 10%%, scale 0.9-1.1), flip (mirrored "
+        "left to right with probability 1/2, then shift)",
     )
     p.add_argument(
         "--val-split",

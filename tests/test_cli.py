@@ -175,16 +175,52 @@ def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys, augment):
 
 def test_augment_changes_training_and_is_recorded(data_dir, tmp_path, capsys):
     common = ["--epochs", "1", "--hidden", "16"]
-    for name in ("none", "shift"):
+    for name in ("none", "shift", "flip"):
         assert cli.main(_train_args(data_dir, tmp_path / name, *common, "--augment", name)) == 0
         state = load_checkpoint(tmp_path / name / "ck" / "checkpoint.npz")["state"]
         assert state["config"]["augment"] == name
-    a, b = _weights(tmp_path / "none/model.npz"), _weights(tmp_path / "shift/model.npz")
-    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    a = _weights(tmp_path / "none/model.npz")
+    for name in ("shift", "flip"):
+        b = _weights(tmp_path / name / "model.npz")
+        assert any(not np.array_equal(a[k], b[k]) for k in a), name
     capsys.readouterr()
     rc = cli.main(_train_args(data_dir, tmp_path / "shift", "--resume", "--augment", "affine"))
     assert rc == 1
     assert "--resume: the checkpoint was trained with --augment shift" in capsys.readouterr().err
+
+
+def test_augment_presets_fill_with_the_background():
+    from nnfast.data import Compose, RandomHorizontalFlip, RandomShift
+
+    meta = {"mean": 0.25, "std": 0.5}
+    assert _cli_train.build_augmentation("none", meta) is None
+    shift = _cli_train.build_augmentation("shift", meta)
+    assert isinstance(shift, RandomShift) and (shift.max_px, shift.fill) == (2, -0.5)
+    flip = _cli_train.build_augmentation("flip", meta)
+    assert isinstance(flip, Compose)
+    x = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    want = Compose([RandomHorizontalFlip(0.5), RandomShift(2, fill=-0.5)])
+    np.testing.assert_array_equal(
+        flip(x, np.random.default_rng(3)), want(x, np.random.default_rng(3))
+    )
+
+
+def test_the_recipe_changes_with_the_data_set_where_that_paid():
+    def cfg(*argv):
+        args = cli.build_parser().parse_args(["train", "--seed", "0", *argv])
+        return _cli_train.resolve_config(args)
+
+    mnist, fashion = cfg("--model", "cnn"), cfg("--model", "cnn", "--dataset", "fashion-mnist")
+    assert (mnist["augment"], fashion["augment"]) == ("affine", "flip")
+    assert {k: v for k, v in fashion.items() if k not in ("dataset", "augment")} == {
+        k: v for k, v in mnist.items() if k not in ("dataset", "augment")
+    }
+    # an option given wins, and the other models keep their recipe
+    assert (
+        cfg("--model", "cnn", "--dataset", "fashion-mnist", "--augment", "affine")["augment"]
+        == "affine"
+    )
+    assert cfg("--model", "lenet5", "--dataset", "fashion-mnist")["augment"] == "affine"
 
 
 def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
@@ -214,6 +250,7 @@ def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
         ["train", "--threads", "0"],
         ["train", "--threads", str(nnfast._runtime.MAX_THREADS + 1)],
         ["train", "--val-split", "1"],
+        ["train", "--augment", "mirror"],
         ["bench", "gemm", "--threads", "100000"],
         ["evaluate"],
         ["predict", "model.npz"],
