@@ -34,17 +34,18 @@ RECIPES = {
 }  # fmt: skip
 
 # What a recipe changes on another data set than MNIST. Fashion-MNIST's garments are upright,
-# centred and mostly symmetric left to right: mirroring and small shifts pay more than rotations
-# (cnn, seed 0, validation accuracy after 15 epochs: 92.9% with flip against 91.7% with affine).
+# centred and mostly symmetric left to right: mirroring pays a little, moving them does not (cnn,
+# seed 0, validation accuracy after 15 epochs: flip 93.20%, none 93.05%, flip then shift 92.85%,
+# affine 91.70%).
 DATASET_RECIPES = {("cnn", "fashion-mnist"): {"augment": "flip"}}
 
-# --augment presets: transforms of nnfast.data and their arguments, applied in this order (a
-# transform with a fill gets the data set's background)
+# --augment presets: the transform of nnfast.data and its arguments (a transform with a fill
+# gets the data set's background)
 AUGMENT = {
-    "none": (),
-    "shift": (("RandomShift", {"max_px": 2}),),
-    "affine": (("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)}),),
-    "flip": (("RandomHorizontalFlip", {}), ("RandomShift", {"max_px": 2})),
+    "none": None,
+    "shift": ("RandomShift", {"max_px": 2}),
+    "affine": ("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)}),
+    "flip": ("RandomHorizontalFlip", {"p": 0.5}),
 }
 
 # learning rate when --optimizer differs from the recipe's and --lr is not given
@@ -167,21 +168,18 @@ def build_optimizer(cfg, params):
 
 def build_augmentation(name, meta):
     """The ``--augment`` preset ``name`` as a transform of standardised images (None for
-    "none"; a ``Compose`` when it has several steps): pixels moved in from outside are the data
-    set's black, ``-mean / std``."""
+    "none"): pixels moved in from outside are the data set's black, ``-mean / std``."""
     import inspect
 
     from .data import transforms
 
-    steps = []
-    for cls, kwargs in AUGMENT[name]:
-        make = getattr(transforms, cls)
-        if "fill" in inspect.signature(make).parameters:
-            kwargs = {**kwargs, "fill": -meta["mean"] / meta["std"]}
-        steps.append(make(**kwargs))
-    if len(steps) < 2:
-        return steps[0] if steps else None
-    return transforms.Compose(steps)
+    if AUGMENT[name] is None:
+        return None
+    cls, kwargs = AUGMENT[name]
+    make = getattr(transforms, cls)
+    if "fill" in inspect.signature(make).parameters:
+        kwargs = {**kwargs, "fill": -meta["mean"] / meta["std"]}
+    return make(**kwargs)
 
 
 def build_scheduler(cfg, optimizer):

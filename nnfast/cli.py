@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(AUGMENT),
         help="random per-image augmentation of the training batches: shift (up to 2 pixels), "
         "affine (rotation up to 10 degrees, shift up to 10%%, scale 0.9-1.1), flip (mirrored "
-        "left to right with probability 1/2, then shift)",
+        "left to right with probability 1/2)",
     )
     p.add_argument(
         "--val-split",
