@@ -46,23 +46,6 @@ static int batch_threads(ptrdiff_t items, double work_each) {
     return nt;
 }
 
-/* Outputs [lo, hi) of a row whose input column ow*s - p + off falls inside [0, w). */
-static void conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p, ptrdiff_t off,
-                             ptrdiff_t *lo, ptrdiff_t *hi) {
-    const ptrdiff_t first = p - off, end = w + p - off; /* ow*s must be in [first, end) */
-    ptrdiff_t a = first <= 0 ? 0 : (first + s - 1) / s;
-    ptrdiff_t b = end <= 0 ? 0 : (end + s - 1) / s;
-    if (a > wo) a = wo;
-    if (b > wo) b = wo;
-    *lo = a;
-    *hi = b < a ? a : b;
-}
-
-/* Output rows [*oh_lo, *oh_hi) of kernel row i read inside the image (ih in [0, h)). */
-static inline void conv_valid_rows(ptrdiff_t ho, ptrdiff_t h, const nnf_conv_geom *g, int i,
-                                   ptrdiff_t *oh_lo, ptrdiff_t *oh_hi) {
-    conv_valid_range(ho, h, g->sh, g->ph, (ptrdiff_t)i * g->dh, oh_lo, oh_hi);
-}
 
 /* 1 if n values from offset off, rounded up to a block of 16, lie inside an input of len. */
 static inline int conv_inside(ptrdiff_t off, ptrdiff_t n, ptrdiff_t len) {

@@ -41,18 +41,19 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
 
 /* Convolution as GEMMs over groups of images (conv_gemm_impl.inc), one call per layer:
  * x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo); no column matrix of the batch.
- * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.
+ * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, act an nnf_act (eltwise.h) with
+ * its parameter, applied in the GEMM's epilogue (NNF_EINVAL if out of range).
  * bwd: dwk (=, or += when beta is 1) the weight gradient for dy, and dx (=) the input
  * gradient unless dx is NULL. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
  * NNF_EINVAL for float64). NNF_ENOMEM if the scratch (columns per thread, weight-gradient
  * partials per chunk) cannot be allocated; on any error dwk is left as it was, and y or dx
  * hold undefined values. */
 int nnf_conv_gemm_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
-                        const float *wk, ptrdiff_t cout, const float *bias, int relu, int bf16,
-                        const nnf_conv_geom *g, float *y);
+                        const float *wk, ptrdiff_t cout, const float *bias, int act,
+                        double param, int bf16, const nnf_conv_geom *g, float *y);
 int nnf_conv_gemm_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
-                        const double *wk, ptrdiff_t cout, const double *bias, int relu, int bf16,
-                        const nnf_conv_geom *g, double *y);
+                        const double *wk, ptrdiff_t cout, const double *bias, int act,
+                        double param, int bf16, const nnf_conv_geom *g, double *y);
 int nnf_conv_gemm_bwd_s(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h,
                         ptrdiff_t w, const float *wk, ptrdiff_t cout, int bf16,
                         const nnf_conv_geom *g, int beta, float *dwk, float *dx);
@@ -96,6 +97,19 @@ int nnf_conv_direct_bwd_x_s(const float *dy, const float *y, const float *wk, pt
 int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk, ptrdiff_t n,
                             ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
                             const nnf_conv_geom *g, double *dx);
+
+/* Outputs [*lo, *hi) along one axis (wo of them) whose input index o*s - p + off, for a
+ * kernel tap at offset off (its index times the dilation), falls inside [0, w). */
+static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p, ptrdiff_t off,
+                                        ptrdiff_t *lo, ptrdiff_t *hi) {
+    const ptrdiff_t first = p - off, end = w + p - off; /* o*s must be in [first, end) */
+    ptrdiff_t a = first <= 0 ? 0 : (first + s - 1) / s;
+    ptrdiff_t b = end <= 0 ? 0 : (end + s - 1) / s;
+    if (a > wo) a = wo;
+    if (b > wo) b = wo;
+    *lo = a;
+    *hi = b < a ? a : b;
+}
 
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,

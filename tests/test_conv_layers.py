@@ -177,17 +177,17 @@ def test_gemm_kernels_refuse_bad_arrays(rng):
     y, dy = np.empty((2, 5, 6, 6)), rng.standard_normal((2, 5, 6, 6))
     dw, dx = np.empty_like(w), np.empty_like(x)
     with pytest.raises(TypeError, match="conv2d_gemm: bf16 needs float32"):
-        core.conv2d_gemm(x, w, None, geom, False, True, y)
+        core.conv2d_gemm(x, w, None, geom, -1, 0.0, True, y)
     with pytest.raises(TypeError, match="conv2d_gemm_backward: bf16 needs float32"):
         core.conv2d_gemm_backward(x, dy, w, geom, False, True, dw, dx)
     with pytest.raises(ValueError, match="conv2d_gemm_backward: dx must be shaped like x"):
         core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, dx[:1])
     with pytest.raises(ValueError, match="conv2d_gemm: arrays must be C-contiguous"):
-        core.conv2d_gemm(np.asfortranarray(x), w, None, geom, False, False, y)
+        core.conv2d_gemm(np.asfortranarray(x), w, None, geom, -1, 0.0, False, y)
     with pytest.raises(ValueError, match="conv2d_gemm: inconsistent shapes"):
-        core.conv2d_gemm(x, w, None, geom, False, False, np.empty((2, 4, 6, 6)))
+        core.conv2d_gemm(x, w, None, geom, -1, 0.0, False, np.empty((2, 4, 6, 6)))
     for out, call in [
-        (y, lambda: core.conv2d_gemm(x, w, None, geom, False, False, y)),
+        (y, lambda: core.conv2d_gemm(x, w, None, geom, -1, 0.0, False, y)),
         (dw, lambda: core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, None)),
         (dx, lambda: core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, dx)),
     ]:

@@ -235,6 +235,24 @@ def _col2im(rng):
     return run, (want,), (1e-6, 1e-6)
 
 
+def _conv_reference(x, w, b, dy, relu):
+    """float64 (y, dW, dx) of a 3x3, padding-1 convolution (GEOM) for output gradient dy; with
+    relu, y is ReLU's output and dy is first multiplied by its derivative (y > 0 in float32)."""
+    geom = _convops.geometry(**GEOM)
+    win = _windows(x.astype(np.float64), geom)  # (N, C, Ho, Wo, KH, KW)
+    y = np.einsum("nchwij,ocij->nohw", win, w.astype(np.float64)) + b[:, None, None]
+    dym = dy.astype(np.float64)
+    if relu:
+        y = np.maximum(y, 0)
+        dym = dym * (y.astype(np.float32) > 0)
+    dw = np.einsum("nohw,nchwij->ocij", dym, win)
+    cout = w.shape[0]
+    cols = dym.transpose(0, 2, 3, 1).reshape(-1, cout) @ w.reshape(cout, -1).astype(np.float64)
+    dx = np.empty(x.shape)
+    _col2im_reference(cols, geom, dx)
+    return y, dw, dym, dx
+
+
 def _conv_direct(rng):
     """The direct kernel (C*KH*KW <= DIRECT_MAX_K): forward with ReLU, both gradients."""
     x = rng.standard_normal((16, 2, 28, 28)).astype(np.float32)  # 16 x 8 x 784 x 18 MACs
@@ -242,14 +260,8 @@ def _conv_direct(rng):
     b = rng.standard_normal(8).astype(np.float32)
     dy = rng.standard_normal((16, 8, 28, 28)).astype(np.float32)
     geom = _convops.geometry(**GEOM)
-    win = _windows(x.astype(np.float64), geom)  # (N, C, Ho, Wo, KH, KW)
-    y_want = np.maximum(np.einsum("nchwij,ocij->nohw", win, w) + b[:, None, None], 0)
+    y_want, dw_want, dym, dx_want = _conv_reference(x, w, b, dy, relu=True)
     y_in = y_want.astype(np.float32)  # the backward takes ReLU's derivative from it
-    dym = dy * (y_in > 0)
-    dw_want = np.einsum("nchwij,nohw->ocij", win, dym)
-    cols = dym.transpose(0, 2, 3, 1).reshape(-1, 8).astype(np.float64) @ w.reshape(8, -1)
-    dx_want = np.empty(x.shape)
-    _col2im_reference(cols, geom, dx_want)
 
     def run():
         y, dw, db, dx = nan((16, 8, 28, 28)), nan(w.shape), nan(8), nan(x.shape)
@@ -275,18 +287,13 @@ def _conv_gemm(x_shape, cout, bf16=False):
 
         x, w = draw(x_shape), draw((cout, x_shape[1], 3, 3))
         b = rng.standard_normal(cout).astype(np.float32)
+        dy = draw((x_shape[0], cout, *x_shape[2:]))  # padding 1: the output is H x W
         geom = _convops.geometry(**GEOM)
-        win = _windows(x.astype(np.float64), geom)
-        y = np.einsum("nchwij,ocij->nohw", win, w.astype(np.float64)) + b[:, None, None]
-        dy = draw(y.shape)
-        dw = np.einsum("nohw,nchwij->ocij", dy.astype(np.float64), win)
-        cols = dy.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, cout) @ w.reshape(cout, -1)
-        dx = np.empty(x_shape)
-        _col2im_reference(cols, geom, dx)
+        y, dw, _, dx = _conv_reference(x, w, b, dy, relu=False)
 
         def run():
             out, gw, gx = nan(y.shape), nan(w.shape), nan(x_shape)
-            core.conv2d_gemm(x, w, b, geom, False, bf16, out)
+            core.conv2d_gemm(x, w, b, geom, -1, 0.0, bf16, out)
             core.conv2d_gemm_backward(x, dy, w, geom, False, bf16, gw, gx)
             return out, gw, gx
 

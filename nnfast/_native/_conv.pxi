@@ -35,10 +35,10 @@ cdef extern from "conv.h" nogil:
                                 Py_ssize_t cout, const nnf_conv_geom *g, double *dx)
     int nnf_conv_gemm_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                             Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
-                            int relu, int bf16, const nnf_conv_geom *g, float *y)
+                            int act, double param, int bf16, const nnf_conv_geom *g, float *y)
     int nnf_conv_gemm_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                             Py_ssize_t w, const double *wk, Py_ssize_t cout, const double *bias,
-                            int relu, int bf16, const nnf_conv_geom *g, double *y)
+                            int act, double param, int bf16, const nnf_conv_geom *g, double *y)
     int nnf_conv_gemm_bwd_s(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
                             Py_ssize_t h, Py_ssize_t w, const float *wk, Py_ssize_t cout,
                             int bf16, const nnf_conv_geom *g, int beta, float *dwk, float *dx)
@@ -357,16 +357,19 @@ def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp
     check_status(status, what)
 
 
-def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, bint bf16,
-                cnp.ndarray y):
-    """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias), as GEMMs on groups of images (conv.h);
-    bf16 rounds the GEMM operands to bfloat16 (float32 only)."""
+def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double param,
+                bint bf16, cnp.ndarray y):
+    """y (N, Cout, Ho, Wo) = act(conv(x, wk) + bias), as GEMMs on groups of images (conv.h),
+    act an nnf_act id (-1 for none) with its parameter, in the GEMM's epilogue; bf16 rounds
+    the GEMM operands to bfloat16 (float32 only)."""
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g)
     _writeable("conv2d_gemm", y, "y")
     cdef const void *pb = _bias_data("conv2d_gemm", bias, t, wk.shape[0])
     if bf16 and t != cnp.NPY_FLOAT32:
         raise TypeError("conv2d_gemm: bf16 needs float32 arrays")
+    if act < 0:
+        act = NNF_ACT_IDENTITY
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
     cdef int status
@@ -374,13 +377,13 @@ def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, bint
         with nogil:
             status = nnf_conv_gemm_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w,
                                          <const float *>cnp.PyArray_DATA(wk), cout,
-                                         <const float *>pb, relu, bf16, &g,
+                                         <const float *>pb, act, param, bf16, &g,
                                          <float *>cnp.PyArray_DATA(y))
     else:
         with nogil:
             status = nnf_conv_gemm_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w,
                                          <const double *>cnp.PyArray_DATA(wk), cout,
-                                         <const double *>pb, relu, 0, &g,
+                                         <const double *>pb, act, param, 0, &g,
                                          <double *>cnp.PyArray_DATA(y))
     check_status(status, "conv2d_gemm")
 

@@ -7,6 +7,7 @@ from libc.stdint cimport int64_t
 
 cdef extern from "eltwise.h" nogil:
     int NNF_ACT_COUNT
+    int NNF_ACT_IDENTITY
     const char *nnf_act_name(int act)
     int nnf_act_from_output(int act)
     int nnf_act_fwd_s(int act, float a, float b, Py_ssize_t outer, Py_ssize_t c,

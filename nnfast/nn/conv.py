@@ -130,12 +130,13 @@ class Conv2d(Module):
         kernels = ops._core("Conv2d")
         self._direct = k <= DIRECT_MAX_K and not self._pointwise  # a 1x1 reads x in place
         self._bf16 = w.dtype == np.float32 and _gemm.get_matmul_precision() == "bf16"
-        if self._direct:
-            kernels.conv2d_direct(x, w, bias, self.geom, act == "relu", y)
+        if not self._direct:  # any fused activation runs in the GEMM's epilogue
+            act_id, param = _gemm._common_act(act)
+            kernels.conv2d_gemm(x, w, bias, self.geom, act_id, param, self._bf16, y)
         else:
-            kernels.conv2d_gemm(x, w, bias, self.geom, act == "relu", self._bf16, y)
-        if act is not None and act != "relu":
-            F.bias_act(y, None, act, out=y)
+            kernels.conv2d_direct(x, w, bias, self.geom, act == "relu", y)
+            if act not in (None, "relu"):  # the direct kernel fuses ReLU only
+                F.bias_act(y, None, act, out=y)
         self._x = x
         if self._act is not None:
             y = self._act.forward(y)
