@@ -9,13 +9,11 @@
 #include "isa.h"
 #include "parallel.h"
 
-static nnf_gemm_ukernels *active_ukernels(void) { return nnf_isa_current()->gemm; }
-
-const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) { return active_ukernels(); }
+const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void) { return nnf_isa_current()->gemm; }
 
 int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc) {
     if (dtype_index < 0 || dtype_index > 1) return NNF_EINVAL;
-    nnf_gemm_ukernel *uks = active_ukernels()->ukr[dtype_index];
+    nnf_gemm_ukernel *uks = nnf_isa_current()->gemm->ukr[dtype_index];
     for (int i = 0; i < NNF_GEMM_MAX_UKR && uks[i].fn; i++)
         if (mc < uks[i].mr || mc % uks[i].mr || kc < 1 || nc < uks[i].nr || nc % uks[i].nr)
             return NNF_EINVAL;

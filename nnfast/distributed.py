@@ -376,20 +376,16 @@ class DistributedSampler:
         self.seed = integer(seed, "seed", what, low=0)
         self.epoch = 0
         k = self.num_replicas
-        if self.drop_last and self.n % k:
-            self.num_samples = (self.n - k + k - 1) // k  # ceil((n - k) / k), as torch
-            self.num_samples = max(self.num_samples, 0)
-        else:
-            self.num_samples = -(-self.n // k)
+        # as torch: drop_last trims to a multiple of the ranks, else pads up to one
+        self.num_samples = self.n // k if self.drop_last else -(-self.n // k)
         self.total_size = self.num_samples * k
 
     def indices(self, epoch=None) -> np.ndarray:
         """This rank's sample indices for ``epoch`` (default: the one set by ``set_epoch``)."""
+        from .data.loader import epoch_order
+
         epoch = self.epoch if epoch is None else int(epoch)
-        if self.shuffle:
-            idx = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        else:
-            idx = np.arange(self.n)
+        idx = epoch_order(self.n, self.seed, epoch, self.shuffle)
         if not self.drop_last:
             pad = self.total_size - self.n
             if pad and self.n:

@@ -51,18 +51,10 @@ def operands(rng, m, k, n, trans_a=False, trans_b=False):
     return a, b
 
 
-def cpu_has_avx512_bf16():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " avx512_bf16" in f.read()
-    except OSError:
-        return False
-
-
 def test_bf16_kernel_is_reported(isa):
     (kern,) = core.gemm_bf16_kernels()
     assert nnfast.info()["bf16_kernels"] == [kern]
-    native = isa == "avx512" and cpu_has_avx512_bf16()
+    native = isa == "avx512" and core.cpu_has("avx512bf16")
     assert kern["emulated"] is (not native)
     if native:
         assert kern["name"].endswith("_avx512bf16")

@@ -8,6 +8,15 @@ from .transforms import Transform
 __all__ = ["DataLoader"]
 
 
+def epoch_order(n, seed, epoch, shuffle):
+    """The order of n samples in an epoch: a permutation drawn from (seed, epoch) when
+    shuffling, else 0..n-1. DataLoader and DistributedSampler share it, so that one rank's
+    shuffle is the single-process one."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 class DataLoader:
     """Iterate over ``(x_batch, y_batch)`` pairs, reshuffled every epoch.
 
@@ -121,10 +130,7 @@ class DataLoader:
         epoch = self.epoch if epoch is None else int(epoch)
         if self.sampler is not None:
             return np.asarray(self.sampler.indices(epoch), dtype=np.intp)
-        n = len(self.x)
-        if not self.shuffle:
-            return np.arange(n)
-        return np.random.default_rng([self.seed, epoch]).permutation(n)
+        return epoch_order(len(self.x), self.seed, epoch, self.shuffle)
 
     def __iter__(self):
         epoch = self.epoch

@@ -208,9 +208,7 @@ class RandomHorizontalFlip(Transform):
     def __call__(self, x, rng=None):
         x = _float_images(x, "RandomHorizontalFlip")
         flip = _generator(rng).random(len(x)) < self.p
-        y = x.copy()
-        y[flip] = x[flip, ..., ::-1]
-        return y
+        return np.where(flip.reshape((-1,) + (1,) * (x.ndim - 1)), x[..., ::-1], x)
 
     def _config(self):
         return {"p": self.p}
