@@ -50,11 +50,9 @@ ISAS = read_isas()
 # Kernel files that need CPU features beyond their path's row: file -> (ID, features). Built
 # like a path's files (NNF_HAVE_<ID> and -m<feature>, or without both: an empty kernel); the
 # code choosing them checks the CPU for the extra features itself.
+_AVX512 = next(feats for ident, _, feats in ISAS if ident == "AVX512")  # its row's features
 EXTRA_ISA_FILES = {
-    "gemm_bf16_kernel_avx512bf16.c": (
-        "AVX512BF16",
-        ["avx512bf16", "avx512bw", "avx512f", "avx512vl", "avx2", "fma"],
-    ),
+    "gemm_bf16_kernel_avx512bf16.c": ("AVX512BF16", ["avx512bf16", "avx512bw", *_AVX512])
 }
 # the baseline path (no features) is built with the core's flags; the others with their own
 CORE_SOURCES += [pat.format(name) for _, name, feats in ISAS if not feats for pat in ISA_FILES]

@@ -76,6 +76,11 @@ static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t
 #define TS d
 #include "gemm_driver.inc"
 
+void nnf_gemm_epilogue_s(const nnf_gemm_epilogue *ep, ptrdiff_t i, ptrdiff_t j, ptrdiff_t rows,
+                         ptrdiff_t cols, float *c, ptrdiff_t ldc) {
+    epilogue_s(ep, i, j, rows, cols, c, ldc);
+}
+
 /* One entry point per dtype: map transposes to strides, handle the trivial cases, dispatch. */
 #define DEFINE_GEMM(T, TS, PFX, DTYPE_INDEX)                                                  \
     int nnf_##PFX##gemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m,     \

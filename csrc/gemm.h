@@ -39,6 +39,11 @@ int nnf_dgemm_ep(nnf_gemm_variant variant, int trans_a, int trans_b, ptrdiff_t m
                  ptrdiff_t ldb, double beta, double *c, ptrdiff_t ldc,
                  const nnf_gemm_epilogue *ep);
 
+/* The epilogue on rows x cols of a float32 C starting at (i, j), as the drivers apply it to
+ * each finished tile; nothing for ep NULL (the bf16 driver shares it). */
+void nnf_gemm_epilogue_s(const nnf_gemm_epilogue *ep, ptrdiff_t i, ptrdiff_t j, ptrdiff_t rows,
+                         ptrdiff_t cols, float *c, ptrdiff_t ldc);
+
 /* NNF_OK if the sizes, leading dimensions and epilogue (may be NULL) describe a valid GEMM,
  * else NNF_EINVAL: the checks every GEMM entry point makes first. */
 int nnf_gemm_check_args(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

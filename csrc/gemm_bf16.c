@@ -157,14 +157,7 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
                     ((nnf_sgemm_ukr)uk->fn)(2 * kq, (const float *)as, 1, MR,
                                             (const float *)bs, NR, cij, j->ldc, j->alpha, beta,
                                             mr, nr);
-                if (last && j->ep) {
-                    const nnf_gemm_epilogue *ep = j->ep;
-                    nnf_bias_act_rows_s(
-                        ep->act, (float)ep->param, mr, nr, cij, j->ldc,
-                        ep->bias ? (const float *)ep->bias + j0 : NULL,
-                        ep->preact ? (float *)ep->preact + i0 * ep->ld_preact + j0 : NULL,
-                        ep->ld_preact);
-                }
+                if (last) nnf_gemm_epilogue_s(j->ep, i0, j0, mr, nr, j->c, j->ldc);
             }
         }
     }
