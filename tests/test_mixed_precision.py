@@ -49,14 +49,15 @@ def test_linear_forward_and_backward_run_in_bf16(rng):
 
 def test_conv2d_forward_and_backward_run_in_bf16(rng):
     """A convolution on the GEMM path (C_in*KH*KW above DIRECT_MAX_K: smaller ones
-    run nnfast's direct kernel, which has no GEMM and stays fp32)."""
+    run nnfast's direct kernel, which has no GEMM and stays fp32); a 3x3 kernel of stride 1
+    would run Winograd, whose products are of transformed values (test_conv_winograd.py)."""
     from nnfast.nn.conv import DIRECT_MAX_K
 
     nnfast.manual_seed(0)
-    conv = nn.Conv2d(6, 8, 3, padding=1)
-    assert 6 * 3 * 3 > DIRECT_MAX_K
+    conv = nn.Conv2d(6, 8, (3, 2), padding=1)
+    assert 6 * 3 * 2 > DIRECT_MAX_K
     x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
-    dy = rng.standard_normal((4, 8, 9, 9)).astype(np.float32)
+    dy = rng.standard_normal((4, 8, 9, 10)).astype(np.float32)
 
     def run():
         conv.zero_grad()

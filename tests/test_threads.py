@@ -274,11 +274,14 @@ def _conv_direct(rng):
     return run, want, (1e-5, 1e-3)
 
 
-def _conv_gemm(x_shape, cout, bf16=False):
+def _conv_gemm(x_shape, cout, bf16=False, winograd=False):
     """The GEMM convolution, forward and backward (weight and input gradients), against the
     window sums. 16 images make several groups, spread over the threads; 2 images are too few
     groups, so they run in turn and each GEMM takes the threads. With bf16 the inputs are bf16
-    values already, so the bf16 GEMMs (inside the tasks) have the same exact products."""
+    values already, so the bf16 GEMMs (inside the tasks) have the same exact products.
+    winograd: the same layer as Winograd F(2x2, 3x3) (else forced onto the GEMMs); in bf16
+    its transformed operands round, so the outputs are compared divided by their scale (the
+    window sums of absolute values), within test_conv_winograd.py's bound."""
 
     def build(rng):
         def draw(shape):
@@ -290,14 +293,23 @@ def _conv_gemm(x_shape, cout, bf16=False):
         dy = draw((x_shape[0], cout, *x_shape[2:]))  # padding 1: the output is H x W
         geom = _convops.geometry(**GEOM)
         y, dw, _, dx = _conv_reference(x, w, b, dy, relu=False)
+        scales = (1.0, 1.0, 1.0)
+        if bf16 and winograd:
+            ay, adw, _, adx = _conv_reference(np.abs(x), np.abs(w), np.abs(b), np.abs(dy), False)
+            scales = (ay.max(), adw.max(), adx.max())
 
         def run():
             out, gw, gx = nan(y.shape), nan(w.shape), nan(x_shape)
-            core.conv2d_gemm(x, w, b, geom, -1, 0.0, bf16, out)
-            core.conv2d_gemm_backward(x, dy, w, geom, False, bf16, gw, gx)
-            return out, gw, gx
+            before = core.conv_winograd(winograd)
+            try:
+                core.conv2d_gemm(x, w, b, geom, -1, 0.0, bf16, out)
+                core.conv2d_gemm_backward(x, dy, w, geom, False, bf16, gw, gx)
+            finally:
+                core.conv_winograd(before)
+            return tuple(a / s for a, s in zip((out, gw, gx), scales))
 
-        return run, (y, dw, dx), (1e-4, 1e-3)
+        want = tuple(a / s for a, s in zip((y, dw, dx), scales))
+        return run, want, (0.0, 2e-2) if bf16 and winograd else (1e-4, 1e-3)
 
     return build
 
@@ -382,6 +394,9 @@ CASES = {
     "conv2d_gemm": _conv_gemm(CONV_X, 12),
     "conv2d_gemm_few_images": _conv_gemm((2, 8, 56, 56), 12),
     "conv2d_gemm_bf16": _conv_gemm(CONV_X, 12, bf16=True),
+    "conv2d_winograd": _conv_gemm(CONV_X, 12, winograd=True),
+    "conv2d_winograd_few_images": _conv_gemm((2, 8, 56, 56), 12, winograd=True),
+    "conv2d_winograd_bf16": _conv_gemm(CONV_X, 12, bf16=True, winograd=True),
     "max_pool2d": _pool("max"),
     "avg_pool2d": _pool("avg"),
     "adam": _adam,

@@ -47,6 +47,7 @@ cdef extern from "conv.h" nogil:
                             int bf16, const nnf_conv_geom *g, int beta, double *dwk,
                             double *dx)
     void nnf_conv_profile(int on, double *seconds)
+    int nnf_conv_winograd(int on)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
     int nnf_maxpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
@@ -361,7 +362,8 @@ def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double
                 bint bf16, cnp.ndarray y):
     """y (N, Cout, Ho, Wo) = act(conv(x, wk) + bias), as GEMMs on groups of images (conv.h),
     act an nnf_act id (-1 for none) with its parameter, in the GEMM's epilogue; bf16 rounds
-    the GEMM operands to bfloat16 (float32 only)."""
+    the GEMM operands to bfloat16 (float32 only). float32 3x3 kernels of stride 1 and
+    dilation 1 run as Winograd F(2x2, 3x3) (conv_winograd)."""
     cdef nnf_conv_geom g = _geom(geom)
     cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g)
     _writeable("conv2d_gemm", y, "y")
@@ -433,3 +435,12 @@ def conv_profile(bint on):
     cdef double seconds[2]
     nnf_conv_profile(on, seconds)
     return seconds[0], seconds[1]
+
+
+def conv_winograd(on=None):
+    """Benchmark and test hook: whether float32 3x3 stride-1 convolutions run as Winograd
+    F(2x2, 3x3) (the default) or as plain GEMMs; sets it when ``on`` is a bool, and returns
+    the setting before. Not for use while convolutions run."""
+    if on is not None and not isinstance(on, bool):
+        raise TypeError("conv_winograd: on must be a bool or None")
+    return bool(nnf_conv_winograd(-1 if on is None else int(on)))

@@ -1,0 +1,154 @@
+"""Winograd F(2x2, 3x3): float32 3x3, stride-1 convolutions (csrc/conv_winograd_impl.inc)
+against float64 window sums, forward and both gradients, fp32 and bf16, every ISA path.
+
+Two Python threads on one such layer: test_conv_layers.py's test_eval_forward_from_two_threads
+(cnn_small on the GEMM path runs both its convolutions here); thread counts: test_threads.py.
+
+Error bounds, with scale the same sums taken over absolute values (sum |x||w| per output for
+the forward, likewise for the gradients): in fp32 |got - want| <= 1e-5 * scale elementwise
+(measured below 3e-7, as on the GEMM path); in bf16 |got - want| <= 2e-2 * max(scale) over
+the array (measured below 6e-3: the transformed operands are rounded to bf16, and the
+transforms' cancellations then no longer cancel exactly, so a weight-gradient entry of few
+products can be off by a fraction of its neighbours' size). A wrong or missing tile is an
+error of order 1.
+"""
+
+import numpy as np
+import pytest
+
+from nnfast import _convops, nn
+from nnfast._native import core
+
+# (N, C_in, H, W, C_out, padding): 1x1 and 2x2 images, odd and prime sizes, padding 0, 1, 2
+# and uneven, batch 1, C_in 1 and 3, C_out off the vector widths; the last ones make several
+# groups of images (a partial last one) and run on the threads
+CASES = [
+    (1, 1, 1, 1, 1, 1),
+    (2, 3, 2, 2, 5, 1),
+    (1, 3, 3, 3, 2, 0),
+    (3, 1, 5, 7, 17, 0),
+    (2, 3, 13, 11, 3, 2),
+    (1, 2, 7, 5, 9, (1, 2)),
+    (2, 4, 6, 5, 3, 3),
+    (9, 16, 14, 14, 33, 1),
+    (7, 5, 23, 17, 6, (2, 0)),
+]
+
+
+def reference(x, w, b, dy, padding):
+    """float64 (y, dW, dx) as sums over the 9 taps of the padded input."""
+    ph, pw = padding
+    n, c, h, wd = x.shape
+    ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxp = np.zeros_like(xp)
+    y = np.zeros((n, w.shape[0], ho, wo)) + b[None, :, None, None]
+    dw = np.zeros(w.shape)
+    for i in range(3):
+        for j in range(3):
+            win = xp[:, :, i : i + ho, j : j + wo]
+            y += np.einsum("nchw,oc->nohw", win, w[:, :, i, j])
+            dw[:, :, i, j] = np.einsum("nchw,nohw->oc", win, dy)
+            dxp[:, :, i : i + ho, j : j + wo] += np.einsum("nohw,oc->nchw", dy, w[:, :, i, j])
+    return y, dw, dxp[:, :, ph : ph + h, pw : pw + wd]
+
+
+def run(x, w, b, dy, geom, bf16, accumulate=False, dw=None):
+    y = np.full((x.shape[0], w.shape[0], *dy.shape[2:]), np.nan, np.float32)
+    dw = np.full(w.shape, np.nan, np.float32) if dw is None else dw
+    dx = np.full(x.shape, np.nan, np.float32)
+    core.conv2d_gemm(x, w, b, geom, -1, 0.0, bf16, y)
+    core.conv2d_gemm_backward(x, dy, w, geom, accumulate, bf16, dw, dx)
+    return y, dw, dx
+
+
+def draw(rng, case):
+    n, c, h, wd, cout, padding = case
+    ph, pw = padding if isinstance(padding, tuple) else (padding, padding)
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    w = rng.standard_normal((cout, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    dy = rng.standard_normal((n, cout, h + 2 * ph - 2, wd + 2 * pw - 2)).astype(np.float32)
+    return x, w, b, dy, (ph, pw), _convops.geometry(3, 1, (ph, pw), 1)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_winograd_matches_float64_window_sums(case, bf16, isa, rng):
+    assert core.conv_winograd() is True  # the default for these layers
+    x, w, b, dy, padding, geom = draw(rng, case)
+    got = run(x, w, b, dy, geom, bf16)
+    want = reference(*(a.astype(np.float64) for a in (x, w, b, dy)), padding)
+    scale = reference(*(np.abs(a).astype(np.float64) for a in (x, w, b, dy)), padding)
+    for name, g, r, s in zip(("y", "dW", "dx"), got, want, scale):
+        bound = 2e-2 * s.max() if bf16 else 1e-5 * s + 1e-30
+        assert np.all(np.abs(g - r) <= bound), name
+
+
+def test_winograd_differs_from_the_gemm_path_only_by_rounding(rng):
+    """The hook really switches paths, and both agree."""
+    x, w, b, dy, _, geom = draw(rng, CASES[-2])
+    wino = run(x, w, b, dy, geom, False)
+    before = core.conv_winograd(False)
+    try:
+        gemm = run(x, w, b, dy, geom, False)
+    finally:
+        core.conv_winograd(before)
+    for a, g in zip(wino, gemm):
+        assert a.tobytes() != g.tobytes()
+        np.testing.assert_allclose(a, g, rtol=1e-4, atol=1e-3 * np.abs(g).max())
+    for a, g in zip(run(x, w, b, dy, geom, True), wino):  # bf16 did happen
+        assert np.abs(a - g).max() > 1e-4 * np.abs(g).max()
+
+
+def test_winograd_backward_accumulates_into_the_weight_gradient(rng):
+    x, w, b, dy, _, geom = draw(rng, CASES[-1])
+    _, dw, dx = run(x, w, b, dy, geom, False)
+    _, dw2, dx2 = run(x, w, b, dy, geom, False, accumulate=True, dw=dw.copy())
+    np.testing.assert_allclose(dw2, 2 * dw, rtol=1e-6, atol=1e-6 * np.abs(dw).max())
+    assert dx2.tobytes() == dx.tobytes()
+
+
+@pytest.mark.parametrize("case", [CASES[4], CASES[7]])
+def test_winograd_gradients_are_the_adjoints_of_its_forward(case, rng):
+    """Gradcheck-style, in fp32 where central differences drown in rounding: <dy, conv(x)> =
+    <dx, x> = <dW, w> for the layer without bias, each side from the Winograd kernels."""
+    x, w, _, dy, _, geom = draw(rng, case)
+    y, dw, dx = run(x, w, None, dy, geom, False)
+    lhs = np.vdot(dy.astype(np.float64), y.astype(np.float64))
+    for g, v in ((dx, x), (dw, w)):
+        rhs = np.vdot(g.astype(np.float64), v.astype(np.float64))
+        assert abs(lhs - rhs) <= 1e-5 * np.abs(dy).sum() * np.abs(y).max()
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_conv2d_layer_on_winograd_matches_float64(activation, rng):
+    """Conv2d (3x3, padding 1) in float32 runs Winograd, with the fused activation and bias
+    gradient, and agrees with the same layer in float64 (which stays on the GEMM path)."""
+    layers = {
+        dt: nn.Conv2d(6, 10, 3, padding=1, activation=activation, dtype=dt, seed=4)
+        for dt in ("float32", "float64")
+    }
+    x = rng.standard_normal((5, 6, 9, 8))
+    dy = rng.standard_normal((5, 10, 9, 8))
+    out = {}
+    for dt, conv in layers.items():
+        conv.zero_grad()
+        y = conv(x.astype(dt))
+        dx = conv.backward(dy.astype(dt))
+        out[dt] = (y, dx, conv.weight.grad, conv.bias.grad)
+    for a, b in zip(out["float32"], out["float64"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_winograd_refuses_a_bad_activation_id(rng):
+    x, w, b, dy, _, geom = draw(rng, CASES[1])
+    y = np.empty((2, 5, 2, 2), np.float32)
+    with pytest.raises(ValueError):
+        core.conv2d_gemm(x, w, b, geom, 10**6, 0.0, False, y)
+
+
+def test_winograd_hook_takes_a_bool():
+    with pytest.raises(TypeError, match="bool"):
+        core.conv_winograd(1)
+    assert core.conv_winograd(None) is True
