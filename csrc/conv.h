@@ -164,6 +164,27 @@ NNF_CONV_KERNEL_TYPES_(float, s)
 NNF_CONV_KERNEL_TYPES_(double, d)
 #undef NNF_CONV_KERNEL_TYPES_
 
+/* Winograd F(2x2, 3x3) transforms of float32 (conv_winograd_kernel.inc, per ISA), for one
+ * group of nb images of a convolution whose input planes (cin, hin, win) are read at row
+ * 2*ty - offh + (0..3) and column 2*tx - offw + (0..3) for the 2x2 output tile (ty, tx) (an
+ * offset may be negative), outputs (cout, hout, wout) in th x tw tiles; tile index
+ * (b*th + ty)*tw + tx, `tiles` of them. Every array is channel-minor; zeros holds max(cin, cout)
+ * zeros, read in place of pixels outside an image.
+ * input: v (16, tiles, cin) (=) B^T d B of the 4x4 patches d of xt (nb, hin, win, cin);
+ * grad_output: z (16, tiles, cout) (=) A dy A^T of the 2x2 blocks of dyt (nb, hout, wout,
+ *   cout), zero past the edge;
+ * output: out (nb*hout*wout + 1, cout) (=) A^T M A of the tiles of m (16, tiles, cout), the
+ *   outputs past the edge written to the last row. */
+typedef struct {
+    ptrdiff_t cin, hin, win, offh, offw, cout, hout, wout, th, tw;
+} nnf_wino_geom;
+typedef void (*nnf_wino_input_fn)(const float *xt, ptrdiff_t nb, const nnf_wino_geom *q,
+                                  const float *zeros, float *v);
+typedef void (*nnf_wino_grad_output_fn)(const float *dyt, ptrdiff_t nb, const nnf_wino_geom *q,
+                                        const float *zeros, float *z);
+typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
+                                   float *out);
+
 typedef struct {
     nnf_conv_fwd_image_s direct_fwd_s;
     nnf_conv_fwd_image_d direct_fwd_d;
@@ -171,6 +192,9 @@ typedef struct {
     nnf_conv_bwd_w_image_d direct_bwd_w_d;
     nnf_conv_bwd_x_image_s direct_bwd_x_s;
     nnf_conv_bwd_x_image_d direct_bwd_x_d;
+    nnf_wino_input_fn wino_input;
+    nnf_wino_grad_output_fn wino_grad_output;
+    nnf_wino_output_fn wino_output;
 } nnf_conv_kernels;
 
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
