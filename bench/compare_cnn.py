@@ -95,15 +95,42 @@ def make_torch(name, threads):
     return model, step
 
 
+def fused_pairs(model):
+    """Indices i of the layers that run fused with layer i + 1 in the model's forward (a
+    Conv2d and its MaxPool2d): the per-layer tables show such a pair as one row."""
+    return {
+        i
+        for i in range(len(model) - 1)
+        if getattr(model[i], "fuses_with", lambda m: 0)(model[i + 1])
+    }
+
+
+def merge_pairs(layers, starts):
+    """layers with each pair (i, i + 1), i in starts, as one (name, forward, backward) at i;
+    the others keep their index (a placeholder None stands at i + 1)."""
+    out = list(layers)
+    for i in starts:
+        (n1, f1, b1), (n2, f2, b2) = layers[i], layers[i + 1]
+        out[i] = (f"{n1}+{n2}", lambda h, f1=f1, f2=f2: f2(f1(h)),
+                  lambda g, b1=b1, b2=b2: b1(b2(g)))  # fmt: skip
+        out[i + 1] = None
+    return out
+
+
 def nnfast_layers(model, y):
     """(layers, loss gradient) for :func:`layer_split`: each layer as (name, forward, backward),
-    the first without its input gradient (as in the step)."""
+    the first without its input gradient (as in the step); a fused pair as one entry."""
     layers = []
     for i, m in enumerate(model):
         backward = m.backward
         if i == 0 and m.can_skip_input_grad:
             backward = lambda g, m=m: m.backward(g, input_grad=False)  # noqa: E731
         layers.append((type(m).__name__, m, backward))
+    starts = fused_pairs(model)
+    layers = merge_pairs(layers, starts)
+    for i in starts:  # the pair's forward is one fused call, as in the model's forward
+        layers[i] = (layers[i][0], lambda h, a=model[i], b=model[i + 1]: a.forward_fused(h, b),
+                     layers[i][2])  # fmt: skip
     loss = nn.CrossEntropyLoss()
 
     def loss_grad(h):
@@ -113,9 +140,10 @@ def nnfast_layers(model, y):
     return layers, loss_grad
 
 
-def torch_layers(model, y):
+def torch_layers(model, y, starts=()):
     """:func:`nnfast_layers` for a PyTorch Sequential: each layer's forward starts a graph of
-    its own (from its input, detached), so its backward is that layer's alone."""
+    its own (from its input, detached), so its backward is that layer's alone; the pairs
+    (i, i + 1) for i in starts as one entry, like nnfast's fused ones."""
     import torch
 
     layers = []
@@ -133,6 +161,7 @@ def torch_layers(model, y):
 
         name = type(m[0] if isinstance(m, torch.nn.Sequential) else m).__name__
         layers.append((name, forward, backward))
+    layers = merge_pairs(layers, starts)
     loss, yt = torch.nn.CrossEntropyLoss(), torch.from_numpy(y)
 
     def loss_grad(h):
@@ -151,18 +180,19 @@ def layer_split(layers, loss_grad, x, reps=SPLIT_STEPS):
     """Seconds per step in each layer's forward and in its backward, {(i, name): (fwd, bwd)},
     over ``reps`` steps (without the optimizer) after one untimed."""
     fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
+    live = [i for i, layer in enumerate(layers) if layer is not None]  # merged pairs: one
     for rep in range(reps + 1):
         h = x
-        for i, (_, forward, _) in enumerate(layers):
+        for i in live:
             t = time.perf_counter()
-            h = forward(h)
+            h = layers[i][1](h)
             fwd[i] += (time.perf_counter() - t) * (rep > 0)
         g = loss_grad(h)
-        for i in reversed(range(len(layers))):
+        for i in reversed(live):
             t = time.perf_counter()
             g = layers[i][2](g)
             bwd[i] += (time.perf_counter() - t) * (rep > 0)
-    return {(i, name): (fwd[i] / reps, bwd[i] / reps) for i, (name, _, _) in enumerate(layers)}
+    return {(i, layers[i][0]): (fwd[i] / reps, bwd[i] / reps) for i in live}
 
 
 def interleaved_splits(sides, rounds):
@@ -251,7 +281,7 @@ def main(argv=None):
         if tmodel is not None:
             import torch
 
-            sides["PyTorch"] = (*torch_layers(tmodel, y), torch.from_numpy(x),
+            sides["PyTorch"] = (*torch_layers(tmodel, y, fused_pairs(model)), torch.from_numpy(x),
                                 contextlib.nullcontext)  # fmt: skip
         splits = interleaved_splits(sides, args.rounds)
         rounds = f"median of {args.rounds} rounds of {SPLIT_STEPS} steps"

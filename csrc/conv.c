@@ -30,6 +30,14 @@ static int check_geom(ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, const 
     return (*ho < 0 || *wo < 0) ? NNF_EINVAL : NNF_OK;
 }
 
+/* A fused convolution's pooling (conv.h): the pooled size (*hp, *wp) of its (ho, wo) output,
+ * NNF_EINVAL if the geometry is invalid or argmax cannot index a plane. */
+static int conv_pool_check(ptrdiff_t ho, ptrdiff_t wo, const nnf_conv_geom *pool, ptrdiff_t *hp,
+                           ptrdiff_t *wp) {
+    if (ho * wo > INT32_MAX) return NNF_EINVAL;
+    return check_geom(0, 0, ho, wo, pool, hp, wp);
+}
+
 /* Keeps a loop the compiler vectorised in a function of its own: inlined into the pooling
  * loop nest, GCC left it scalar. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -125,6 +133,15 @@ static int conv_simd_transpose_d(const double *src, ptrdiff_t p, ptrdiff_t cout,
     return 1;
 }
 
+/* pooling first: the fused convolutions pool with its maxpool_plane */
+#define T float
+#define TS s
+#include "conv_impl.inc"
+
+#define T double
+#define TS d
+#include "conv_impl.inc"
+
 /* Winograd F(2x2, 3x3) (conv_winograd_impl.inc) takes the float32 3x3, stride-1 layers of the
  * GEMM path's entry points (CONV_WINOGRAD in its float32 instance); it uses that path's
  * helpers above and its transpose to NCHW. */
@@ -147,14 +164,6 @@ static int wino_bwd(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c, p
 #define T double
 #define TS d
 #include "conv_gemm_impl.inc"
-
-#define T float
-#define TS s
-#include "conv_impl.inc"
-
-#define T double
-#define TS d
-#include "conv_impl.inc"
 
 #define T float
 #define TS s

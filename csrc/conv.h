@@ -43,6 +43,10 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
  * x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo); no column matrix of the batch.
  * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, act an nnf_act (eltwise.h) with
  * its parameter, applied in the GEMM's epilogue (NNF_EINVAL if out of range).
+ * With a pooling geometry `pool` (else NULL), y is instead that max pooling of the output,
+ * (N, Cout, Hp, Wp), with argmax its indices into each Ho*Wo plane (as nnf_maxpool_fwd gives
+ * them, ties and NaN alike); the output itself never leaves the thread's cache. NNF_EINVAL if
+ * the pooling does not fit the output.
  * bwd: dwk (=, or += when beta is 1) the weight gradient for dy, and dx (=) the input
  * gradient unless dx is NULL. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
  * NNF_EINVAL for float64). NNF_ENOMEM if the scratch (columns per thread, weight-gradient
@@ -50,10 +54,12 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
  * hold undefined values. */
 int nnf_conv_gemm_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                         const float *wk, ptrdiff_t cout, const float *bias, int act,
-                        double param, int bf16, const nnf_conv_geom *g, float *y);
+                        double param, int bf16, const nnf_conv_geom *g,
+                        const nnf_conv_geom *pool, float *y, int32_t *argmax);
 int nnf_conv_gemm_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                         const double *wk, ptrdiff_t cout, const double *bias, int act,
-                        double param, int bf16, const nnf_conv_geom *g, double *y);
+                        double param, int bf16, const nnf_conv_geom *g,
+                        const nnf_conv_geom *pool, double *y, int32_t *argmax);
 int nnf_conv_gemm_bwd_s(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h,
                         ptrdiff_t w, const float *wk, ptrdiff_t cout, int bf16,
                         const nnf_conv_geom *g, int beta, float *dwk, float *dx);
@@ -78,7 +84,8 @@ void nnf_conv_profile(int on, double *seconds);
 
 /* Direct convolution, for layers whose C*KH*KW is small (the GEMM would be degenerate and the
  * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).
- * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity.
+ * fwd: y = act(conv(x, wk) + bias) (=), bias NULL for none, relu 1 for ReLU else identity;
+ * with `pool` max-pooled as nnf_conv_gemm_fwd does (argmax likewise).
  * The backward functions take the gradient as dy, times ReLU's derivative (y > 0) if y (the
  * forward's output with relu) is not NULL:
  * bwd_w: dwk (=, or += when beta is 1) the sum over the batch of dy (*) x, and db (=) dy summed
@@ -88,10 +95,12 @@ void nnf_conv_profile(int on, double *seconds);
  * has no direct kernels (a compiler without GCC's vector extensions). */
 int nnf_conv_direct_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                           const float *wk, ptrdiff_t cout, const float *bias, int relu,
-                          const nnf_conv_geom *g, float *y);
+                          const nnf_conv_geom *g, const nnf_conv_geom *pool, float *y,
+                          int32_t *argmax);
 int nnf_conv_direct_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                           const double *wk, ptrdiff_t cout, const double *bias, int relu,
-                          const nnf_conv_geom *g, double *y);
+                          const nnf_conv_geom *g, const nnf_conv_geom *pool, double *y,
+                          int32_t *argmax);
 int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, const float *y, ptrdiff_t n,
                             ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
                             const nnf_conv_geom *g, int beta, float *dwk, float *db);

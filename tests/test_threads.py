@@ -367,6 +367,48 @@ def _adam(rng):
     return run, (p,), (1e-5, 1e-6)
 
 
+def _conv_pool(x_shape, cout, kernel, direct):
+    """Conv2d (ReLU) and MaxPool2d(2) fused in a Sequential, forward and backward, against the
+    same pair unfused in float64, on the direct kernel or the GEMM path."""
+
+    def build(rng):
+        from nnfast import nn
+        from nnfast.nn import conv as conv_module
+
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        model = nn.Sequential(nn.Conv2d(x_shape[1], cout, kernel, activation="relu", seed=3),
+                              nn.MaxPool2d(2))  # fmt: skip
+        dy = rng.standard_normal(model.output_shape(x_shape)).astype(np.float32)
+        limits = {"DIRECT_MAX_K": 10**9 if direct else 0}
+
+        def run(fuse=True, dtype=np.float32):
+            before = {k: getattr(conv_module, k) for k in (*limits, "FUSE_POOL")}
+            vars(conv_module).update(limits, FUSE_POOL=fuse)
+            try:
+                m = nn.Sequential(*model) if dtype == np.float32 else _in_float64(model)
+                m.zero_grad()
+                y = m(x.astype(dtype))
+                dx = m.backward(dy.astype(dtype))
+                return y, dx, m[0].weight.grad.copy(), m[0].bias.grad.copy()
+            finally:
+                vars(conv_module).update(before)
+
+        return run, run(fuse=False, dtype=np.float64), (1e-4, 1e-4)
+
+    return build
+
+
+def _in_float64(model):
+    from nnfast import nn
+
+    conv = model[0]
+    c64 = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, activation="relu",
+                    dtype="float64")  # fmt: skip
+    c64.weight.data[...] = conv.weight.data
+    c64.bias.data[...] = conv.bias.data
+    return nn.Sequential(c64, nn.MaxPool2d(2))
+
+
 CASES = {
     "gemm_naive": _gemm("naive", 96, 200, 150),
     "gemm_blocked": _gemm("blocked", 128, 784, 256),
@@ -398,6 +440,8 @@ CASES = {
     "conv2d_winograd_few_images": _conv_gemm((2, 8, 56, 56), 12, winograd=True),
     "conv2d_winograd_bf16": _conv_gemm(CONV_X, 12, bf16=True, winograd=True),
     "max_pool2d": _pool("max"),
+    "conv_relu_max_pool2d_direct": _conv_pool((16, 1, 28, 28), 8, 5, direct=True),
+    "conv_relu_max_pool2d_gemm": _conv_pool(CONV_X, 12, 3, direct=False),
     "avg_pool2d": _pool("avg"),
     "adam": _adam,
 }

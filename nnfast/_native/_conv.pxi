@@ -16,10 +16,12 @@ cdef extern from "conv.h" nogil:
                      Py_ssize_t w, const nnf_conv_geom *g, double *dx)
     int nnf_conv_direct_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                               Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
-                              int relu, const nnf_conv_geom *g, float *y)
+                              int relu, const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                              float *y, int32_t *argmax)
     int nnf_conv_direct_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                               Py_ssize_t w, const double *wk, Py_ssize_t cout,
-                              const double *bias, int relu, const nnf_conv_geom *g, double *y)
+                              const double *bias, int relu, const nnf_conv_geom *g,
+                              const nnf_conv_geom *pool, double *y, int32_t *argmax)
     int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, const float *y, Py_ssize_t n,
                                 Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
                                 const nnf_conv_geom *g, int beta, float *dwk, float *db)
@@ -35,10 +37,12 @@ cdef extern from "conv.h" nogil:
                                 Py_ssize_t cout, const nnf_conv_geom *g, double *dx)
     int nnf_conv_gemm_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                             Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
-                            int act, double param, int bf16, const nnf_conv_geom *g, float *y)
+                            int act, double param, int bf16, const nnf_conv_geom *g,
+                            const nnf_conv_geom *pool, float *y, int32_t *argmax)
     int nnf_conv_gemm_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                             Py_ssize_t w, const double *wk, Py_ssize_t cout, const double *bias,
-                            int act, double param, int bf16, const nnf_conv_geom *g, double *y)
+                            int act, double param, int bf16, const nnf_conv_geom *g,
+                            const nnf_conv_geom *pool, double *y, int32_t *argmax)
     int nnf_conv_gemm_bwd_s(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
                             Py_ssize_t h, Py_ssize_t w, const float *wk, Py_ssize_t cout,
                             int bf16, const nnf_conv_geom *g, int beta, float *dwk, float *dx)
@@ -147,10 +151,10 @@ cdef int _check_pool(str what, cnp.ndarray big, cnp.ndarray small, nnf_conv_geom
     return t
 
 
-cdef int _check_argmax(cnp.ndarray argmax, cnp.ndarray y) except -1:
+cdef int _check_argmax(cnp.ndarray argmax, cnp.ndarray y, str what="max_pool2d") except -1:
     if (cnp.PyArray_TYPE(argmax) != cnp.NPY_INT32 or not cnp.PyArray_IS_C_CONTIGUOUS(argmax)
             or argmax.size != y.size):
-        raise ValueError("max_pool2d: argmax must be a C-contiguous int32 array shaped like y")
+        raise ValueError(f"{what}: argmax must be a C-contiguous int32 array shaped like y")
     return 0
 
 
@@ -227,8 +231,9 @@ def avg_pool2d_backward(cnp.ndarray dy, tuple geom, cnp.ndarray dx):
 
 
 cdef int _check_conv(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
-                       nnf_conv_geom *g) except -1:
-    """x (N, C, H, W), wk (Cout, C, KH, KW) and y (N, Cout, Ho, Wo) consistent, one dtype."""
+                     nnf_conv_geom *g, const nnf_conv_geom *pool=NULL) except -1:
+    """x (N, C, H, W), wk (Cout, C, KH, KW) and y (N, Cout, Ho, Wo) consistent, one dtype; with
+    a pooling geometry, y is the pooled output (N, Cout, Hp, Wp)."""
     cdef int t = _float_type(x, what)
     _float_type(wk, what)
     _float_type(y, what)
@@ -236,6 +241,9 @@ cdef int _check_conv(str what, cnp.ndarray x, cnp.ndarray wk, cnp.ndarray y,
         raise ValueError(f"{what}: expected 4-D arrays")
     cdef Py_ssize_t ho = nnf_conv_out_size(x.shape[2], g.kh, g.sh, g.ph, g.dh)
     cdef Py_ssize_t wo = nnf_conv_out_size(x.shape[3], g.kw, g.sw, g.pw, g.dw)
+    if pool != NULL and ho >= 0 and wo >= 0:
+        ho = nnf_conv_out_size(ho, pool.kh, pool.sh, pool.ph, pool.dh)
+        wo = nnf_conv_out_size(wo, pool.kw, pool.sw, pool.pw, pool.dw)
     if (cnp.PyArray_TYPE(wk) != t or cnp.PyArray_TYPE(y) != t or ho < 0 or wo < 0
             or wk.shape[1] != x.shape[1] or wk.shape[2] != g.kh or wk.shape[3] != g.kw
             or y.shape[0] != x.shape[0] or y.shape[1] != wk.shape[0] or y.shape[2] != ho
@@ -264,11 +272,30 @@ cdef const void *_bias_data(str what, bias, int t, Py_ssize_t cout,
     return cnp.PyArray_DATA(b)
 
 
-def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cnp.ndarray y):
-    """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias) without a column matrix (conv.h)."""
-    cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv("conv2d_direct", x, wk, y, &g)
+cdef const nnf_conv_geom *_pool_geom(str what, pool, argmax, cnp.ndarray y,
+                                     nnf_conv_geom *pg) except? NULL:
+    """The fused max pooling's geometry (in pg) with argmax checked against y, or NULL for pool
+    None."""
+    if pool is None:
+        return NULL
+    pg[0] = _geom(pool)
+    if not isinstance(argmax, cnp.ndarray):
+        raise TypeError(f"{what}: a fused pooling needs an int32 argmax array")
+    _check_argmax(argmax, y, what)
+    _writeable(what, argmax, "argmax")
+    return pg
+
+
+def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cnp.ndarray y,
+                  pool=None, argmax=None):
+    """y (N, Cout, Ho, Wo) = relu?(conv(x, wk) + bias) without a column matrix (conv.h); with
+    ``pool`` (a max pooling's geometry) y is its pooling (N, Cout, Hp, Wp) and argmax (int32,
+    like y) the indices into each Ho*Wo plane, as max_pool2d gives them."""
+    cdef nnf_conv_geom g = _geom(geom), pg
+    cdef const nnf_conv_geom *pp = _pool_geom("conv2d_direct", pool, argmax, y, &pg)
+    cdef int t = _check_conv("conv2d_direct", x, wk, y, &g, pp)
     _writeable("conv2d_direct", y, "y")
+    cdef int32_t *pa = <int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
     cdef const void *pb = _bias_data("conv2d_direct", bias, t, wk.shape[0])
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
@@ -277,14 +304,14 @@ def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cn
         with nogil:
             status = nnf_conv_direct_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w,
                                            <const float *>cnp.PyArray_DATA(wk), cout,
-                                           <const float *>pb, relu, &g,
-                                           <float *>cnp.PyArray_DATA(y))
+                                           <const float *>pb, relu, &g, pp,
+                                           <float *>cnp.PyArray_DATA(y), pa)
     else:
         with nogil:
             status = nnf_conv_direct_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w,
                                            <const double *>cnp.PyArray_DATA(wk), cout,
-                                           <const double *>pb, relu, &g,
-                                           <double *>cnp.PyArray_DATA(y))
+                                           <const double *>pb, relu, &g, pp,
+                                           <double *>cnp.PyArray_DATA(y), pa)
     check_status(status, "conv2d_direct")
 
 
@@ -359,14 +386,17 @@ def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp
 
 
 def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double param,
-                bint bf16, cnp.ndarray y):
+                bint bf16, cnp.ndarray y, pool=None, argmax=None):
     """y (N, Cout, Ho, Wo) = act(conv(x, wk) + bias), as GEMMs on groups of images (conv.h),
     act an nnf_act id (-1 for none) with its parameter, in the GEMM's epilogue; bf16 rounds
     the GEMM operands to bfloat16 (float32 only). float32 3x3 kernels of stride 1 and
-    dilation 1 run as Winograd F(2x2, 3x3) (conv_winograd)."""
-    cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g)
+    dilation 1 run as Winograd F(2x2, 3x3) (conv_winograd). ``pool`` and argmax as for
+    conv2d_direct."""
+    cdef nnf_conv_geom g = _geom(geom), pg
+    cdef const nnf_conv_geom *pp = _pool_geom("conv2d_gemm", pool, argmax, y, &pg)
+    cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g, pp)
     _writeable("conv2d_gemm", y, "y")
+    cdef int32_t *pa = <int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
     cdef const void *pb = _bias_data("conv2d_gemm", bias, t, wk.shape[0])
     if bf16 and t != cnp.NPY_FLOAT32:
         raise TypeError("conv2d_gemm: bf16 needs float32 arrays")
@@ -379,14 +409,14 @@ def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double
         with nogil:
             status = nnf_conv_gemm_fwd_s(<const float *>cnp.PyArray_DATA(x), n, c, h, w,
                                          <const float *>cnp.PyArray_DATA(wk), cout,
-                                         <const float *>pb, act, param, bf16, &g,
-                                         <float *>cnp.PyArray_DATA(y))
+                                         <const float *>pb, act, param, bf16, &g, pp,
+                                         <float *>cnp.PyArray_DATA(y), pa)
     else:
         with nogil:
             status = nnf_conv_gemm_fwd_d(<const double *>cnp.PyArray_DATA(x), n, c, h, w,
                                          <const double *>cnp.PyArray_DATA(wk), cout,
-                                         <const double *>pb, act, param, 0, &g,
-                                         <double *>cnp.PyArray_DATA(y))
+                                         <const double *>pb, act, param, 0, &g, pp,
+                                         <double *>cnp.PyArray_DATA(y), pa)
     check_status(status, "conv2d_gemm")
 
 

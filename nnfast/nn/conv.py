@@ -25,6 +25,13 @@ long-K GEMMs of transformed tiles, and the input gradient the same kind of convo
 with the flipped kernel. Its error is that of the direct sum in float32 and about 2.5 times
 the GEMM path's in bf16 (tests/test_conv_winograd.py). float64 convolutions stay on the
 GEMM path.
+
+A ReLU (or no activation) and a following ``MaxPool2d`` fuse into either path: inside a
+``Sequential`` the pair runs as one C call that pools each image's (or group's) output in the
+worker's cache, writing only the pooled output and the pool's argmax. The backward then runs
+as the two modules' own: the pool masks its gradient by ReLU's derivative at the argmax (the
+pooled output > 0) before scattering it, and the convolution takes that gradient as is.
+Winograd's output is pooled after it is written, as the two modules would run apart.
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ from .module import Module, Parameter, TorchModule, _float_dtype, register
 #: such layers, but no model here has one and the crossover was not mapped across channel
 #: counts). 0 sends every one to the GEMMs.
 DIRECT_MAX_K = 32
+
+#: A Conv2d with no activation or ReLU followed by a MaxPool2d in a Sequential runs both in one
+#: pass (Conv2d.forward_fused): the convolution's output is pooled in the thread's cache and
+#: never written out. False runs them one after the other (for comparisons; the results are
+#: the same to the bit either way).
+FUSE_POOL = True
 
 
 def _check_nchw(layer, x, channels):
@@ -76,7 +89,8 @@ class Conv2d(Module):
     dilation 1 (float64 stays on the GEMMs); see the module's docstring.
 
     In ``eval()`` mode, ``forward`` may run in several threads at once (each call's scratch is
-    its own); training (forward, then backward) uses one thread per layer.
+    its own); training (forward, then backward) uses one thread per layer. In a Sequential, a
+    following MaxPool2d fuses into the forward (see ``forward_fused``).
     """
 
     can_skip_input_grad = True
@@ -120,12 +134,29 @@ class Conv2d(Module):
         self._y = None
         self._pointwise = (kh, kw, sh, sw, ph, pw, dh, dw) == (1, 1, 1, 1, 0, 0, 1, 1)
         self._direct = False  # the path the last forward took (backward takes the same)
+        self._pooled = False  # the last forward fused a MaxPool2d (which applied ReLU')
         self._bf16 = False  # the precision the last forward's GEMMs took (backward's too)
         self._x = None
 
     # --- forward / backward --------------------------------------------------------------------
     def forward(self, x):
         """x (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
+        return self._forward(x, None)
+
+    def forward_fused(self, x, following):
+        """``following(self(x))`` in one pass where ``following`` is a MaxPool2d and this layer
+        has no activation or ReLU (and ``FUSE_POOL`` is on), else None: the output is pooled
+        in the worker's cache. Both modules keep what their backward needs: the pool's
+        backward applies ReLU's derivative, and this layer's backward then takes its gradient
+        as it comes. Results equal the unfused ones to the bit, ties and NaN included."""
+        return self._forward(x, following) if self.fuses_with(following) else None
+
+    def fuses_with(self, following):
+        """True if ``forward_fused(x, following)`` runs fused (see there)."""
+        return (FUSE_POOL and isinstance(following, MaxPool2d) and self._act is None
+                and self.activation in (None, "relu"))  # fmt: skip
+
+    def _forward(self, x, pool):
         x = _check_nchw(self, x, self.in_channels)
         w = self.weight.data
         if x.dtype != w.dtype:
@@ -133,7 +164,14 @@ class Conv2d(Module):
         x = np.ascontiguousarray(x)
         n, _, h, wd = x.shape
         ho, wo = ops.output_shape(h, wd, self.geom, self)
-        y = ops.empty((n, self.out_channels, ho, wo), w.dtype, self, x.shape)
+        shape = (n, self.out_channels, ho, wo)
+        pooling = ()
+        if pool is not None:  # y is the pooled output, argmax the pool's
+            hp, wp = ops.output_shape(ho, wo, pool.geom, pool)
+            y = ops.empty((n, self.out_channels, hp, wp), w.dtype, self, x.shape)
+            pooling = (pool.geom, np.empty(y.shape, np.int32))
+        else:
+            y = ops.empty(shape, w.dtype, self, x.shape)
         bias = None if self.bias is None else self.bias.data
         act = self.activation if (self._fused and self.activation) else None
         k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -142,15 +180,18 @@ class Conv2d(Module):
         self._bf16 = w.dtype == np.float32 and _gemm.get_matmul_precision() == "bf16"
         if not self._direct:  # any fused activation runs in the GEMM's epilogue
             act_id, param = _gemm._common_act(act)
-            kernels.conv2d_gemm(x, w, bias, self.geom, act_id, param, self._bf16, y)
+            kernels.conv2d_gemm(x, w, bias, self.geom, act_id, param, self._bf16, y, *pooling)
         else:
-            kernels.conv2d_direct(x, w, bias, self.geom, act == "relu", y)
+            kernels.conv2d_direct(x, w, bias, self.geom, act == "relu", y, *pooling)
             if act not in (None, "relu"):  # the direct kernel fuses ReLU only
                 F.bias_act(y, None, act, out=y)
         self._x = x
         if self._act is not None:
             y = self._act.forward(y)
-        self._y = y if self._fused else None
+        self._pooled = pool is not None
+        self._y = y if self._fused and not self._pooled else None
+        if pool is not None:
+            pool._fused_forward(shape, y, pooling[1], act == "relu")
         return y
 
     def backward(self, grad_out, input_grad=True):
@@ -169,10 +210,12 @@ class Conv2d(Module):
             )
         # the direct kernels take ReLU's derivative and the bias gradient in their own pass
         in_kernel = self._direct and self._fused and self.activation in (None, "relu")
+        # after a fused pooling, the pool's backward has applied ReLU's derivative
+        act = "identity" if self._pooled else self.activation or "identity"
         if self._fused and not in_kernel:  # dy * act'(y) and the bias gradient in one pass
             want_db = self.bias is not None
-            dy, db = F.bias_act_backward(dy, self._y, self.activation or "identity",
-                                         bias_grad=want_db)  # fmt: skip
+            u = dy if self._pooled else self._y  # identity's derivative reads no u
+            dy, db = F.bias_act_backward(dy, u, act, bias_grad=want_db)
             if want_db:
                 self.bias.grad += db
         elif not self._fused:
@@ -188,7 +231,7 @@ class Conv2d(Module):
             return dx
         kernels = ops._core("Conv2d")
         if self._direct:
-            y = self._y if in_kernel and self.activation == "relu" else None
+            y = self._y if in_kernel and act == "relu" else None
             db = np.empty_like(self.bias.data) if in_kernel and self.bias is not None else None
             kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw, y, db)
             if input_grad:
@@ -309,14 +352,27 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Max pooling of (N, C, H, W); ``stride`` defaults to ``kernel_size``."""
 
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__(kernel_size, stride, padding, dilation)
+        self._relu_of = None  # a fused forward's output where ReLU came before it, else None
+
     def forward(self, x):
         x = self._check(x)
         y, self._argmax = ops.max_pool2d(x, *self._args(), self.dilation)
-        self._shape, self._out_shape = x.shape, y.shape
+        self._shape, self._out_shape, self._relu_of = x.shape, y.shape, None
         return y
+
+    def _fused_forward(self, input_shape, y, argmax, relu):
+        """The state of a forward that a Conv2d ran fused (Conv2d.forward_fused): the input's
+        shape, the output y and its argmax; ``relu`` if the input went through a ReLU, whose
+        derivative backward then applies (> 0 at the argmax is y > 0)."""
+        self._shape, self._out_shape, self._argmax = input_shape, y.shape, argmax
+        self._relu_of = y if relu else None
 
     def backward(self, grad_out):
         dy = self._dy(grad_out)
+        if self._relu_of is not None:
+            dy = F.relu_backward(dy, self._relu_of)
         return ops.max_pool2d_backward(dy, self._argmax, self._shape, *self._args(), self.dilation)
 
     def get_config(self):

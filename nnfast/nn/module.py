@@ -246,6 +246,12 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def forward_fused(self, x, following):
+        """``following(self(x))`` computed in one pass, or None where this module does not fuse
+        with ``following`` (the default). Sequential asks each module about the next one; both
+        keep the state their ``backward`` needs, as if each had run its own forward."""
+        return None
+
     def _grad_out(self, grad_out, shape, dtype=None):
         """``grad_out`` as an array of ``dtype`` (None: its own) with the forward output's
         ``shape``, or ValueError naming this module; backward checks before touching a grad."""
@@ -553,8 +559,10 @@ class Sequential(Module):
 
     def forward(self, x):
         self.__dict__["_input_shape"] = (None, *np.shape(x)[1:])
-        for m in self._layers:
-            x = m(x)
+        layers, i = self._layers, 0
+        while i < len(layers):  # a layer and the next in one pass where they fuse
+            y = layers[i].forward_fused(x, layers[i + 1]) if i + 1 < len(layers) else None
+            x, i = (layers[i](x), i + 1) if y is None else (y, i + 2)
         return x
 
     def backward(self, grad_out, input_grad: bool = True):

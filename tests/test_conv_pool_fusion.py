@@ -1,0 +1,182 @@
+"""Conv2d (no activation or ReLU) + MaxPool2d fused in a Sequential: the same bits as the two
+modules run one after the other (output, argmax, every gradient), on both convolution paths,
+every ISA, both dtypes, odd sizes where pooling drops a row, ties and NaN; against a plain
+numpy reference; gradcheck; bad arguments to the kernels."""
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import _convops, nn
+from nnfast._native import core
+from nnfast.nn import conv as conv_module
+
+# (N, Cin, H, W, Cout, kernel, padding, pool kernel, pool stride, pool padding)
+CONFIGS = [
+    (2, 1, 28, 28, 6, 5, 0, 2, None, 0),  # LeNet-5's first pair
+    (3, 1, 13, 11, 4, 3, 1, 2, None, 0),  # odd output: pooling drops a row and a column
+    (1, 3, 9, 10, 5, 3, 0, 2, None, 0),  # batch 1, 3 channels, 7x8 output
+    (2, 6, 12, 12, 16, 5, 0, 2, None, 0),  # LeNet-5's second pair
+    (2, 3, 10, 9, 3, 3, 1, 3, 2, 1),  # a padded, overlapping window: the generic pooling
+]
+
+
+@pytest.fixture(params=["gemm", "direct"])
+def conv_path(request, monkeypatch):
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0 if request.param == "gemm" else 10**9)
+    return request.param
+
+
+def _pair(cfg, activation, dtype, seed=0):
+    n, cin, h, w, cout, k, p, pk, ps, pp = cfg
+    conv = nn.Conv2d(cin, cout, k, padding=p, activation=activation, dtype=dtype, seed=seed)
+    return nn.Sequential(conv, nn.MaxPool2d(pk, stride=ps, padding=pp))
+
+
+def _run(model, x, dys):
+    """Output, the pool's argmax, and (dx, dW, db) after each of two backward passes (the
+    second adds into the parameter gradients)."""
+    out = []
+    model.zero_grad()
+    for dy in dys:
+        y = model(x)
+        out += [y.copy(), model[1]._argmax.copy()]
+        dx = model.backward(dy.astype(y.dtype))
+        out += [dx, model[0].weight.grad.copy(), model[0].bias.grad.copy()]
+    return out
+
+
+def _fused_and_not(cfg, activation, dtype, x, monkeypatch, rng, model=None):
+    model = model or _pair(cfg, activation, dtype)
+    shape = model.output_shape(x.shape)
+    dys = [rng.standard_normal(shape) for _ in range(2)]
+    results = []
+    for fuse in (True, False):
+        monkeypatch.setattr(conv_module, "FUSE_POOL", fuse)
+        results.append(_run(model, x, dys))
+    return results
+
+
+def _assert_same_bits(results):
+    for i, (a, b) in enumerate(zip(*results)):
+        assert a.dtype == b.dtype and a.shape == b.shape, i
+        assert a.tobytes() == b.tobytes(), f"result {i} differs"
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_fused_equals_unfused(cfg, dtype, activation, conv_path, isa, rng, monkeypatch):
+    x = rng.standard_normal(cfg[:4]).astype(dtype)
+    results = _fused_and_not(cfg, activation, dtype, x, monkeypatch, rng)
+    _assert_same_bits(results)
+
+
+def test_the_sequential_runs_the_pair_fused(rng, monkeypatch, conv_path):
+    """One C call with the pooling's two arguments; two modules' calls with FUSE_POOL off."""
+    calls = []
+    real = core.conv2d_gemm if conv_path == "gemm" else core.conv2d_direct
+    monkeypatch.setattr(core, real.__name__, lambda *a: calls.append(len(a)) or real(*a))
+    base = 8 if conv_path == "gemm" else 6  # the arguments without a pooling
+    x = rng.standard_normal(CONFIGS[1][:4]).astype(np.float32)
+    model = _pair(CONFIGS[1], "relu", "float32")
+    model(x)
+    assert calls == [base + 2]
+    monkeypatch.setattr(conv_module, "FUSE_POOL", False)
+    calls.clear()
+    model(x)
+    assert calls == [base]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ties_and_nan_pick_what_max_pool2d_picks(dtype, conv_path, rng, monkeypatch):
+    """A zero weight makes every window a tie (the first element wins); a bias below 0 makes
+    ReLU's output 0 everywhere (ties, and no gradient through ReLU); NaN in x reaches the
+    output of the windows that read it (NaN wins)."""
+    cfg = CONFIGS[1]
+    for bias, nan in ((0.5, False), (-0.5, False), (0.5, True)):
+        model = _pair(cfg, "relu", dtype)
+        model[0].weight.data[...] = 0
+        model[0].bias.data[...] = bias
+        x = rng.standard_normal(cfg[:4]).astype(dtype)
+        if nan:
+            model[0].weight.data[:, :, 1, 1] = 1.0
+            x[0, 0, 4, 5] = np.nan
+        results = _fused_and_not(cfg, "relu", dtype, x, monkeypatch, rng, model)
+        _assert_same_bits(results)
+        y, argmax = results[0][:2]
+        if nan:
+            assert np.isnan(y).any()
+        elif bias > 0:
+            assert (argmax.reshape(-1, argmax.shape[-1]) % 2 == 0).all()  # the first of the row
+
+
+def test_fused_output_matches_a_numpy_reference(rng):
+    """The pooled output and argmax against max pooling written with numpy on the unfused
+    convolution's output (2x2 windows; the first of equal values wins)."""
+    cfg = CONFIGS[1]
+    model = _pair(cfg, "relu", "float64")
+    x = rng.standard_normal(cfg[:4])
+    y = model(x)
+    full = np.maximum(model[0].forward(x), 0)  # the convolution alone, unfused
+    n, c, ho, wo = full.shape
+    hp, wp = ho // 2, wo // 2
+    win = full[:, :, : 2 * hp, : 2 * wp].reshape(n, c, hp, 2, wp, 2).transpose(0, 1, 2, 4, 3, 5)
+    win = win.reshape(n, c, hp, wp, 4)
+    first = win.argmax(axis=-1)  # numpy's argmax: the first maximum
+    np.testing.assert_array_equal(y, win.max(axis=-1))
+    oh, ow = np.meshgrid(np.arange(hp), np.arange(wp), indexing="ij")
+    want = (2 * oh + first // 2) * wo + 2 * ow + first % 2
+    model(x)
+    np.testing.assert_array_equal(model[1]._argmax, want)
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_fused_pair_gradcheck(activation, rng, conv_path):
+    model = _pair(CONFIGS[1], activation, "float64", seed=3)
+    x = rng.standard_normal((2, *CONFIGS[1][1:4]))
+    assert nnfast.gradcheck(model, x)
+
+
+def test_other_activations_and_followers_run_unfused(rng):
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    pool = nn.MaxPool2d(2)
+    assert nn.Conv2d(1, 2, 3, activation="tanh").forward_fused(x, pool) is None
+    assert nn.Conv2d(1, 2, 3).forward_fused(x, nn.AvgPool2d(2)) is None
+    assert nn.Linear(4, 4).forward_fused(x, pool) is None
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, activation="tanh", seed=1), nn.MaxPool2d(2))
+    y = model(x)
+    np.testing.assert_array_equal(y, model[1](model[0](x)))
+
+
+def test_pool_larger_than_the_output_is_a_clear_error(rng):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, activation="relu"), nn.MaxPool2d(5))
+    with pytest.raises(ValueError, match="MaxPool2d"):
+        model(rng.standard_normal((1, 1, 5, 5)).astype(np.float32))
+
+
+@pytest.mark.parametrize("kernel", ["conv2d_gemm", "conv2d_direct"])
+def test_kernel_rejects_bad_pooling_arguments(kernel, rng):
+    x = rng.standard_normal((2, 1, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    geom = _convops.geometry(3)
+    pool = _convops.pool_geometry(2, None, 0, 1, "test")
+    y = np.empty((2, 3, 3, 3), np.float32)  # the 7x7 output pooled
+    fn = getattr(core, kernel)
+    head = (x, w, None, geom, -1, 0.0, False) if kernel == "conv2d_gemm" else (x, w, None, geom, 1)
+    fn(*head, y, pool, np.empty(y.shape, np.int32))  # fine
+    with pytest.raises(TypeError, match="argmax"):
+        fn(*head, y, pool, None)
+    with pytest.raises(ValueError, match=f"{kernel}: argmax"):
+        fn(*head, y, pool, np.empty(y.shape, np.int64))
+    with pytest.raises(ValueError, match="argmax"):
+        fn(*head, y, pool, np.empty((2, 3, 3, 2), np.int32))
+    read_only = np.empty(y.shape, np.int32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="argmax"):
+        fn(*head, y, pool, read_only)
+    with pytest.raises(ValueError, match="inconsistent"):  # y shaped like the unpooled output
+        fn(*head, np.empty((2, 3, 7, 7), np.float32), pool, np.empty((2, 3, 7, 7), np.int32))
+    big = _convops.pool_geometry(8, None, 0, 1, "test")  # larger than the 7x7 output
+    with pytest.raises(ValueError):
+        fn(*head, y, big, np.empty(y.shape, np.int32))
