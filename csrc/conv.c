@@ -145,7 +145,7 @@ static int conv_simd_transpose_d(const double *src, ptrdiff_t p, ptrdiff_t cout,
 /* Winograd F(2x2, 3x3) (conv_winograd_impl.inc) takes the float32 3x3, stride-1 layers of the
  * GEMM path's entry points (CONV_WINOGRAD in its float32 instance); it uses that path's
  * helpers above and its transpose to NCHW. */
-static int wino_applies(const nnf_conv_geom *g);
+static int wino_applies(const nnf_conv_geom *g, ptrdiff_t c);
 static int wino_fwd(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                     const float *wk, ptrdiff_t cout, const float *bias, int act, double param,
                     int bf16, const nnf_conv_geom *g, ptrdiff_t ho, ptrdiff_t wo, float *y);

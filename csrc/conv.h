@@ -67,12 +67,16 @@ int nnf_conv_gemm_bwd_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_
                         ptrdiff_t h, ptrdiff_t w, const double *wk, ptrdiff_t cout, int bf16,
                         const nnf_conv_geom *g, int beta, double *dwk, double *dx);
 
-/* Float32 3x3 convolutions of stride 1 and dilation 1 run as Winograd F(2x2, 3x3) in the
- * functions above (conv_winograd_impl.inc): same contracts, 2.25x fewer multiplies, and an
- * error a few times the direct sum's. Benchmark and test hook: on 0 sends them to the GEMMs,
- * 1 back (the default), -1 leaves it; returns the setting before. Not for use while
- * convolutions run. */
-int nnf_conv_winograd(int on);
+/* Float32 3x3 convolutions of stride 1 and dilation 1 with at least 8 input channels run as
+ * Winograd F(2x2, 3x3) in the functions above (conv_winograd_impl.inc): same contracts, 2.25x
+ * fewer multiplies, the direct sum's error in float32 (about 2.5x the GEMMs' in bf16).
+ * Benchmark and test hook: mode OFF sends them to the GEMMs, AUTO (the default) as above,
+ * ALWAYS whatever the channels; -1 leaves it. Returns the mode before (NNF_EINVAL above
+ * ALWAYS). Not for use while convolutions run. */
+#define NNF_CONV_WINOGRAD_OFF 0
+#define NNF_CONV_WINOGRAD_AUTO 1
+#define NNF_CONV_WINOGRAD_ALWAYS 2
+int nnf_conv_winograd(int mode);
 
 /* Benchmark hook: seconds[i] gets the thread-seconds the GEMM convolution has spent, since the
  * last call, in its column work (unfolding and folding, slot 0) and in all (slot 1); the

@@ -1,5 +1,7 @@
 """Winograd F(2x2, 3x3): float32 3x3, stride-1 convolutions (csrc/conv_winograd_impl.inc)
-against float64 window sums, forward and both gradients, fp32 and bf16, every ISA path.
+against float64 window sums, forward and both gradients, fp32 and bf16, every ISA path. The
+kernels run with the hook at "always", so that layers of fewer than 8 input channels (which
+"auto", the default, leaves on the GEMMs) exercise them too.
 
 Two Python threads on one such layer: test_conv_layers.py's test_eval_forward_from_two_threads
 (cnn_small on the GEMM path runs both its convolutions here); thread counts: test_threads.py.
@@ -33,6 +35,13 @@ CASES = [
     (9, 16, 14, 14, 33, 1),
     (7, 5, 23, 17, 6, (2, 0)),
 ]
+
+
+@pytest.fixture
+def always():
+    before = core.conv_winograd("always")
+    yield
+    core.conv_winograd(before)
 
 
 def reference(x, w, b, dy, padding):
@@ -74,8 +83,7 @@ def draw(rng, case):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-def test_winograd_matches_float64_window_sums(case, bf16, isa, rng):
-    assert core.conv_winograd() is True  # the default for these layers
+def test_winograd_matches_float64_window_sums(case, bf16, isa, rng, always):
     x, w, b, dy, padding, geom = draw(rng, case)
     got = run(x, w, b, dy, geom, bf16)
     want = reference(*(a.astype(np.float64) for a in (x, w, b, dy)), padding)
@@ -85,15 +93,13 @@ def test_winograd_matches_float64_window_sums(case, bf16, isa, rng):
         assert np.all(np.abs(g - r) <= bound), name
 
 
-def test_winograd_differs_from_the_gemm_path_only_by_rounding(rng):
+def test_winograd_differs_from_the_gemm_path_only_by_rounding(rng, always):
     """The hook really switches paths, and both agree."""
     x, w, b, dy, _, geom = draw(rng, CASES[-2])
     wino = run(x, w, b, dy, geom, False)
-    before = core.conv_winograd(False)
-    try:
-        gemm = run(x, w, b, dy, geom, False)
-    finally:
-        core.conv_winograd(before)
+    core.conv_winograd("off")
+    gemm = run(x, w, b, dy, geom, False)
+    core.conv_winograd("always")
     for a, g in zip(wino, gemm):
         assert a.tobytes() != g.tobytes()
         np.testing.assert_allclose(a, g, rtol=1e-4, atol=1e-3 * np.abs(g).max())
@@ -101,7 +107,20 @@ def test_winograd_differs_from_the_gemm_path_only_by_rounding(rng):
         assert np.abs(a - g).max() > 1e-4 * np.abs(g).max()
 
 
-def test_winograd_backward_accumulates_into_the_weight_gradient(rng):
+@pytest.mark.parametrize("c_in,winograd", [(4, False), (7, False), (8, True), (16, True)])
+def test_auto_runs_winograd_from_8_input_channels(c_in, winograd, rng):
+    x, w, b, dy, _, geom = draw(rng, (3, c_in, 9, 10, 5, 1))
+    assert core.conv_winograd() == "auto"  # the default
+    results = {}
+    for mode in ("auto", "off", "always"):
+        core.conv_winograd(mode)
+        results[mode] = b"".join(a.tobytes() for a in run(x, w, b, dy, geom, False))
+    core.conv_winograd("auto")
+    assert results["auto"] == results["always" if winograd else "off"]
+    assert results["off"] != results["always"]
+
+
+def test_winograd_backward_accumulates_into_the_weight_gradient(rng, always):
     x, w, b, dy, _, geom = draw(rng, CASES[-1])
     _, dw, dx = run(x, w, b, dy, geom, False)
     _, dw2, dx2 = run(x, w, b, dy, geom, False, accumulate=True, dw=dw.copy())
@@ -110,7 +129,7 @@ def test_winograd_backward_accumulates_into_the_weight_gradient(rng):
 
 
 @pytest.mark.parametrize("case", [CASES[4], CASES[7]])
-def test_winograd_gradients_are_the_adjoints_of_its_forward(case, rng):
+def test_winograd_gradients_are_the_adjoints_of_its_forward(case, rng, always):
     """Gradcheck-style, in fp32 where central differences drown in rounding: <dy, conv(x)> =
     <dx, x> = <dW, w> for the layer without bias, each side from the Winograd kernels."""
     x, w, _, dy, _, geom = draw(rng, case)
@@ -123,13 +142,14 @@ def test_winograd_gradients_are_the_adjoints_of_its_forward(case, rng):
 
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
 def test_conv2d_layer_on_winograd_matches_float64(activation, rng):
-    """Conv2d (3x3, padding 1) in float32 runs Winograd, with the fused activation and bias
-    gradient, and agrees with the same layer in float64 (which stays on the GEMM path)."""
+    """Conv2d (3x3, padding 1, 8 channels in) in float32 runs Winograd, with the fused
+    activation and bias gradient, and agrees with the same layer in float64 (which stays on
+    the GEMM path)."""
     layers = {
-        dt: nn.Conv2d(6, 10, 3, padding=1, activation=activation, dtype=dt, seed=4)
+        dt: nn.Conv2d(8, 10, 3, padding=1, activation=activation, dtype=dt, seed=4)
         for dt in ("float32", "float64")
     }
-    x = rng.standard_normal((5, 6, 9, 8))
+    x = rng.standard_normal((5, 8, 9, 8))
     dy = rng.standard_normal((5, 10, 9, 8))
     out = {}
     for dt, conv in layers.items():
@@ -141,14 +161,14 @@ def test_conv2d_layer_on_winograd_matches_float64(activation, rng):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
-def test_winograd_refuses_a_bad_activation_id(rng):
+def test_winograd_refuses_a_bad_activation_id(rng, always):
     x, w, b, dy, _, geom = draw(rng, CASES[1])
     y = np.empty((2, 5, 2, 2), np.float32)
     with pytest.raises(ValueError):
         core.conv2d_gemm(x, w, b, geom, 10**6, 0.0, False, y)
 
 
-def test_winograd_hook_takes_a_bool():
-    with pytest.raises(TypeError, match="bool"):
-        core.conv_winograd(1)
-    assert core.conv_winograd(None) is True
+def test_winograd_hook_takes_a_mode():
+    with pytest.raises(ValueError, match="mode"):
+        core.conv_winograd(True)
+    assert core.conv_winograd(None) == "auto"

@@ -300,7 +300,7 @@ def _conv_gemm(x_shape, cout, bf16=False, winograd=False):
 
         def run():
             out, gw, gx = nan(y.shape), nan(w.shape), nan(x_shape)
-            before = core.conv_winograd(winograd)
+            before = core.conv_winograd("always" if winograd else "off")
             try:
                 core.conv2d_gemm(x, w, b, geom, -1, 0.0, bf16, out)
                 core.conv2d_gemm_backward(x, dy, w, geom, False, bf16, gw, gx)

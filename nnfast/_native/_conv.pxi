@@ -390,8 +390,8 @@ def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double
     """y (N, Cout, Ho, Wo) = act(conv(x, wk) + bias), as GEMMs on groups of images (conv.h),
     act an nnf_act id (-1 for none) with its parameter, in the GEMM's epilogue; bf16 rounds
     the GEMM operands to bfloat16 (float32 only). float32 3x3 kernels of stride 1 and
-    dilation 1 run as Winograd F(2x2, 3x3) (conv_winograd). ``pool`` and argmax as for
-    conv2d_direct."""
+    dilation 1 with at least 8 input channels run as Winograd F(2x2, 3x3) (conv_winograd).
+    ``pool`` and argmax as for conv2d_direct."""
     cdef nnf_conv_geom g = _geom(geom), pg
     cdef const nnf_conv_geom *pp = _pool_geom("conv2d_gemm", pool, argmax, y, &pg)
     cdef int t = _check_conv("conv2d_gemm", x, wk, y, &g, pp)
@@ -467,10 +467,15 @@ def conv_profile(bint on):
     return seconds[0], seconds[1]
 
 
-def conv_winograd(on=None):
-    """Benchmark and test hook: whether float32 3x3 stride-1 convolutions run as Winograd
-    F(2x2, 3x3) (the default) or as plain GEMMs; sets it when ``on`` is a bool, and returns
-    the setting before. Not for use while convolutions run."""
-    if on is not None and not isinstance(on, bool):
-        raise TypeError("conv_winograd: on must be a bool or None")
-    return bool(nnf_conv_winograd(-1 if on is None else int(on)))
+_WINOGRAD_MODES = ("off", "auto", "always")
+
+
+def conv_winograd(mode=None):
+    """Benchmark and test hook: when float32 3x3 stride-1 convolutions run as Winograd
+    F(2x2, 3x3): ``"auto"`` (the default: from 8 input channels), ``"always"``, or ``"off"``
+    (plain GEMMs). Sets it unless ``mode`` is None; returns the mode before. Not for use while
+    convolutions run."""
+    if mode is not None and mode not in _WINOGRAD_MODES:
+        raise ValueError(f"conv_winograd: mode must be one of {_WINOGRAD_MODES} or None")
+    cdef int new = -1 if mode is None else _WINOGRAD_MODES.index(mode)
+    return _WINOGRAD_MODES[nnf_conv_winograd(new)]

@@ -17,14 +17,14 @@ is unfolded, multiplied and, in backward, folded back while it is in cache, a th
 whole batch is ever written. With ``nnfast.set_matmul_precision("bf16")`` these GEMMs run in
 bf16 with float32 accumulation.
 
-Among those, float32 3x3 convolutions of stride 1 and dilation 1 (any padding) run as
-Winograd F(2x2, 3x3) in the same C call (csrc/conv_winograd_impl.inc): each 2x2 block of
-outputs takes 16 multiplies per channel pair instead of 36, as 16 GEMMs over channels between
-transformed 4x4 input tiles and transformed kernels (in bf16 too); the weight gradient is 16
-long-K GEMMs of transformed tiles, and the input gradient the same kind of convolution of dY
-with the flipped kernel. Its error is that of the direct sum in float32 and about 2.5 times
-the GEMM path's in bf16 (tests/test_conv_winograd.py). float64 convolutions stay on the
-GEMM path.
+Among those, float32 3x3 convolutions of stride 1 and dilation 1 (any padding) with at least 8
+input channels (fewer make its GEMMs too shallow to pay) run as Winograd F(2x2, 3x3) in the
+same C call (csrc/conv_winograd_impl.inc): each 2x2 block of outputs takes 16 multiplies per
+channel pair instead of 36, as 16 GEMMs over channels between transformed 4x4 input tiles and
+transformed kernels (in bf16 too); the weight gradient is 16 long-K GEMMs of transformed tiles,
+and the input gradient the same kind of convolution of dY with the flipped kernel. Its error
+is that of the direct sum in float32 and about 2.5 times the GEMM path's in bf16
+(tests/test_conv_winograd.py). float64 convolutions stay on the GEMM path.
 
 A ReLU (or no activation) and a following ``MaxPool2d`` fuse into either path: inside a
 ``Sequential`` the pair runs as one C call that pools each image's (or group's) output in the
@@ -86,7 +86,7 @@ class Conv2d(Module):
     (Kaiming-uniform with a = sqrt(5); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))). A layer
     with C_in*KH*KW <= ``DIRECT_MAX_K`` runs a direct kernel, others (and 1x1 convolutions)
     GEMMs on groups of images, or Winograd F(2x2, 3x3) for float32 3x3 kernels of stride 1 and
-    dilation 1 (float64 stays on the GEMMs); see the module's docstring.
+    dilation 1 on 8 or more channels (float64 stays on the GEMMs); see the module's docstring.
 
     In ``eval()`` mode, ``forward`` may run in several threads at once (each call's scratch is
     its own); training (forward, then backward) uses one thread per layer. In a Sequential, a
