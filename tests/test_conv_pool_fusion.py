@@ -18,6 +18,7 @@ CONFIGS = [
     (1, 3, 9, 10, 5, 3, 0, 2, None, 0),  # batch 1, 3 channels, 7x8 output
     (2, 6, 12, 12, 16, 5, 0, 2, None, 0),  # LeNet-5's second pair
     (2, 3, 10, 9, 3, 3, 1, 3, 2, 1),  # a padded, overlapping window: the generic pooling
+    (2, 8, 11, 9, 5, 3, 1, 2, None, 0),  # 8 channels, 3x3: Winograd on the GEMM path
 ]
 
 
