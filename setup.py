@@ -134,9 +134,15 @@ class BuildExt(build_ext):
 
 
 def native_extension(name, pyx, c_sources):
+    # the headers and templates (.inc) the sources include: without them a change to one alone
+    # left `build_ext --inplace` reporting the extension up to date
+    included = [
+        os.path.join(CSRC, f) for f in sorted(os.listdir(CSRC)) if f.endswith((".h", ".inc"))
+    ]
     return Extension(
         name,
         sources=[pyx] + [os.path.join(CSRC, s) for s in c_sources],
+        depends=included,
         include_dirs=[CSRC, numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
     )
