@@ -148,7 +148,9 @@ static int conv_simd_transpose_d(const double *src, ptrdiff_t p, ptrdiff_t cout,
 static int wino_applies(const nnf_conv_geom *g, ptrdiff_t c);
 static int wino_fwd(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                     const float *wk, ptrdiff_t cout, const float *bias, int act, double param,
-                    int bf16, const nnf_conv_geom *g, ptrdiff_t ho, ptrdiff_t wo, float *y);
+                    int bf16, const nnf_conv_geom *g, ptrdiff_t ho, ptrdiff_t wo,
+                    const nnf_conv_geom *pool, ptrdiff_t hp, ptrdiff_t wp, float *y,
+                    int32_t *argmax);
 static int wino_bwd(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h,
                     ptrdiff_t w, const float *wk, ptrdiff_t cout, int bf16,
                     const nnf_conv_geom *g, ptrdiff_t ho, ptrdiff_t wo, int beta, float *dwk,

@@ -31,7 +31,7 @@ A ReLU (or no activation) and a following ``MaxPool2d`` fuse into either path: i
 worker's cache, writing only the pooled output and the pool's argmax. The backward then runs
 as the two modules' own: the pool masks its gradient by ReLU's derivative at the argmax (the
 pooled output > 0) before scattering it, and the convolution takes that gradient as is.
-Winograd's output is pooled after it is written, as the two modules would run apart.
+Winograd pools its groups' outputs the same way.
 """
 
 from __future__ import annotations
