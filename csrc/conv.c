@@ -73,6 +73,18 @@ static ptrdiff_t conv_group_images(ptrdiff_t per_image, ptrdiff_t pixels, ptrdif
     return nb < 1 ? 1 : nb;
 }
 
+static _Atomic ptrdiff_t conv_direct_dx_max_k = 200;
+
+ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k) {
+    return max_k < 0 ? atomic_load(&conv_direct_dx_max_k)
+                     : atomic_exchange(&conv_direct_dx_max_k, max_k);
+}
+
+/* A 1x1, stride-1, unpadded convolution: its columns are x itself. */
+static int conv_pointwise(const nnf_conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
 /* Profiling of the GEMM convolution (nnf_conv_profile): thread-seconds spent in column work
  * (unfold and fold) and in the chunks as a whole, summed over threads. */
 static atomic_int conv_profiling;

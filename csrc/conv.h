@@ -67,6 +67,14 @@ int nnf_conv_gemm_bwd_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_
                         ptrdiff_t h, ptrdiff_t w, const double *wk, ptrdiff_t cout, int bf16,
                         const nnf_conv_geom *g, int beta, double *dwk, double *dx);
 
+/* The input gradient of a layer with C*KH*KW at most nnf_conv_direct_dx's limit (200 unless
+ * set) comes from nnf_conv_direct_bwd_x rather than the groups' GEMM and fold (not in bf16,
+ * not for 1x1 layers that read x in place, and not where Winograd takes the layer): the
+ * direct kernel's windows stay in L1, and at batch 128 it took 0.72-0.81x the time for K =
+ * 75, 144, 150 and 200, 1.3-1.6x for K = 288 and 576. Benchmark and test hook: sets the limit
+ * (0: never) unless max_k < 0; returns the limit before. Not for use while convolutions run. */
+ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k);
+
 /* Float32 3x3 convolutions of stride 1 and dilation 1 with at least 8 input channels run as
  * Winograd F(2x2, 3x3) in the functions above (conv_winograd_impl.inc): same contracts, 2.25x
  * fewer multiplies, the direct sum's error in float32 (about 2.5x the GEMMs' in bf16).

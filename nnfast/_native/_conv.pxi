@@ -52,6 +52,7 @@ cdef extern from "conv.h" nogil:
                             double *dx)
     void nnf_conv_profile(int on, double *seconds)
     int nnf_conv_winograd(int on)
+    Py_ssize_t nnf_conv_direct_dx(Py_ssize_t max_k)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
     int nnf_maxpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
@@ -465,6 +466,15 @@ def conv_profile(bint on):
     cdef double seconds[2]
     nnf_conv_profile(on, seconds)
     return seconds[0], seconds[1]
+
+
+def conv_direct_dx(max_k=None):
+    """Benchmark and test hook: the GEMM path takes the input gradient of layers with
+    C*KH*KW <= max_k from the direct kernel (conv.h's nnf_conv_direct_dx; 0: never). Sets it
+    unless ``max_k`` is None; returns the limit before. Not for use while convolutions run."""
+    if max_k is not None and (not isinstance(max_k, int) or isinstance(max_k, bool) or max_k < 0):
+        raise ValueError(f"conv_direct_dx: max_k must be a whole number >= 0, got {max_k!r}")
+    return nnf_conv_direct_dx(-1 if max_k is None else max_k)
 
 
 _WINOGRAD_MODES = ("off", "auto", "always")

@@ -1,0 +1,76 @@
+"""The GEMM path's input gradient from the direct kernel (layers with C*KH*KW up to
+core.conv_direct_dx's limit) and from the groups' GEMM and fold (limit 0): both against a
+float64 reference built from im2col / col2im, every ISA, both dtypes; the weight gradient is
+the same either way; the hook's bad values."""
+
+import numpy as np
+import pytest
+
+from nnfast import _convops
+from nnfast import functional as F
+from nnfast._native import core
+
+# (N, Cin, H, W, Cout, kernel, stride, padding, dilation)
+CONFIGS = [
+    (3, 6, 12, 12, 16, 5, 1, 0, 1),  # LeNet-5's second layer
+    (1, 1, 9, 11, 4, 3, 2, 1, 1),  # batch 1, 1 channel, stride
+    (2, 3, 10, 9, 5, (3, 2), (1, 2), (2, 1), (2, 1)),  # odd sizes, padding, dilation
+    (2, 8, 7, 7, 3, 5, 1, 2, 1),  # K = 200, the default limit
+]
+
+
+@pytest.fixture(autouse=True)
+def restore_limit():
+    before = core.conv_direct_dx()
+    yield
+    core.conv_direct_dx(before)
+
+
+def _reference(x, w, dy, geom):
+    """(dW, dx) in float64: dW = dY^T cols, dx = col2im(dY W)."""
+    n, c, h, wd = x.shape
+    cout = w.shape[0]
+    cols = F.im2col(x.astype(np.float64), *_args(geom))
+    dyr = dy.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, cout)
+    dw = (dyr.T @ cols).reshape(w.shape)
+    dx = F.col2im(dyr @ w.astype(np.float64).reshape(cout, -1), x.shape, *_args(geom))
+    return dw, dx
+
+
+def _args(geom):
+    kh, kw, sh, sw, ph, pw, dh, dw = geom
+    return (kh, kw), (sh, sw), (ph, pw), (dh, dw)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_and_folded_input_gradients(cfg, dtype, isa, rng):
+    n, cin, h, wd, cout, k, s, p, d = cfg
+    geom = _convops.geometry(k, s, p, d)
+    x = rng.standard_normal((n, cin, h, wd)).astype(dtype)
+    w = rng.standard_normal((cout, cin, geom[0], geom[1])).astype(dtype)
+    ho, wo = _convops.output_shape(h, wd, geom)
+    dy = rng.standard_normal((n, cout, ho, wo)).astype(dtype)
+    dw_want, dx_want = _reference(x, w, dy, geom)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    got = {}
+    for limit in (10**9, 0):  # the direct kernel, then the groups' fold
+        core.conv_direct_dx(limit)
+        dw, dx = np.full_like(w, np.nan), np.full_like(x, np.nan)
+        core.conv2d_gemm_backward(x, dy, w, geom, False, False, dw, dx)
+        np.testing.assert_allclose(dx, dx_want, rtol=tol, atol=tol * np.abs(dx_want).max())
+        np.testing.assert_allclose(dw, dw_want, rtol=tol, atol=tol * np.abs(dw_want).max())
+        dw2 = dw.copy()
+        core.conv2d_gemm_backward(x, dy, w, geom, True, False, dw2, dx)  # accumulates into dW
+        np.testing.assert_allclose(dw2, 2 * dw, rtol=tol, atol=tol * np.abs(dw).max())
+        got[limit] = dw
+    assert got[0].tobytes() == got[10**9].tobytes()  # the weight gradient is the groups' GEMM
+
+
+def test_the_limit_hook():
+    before = core.conv_direct_dx(150)
+    assert core.conv_direct_dx() == 150
+    assert core.conv_direct_dx(before) == 150
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="conv_direct_dx"):
+            core.conv_direct_dx(bad)
