@@ -150,6 +150,42 @@ def test_other_activations_and_followers_run_unfused(rng):
     np.testing.assert_array_equal(y, model[1](model[0](x)))
 
 
+class _DoubledConv(nn.Conv2d):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+class _HalvedPool(nn.MaxPool2d):
+    def forward(self, x):
+        return super().forward(x) / 2
+
+
+def _doubled_forward(module):
+    """``module`` with its instance's forward replaced by one that doubles the output."""
+    forward = module.forward
+    module.forward = lambda x: 2 * forward(x)
+    return module
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (_DoubledConv(1, 2, 3, activation="relu", seed=1), nn.MaxPool2d(2)),
+        lambda: (nn.Conv2d(1, 2, 3, activation="relu", seed=1), _HalvedPool(2)),
+        lambda: (_doubled_forward(nn.Conv2d(1, 2, 3, activation="relu", seed=1)), nn.MaxPool2d(2)),
+        lambda: (nn.Conv2d(1, 2, 3, activation="relu", seed=1), _doubled_forward(nn.MaxPool2d(2))),
+    ],
+    ids=["conv subclass", "pool subclass", "conv instance", "pool instance"],
+)
+def test_a_replaced_forward_is_never_skipped(make, rng):
+    # a fused pass runs Conv2d's and MaxPool2d's own forward: it must not stand in for another
+    conv, pool = make()
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    assert not conv.fuses_with(pool)
+    y = nn.Sequential(conv, pool)(x)
+    np.testing.assert_array_equal(y, pool(conv(x)))
+
+
 def test_pool_larger_than_the_output_is_a_clear_error(rng):
     model = nn.Sequential(nn.Conv2d(1, 2, 3, activation="relu"), nn.MaxPool2d(5))
     with pytest.raises(ValueError, match="MaxPool2d"):

@@ -64,6 +64,13 @@ DIRECT_MAX_K = 32
 FUSE_POOL = True
 
 
+def _runs_own_forward(module, cls):
+    """True if calling ``module`` runs ``cls.forward``: a fused pass would skip a ``forward``
+    or ``__call__`` that a subclass or the instance itself replaced."""
+    return (type(module).forward is cls.forward and type(module).__call__ is Module.__call__
+            and "forward" not in vars(module))  # fmt: skip
+
+
 def _check_nchw(layer, x, channels):
     x = np.asarray(x)
     if x.ndim != 4:
@@ -154,7 +161,8 @@ class Conv2d(Module):
     def fuses_with(self, following):
         """True if ``forward_fused(x, following)`` runs fused (see there)."""
         return (FUSE_POOL and isinstance(following, MaxPool2d) and self._act is None
-                and self.activation in (None, "relu"))  # fmt: skip
+                and self.activation in (None, "relu") and _runs_own_forward(self, Conv2d)
+                and _runs_own_forward(following, MaxPool2d))  # fmt: skip
 
     def _forward(self, x, pool):
         x = _check_nchw(self, x, self.in_channels)
