@@ -74,7 +74,8 @@ def test_large_odd_shape(isa, rng, variant, dtype):
 
 def test_every_registered_kernel_around_its_tile(isa, threads, rng):
     """XNNPACK-style sweep: for each registered micro-kernel, M and N below, at and above its
-    MR and NR, K across a cache block, through both drivers of the packed variant."""
+    MR and NR, K across a cache block, through both drivers of the packed variant; B stored
+    transposed, and (N = NR) row-major, whose rows the small driver then reads in place."""
     from nnfast._native import core
 
     for dtype, kernels in core.gemm_kernels().items():
@@ -88,9 +89,10 @@ def test_every_registered_kernel_around_its_tile(isa, threads, rng):
                     for m in ms:
                         for n in ns:
                             for k in (1, 7, kern["kc"] + 5):
-                                a, b = operands(rng, m, k, n, dtype, False, True)
-                                got = nnfast.gemm(a, b, trans_b=True, variant="packed")
-                                assert_close(got, reference(a, b, False, True), k, dtype)
+                                for tb in (True, False) if n == nr else (True,):
+                                    a, b = operands(rng, m, k, n, dtype, False, tb)
+                                    got = nnfast.gemm(a, b, trans_b=tb, variant="packed")
+                                    assert_close(got, reference(a, b, False, tb), k, dtype)
                 finally:
                     core.force_gemm_driver(None)
 
