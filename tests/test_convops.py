@@ -393,3 +393,24 @@ def test_im2col_too_large_to_allocate(padding, gib):
     x = np.zeros((1, 3, 8, 8), np.float32)
     with pytest.raises(MemoryError, match=f"im2col: cannot allocate {gib}.*\\(1, 3, 8, 8\\)"):
         C.im2col(x, 3, padding=padding)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 7, 9), (2, 1, 5, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_2x2_backward_bits(shape, dtype, isa, rng):
+    """The 2x2 window's backward gives the bits of a zero fill and a scatter (np.add.at): -0 in
+    dy becomes +0, NaN passes, the rows and columns the pooling dropped are 0; an argmax outside
+    its own window (a valid pixel) lands where it says (the fused Conv2d + MaxPool2d relies on
+    these bits)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    y, argmax = C.max_pool2d(x, 2)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dy[0, 0, 0, 0], dy[-1, -1, -1, -1] = -0.0, np.nan
+    n, c, h, w = shape
+    for arg in (argmax, argmax.copy()):
+        if arg is not argmax:
+            arg[0, 0, 0, 0] = h * w - 1  # another window's pixel
+        dx = C.max_pool2d_backward(dy, arg, shape, 2)
+        want = np.zeros((n * c, h * w), dtype)
+        np.add.at(want, (np.arange(n * c)[:, None], arg.reshape(n * c, -1)), dy.reshape(n * c, -1))
+        assert dx.tobytes() == want.reshape(shape).tobytes()
