@@ -77,10 +77,12 @@ ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k);
 
 /* Float32 3x3 convolutions of stride 1 and dilation 1 with at least 8 input channels run as
  * Winograd F(2x2, 3x3) in the functions above (conv_winograd_impl.inc): same contracts, 2.25x
- * fewer multiplies, the direct sum's error in float32 (about 2.5x the GEMMs' in bf16).
+ * fewer multiplies, the direct sum's error in float32 (about 2.5x the GEMMs' in bf16). One
+ * difference: the transforms take differences of pixels, so an infinite input (or one near
+ * float32's overflow) gives NaN, not +-inf, in the outputs whose tiles read it.
  * Benchmark and test hook: mode OFF sends them to the GEMMs, AUTO (the default) as above,
  * ALWAYS whatever the channels; -1 leaves it. Returns the mode before (NNF_EINVAL above
- * ALWAYS). Not for use while convolutions run. */
+ * ALWAYS or below -1). Not for use while convolutions run. */
 #define NNF_CONV_WINOGRAD_OFF 0
 #define NNF_CONV_WINOGRAD_AUTO 1
 #define NNF_CONV_WINOGRAD_ALWAYS 2

@@ -55,6 +55,7 @@ def _fused_and_not(cfg, activation, dtype, x, monkeypatch, rng, model=None):
     for fuse in (True, False):
         monkeypatch.setattr(conv_module, "FUSE_POOL", fuse)
         results.append(_run(model, x, dys))
+        assert model[0]._pooled == fuse  # the first run did fuse, or the two runs prove nothing
     return results
 
 

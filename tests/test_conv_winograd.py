@@ -4,7 +4,7 @@ kernels run with the hook at "always", so that layers of fewer than 8 input chan
 "auto", the default, leaves on the GEMMs) exercise them too.
 
 Two Python threads on one such layer: test_conv_layers.py's test_eval_forward_from_two_threads
-(cnn_small on the GEMM path runs both its convolutions here); thread counts: test_threads.py.
+(cnn_small's conv2, 32 input channels, runs here); thread counts: test_threads.py.
 
 Error bounds, with scale the same sums taken over absolute values (sum |x||w| per output for
 the forward, likewise for the gradients): in fp32 |got - want| <= 1e-5 * scale elementwise
@@ -34,6 +34,8 @@ CASES = [
     (2, 4, 6, 5, 3, 3),
     (9, 16, 14, 14, 33, 1),
     (7, 5, 23, 17, 6, (2, 0)),
+    (3, 19, 9, 7, 8, 1),  # C_in past a vector width: the transforms' vector body and tail
+    (2, 9, 6, 6, 16, 2),
 ]
 
 
@@ -95,7 +97,7 @@ def test_winograd_matches_float64_window_sums(case, bf16, isa, rng, always):
 
 def test_winograd_differs_from_the_gemm_path_only_by_rounding(rng, always):
     """The hook really switches paths, and both agree."""
-    x, w, b, dy, _, geom = draw(rng, CASES[-2])
+    x, w, b, dy, _, geom = draw(rng, CASES[7])
     wino = run(x, w, b, dy, geom, False)
     core.conv_winograd("off")
     gemm = run(x, w, b, dy, geom, False)
@@ -108,20 +110,18 @@ def test_winograd_differs_from_the_gemm_path_only_by_rounding(rng, always):
 
 
 @pytest.mark.parametrize("c_in,winograd", [(4, False), (7, False), (8, True), (16, True)])
-def test_auto_runs_winograd_from_8_input_channels(c_in, winograd, rng):
+def test_auto_runs_winograd_from_8_input_channels(c_in, winograd, rng, always):
     x, w, b, dy, _, geom = draw(rng, (3, c_in, 9, 10, 5, 1))
-    assert core.conv_winograd() == "auto"  # the default
     results = {}
-    for mode in ("auto", "off", "always"):
+    for mode in ("auto", "off", "always"):  # the fixture puts the mode back
         core.conv_winograd(mode)
         results[mode] = b"".join(a.tobytes() for a in run(x, w, b, dy, geom, False))
-    core.conv_winograd("auto")
     assert results["auto"] == results["always" if winograd else "off"]
     assert results["off"] != results["always"]
 
 
 def test_winograd_backward_accumulates_into_the_weight_gradient(rng, always):
-    x, w, b, dy, _, geom = draw(rng, CASES[-1])
+    x, w, b, dy, _, geom = draw(rng, CASES[8])
     _, dw, dx = run(x, w, b, dy, geom, False)
     _, dw2, dx2 = run(x, w, b, dy, geom, False, accumulate=True, dw=dw.copy())
     np.testing.assert_allclose(dw2, 2 * dw, rtol=1e-6, atol=1e-6 * np.abs(dw).max())
@@ -166,6 +166,21 @@ def test_winograd_refuses_a_bad_activation_id(rng, always):
     y = np.empty((2, 5, 2, 2), np.float32)
     with pytest.raises(ValueError):
         core.conv2d_gemm(x, w, b, geom, 10**6, 0.0, False, y)
+
+
+def test_an_infinite_input_gives_nan_where_the_gemm_path_gives_inf(always):
+    """The documented difference (conv.h): the transforms take differences of pixels, so an
+    infinite pixel makes inf - inf in every output whose tile reads it."""
+    x = np.zeros((1, 8, 4, 4), np.float32)
+    x[0, 0, 1, 1] = np.inf
+    w = np.ones((1, 8, 3, 3), np.float32)
+    geom = _convops.geometry(3, 1, (0, 0), 1)
+    y = np.empty((1, 1, 2, 2), np.float32)
+    core.conv2d_gemm(x, w, None, geom, -1, 0.0, False, y)
+    assert np.isnan(y).all()
+    core.conv_winograd("off")
+    core.conv2d_gemm(x, w, None, geom, -1, 0.0, False, y)
+    assert np.isposinf(y).all()
 
 
 def test_winograd_hook_takes_a_mode():

@@ -24,7 +24,9 @@ channel pair instead of 36, as 16 GEMMs over channels between transformed 4x4 in
 transformed kernels (in bf16 too); the weight gradient is 16 long-K GEMMs of transformed tiles,
 and the input gradient the same kind of convolution of dY with the flipped kernel. Its error
 is that of the direct sum in float32 and about 2.5 times the GEMM path's in bf16
-(tests/test_conv_winograd.py). float64 convolutions stay on the GEMM path.
+(tests/test_conv_winograd.py); since its transforms take differences of pixels, an infinite
+input gives NaN rather than +-inf in the outputs that read it. float64 convolutions stay on
+the GEMM path.
 
 A ReLU (or no activation) and a following ``MaxPool2d`` fuse into either path: inside a
 ``Sequential`` the pair runs as one C call that pools each image's (or group's) output in the
