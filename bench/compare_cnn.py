@@ -5,8 +5,8 @@ bench/timing.py), plus the split of the step time per layer, forward and backwar
 and PyTorch side by side (interleaved rounds like the steps, medians; and how much of the GEMM
 convolutions' time goes to unfolding and folding columns, from the C kernel's own counters).
 PyTorch is never a dependency: without it, its columns are skipped. The same model with every
-convolution on the GEMM path (``DIRECT_MAX_K = 0``) runs as a fourth contender, and in the
-per-layer table. Targets (issue 14): a cnn_small step <= 0.5x
+convolution as plain GEMMs on unfolded columns (no direct kernel, no Winograd: ``gemm_only``)
+runs as a fourth contender, and in the per-layer table. Targets (issue 14): a cnn_small step <= 0.5x
 PyTorch's time, a lenet5 step <= 0.35x; the column work <= 10% of the conv layers' time.
 
     python bench/compare_cnn.py [--models lenet5,cnn_small] [--rounds 9] [--threads 2]
@@ -33,13 +33,19 @@ from nnfast.optim import Adam
 
 @contextlib.contextmanager
 def gemm_only(on=True):
-    """Every Conv2d on the GEMM path while active (the direct kernel off)."""
-    before = conv_module.DIRECT_MAX_K
-    conv_module.DIRECT_MAX_K = 0 if on else before
+    """Every Conv2d as plain GEMMs on unfolded columns while active: the direct kernel,
+    Winograd and the direct kernel's input gradient off."""
+    before = conv_module.DIRECT_MAX_K, core.conv_winograd(), core.conv_direct_dx()
+    if on:
+        conv_module.DIRECT_MAX_K = 0
+        core.conv_winograd("off")
+        core.conv_direct_dx(0)
     try:
         yield
     finally:
-        conv_module.DIRECT_MAX_K = before
+        conv_module.DIRECT_MAX_K = before[0]
+        core.conv_winograd(before[1])
+        core.conv_direct_dx(before[2])
 
 
 def make_nnfast(name, seed=0):
@@ -214,7 +220,7 @@ def interleaved_splits(sides, rounds):
 @contextlib.contextmanager
 def column_work(totals, on=False):
     """The C kernel's column-work counters on while active, added into totals [columns, all];
-    with ``on`` every Conv2d on the GEMM path too."""
+    with ``on`` every Conv2d as plain GEMMs too (gemm_only)."""
     core.conv_profile(True)
     try:
         with gemm_only(on):
@@ -264,7 +270,7 @@ def main(argv=None):
             f"{ratio(times, 'numpy', 'nnfast'):.2f}x (median of {args.rounds} rounds)"
         )
         print(
-            f"    all convolutions on the GEMM path: {median(times, 'nnfast-gemm') * 1e3:.1f} "
+            f"    all convolutions as plain GEMMs: {median(times, 'nnfast-gemm') * 1e3:.1f} "
             f"ms/step; nnfast time / that time {ratio(times, 'nnfast', 'nnfast-gemm'):.2f}"
         )
         if tstep:

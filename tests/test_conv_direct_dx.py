@@ -71,6 +71,10 @@ def test_the_limit_hook():
     before = core.conv_direct_dx(150)
     assert core.conv_direct_dx() == 150
     assert core.conv_direct_dx(before) == 150
-    for bad in (-1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="conv_direct_dx"):
+    with pytest.raises(ValueError, match="conv_direct_dx"):
+        core.conv_direct_dx(-1)
+    for bad in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="conv_direct_dx"):
             core.conv_direct_dx(bad)
+    assert core.conv_direct_dx(np.int64(150)) == before  # numpy integers are integers
+    core.conv_direct_dx(before)

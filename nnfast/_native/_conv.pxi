@@ -472,8 +472,10 @@ def conv_direct_dx(max_k=None):
     """Benchmark and test hook: the GEMM path takes the input gradient of layers with
     C*KH*KW <= max_k from the direct kernel (conv.h's nnf_conv_direct_dx; 0: never). Sets it
     unless ``max_k`` is None; returns the limit before. Not for use while convolutions run."""
-    if max_k is not None and (not isinstance(max_k, int) or isinstance(max_k, bool) or max_k < 0):
-        raise ValueError(f"conv_direct_dx: max_k must be a whole number >= 0, got {max_k!r}")
+    if max_k is not None:
+        from nnfast._validate import integer  # the one integer check (TypeError, ValueError)
+
+        max_k = integer(max_k, "max_k", "conv_direct_dx", low=0)
     return nnf_conv_direct_dx(-1 if max_k is None else max_k)
 
 
