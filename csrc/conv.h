@@ -208,6 +208,14 @@ typedef void (*nnf_wino_grad_output_fn)(const float *dyt, ptrdiff_t nb, const nn
 typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
                                    float *out);
 
+/* One output row of the 2x2, stride-2, unpadded max pooling of float32 rows r0 and r1 (2*wo
+ * values each) into yr and ar: the maximum, and its index row_base + 2*ow + (0, 1, w or w + 1),
+ * ties to the earlier element in window order. Returns nonzero if any value was NaN (the caller
+ * then redoes the row, since NaN must win). NULL in a table whose ISA has none: the scalar
+ * loop of conv_impl.inc (pool2_row) runs instead, as it does for float64. */
+typedef int (*nnf_pool2_row_s)(const float *r0, const float *r1, ptrdiff_t wo, int32_t w,
+                               int32_t row_base, float *yr, int32_t *ar);
+
 typedef struct {
     nnf_conv_fwd_image_s direct_fwd_s;
     nnf_conv_fwd_image_d direct_fwd_d;
@@ -218,6 +226,7 @@ typedef struct {
     nnf_wino_input_fn wino_input;
     nnf_wino_grad_output_fn wino_grad_output;
     nnf_wino_output_fn wino_output;
+    nnf_pool2_row_s pool2_row_s;
 } nnf_conv_kernels;
 
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
