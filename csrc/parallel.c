@@ -73,6 +73,7 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
  * then runs jobs alone for SOLO_BASE_NS, a period that doubles with each further stall (up to
  * 2^SOLO_MAX_SHIFT times) and halves for each such period that passes without one, so a
  * machine that stays busy is tried rarely. Between solo periods every job uses the threads.
+ * Jobs that had to wake sleeping workers count neither way (their late start is the wake-up).
  * Who runs a chunk never changes what it computes, so this changes speed only. */
 #define STALL_MIN_NS 20000
 #define SOLO_BASE_NS 1000000
@@ -257,7 +258,8 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
     const uint32_t gen =
         (GEN_OF(atomic_load_explicit(&job_word, memory_order_relaxed)) + 1) & ((1u << GEN_BITS) - 1);
     atomic_store(&job_word, PACK(gen, n_chunks, 0)); /* seq_cst: paired with the sleepers count */
-    if (atomic_load(&sleepers) > 0) {
+    const int woke = atomic_load(&sleepers) > 0;
+    if (woke) {
         pthread_mutex_lock(&lock);
         pthread_cond_broadcast(&wake_cv);
         pthread_mutex_unlock(&lock);
@@ -280,7 +282,10 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
             }
         }
         const int64_t t_end = now_ns(), waited = t_end - t_mine;
-        stalled = waited > STALL_MIN_NS && waited > t_mine - t_start;
+        /* not after waking workers: a thread woken from sleep starts late (a training step's
+         * first call after the data loader or the optimizer, for one), which says nothing of
+         * a core being taken; counted as a stall it sent whole steps solo */
+        stalled = !woke && waited > STALL_MIN_NS && waited > t_mine - t_start;
         if (stalled) {
             solo_until = t_end + ((int64_t)SOLO_BASE_NS << solo_shift);
             if (solo_shift < SOLO_MAX_SHIFT) solo_shift++;
@@ -288,7 +293,7 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
         }
     }
     /* a job without a stall: the next solo period may be shorter, one halving per period */
-    if (!stalled && solo_shift > 0) {
+    if (!stalled && !woke && solo_shift > 0) {
         const int64_t now = now_ns();
         if (now - solo_changed > ((int64_t)SOLO_BASE_NS << solo_shift)) {
             solo_shift--;
