@@ -54,6 +54,27 @@ static int batch_threads(ptrdiff_t items, double work_each) {
     return nt;
 }
 
+/* A batched convolution's groups share one status (the GEMM path and Winograd): the first
+ * failure is kept and the groups after it are skipped, leaving the call's outputs undefined.
+ * conv_fail returns nonzero if s is a failure. */
+static int conv_fail(_Atomic int *status, int s) {
+    if (s != NNF_OK) atomic_store_explicit(status, s, memory_order_relaxed);
+    return s != NNF_OK;
+}
+
+static int conv_failed(_Atomic int *status) {
+    return atomic_load_explicit(status, memory_order_relaxed) != NNF_OK;
+}
+
+/* The chunks of a batched convolution's job on nt threads; with one, on the caller outside
+ * any job, so that each GEMM may use the threads. */
+static void conv_run_chunks(ptrdiff_t chunks, int nt, nnf_task_fn fn, void *job) {
+    if (nt > 1)
+        nnf_parallel_for(chunks, nt, fn, job);
+    else
+        fn(job, 0, 0);
+}
+
 
 /* 1 if n values from offset off, rounded up to a block of 16, lie inside an input of len. */
 static inline int conv_inside(ptrdiff_t off, ptrdiff_t n, ptrdiff_t len) {
@@ -145,7 +166,7 @@ static int conv_simd_transpose_d(const double *src, ptrdiff_t p, ptrdiff_t cout,
     return 1;
 }
 
-/* pooling first: the fused convolutions pool with its maxpool_plane */
+/* pooling first: the fused convolutions pool with its conv_pool_planes */
 #define T float
 #define TS s
 #include "conv_impl.inc"
