@@ -48,7 +48,10 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
  * them, ties and NaN alike); the output itself never leaves the thread's cache. NNF_EINVAL if
  * the pooling does not fit the output.
  * bwd: dwk (=, or += when beta is 1) the weight gradient for dy, and dx (=) the input
- * gradient unless dx is NULL. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
+ * gradient unless dx is NULL. With `pool` (else NULL), dy is the gradient of that max pooling
+ * of the output, (N, Cout, Hp, Wp), and the output's gradient its scatter at argmax (as
+ * nnf_maxpool_bwd): each group's is built in the thread's cache, so the results equal those
+ * for the scattered dy to the bit; NNF_EINVAL if an index is outside -1..Ho*Wo-1. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
  * NNF_EINVAL for float64). NNF_ENOMEM if the scratch (columns per thread, weight-gradient
  * partials per chunk) cannot be allocated; on any error dwk is left as it was, and y or dx
  * hold undefined values. */
@@ -62,10 +65,12 @@ int nnf_conv_gemm_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, 
                         const nnf_conv_geom *pool, double *y, int32_t *argmax);
 int nnf_conv_gemm_bwd_s(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h,
                         ptrdiff_t w, const float *wk, ptrdiff_t cout, int bf16,
-                        const nnf_conv_geom *g, int beta, float *dwk, float *dx);
+                        const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                        const int32_t *argmax, int beta, float *dwk, float *dx);
 int nnf_conv_gemm_bwd_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
                         ptrdiff_t h, ptrdiff_t w, const double *wk, ptrdiff_t cout, int bf16,
-                        const nnf_conv_geom *g, int beta, double *dwk, double *dx);
+                        const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                        const int32_t *argmax, int beta, double *dwk, double *dx);
 
 /* The input gradient of a layer with C*KH*KW at most nnf_conv_direct_dx's limit (200 unless
  * set) comes from nnf_conv_direct_bwd_x rather than the groups' GEMM and fold (not in bf16,
@@ -104,7 +109,10 @@ void nnf_conv_profile(int on, double *seconds);
  * forward's output with relu) is not NULL:
  * bwd_w: dwk (=, or += when beta is 1) the sum over the batch of dy (*) x, and db (=) dy summed
  * per channel if db is not NULL.
- * bwd_x: dx (=) the transposed convolution of dy with wk. NNF_ENOMEM if the scratch (one image's
+ * bwd_x: dx (=) the transposed convolution of dy with wk. With `pool`, y must be NULL and dy
+ * is a max pooling's gradient standing for its scatter at argmax, as for nnf_conv_gemm_bwd
+ * (built a band of pixels at a time in the kernel's scratch; NNF_EINVAL for an index out of
+ * range, with dwk and db left as they were, dx undefined). NNF_ENOMEM if the scratch (one image's
  * windows per thread, bwd_w's per-chunk partial sums) cannot be allocated, NNF_EISA if the build
  * has no direct kernels (a compiler without GCC's vector extensions). */
 int nnf_conv_direct_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
@@ -117,16 +125,43 @@ int nnf_conv_direct_fwd_d(const double *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h
                           int32_t *argmax);
 int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, const float *y, ptrdiff_t n,
                             ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
-                            const nnf_conv_geom *g, int beta, float *dwk, float *db);
+                            const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                            const int32_t *argmax, int beta, float *dwk, float *db);
 int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, const double *y, ptrdiff_t n,
                             ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
-                            const nnf_conv_geom *g, int beta, double *dwk, double *db);
+                            const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                            const int32_t *argmax, int beta, double *dwk, double *db);
 int nnf_conv_direct_bwd_x_s(const float *dy, const float *y, const float *wk, ptrdiff_t n,
                             ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
-                            const nnf_conv_geom *g, float *dx);
+                            const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                            const int32_t *argmax, float *dx);
 int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk, ptrdiff_t n,
                             ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
-                            const nnf_conv_geom *g, double *dx);
+                            const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                            const int32_t *argmax, double *dx);
+
+/* The pooling gradient's part of a backward with `pool`: dst[(a - lo) * stride] += g[o] for
+ * each of the `count` outputs o whose argmax a lies in [lo, hi), in output order (as
+ * nnf_maxpool_bwd adds them); other indices, -1 among them, add nothing. Returns nonzero if an
+ * index is neither -1 nor in [0, np) (checked as the indices are read: a separate pass over
+ * them would cost a trip to memory). */
+#define NNF_CONV_SCATTER_(T, TS)                                                              \
+    static inline int nnf_conv_scatter_##TS(T *dst, ptrdiff_t stride, ptrdiff_t lo,           \
+                                            ptrdiff_t hi, const T *g, const int32_t *arg,     \
+                                            ptrdiff_t count, ptrdiff_t np) {                  \
+        /* index + 1 as uint32: -1 -> 0, below -1 -> 2^31 or more */                        \
+        const uint32_t end = np >= (ptrdiff_t)UINT32_MAX ? UINT32_MAX : (uint32_t)np + 1u;    \
+        uint32_t bad = 0;                                                                     \
+        for (ptrdiff_t o = 0; o < count; o++) {                                               \
+            const ptrdiff_t a = (ptrdiff_t)arg[o] - lo;                                       \
+            bad |= (uint32_t)arg[o] + 1u >= end;                                              \
+            if ((size_t)a < (size_t)(hi - lo)) dst[a * stride] += g[o];                       \
+        }                                                                                     \
+        return bad != 0;                                                                      \
+    }
+NNF_CONV_SCATTER_(float, s)
+NNF_CONV_SCATTER_(double, d)
+#undef NNF_CONV_SCATTER_
 
 /* Outputs [*lo, *hi) along one axis (wo of them) whose input index o*s - p + off, for a
  * kernel tap at offset off (its index times the dilation), falls inside [0, w). */
@@ -147,7 +182,9 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
  * 64-byte aligned and zeroed before the first call (the kernels keep the zeros they rely on):
  * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
  * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
- * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above.
+ * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above, or with
+ * argmax (y NULL) dy as a max pooling's gradient (nb, Cout, pp) standing for its scatter
+ * there; they return nonzero if an index was out of range (nnf_conv_scatter), else 0.
  * The pixels of an image are taken in bands of nnf_conv_band(...) (whole blocks of
  * NNF_CONV_BLOCK_BYTES, so the kernels' blocks of vectors never leave a row of the scratch),
  * which keeps the scratch within about NNF_CONV_BAND_BYTES however large the image: kk + 1
@@ -173,16 +210,18 @@ static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np
                                              const T *bias, int relu, ptrdiff_t c, ptrdiff_t h, \
                                              ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,       \
                                              ptrdiff_t wo, const nnf_conv_geom *g, T *scratch); \
-    typedef void (*nnf_conv_bwd_w_image_##TS)(T *part, const T *dy, const T *y, const T *x,   \
+    typedef int (*nnf_conv_bwd_w_image_##TS)(T *part, const T *dy, const T *y,                \
+                                               const int32_t *argmax, ptrdiff_t pp, const T *x, \
                                                ptrdiff_t nb, ptrdiff_t c, ptrdiff_t h,        \
                                                ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,     \
                                                ptrdiff_t wo, const nnf_conv_geom *g,          \
                                                T *scratch);                                   \
-    typedef void (*nnf_conv_bwd_x_image_##TS)(T *dx, const T *dy, const T *y, const T *wkt,   \
-                                               ptrdiff_t nb, ptrdiff_t c, ptrdiff_t h,        \
-                                               ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,     \
-                                               ptrdiff_t wo, const nnf_conv_geom *g,          \
-                                               T *scratch);
+    typedef int (*nnf_conv_bwd_x_image_##TS)(T *dx, const T *dy, const T *y,                  \
+                                               const int32_t *argmax, ptrdiff_t pp,           \
+                                               const T *wkt, ptrdiff_t nb, ptrdiff_t c,       \
+                                               ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,      \
+                                               ptrdiff_t ho, ptrdiff_t wo,                    \
+                                               const nnf_conv_geom *g, T *scratch);
 NNF_CONV_KERNEL_TYPES_(float, s)
 NNF_CONV_KERNEL_TYPES_(double, d)
 #undef NNF_CONV_KERNEL_TYPES_

@@ -1,7 +1,8 @@
-"""Conv2d (no activation or ReLU) + MaxPool2d fused in a Sequential: the same bits as the two
-modules run one after the other (output, argmax, every gradient), on both convolution paths,
-every ISA, both dtypes, odd sizes where pooling drops a row, ties and NaN; against a plain
-numpy reference; gradcheck; bad arguments to the kernels."""
+"""Conv2d (no activation or ReLU) + MaxPool2d fused in a Sequential, forward and backward: the
+same bits as the two modules run one after the other (output, argmax, dx and the weight
+gradient; the bias gradient up to the order of its sum), on both convolution paths, every ISA,
+both dtypes, odd sizes where pooling drops a row, ties and NaN; against a plain numpy
+reference; gradcheck; bad arguments to the kernels."""
 
 import numpy as np
 import pytest
@@ -55,13 +56,20 @@ def _fused_and_not(cfg, activation, dtype, x, monkeypatch, rng, model=None):
     for fuse in (True, False):
         monkeypatch.setattr(conv_module, "FUSE_POOL", fuse)
         results.append(_run(model, x, dys))
-        assert model[0]._pooled == fuse  # the first run did fuse, or the two runs prove nothing
+        # the first run did fuse both ways, or the two runs prove nothing
+        assert model[0]._pooled == fuse and model[0].ran_fused(model[1]) == fuse
     return results
 
 
 def _assert_same_bits(results):
+    """Every result the same to the bit but the bias gradients (every fifth, see _run): the
+    fused backward sums them over the pooled gradient, in another order."""
     for i, (a, b) in enumerate(zip(*results)):
         assert a.dtype == b.dtype and a.shape == b.shape, i
+        if i % 5 == 4:
+            np.testing.assert_allclose(a, b, rtol=1e-5 if a.dtype == np.float32 else 1e-12,
+                                       atol=1e-6 if a.dtype == np.float32 else 1e-14)  # fmt: skip
+            continue
         assert a.tobytes() == b.tobytes(), f"result {i} differs"
 
 
@@ -218,3 +226,77 @@ def test_kernel_rejects_bad_pooling_arguments(kernel, rng):
     big = _convops.pool_geometry(8, None, 0, 1, "test")  # larger than the 7x7 output
     with pytest.raises(ValueError):
         fn(*head, y, big, np.empty(y.shape, np.int32))
+
+
+@pytest.mark.parametrize("kernel", ["gemm", "direct_weight", "direct_input"])
+def test_backward_kernels_reject_bad_pooling_arguments(kernel, rng):
+    """The backward kernels with a pooling's gradient: bad argmax arrays, indices out of the
+    output plane, and ReLU's output given with a pooling are clear errors."""
+    x = rng.standard_normal((2, 1, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    geom = _convops.geometry(3)
+    pool = _convops.pool_geometry(2, None, 0, 1, "test")
+    dy = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)  # the 7x7 output pooled
+    argmax = np.zeros(dy.shape, np.int32)
+    gw, dx = np.empty_like(w), np.empty_like(x)
+    name = {"gemm": "conv2d_gemm_backward", "direct_weight": "conv2d_direct_backward_weight",
+            "direct_input": "conv2d_direct_backward_input"}[kernel]  # fmt: skip
+
+    def call(dy, pool, argmax, y=None):
+        if kernel == "gemm":
+            assert y is None
+            return core.conv2d_gemm_backward(x, dy, w, geom, False, False, gw, dx, pool, argmax)
+        if kernel == "direct_weight":
+            return core.conv2d_direct_backward_weight(x, dy, geom, False, gw, y, None, pool,
+                                                      argmax)  # fmt: skip
+        return core.conv2d_direct_backward_input(dy, w, geom, dx, y, pool, argmax)
+
+    call(dy, pool, argmax)  # fine
+    for bad in (-2, 49, 2**31 - 1):  # the output plane is 7x7
+        wrong = argmax.copy()
+        wrong[1, 2, 0, 1] = bad
+        with pytest.raises(ValueError, match=f"{name}: argmax is out of range"):
+            call(dy, pool, wrong)
+    call(dy, pool, np.full(dy.shape, -1, np.int32))  # -1 (a window of padding) adds nothing
+    with pytest.raises(TypeError, match="argmax"):
+        call(dy, pool, None)
+    with pytest.raises(ValueError, match="argmax"):
+        call(dy, pool, argmax.astype(np.int64))
+    with pytest.raises(ValueError, match="inconsistent"):  # dy shaped like the unpooled output
+        call(rng.standard_normal((2, 3, 7, 7)).astype(np.float32), pool,
+             np.zeros((2, 3, 7, 7), np.int32))  # fmt: skip
+    if kernel != "gemm":
+        with pytest.raises(ValueError, match="y must be None"):
+            call(dy, pool, argmax, y=np.ones_like(dy))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("path", ["gemm", "direct"])
+def test_backward_kernels_equal_the_scatter_then_the_kernel(path, dtype, isa, rng):
+    """A pooling's gradient passed to the backward kernels gives the bits of scattering it
+    with max_pool2d_backward first (overlapping windows add; -1 adds nothing); 8 channels
+    in float32 run Winograd."""
+    n, c, h, wd, cout = 3, 8 if path == "gemm" else 2, 11, 10, 5
+    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
+    w = rng.standard_normal((cout, c, 3, 3)).astype(dtype)
+    geom, pool = _convops.geometry(3, padding=1), _convops.pool_geometry(3, 2, 1, 1, "test")
+    ho, wo = h, wd
+    hp, wp = (ho + 2 - 3) // 2 + 1, (wo + 2 - 3) // 2 + 1
+    dy = rng.standard_normal((n, cout, hp, wp)).astype(dtype)
+    argmax = rng.integers(-1, ho * wo, dy.shape).astype(np.int32)
+    full = np.empty((n, cout, ho, wo), dtype)
+    core.max_pool2d_backward(dy, argmax, pool, full)
+    # (dW, db, dx) each way; db only from the direct kernel
+    got, want = [np.zeros_like(w), np.zeros(cout, dtype)], [np.zeros_like(w), np.zeros(cout, dtype)]
+    dx_got, dx_want = np.empty_like(x), np.empty_like(x)
+    if path == "gemm":
+        core.conv2d_gemm_backward(x, dy, w, geom, False, False, got[0], dx_got, pool, argmax)
+        core.conv2d_gemm_backward(x, full, w, geom, False, False, want[0], dx_want)
+    else:
+        core.conv2d_direct_backward_weight(x, dy, geom, False, got[0], None, got[1], pool,
+                                           argmax)  # fmt: skip
+        core.conv2d_direct_backward_weight(x, full, geom, False, want[0], None, want[1])
+        core.conv2d_direct_backward_input(dy, w, geom, dx_got, None, pool, argmax)
+        core.conv2d_direct_backward_input(full, w, geom, dx_want)
+    for a, b in zip([*got, dx_got], [*want, dx_want]):
+        assert a.tobytes() == b.tobytes()

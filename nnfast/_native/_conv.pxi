@@ -24,17 +24,21 @@ cdef extern from "conv.h" nogil:
                               const nnf_conv_geom *pool, double *y, int32_t *argmax)
     int nnf_conv_direct_bwd_w_s(const float *x, const float *dy, const float *y, Py_ssize_t n,
                                 Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
-                                const nnf_conv_geom *g, int beta, float *dwk, float *db)
+                                const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                                const int32_t *argmax, int beta, float *dwk, float *db)
     int nnf_conv_direct_bwd_w_d(const double *x, const double *dy, const double *y,
                                 Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                                Py_ssize_t cout, const nnf_conv_geom *g, int beta, double *dwk,
-                                double *db)
+                                Py_ssize_t cout, const nnf_conv_geom *g,
+                                const nnf_conv_geom *pool, const int32_t *argmax, int beta,
+                                double *dwk, double *db)
     int nnf_conv_direct_bwd_x_s(const float *dy, const float *y, const float *wk, Py_ssize_t n,
                                 Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t cout,
-                                const nnf_conv_geom *g, float *dx)
+                                const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                                const int32_t *argmax, float *dx)
     int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk,
                                 Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                                Py_ssize_t cout, const nnf_conv_geom *g, double *dx)
+                                Py_ssize_t cout, const nnf_conv_geom *g,
+                                const nnf_conv_geom *pool, const int32_t *argmax, double *dx)
     int nnf_conv_gemm_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                             Py_ssize_t w, const float *wk, Py_ssize_t cout, const float *bias,
                             int act, double param, int bf16, const nnf_conv_geom *g,
@@ -45,11 +49,12 @@ cdef extern from "conv.h" nogil:
                             const nnf_conv_geom *pool, double *y, int32_t *argmax)
     int nnf_conv_gemm_bwd_s(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
                             Py_ssize_t h, Py_ssize_t w, const float *wk, Py_ssize_t cout,
-                            int bf16, const nnf_conv_geom *g, int beta, float *dwk, float *dx)
+                            int bf16, const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                            const int32_t *argmax, int beta, float *dwk, float *dx)
     int nnf_conv_gemm_bwd_d(const double *x, const double *dy, Py_ssize_t n, Py_ssize_t c,
                             Py_ssize_t h, Py_ssize_t w, const double *wk, Py_ssize_t cout,
-                            int bf16, const nnf_conv_geom *g, int beta, double *dwk,
-                            double *dx)
+                            int bf16, const nnf_conv_geom *g, const nnf_conv_geom *pool,
+                            const int32_t *argmax, int beta, double *dwk, double *dx)
     void nnf_conv_profile(int on, double *seconds)
     int nnf_conv_winograd(int on)
     Py_ssize_t nnf_conv_direct_dx(Py_ssize_t max_k)
@@ -274,17 +279,27 @@ cdef const void *_bias_data(str what, bias, int t, Py_ssize_t cout,
 
 
 cdef const nnf_conv_geom *_pool_geom(str what, pool, argmax, cnp.ndarray y,
-                                     nnf_conv_geom *pg) except? NULL:
-    """The fused max pooling's geometry (in pg) with argmax checked against y, or NULL for pool
-    None."""
+                                     nnf_conv_geom *pg, bint written=True) except? NULL:
+    """The fused max pooling's geometry (in pg) with argmax checked against y (and writeable
+    if ``written``), or NULL for pool None."""
     if pool is None:
         return NULL
     pg[0] = _geom(pool)
     if not isinstance(argmax, cnp.ndarray):
         raise TypeError(f"{what}: a fused pooling needs an int32 argmax array")
     _check_argmax(argmax, y, what)
-    _writeable(what, argmax, "argmax")
+    if written:
+        _writeable(what, argmax, "argmax")
     return pg
+
+
+cdef int _check_pooled_status(int status, str what, const nnf_conv_geom *pool) except -1:
+    """check_status, naming argmax when a backward through a pooling was refused (its other
+    arguments were checked before)."""
+    if status == NNF_EINVAL and pool != NULL:
+        raise ValueError(f"{what}: argmax is out of range for the convolution's output plane "
+                         "(indices must be -1 or in [0, Ho*Wo))")
+    return check_status(status, what)
 
 
 def conv2d_direct(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, bint relu, cnp.ndarray y,
@@ -328,13 +343,20 @@ cdef const void *_relu_output_data(str what, y, cnp.ndarray dy) except? NULL:
 
 
 def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bint accumulate,
-                                  cnp.ndarray dwk, y=None, db=None):
+                                  cnp.ndarray dwk, y=None, db=None, pool=None, argmax=None):
     """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy, and db (Cout,)
-    = the bias gradient if given; dy times ReLU's derivative if y, its output, is given."""
+    = the bias gradient if given; dy times ReLU's derivative if y, its output, is given. With
+    ``pool`` (a max pooling's geometry; y None), dy is that pooling's gradient (N, Cout, Hp, Wp)
+    and argmax (int32, like dy) the forward's, as conv2d_direct gives them: the output's
+    gradient is dy scattered there (max_pool2d_backward), built a band at a time in cache."""
     cdef str what = "conv2d_direct_backward_weight"
-    cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv(what, x, dwk, dy, &g)
+    cdef nnf_conv_geom g = _geom(geom), pg
+    cdef const nnf_conv_geom *pp = _pool_geom(what, pool, argmax, dy, &pg, False)
+    cdef int t = _check_conv(what, x, dwk, dy, &g, pp)
     _writeable(what, dwk, "dwk")
+    if pp != NULL and y is not None:
+        raise ValueError(f"{what}: y must be None with a pooling (apply ReLU's derivative to dy)")
+    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
     cdef const void *pu = _relu_output_data(what, y, dy)
     cdef void *pdb = <void *>_bias_data(what, db, t, dwk.shape[0], "db")
     if db is not None:
@@ -346,27 +368,32 @@ def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bin
         with nogil:
             status = nnf_conv_direct_bwd_w_s(<const float *>cnp.PyArray_DATA(x),
                                              <const float *>cnp.PyArray_DATA(dy),
-                                             <const float *>pu, n, c, h, w, cout, &g,
+                                             <const float *>pu, n, c, h, w, cout, &g, pp, pa,
                                              accumulate, <float *>cnp.PyArray_DATA(dwk),
                                              <float *>pdb)
     else:
         with nogil:
             status = nnf_conv_direct_bwd_w_d(<const double *>cnp.PyArray_DATA(x),
                                              <const double *>cnp.PyArray_DATA(dy),
-                                             <const double *>pu, n, c, h, w, cout, &g,
+                                             <const double *>pu, n, c, h, w, cout, &g, pp, pa,
                                              accumulate, <double *>cnp.PyArray_DATA(dwk),
                                              <double *>pdb)
-    check_status(status, what)
+    _check_pooled_status(status, what, pp)
 
 
 def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp.ndarray dx,
-                                 y=None):
+                                 y=None, pool=None, argmax=None):
     """dx (N, C, H, W) = the input gradient for dy (N, Cout, Ho, Wo), overwriting dx; dy times
-    ReLU's derivative if y, its output, is given."""
+    ReLU's derivative if y, its output, is given. ``pool`` and argmax as for
+    conv2d_direct_backward_weight."""
     cdef str what = "conv2d_direct_backward_input"
-    cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv(what, dx, wk, dy, &g)
+    cdef nnf_conv_geom g = _geom(geom), pg
+    cdef const nnf_conv_geom *pp = _pool_geom(what, pool, argmax, dy, &pg, False)
+    cdef int t = _check_conv(what, dx, wk, dy, &g, pp)
     _writeable(what, dx, "dx")
+    if pp != NULL and y is not None:
+        raise ValueError(f"{what}: y must be None with a pooling (apply ReLU's derivative to dy)")
+    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
     cdef const void *pu = _relu_output_data(what, y, dy)
     cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
@@ -376,14 +403,14 @@ def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp
             status = nnf_conv_direct_bwd_x_s(<const float *>cnp.PyArray_DATA(dy),
                                              <const float *>pu,
                                              <const float *>cnp.PyArray_DATA(wk), n, c, h, w,
-                                             cout, &g, <float *>cnp.PyArray_DATA(dx))
+                                             cout, &g, pp, pa, <float *>cnp.PyArray_DATA(dx))
     else:
         with nogil:
             status = nnf_conv_direct_bwd_x_d(<const double *>cnp.PyArray_DATA(dy),
                                              <const double *>pu,
                                              <const double *>cnp.PyArray_DATA(wk), n, c, h, w,
-                                             cout, &g, <double *>cnp.PyArray_DATA(dx))
-    check_status(status, what)
+                                             cout, &g, pp, pa, <double *>cnp.PyArray_DATA(dx))
+    _check_pooled_status(status, what, pp)
 
 
 def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double param,
@@ -422,12 +449,18 @@ def conv2d_gemm(cnp.ndarray x, cnp.ndarray wk, bias, tuple geom, int act, double
 
 
 def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple geom,
-                         bint accumulate, bint bf16, cnp.ndarray dwk, dx):
+                         bint accumulate, bint bf16, cnp.ndarray dwk, dx, pool=None,
+                         argmax=None):
     """dwk (Cout, C, KH, KW) = (or += with accumulate) the weight gradient for dy
-    (N, Cout, Ho, Wo), and dx (N, C, H, W) = the input gradient unless dx is None."""
-    cdef nnf_conv_geom g = _geom(geom)
-    cdef int t = _check_conv("conv2d_gemm_backward", x, dwk, dy, &g)
-    _check_conv("conv2d_gemm_backward", x, wk, dy, &g)
+    (N, Cout, Ho, Wo), and dx (N, C, H, W) = the input gradient unless dx is None. ``pool``
+    and argmax as for conv2d_direct_backward_weight: each group's output gradient is built
+    in the thread's cache."""
+    cdef nnf_conv_geom g = _geom(geom), pg
+    cdef const nnf_conv_geom *pp = _pool_geom("conv2d_gemm_backward", pool, argmax, dy, &pg,
+                                              False)
+    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
+    cdef int t = _check_conv("conv2d_gemm_backward", x, dwk, dy, &g, pp)
+    _check_conv("conv2d_gemm_backward", x, wk, dy, &g, pp)
     _writeable("conv2d_gemm_backward", dwk, "dwk")
     if bf16 and t != cnp.NPY_FLOAT32:
         raise TypeError("conv2d_gemm_backward: bf16 needs float32 arrays")
@@ -448,16 +481,16 @@ def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple ge
             status = nnf_conv_gemm_bwd_s(<const float *>cnp.PyArray_DATA(x),
                                          <const float *>cnp.PyArray_DATA(dy), n, c, h, w,
                                          <const float *>cnp.PyArray_DATA(wk), cout, bf16, &g,
-                                         accumulate, <float *>cnp.PyArray_DATA(dwk),
+                                         pp, pa, accumulate, <float *>cnp.PyArray_DATA(dwk),
                                          <float *>pdx)
     else:
         with nogil:
             status = nnf_conv_gemm_bwd_d(<const double *>cnp.PyArray_DATA(x),
                                          <const double *>cnp.PyArray_DATA(dy), n, c, h, w,
                                          <const double *>cnp.PyArray_DATA(wk), cout, 0, &g,
-                                         accumulate, <double *>cnp.PyArray_DATA(dwk),
+                                         pp, pa, accumulate, <double *>cnp.PyArray_DATA(dwk),
                                          <double *>pdx)
-    check_status(status, "conv2d_gemm_backward")
+    _check_pooled_status(status, "conv2d_gemm_backward", pp)
 
 
 def conv_profile(bint on):

@@ -61,8 +61,10 @@ DIRECT_MAX_K = 32
 
 #: A Conv2d with no activation or ReLU followed by a MaxPool2d in a Sequential runs both in one
 #: pass (Conv2d.forward_fused): the convolution's output is pooled in the thread's cache and
-#: never written out. False runs them one after the other (for comparisons; the results are
-#: the same to the bit either way).
+#: never written out; so does their backward (Conv2d.backward_fused): the output's gradient is
+#: built from the pooled one a group of images at a time, in cache. False runs them one after
+#: the other (for comparisons; the outputs and the weight and input gradients are the same to
+#: the bit either way, the bias gradient up to the order of its sum).
 FUSE_POOL = True
 
 
@@ -99,7 +101,7 @@ class Conv2d(Module):
 
     In ``eval()`` mode, ``forward`` may run in several threads at once (each call's scratch is
     its own); training (forward, then backward) uses one thread per layer. In a Sequential, a
-    following MaxPool2d fuses into the forward (see ``forward_fused``).
+    following MaxPool2d fuses into the forward and the backward (see ``forward_fused``).
     """
 
     can_skip_input_grad = True
@@ -144,6 +146,7 @@ class Conv2d(Module):
         self._pointwise = (kh, kw, sh, sw, ph, pw, dh, dw) == (1, 1, 1, 1, 0, 0, 1, 1)
         self._direct = False  # the path the last forward took (backward takes the same)
         self._pooled = False  # the last forward fused a MaxPool2d (which applied ReLU')
+        self._pooling = None  # then (that MaxPool2d, its argmax, its output if ReLU came first)
         self._bf16 = False  # the precision the last forward's GEMMs took (backward's too)
         self._x = None
 
@@ -200,9 +203,38 @@ class Conv2d(Module):
             y = self._act.forward(y)
         self._pooled = pool is not None
         self._y = y if self._fused and not self._pooled else None
+        self._pooling = None
         if pool is not None:
-            pool._fused_forward(shape, y, pooling[1], act == "relu")
+            relu_of = y if act == "relu" else None
+            self._pooling = (pool, pooling[1], relu_of)
+            pool._fused_forward(shape, y, pooling[1], relu_of)
         return y
+
+    def ran_fused(self, following):
+        """True if the last forward was ``forward_fused(x, following)`` and ran fused."""
+        return self._pooling is not None and self._pooling[0] is following
+
+    def backward_fused(self, grad_out, following, input_grad=True):
+        """``self.backward(following.backward(grad_out))`` in one pass, after a forward that
+        ``ran_fused(following)``: grad_out is the pooling's (N, C_out, Hp, Wp), and the
+        convolution's output gradient (the pooled one scattered at the argmax, times ReLU's
+        derivative) is built a group of images (or a band of pixels) at a time in the
+        thread's cache, never as an array of the output's size. dx and the weight gradient
+        equal the two backward passes' to the bit; the bias gradient, summed over the pooled
+        gradient, equals theirs up to the order of the sum."""
+        if not self.ran_fused(following):
+            raise RuntimeError(f"{self!r}: backward_fused after a forward not fused with it")
+        pool, argmax, relu_of = self._pooling
+        dy = np.asarray(pool._dy(grad_out), dtype=self.weight.dtype)
+        want_db = self.bias is not None
+        # ReLU's derivative and the bias gradient in one pass over the pooled gradient
+        act, u = ("identity", dy) if relu_of is None else ("relu", relu_of)
+        dy, db = F.bias_act_backward(dy, u, act, bias_grad=want_db)
+        dx = self._backward_products(np.ascontiguousarray(dy), input_grad, None,
+                                     (pool.geom, argmax))  # fmt: skip
+        if want_db:  # last: a kernel that raised leaves the bias gradient as it was
+            self.bias.grad += db
+        return dx
 
     def backward(self, grad_out, input_grad=True):
         """grad_out (N, C_out, Ho, Wo) -> dx (N, C_in, H, W) (assigned); weight.grad and
@@ -232,25 +264,37 @@ class Conv2d(Module):
             dy = self._act.backward(dy)
             if self.bias is not None:
                 self.bias.grad += dy.sum(axis=(0, 2, 3))
-        dy = np.ascontiguousarray(dy)
+        y = self._y if in_kernel and act == "relu" else None
+        db = np.empty_like(self.bias.data) if in_kernel and self.bias is not None else None
+        dx = self._backward_products(np.ascontiguousarray(dy), input_grad, y, None, db)
+        if db is not None:  # last: a kernel that raised leaves the bias gradient as it was
+            self.bias.grad += db
+        return dx
+
+    def _backward_products(self, dy, input_grad, y, pooling, db=None):
+        """The weight gradient (accumulated) and dx (returned, or None without input_grad)
+        for dy, times ReLU's derivative if y (the output) is given, on the path the forward
+        took; with pooling (geometry, argmax) dy is that max pooling's gradient; the direct
+        kernels also fill db if given."""
+        x = self._x
         gw, beta = self.weight.grad_target()  # beta 0: the first product overwrites dW
         dx = np.empty_like(x) if input_grad else None
-        if n == 0:  # an empty batch adds nothing (but a pending zero_grad must hold)
+        if x.shape[0] == 0:  # an empty batch adds nothing (but a pending zero_grad must hold)
             if beta == 0.0:
                 gw.fill(0)
+            if db is not None:
+                db.fill(0)
             return dx
         kernels = ops._core("Conv2d")
+        pool = dict(zip(("pool", "argmax"), pooling)) if pooling else {}
         if self._direct:
-            y = self._y if in_kernel and act == "relu" else None
-            db = np.empty_like(self.bias.data) if in_kernel and self.bias is not None else None
-            kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw, y, db)
+            kernels.conv2d_direct_backward_weight(x, dy, self.geom, beta == 1.0, gw, y, db, **pool)
             if input_grad:
-                kernels.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx, y)
-            if db is not None:  # last: a kernel that raised leaves the bias gradient as it was
-                self.bias.grad += db
+                kernels.conv2d_direct_backward_input(dy, self.weight.data, self.geom, dx, y,
+                                                     **pool)  # fmt: skip
         else:
             kernels.conv2d_gemm_backward(x, dy, self.weight.data, self.geom, beta == 1.0,
-                                         self._bf16, gw, dx)  # fmt: skip
+                                         self._bf16, gw, dx, **pool)  # fmt: skip
         return dx
 
     def output_shape(self, input_shape):
@@ -372,12 +416,12 @@ class MaxPool2d(_Pool2d):
         self._shape, self._out_shape, self._relu_of = x.shape, y.shape, None
         return y
 
-    def _fused_forward(self, input_shape, y, argmax, relu):
+    def _fused_forward(self, input_shape, y, argmax, relu_of):
         """The state of a forward that a Conv2d ran fused (Conv2d.forward_fused): the input's
-        shape, the output y and its argmax; ``relu`` if the input went through a ReLU, whose
-        derivative backward then applies (> 0 at the argmax is y > 0)."""
+        shape, the output y and its argmax; ``relu_of`` is y if the input went through a ReLU,
+        whose derivative backward then applies (> 0 at the argmax is y > 0), else None."""
         self._shape, self._out_shape, self._argmax = input_shape, y.shape, argmax
-        self._relu_of = y if relu else None
+        self._relu_of = relu_of
 
     def backward(self, grad_out):
         dy = self._dy(grad_out)

@@ -252,6 +252,15 @@ class Module:
         keep the state their ``backward`` needs, as if each had run its own forward."""
         return None
 
+    def ran_fused(self, following):
+        """True if the last forward was a fused ``forward_fused(x, following)`` whose backward
+        ``backward_fused`` runs in one pass (Sequential asks; False by default)."""
+        return False
+
+    def backward_fused(self, grad_out, following, input_grad=True):
+        """``self.backward(following.backward(grad_out))`` in one pass, where ``ran_fused``."""
+        raise NotImplementedError(f"{type(self).__name__}.backward_fused")
+
     def _grad_out(self, grad_out, shape, dtype=None):
         """``grad_out`` as an array of ``dtype`` (None: its own) with the forward output's
         ``shape``, or ValueError naming this module; backward checks before touching a grad."""
@@ -568,15 +577,18 @@ class Sequential(Module):
     def backward(self, grad_out, input_grad: bool = True):
         """Backpropagate through every layer; with ``input_grad=False`` the first layer may skip
         the gradient with respect to the model's input (returns None then)."""
-        layers = self._layers
-        for m in reversed(layers[1:]):
-            grad_out = m.backward(grad_out)
-        if not layers:
-            return grad_out
-        first = layers[0]
-        if not input_grad and first.can_skip_input_grad:
-            return first.backward(grad_out, input_grad=False)
-        return first.backward(grad_out)
+        layers, i = self._layers, len(self._layers) - 1
+        while i >= 0:  # a pair whose forward ran fused goes back in one pass too
+            fused = i > 0 and layers[i - 1].ran_fused(layers[i])
+            j = i - 1 if fused else i
+            skip = j == 0 and not input_grad and layers[0].can_skip_input_grad
+            kwargs = {"input_grad": False} if skip else {}
+            if fused:
+                grad_out = layers[j].backward_fused(grad_out, layers[i], **kwargs)
+            else:
+                grad_out = layers[j].backward(grad_out, **kwargs)
+            i = j - 1
+        return grad_out
 
     def output_shape(self, input_shape):
         for m in self._layers:
