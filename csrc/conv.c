@@ -194,6 +194,7 @@ static int wino_bwd(const float *x, const float *dy, const int32_t *dy_argmax, p
 #define CONV_WINOGRAD
 #include "conv_gemm_impl.inc"
 
+#include "conv_winograd_bf16.inc"
 #include "conv_winograd_impl.inc"
 
 #define T double

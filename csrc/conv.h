@@ -93,6 +93,12 @@ ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k);
 #define NNF_CONV_WINOGRAD_ALWAYS 2
 int nnf_conv_winograd(int mode);
 
+/* Test and benchmark hook: Winograd's bf16 GEMMs take operands the convolution packs itself
+ * while the transforms' outputs are in cache (1, the default; conv_winograd_bf16.inc), or run
+ * through nnf_gemm_bf16 on whole groups (0); the results are the same to the bit. -1 leaves
+ * it. Returns the setting before (NNF_EINVAL above 1). Not for use while convolutions run. */
+int nnf_conv_winograd_packed(int on);
+
 /* Benchmark hook: seconds[i] gets the thread-seconds the GEMM convolution has spent, since the
  * last call, in its column work (unfolding and folding, slot 0) and in all (slot 1); the
  * counters restart, and keep counting only while `on` (off by default: no clock reads). */

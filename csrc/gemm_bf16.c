@@ -55,6 +55,12 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
     uk->features = "";
 }
 
+ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
+    /* K blocks of near-equal depth (a short last block would cost a pass over C for little) */
+    const ptrdiff_t k_blocks = (k + uk->kc - 1) / uk->kc;
+    return ((k + k_blocks - 1) / k_blocks + 1) / 2 * 2;
+}
+
 /* A product is small when a chunk's packing (the smaller operand whole and its share of the
  * other, for one K block) fits this part of L2: each chunk then packs all it multiplies, with no
  * packing pass before, and no packed data moves between cores (on a machine whose two cores
@@ -183,9 +189,7 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     if (nt > 1 && nnf_parallel_busy()) nt = 1;
     bgemm_job j = {&uk, m, n, k, alpha, beta, a, trans_a ? 1 : lda, trans_a ? lda : 1, b,
                    trans_b ? 1 : ldb, trans_b ? ldb : 1, c, ldc, ep, uk.pairs ? 2 : 4};
-    /* K blocks of near-equal depth (a short last block would cost a pass over C for little) */
-    const ptrdiff_t k_blocks = (k + uk.kc - 1) / uk.kc;
-    j.kc_max = ((k + k_blocks - 1) / k_blocks + 1) / 2 * 2;
+    j.kc_max = nnf_gemm_bf16_kc(&uk, k);
     j.m_sl = (m + MR - 1) / MR;
     const ptrdiff_t nc_max = n < uk.nc ? n : uk.nc, n_sl = (nc_max + NR - 1) / NR;
     const size_t a_sl = sliver_bytes(&j, MR, j.kc_max), b_sl = sliver_bytes(&j, NR, j.kc_max);
@@ -222,5 +226,39 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
         }
     }
     nnf_aligned_free(j.bp);
+    return NNF_OK;
+}
+
+/* The K blocks, each over B's slivers and A's (as compute_chunk calls the micro-kernel, with
+ * its beta for the first block and 1 after). */
+int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
+                         ptrdiff_t k, const void *ap, const void *bp, float beta, float *c,
+                         ptrdiff_t ldc) {
+    if (!uk || !uk->fn || !ap || !bp || !c || m < 0 || n < 0 || k < 1 || ldc < n)
+        return NNF_EINVAL;
+    const int MR = uk->mr, NR = uk->nr;
+    const size_t esz = uk->pairs ? 2 : 4;
+    const size_t a_sl = nnf_bf16_sliver_bytes(uk, MR, k), b_sl = nnf_bf16_sliver_bytes(uk, NR, k);
+    const ptrdiff_t kc_max = nnf_gemm_bf16_kc(uk, k);
+    for (ptrdiff_t pc = 0; pc < k; pc += kc_max) {
+        const ptrdiff_t kc = k - pc < kc_max ? k - pc : kc_max, kq = (kc + 1) / 2;
+        const float b_pc = pc == 0 ? beta : 1.0f;
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+            const int nr = n - j0 < NR ? (int)(n - j0) : NR;
+            const char *bs = (const char *)bp + (size_t)(j0 / NR) * b_sl + (size_t)pc * NR * esz;
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+                const int mr = m - i0 < MR ? (int)(m - i0) : MR;
+                const char *as =
+                    (const char *)ap + (size_t)(i0 / MR) * a_sl + (size_t)pc * MR * esz;
+                float *cij = c + i0 * ldc + j0;
+                if (uk->pairs)
+                    ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
+                                            ldc, 1.0f, b_pc, mr, nr);
+                else
+                    ((nnf_sgemm_ukr)uk->fn)(2 * kq, (const float *)as, 1, MR, (const float *)bs,
+                                            NR, cij, ldc, 1.0f, b_pc, mr, nr);
+            }
+        }
+    }
     return NNF_OK;
 }

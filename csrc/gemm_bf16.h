@@ -72,4 +72,26 @@ typedef struct {
  * has its extra features, else the path's widest fp32 kernel, emulated. */
 void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
 
+/* Packed operands, for a caller that converts once what it multiplies often, or that packs
+ * while the values are still in cache (Winograd's transforms): op(A) as ceil(m / MR) slivers
+ * and op(B) as ceil(n / NR) slivers, each packed k deep by uk->pack as the sliver of MR rows of
+ * op(A) (NR columns of op(B)) from its first row (column), nnf_bf16_sliver_bytes(uk, MR, k)
+ * (NR) bytes apart. A sliver may be packed in pieces along K: the piece from an even p0 goes
+ * p0 * TILE * (uk->pairs ? 2 : 4) bytes into it. */
+static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int tile,
+                                           ptrdiff_t k) {
+    return (size_t)tile * (size_t)((k + 1) / 2 * 2) * (uk->pairs ? 2u : 4u);
+}
+
+/* The depth of nnf_gemm_bf16's K blocks for a K of k: near-equal, even, at most uk->kc. */
+ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k);
+
+/* C (m x n, ldc) = Ap @ Bp + beta * C on the calling thread, for operands packed as above for
+ * uk (the active kernel); k >= 1, beta == 0 overwrites C. The same products, summed in the
+ * same order, as nnf_gemm_bf16 with alpha 1 and no epilogue on the operands they were packed
+ * from, so the results are the same to the bit. NNF_EINVAL for a bad size or NULL pointer. */
+int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
+                         ptrdiff_t k, const void *ap, const void *bp, float beta, float *c,
+                         ptrdiff_t ldc);
+
 #endif

@@ -18,6 +18,7 @@ error of order 1.
 import numpy as np
 import pytest
 
+import nnfast
 from nnfast import _convops, nn
 from nnfast._native import core
 
@@ -181,6 +182,76 @@ def test_an_infinite_input_gives_nan_where_the_gemm_path_gives_inf(always):
     core.conv_winograd("off")
     core.conv2d_gemm(x, w, None, geom, -1, 0.0, False, y)
     assert np.isposinf(y).all()
+
+
+# the bf16 route with packed operands (conv_winograd_bf16.inc): several transform blocks of
+# odd and of even tiles per image (25, 49, 16 tiles) with a shorter last block, a block of
+# one image past 100 tiles, and a weight gradient deeper than the bf16 kernels' K blocks
+PACKED_CASES = [
+    *CASES,
+    (13, 8, 10, 9, 20, 1),
+    (30, 9, 14, 14, 33, 1),
+    (11, 12, 7, 7, 40, 1),
+    (5, 40, 28, 28, 24, 1),
+    (1, 8, 66, 66, 4, 1),
+]
+
+
+@pytest.fixture
+def packed():
+    before = core.conv_winograd_packed()
+    yield
+    core.conv_winograd_packed(before)
+
+
+@pytest.mark.parametrize("case", PACKED_CASES)
+def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
+    case, isa, threads, rng, always, packed
+):
+    """Winograd's bf16 GEMMs on operands the convolution packs block by block give what
+    nnf_gemm_bf16 gives on whole groups, to the bit: forward, dW (accumulated too) and dx.
+    With one thread every case takes the packed route; with two, the one-group cases leave
+    the threads to the GEMMs, on the other route."""
+    x, w, b, dy, _, geom = draw(rng, case)
+    results = {}
+    for on in (False, True):
+        core.conv_winograd_packed(on)
+        y, dw, dx = run(x, w, b, dy, geom, True)
+        _, dw2, _ = run(x, w, b, dy, geom, True, accumulate=True, dw=dw + 1)
+        results[on] = (y, dw, dx, dw2)
+    for name, got, want in zip(("y", "dW", "dx", "dW +="), results[True], results[False]):
+        assert got.tobytes() == want.tobytes(), name
+
+
+def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(rng, packed):
+    """The same with the bias, ReLU and 2x2 max pooling fused into the forward (cnn_small's
+    conv2 on 13 images, one thread)."""
+    conv = nn.Conv2d(32, 64, 3, padding=1, activation="relu", seed=2)
+    pool = nn.MaxPool2d(2)
+    x = rng.standard_normal((13, 32, 14, 14)).astype(np.float32)
+    g = rng.standard_normal((13, 64, 7, 7)).astype(np.float32)
+    before = nnfast.get_num_threads()
+    nnfast.set_num_threads(1)
+    results = {}
+    try:
+        with nnfast.matmul_precision("bf16"):
+            for on in (False, True):
+                core.conv_winograd_packed(on)
+                conv.zero_grad()
+                y = conv.forward_fused(x, pool)
+                dx = conv.backward(pool.backward(g))
+                results[on] = (y, dx, conv.weight.grad.copy(), conv.bias.grad.copy())
+    finally:
+        nnfast.set_num_threads(before)
+    for got, want in zip(results[True], results[False]):
+        assert got.tobytes() == want.tobytes()
+
+
+def test_winograd_packed_hook_takes_a_bool(packed):
+    with pytest.raises(TypeError, match="bool"):
+        core.conv_winograd_packed(1)
+    assert core.conv_winograd_packed(False) is True
+    assert core.conv_winograd_packed(None) is False
 
 
 def test_winograd_hook_takes_a_mode():

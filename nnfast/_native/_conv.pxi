@@ -57,6 +57,7 @@ cdef extern from "conv.h" nogil:
                             const int32_t *argmax, int beta, double *dwk, double *dx)
     void nnf_conv_profile(int on, double *seconds)
     int nnf_conv_winograd(int on)
+    int nnf_conv_winograd_packed(int on)
     Py_ssize_t nnf_conv_direct_dx(Py_ssize_t max_k)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
@@ -524,3 +525,13 @@ def conv_winograd(mode=None):
         raise ValueError(f"conv_winograd: mode must be one of {_WINOGRAD_MODES} or None")
     cdef int new = -1 if mode is None else _WINOGRAD_MODES.index(mode)
     return _WINOGRAD_MODES[nnf_conv_winograd(new)]
+
+
+def conv_winograd_packed(on=None):
+    """Test and benchmark hook: Winograd's bf16 GEMMs take operands packed by the convolution
+    while the transforms' outputs are in cache (True, the default), or run through the bf16
+    GEMM on whole groups (False); the results are the same to the bit. Sets it unless ``on`` is
+    None; returns the setting before. Not for use while convolutions run."""
+    if on is not None and not isinstance(on, bool):
+        raise TypeError(f"conv_winograd_packed: on must be a bool or None, got {type(on).__name__}")
+    return bool(nnf_conv_winograd_packed(-1 if on is None else int(on)))
