@@ -60,19 +60,26 @@ static void pack_pairs(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t 
                        ptrdiff_t ks, void *dst_) {
     uint32_t *dst = (uint32_t *)dst_;
     const ptrdiff_t kq = (kc + 1) / 2;
-    if (rs == 1) {
-        /* the tile runs along memory: convert rows 2q and 2q + 1, 16 lanes at a time */
+    if (rs == 1 && TILE <= 64) {
+        /* the tile runs along memory: convert rows 2q and 2q + 1, 16 lanes at a time, with
+         * each 16 lanes' masks worked out once (worked out in the loop they cost 3x the
+         * conversion: Winograd's weight-gradient operands, 12 and 32 lanes, Zen 4) */
+        __mmask16 in[4], out[4];
+        const int chunks = (TILE + 15) / 16;
+        for (int c = 0; c < chunks; c++) {
+            const int lanes = t - 16 * c >= 16 ? 16 : t - 16 * c > 0 ? t - 16 * c : 0;
+            const int o = TILE - 16 * c >= 16 ? 16 : TILE - 16 * c;
+            in[c] = (__mmask16)((1u << lanes) - 1);
+            out[c] = (__mmask16)((1u << o) - 1);
+        }
+        const ptrdiff_t whole = kc / 2; /* pairs with both rows; an odd last row pairs a zero */
         for (ptrdiff_t q = 0; q < kq; q++) {
             const float *x0 = x + 2 * q * ks, *x1 = x0 + ks;
-            const int odd = 2 * q + 1 < kc;
-            for (int i = 0; i < TILE; i += 16) {
-                const int lanes = t - i >= 16 ? 16 : t - i > 0 ? t - i : 0;
-                const __mmask16 in = (__mmask16)((1u << lanes) - 1);
-                const __m512 lo = _mm512_maskz_loadu_ps(in, x0 + i);
-                const __m512 hi = odd ? _mm512_maskz_loadu_ps(in, x1 + i) : _mm512_setzero_ps();
-                const int out = TILE - i >= 16 ? 16 : TILE - i;
-                _mm512_mask_storeu_epi32(dst + q * TILE + i, (__mmask16)((1u << out) - 1),
-                                         interleave_bf16(lo, hi));
+            for (int c = 0; c < chunks; c++) {
+                const __m512 lo = _mm512_maskz_loadu_ps(in[c], x0 + 16 * c);
+                const __m512 hi =
+                    q < whole ? _mm512_maskz_loadu_ps(in[c], x1 + 16 * c) : _mm512_setzero_ps();
+                _mm512_mask_storeu_epi32(dst + q * TILE + 16 * c, out[c], interleave_bf16(lo, hi));
             }
         }
     } else if (ks == 1) {
