@@ -109,6 +109,25 @@ def test_driver_splits(isa, threads, rng, m, k, n):
     assert (err <= bound + 1e-6 * np.abs(want + bias)).all()
 
 
+def test_shared_panel_packed_along_k(isa, rng):
+    """A shared B panel of a row-major B is packed in pieces along K (csrc/gemm_bf16.c,
+    pack_b_chunk): K blocks of odd depth that are no multiple of the pieces, the last sliver
+    partial; the same bits at every thread count, whatever the pieces per thread."""
+    m, k, n = 600, 1037, 300
+    a, b = operands(rng, m, k, n)
+    before = nnfast.get_num_threads()
+    try:
+        results = []
+        for nt in (1, 2, 3):
+            nnfast.set_num_threads(nt)
+            results.append(nnfast.gemm(a, b, precision="bf16"))
+    finally:
+        nnfast.set_num_threads(before)
+    assert_bf16_close(results[0], a, b)
+    for got in results[1:]:
+        np.testing.assert_array_equal(got.view(np.uint32), results[0].view(np.uint32))
+
+
 def test_paths_agree_bit_for_bit(rng):
     """With K inside one K block of every kernel, every ISA path (vdpbf16ps or fp32 FMAs on
     rounded operands, any tile) and thread count gives the same bits."""
