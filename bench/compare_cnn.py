@@ -134,9 +134,11 @@ def nnfast_layers(model, y):
         layers.append((type(m).__name__, m, backward))
     starts = fused_pairs(model)
     layers = merge_pairs(layers, starts)
-    for i in starts:  # the pair's forward is one fused call, as in the model's forward
-        layers[i] = (layers[i][0], lambda h, a=model[i], b=model[i + 1]: a.forward_fused(h, b),
-                     layers[i][2])  # fmt: skip
+    for i in starts:  # the pair's forward and backward are one fused call, as in the model's
+        a, b = model[i], model[i + 1]
+        skip = {"input_grad": False} if i == 0 and a.can_skip_input_grad else {}
+        layers[i] = (layers[i][0], lambda h, a=a, b=b: a.forward_fused(h, b),
+                     lambda g, a=a, b=b, kw=skip: a.backward_fused(g, b, **kw))  # fmt: skip
     loss = nn.CrossEntropyLoss()
 
     def loss_grad(h):

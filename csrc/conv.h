@@ -184,8 +184,9 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
 
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
- * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of NNF_CONV_SCRATCH values,
- * 64-byte aligned and zeroed before the first call (the kernels keep the zeros they rely on):
+ * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of NNF_CONV_SCRATCH values
+ * then NNF_CONV_PADDED (fwd and bwd_w's zero-padded image at stride 1), 64-byte aligned and
+ * zeroed before the first call (the kernels keep the zeros they rely on):
  * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
  * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
  * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above, or with
@@ -208,6 +209,8 @@ static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np
     const ptrdiff_t each = (np + bands - 1) / bands; /* as even as whole blocks allow */
     return each < 1 ? blk : (each + blk - 1) / blk * blk;
 }
+#define NNF_CONV_PADDED(c, h, w, g)                                                           \
+    ((c) * ((h) + 2 * (ptrdiff_t)(g)->ph) * ((w) + 2 * (ptrdiff_t)(g)->pw))
 #define NNF_CONV_SCRATCH(kk, np, cout, T)                                                     \
     (((kk) + 1 + (cout)) * nnf_conv_band(kk, cout, np, (ptrdiff_t)sizeof(T)) +                \
      (cout) * ((kk) + 1) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T)))

@@ -272,18 +272,31 @@ def test_backward_kernels_reject_bad_pooling_arguments(kernel, rng):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("path", ["gemm", "direct"])
-def test_backward_kernels_equal_the_scatter_then_the_kernel(path, dtype, isa, rng):
+@pytest.mark.parametrize("pooling", ["3x3/2 pad 1", "2x2 own", "2x2 one foreign", "2x2 random"])
+def test_backward_kernels_equal_the_scatter_then_the_kernel(path, dtype, pooling, isa, rng):
     """A pooling's gradient passed to the backward kernels gives the bits of scattering it
-    with max_pool2d_backward first (overlapping windows add; -1 adds nothing); 8 channels
-    in float32 run Winograd."""
+    with max_pool2d_backward first: overlapping windows add, -1 adds nothing, -0 gives +0, a
+    2x2 pooling's indices in their own windows or not; 8 channels in float32 run Winograd."""
     n, c, h, wd, cout = 3, 8 if path == "gemm" else 2, 11, 10, 5
     x = rng.standard_normal((n, c, h, wd)).astype(dtype)
     w = rng.standard_normal((cout, c, 3, 3)).astype(dtype)
-    geom, pool = _convops.geometry(3, padding=1), _convops.pool_geometry(3, 2, 1, 1, "test")
+    geom = _convops.geometry(3, padding=1)
     ho, wo = h, wd
-    hp, wp = (ho + 2 - 3) // 2 + 1, (wo + 2 - 3) // 2 + 1
+    if pooling.startswith("3x3"):
+        pool = _convops.pool_geometry(3, 2, 1, 1, "test")
+        hp, wp = (ho + 2 - 3) // 2 + 1, (wo + 2 - 3) // 2 + 1
+    else:
+        pool = _convops.pool_geometry(2, None, 0, 1, "test")
+        hp, wp = ho // 2, wo // 2  # 11 rows: the last is no window's
     dy = rng.standard_normal((n, cout, hp, wp)).astype(dtype)
+    dy[0, 0, 0, :2] = -0.0
     argmax = rng.integers(-1, ho * wo, dy.shape).astype(np.int32)
+    if pooling in ("2x2 own", "2x2 one foreign"):  # each index in its own window
+        oh, ow = np.meshgrid(np.arange(hp), np.arange(wp), indexing="ij")
+        k = rng.integers(0, 4, dy.shape)
+        argmax = ((2 * oh + k // 2) * wo + 2 * ow + k % 2).astype(np.int32)
+        if pooling == "2x2 one foreign":
+            argmax[1, 2, 3, 1] = argmax[1, 2, 0, 0]
     full = np.empty((n, cout, ho, wo), dtype)
     core.max_pool2d_backward(dy, argmax, pool, full)
     # (dW, db, dx) each way; db only from the direct kernel
