@@ -53,6 +53,8 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
     uk->pairs = 0;
     uk->pack = pack_rounded;
     uk->features = "";
+    uk->fn_rows = NULL;
+    uk->pack_rows = NULL;
 }
 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
@@ -271,9 +273,10 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
 /* The K blocks, each over B's slivers and A's (as compute_chunk calls the micro-kernel, with
  * its beta for the first block and 1 after). */
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
-                         ptrdiff_t k, const void *ap, const void *bp, float beta, float *c,
-                         ptrdiff_t ldc) {
-    if (!uk || !uk->fn || !ap || !bp || !c || m < 0 || n < 0 || k < 1 || ldc < n)
+                         ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
+                         float *c, ptrdiff_t ldc) {
+    if (!uk || !uk->fn || !ap || !bp || !c || m < 0 || n < 0 || k < 1 || ldc < n || lda < 0 ||
+        (lda > 0 && (!uk->fn_rows || lda < (k + 1) / 2)))
         return NNF_EINVAL;
     const int MR = uk->mr, NR = uk->nr;
     const size_t esz = uk->pairs ? 2 : 4;
@@ -287,9 +290,15 @@ int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t
             const char *bs = (const char *)bp + (size_t)(j0 / NR) * b_sl + (size_t)pc * NR * esz;
             for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
                 const int mr = m - i0 < MR ? (int)(m - i0) : MR;
+                float *cij = c + i0 * ldc + j0;
+                if (lda > 0) { /* rows of pairs: this K block from pair pc / 2 of row i0 */
+                    ((nnf_bgemm_ukr_rows)uk->fn_rows)(kq, (const uint32_t *)ap + i0 * lda + pc / 2,
+                                                      lda, (const uint32_t *)bs, cij, ldc, 1.0f,
+                                                      b_pc, mr, nr);
+                    continue;
+                }
                 const char *as =
                     (const char *)ap + (size_t)(i0 / MR) * a_sl + (size_t)pc * MR * esz;
-                float *cij = c + i0 * ldc + j0;
                 if (uk->pairs)
                     ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
                                             ldc, 1.0f, b_pc, mr, nr);

@@ -54,6 +54,17 @@ typedef void (*nnf_bf16_pack_fn)(int TILE, int t, ptrdiff_t kc, const float *x, 
 typedef void (*nnf_bgemm_ukr)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *c,
                               ptrdiff_t ldc, float alpha, float beta, int m, int n);
 
+/* The same on A given as MR rows of pairs, lda words apart (pair q of row i at a[i*lda + q]):
+ * rows m to MR - 1 are read but not used, so they must be readable. */
+typedef void (*nnf_bgemm_ukr_rows)(ptrdiff_t kq, const uint32_t *a, ptrdiff_t lda,
+                                   const uint32_t *b, float *c, ptrdiff_t ldc, float alpha,
+                                   float beta, int m, int n);
+
+/* Converts t rows of k float32 values (row i at x[i*rs], contiguous) into rows of (k + 1) / 2
+ * pairs, ldd words apart (an odd last value pairs a zero), rounded as the packing rounds. */
+typedef void (*nnf_bf16_pack_rows_fn)(ptrdiff_t t, ptrdiff_t k, const float *x, ptrdiff_t rs,
+                                      uint32_t *dst, ptrdiff_t ldd);
+
 typedef struct {
     int mr, nr;     /* register tile */
     int mc, kc, nc; /* A block (mc x kc) and B panel (kc x nc); kc counts K elements, even */
@@ -62,6 +73,10 @@ typedef struct {
     int pairs;      /* 1: bf16 K-pairs (vdpbf16ps); 0: emulated on fp32 storage */
     nnf_bf16_pack_fn pack;
     const char *features; /* CPU features it needs beyond its ISA path's (cpu.h spelling) */
+    /* pairs kernels may also take A as rows of pairs: the micro-kernel (nnf_bgemm_ukr_rows)
+     * and the conversion into that layout (NULL both when not) */
+    void *fn_rows;
+    nnf_bf16_pack_rows_fn pack_rows;
 } nnf_gemm_bf16_ukernel;
 
 /* Each ISA path has one native bf16 kernel in its row of the dispatch table (isa.h), defined by
@@ -87,11 +102,13 @@ static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k);
 
 /* C (m x n, ldc) = Ap @ Bp + beta * C on the calling thread, for operands packed as above for
- * uk (the active kernel); k >= 1, beta == 0 overwrites C. The same products, summed in the
- * same order, as nnf_gemm_bf16 with alpha 1 and no epilogue on the operands they were packed
- * from, so the results are the same to the bit. NNF_EINVAL for a bad size or NULL pointer. */
+ * uk (the active kernel); k >= 1, beta == 0 overwrites C. With lda > 0 (a kernel with
+ * fn_rows only), Ap is instead op(A)'s m rows as rows of pairs (uk->pack_rows'), lda words
+ * apart, with MR - 1 rows' worth of readable memory after the last. The same products, summed
+ * in the same order, as nnf_gemm_bf16 with alpha 1 and no epilogue on the operands they were
+ * packed from, so the results are the same to the bit. NNF_EINVAL for a bad size or pointer. */
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
-                         ptrdiff_t k, const void *ap, const void *bp, float beta, float *c,
-                         ptrdiff_t ldc);
+                         ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
+                         float *c, ptrdiff_t ldc);
 
 #endif

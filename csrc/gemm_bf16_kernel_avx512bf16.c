@@ -120,10 +120,36 @@ static void pack_pairs(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t 
     }
 }
 
-/* The micro-kernel contract of gemm_bf16.h, 12 x 32. */
-static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const uint32_t *b,
-                                       float *c, ptrdiff_t ldc, float alpha, float beta, int m,
-                                       int n) {
+/* pack_rows of gemm_bf16.h: each row's values converted 32 at a time, in order, which gives
+ * the pairs in order (VCVTNE2PS2BF16 puts its second source in the low half). */
+static void pack_rows_pairs(ptrdiff_t t, ptrdiff_t k, const float *x, ptrdiff_t rs,
+                            uint32_t *dst, ptrdiff_t ldd) {
+    const ptrdiff_t whole = k / 32 * 32, left = k - whole; /* a last, partial block of left */
+    const __mmask16 m0 = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+    const __mmask16 m1 = (__mmask16)(left > 16 ? (1u << (left - 16)) - 1 : 0);
+    const __mmask16 out = (__mmask16)((1u << ((left + 1) / 2)) - 1);
+    for (ptrdiff_t i = 0; i < t; i++) {
+        const float *xi = x + i * rs;
+        uint32_t *di = dst + i * ldd;
+        for (ptrdiff_t p = 0; p < whole; p += 32) {
+            const __m512 lo = _mm512_loadu_ps(xi + p), hi = _mm512_loadu_ps(xi + p + 16);
+            _mm512_storeu_si512(di + p / 2, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        if (left)
+            _mm512_mask_storeu_epi32(
+                di + whole / 2, out,
+                (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xi + whole + 16),
+                                             _mm512_maskz_loadu_ps(m0, xi + whole)));
+    }
+}
+
+/* The micro-kernel contracts of gemm_bf16.h, 12 x 32, on A's pair (i, q) at a[i*rs + q*qs]:
+ * packed (rs 1, qs MR) or as rows of pairs (rs lda, qs 1). */
+static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, const uint32_t *a,
+                                                              ptrdiff_t rs, ptrdiff_t qs,
+                                                              const uint32_t *b, float *c,
+                                                              ptrdiff_t ldc, float alpha,
+                                                              float beta, int m, int n) {
     __m512 acc[MR][2];
     for (int i = 0; i < MR; i++) {
         acc[i][0] = _mm512_setzero_ps();
@@ -141,11 +167,11 @@ static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const ui
 #pragma GCC unroll 12
 #endif
         for (int i = 0; i < MR; i++) {
-            const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i * rs]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
-        a += MR;
+        a += qs;
         b += NR;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -163,6 +189,18 @@ static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const ui
     }
 }
 
+static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const uint32_t *b,
+                                       float *c, ptrdiff_t ldc, float alpha, float beta, int m,
+                                       int n) {
+    bgemm_12x32(kq, a, 1, MR, b, c, ldc, alpha, beta, m, n);
+}
+
+static void bgemm_ukr_rows_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, ptrdiff_t lda,
+                                            const uint32_t *b, float *c, ptrdiff_t ldc,
+                                            float alpha, float beta, int m, int n) {
+    bgemm_12x32(kq, a, lda, 1, b, c, ldc, alpha, beta, m, n);
+}
+
 const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512 = {
     .mr = MR,
     .nr = NR,
@@ -176,6 +214,8 @@ const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512 = {
     .pairs = 1,
     .pack = pack_pairs,
     .features = "avx512bf16,avx512bw",
+    .fn_rows = (void *)bgemm_ukr_rows_12x32_avx512bf16,
+    .pack_rows = pack_rows_pairs,
 };
 #else
 const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_avx512 = {0};

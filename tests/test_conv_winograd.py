@@ -186,7 +186,8 @@ def test_an_infinite_input_gives_nan_where_the_gemm_path_gives_inf(always):
 
 # the bf16 route with packed operands (conv_winograd_bf16.inc): several transform blocks of
 # odd and of even tiles per image (25, 49, 16 tiles) with a shorter last block, a block of
-# one image past 100 tiles, and a weight gradient deeper than the bf16 kernels' K blocks
+# one image past 100 tiles, and a weight gradient (then a forward) deeper than the bf16
+# kernels' K blocks
 PACKED_CASES = [
     *CASES,
     (13, 8, 10, 9, 20, 1),
@@ -194,6 +195,7 @@ PACKED_CASES = [
     (11, 12, 7, 7, 40, 1),
     (5, 40, 28, 28, 24, 1),
     (1, 8, 66, 66, 4, 1),
+    (1, 1031, 4, 3, 3, 1),
 ]
 
 
@@ -210,8 +212,9 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
 ):
     """Winograd's bf16 GEMMs on operands the convolution packs block by block give what
     nnf_gemm_bf16 gives on whole groups, to the bit: forward, dW (accumulated too) and dx.
-    With one thread every case takes the packed route; with two, the one-group cases leave
-    the threads to the GEMMs, on the other route."""
+    With one thread every case takes the packed route; with two, a job of too few groups to
+    share that is big enough to thread leaves the threads to the GEMMs, on the other route.
+    On a CPU with AVX512_BF16 the avx512 path's kernel reads V's tiles as rows of pairs."""
     x, w, b, dy, _, geom = draw(rng, case)
     results = {}
     for on in (False, True):
