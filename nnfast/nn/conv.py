@@ -30,10 +30,13 @@ the GEMM path.
 
 A ReLU (or no activation) and a following ``MaxPool2d`` fuse into either path: inside a
 ``Sequential`` the pair runs as one C call that pools each image's (or group's) output in the
-worker's cache, writing only the pooled output and the pool's argmax. The backward then runs
-as the two modules' own: the pool masks its gradient by ReLU's derivative at the argmax (the
-pooled output > 0) before scattering it, and the convolution takes that gradient as is.
-Winograd pools its groups' outputs the same way.
+worker's cache, writing only the pooled output and the pool's argmax. Its backward
+(``Conv2d.backward_fused``) masks the pooled gradient by ReLU's derivative at the argmax (the
+pooled output > 0), sums the bias gradient from it, and hands it to the convolution's
+backward kernels with the argmax: each group's (direct kernels: each band's) output gradient
+is the scatter of it, built in the worker's cache, on the GEMM path and Winograd (straight
+into its NHWC layout) alike. Called apart, the two modules' own backwards do the same in two
+steps through a full-size gradient.
 """
 
 from __future__ import annotations
