@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -92,6 +93,32 @@ def test_without_mpi4py_one_line_names_the_extra(tmp_path):
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert p.stderr.startswith("nnfast: error: ") and "pip install 'nnfast[mpi]'" in p.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failing_rank_waits_until_its_output_is_read(monkeypatch):
+    """mpiexec (MPICH's Hydra) drops the output still on its way when a rank aborts: the
+    excepthook first flushes and waits until the launcher has read the rank's pipes."""
+    from nnfast.distributed import _wait_for_output_to_leave
+
+    r, w = os.pipe()
+    with os.fdopen(w, "w") as stream, os.fdopen(r, "rb", buffering=0) as launcher:
+        monkeypatch.setattr(sys, "stderr", stream)
+        got = []
+
+        def busy_launcher():  # reads the pipe only after a while
+            time.sleep(0.2)
+            got.append(launcher.read(99))
+
+        reader = threading.Thread(target=busy_launcher)
+        reader.start()
+        stream.write("ValueError: rank 1 differs\n")  # still in the stream's buffer
+        _wait_for_output_to_leave(timeout=60)
+        os.set_blocking(r, False)
+        assert launcher.read(99) is None  # nothing left in the pipe: the launcher took it
+        reader.join()
+        assert got == [b"ValueError: rank 1 differs\n"]
+        stream.write("nobody reads this\n")
+        _wait_for_output_to_leave(timeout=0.05)  # gives up instead of hanging the rank
 
 
 # --- under mpiexec -n 2 -------------------------------------------------------------------
