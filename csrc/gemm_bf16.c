@@ -88,6 +88,7 @@ typedef struct {
     ptrdiff_t m_sl;     /* MR-row slivers of A */
     ptrdiff_t mc_sl;    /* slivers of A packed at a time: MC rows */
     ptrdiff_t row_blocks, col_blocks; /* compute chunks: row_blocks x col_blocks of slivers */
+    ptrdiff_t taper_body; /* > 0: row blocks tapered (row_block_range), body blocks per half */
     ptrdiff_t b_chunks; /* chunks of the packing pass of a shared panel */
     int b_private;      /* 1: each chunk packs its B slivers too (small products) */
     char *bp;           /* the B panel all chunks share (b_private = 0) */
@@ -157,6 +158,37 @@ static void pack_b_chunk(void *p, ptrdiff_t ch, int worker) {
     }
 }
 
+/* A shared panel's row blocks when tapered: each half of A's slivers is cut into taper_body
+ * blocks of at most MC rows, then, towards the middle, blocks of 2 and 1 slivers. The pool's
+ * caller takes chunks from the front and its other thread from the back (parallel.c), so with
+ * two threads they meet in the middle, where a block is now a sliver rather than MC rows: the
+ * thread that finishes first waits at most about one sliver for the other (a block of MC rows
+ * took ~0.25 ms at 1024^3), and is then not yet asleep when the next call comes (a woken thread
+ * can take 0.3-0.6 ms to run again on a busy machine). */
+#define TAPER 3 /* slivers in the tapered blocks of a half: 2 + 1 */
+
+static void row_block_range(const bgemm_job *j, ptrdiff_t r, ptrdiff_t *s0, ptrdiff_t *s1) {
+    if (!j->taper_body) {
+        nnf_chunk_range(j->m_sl, j->row_blocks, r, 1, s0, s1);
+        return;
+    }
+    const ptrdiff_t half = j->m_sl / 2, per = j->taper_body + 2; /* blocks per half */
+    const int back = r >= per;
+    const ptrdiff_t h = back ? j->m_sl - half : half, base = back ? half : 0;
+    const ptrdiff_t i = back ? 2 * per - 1 - r : r; /* counted from the half's outer end */
+    ptrdiff_t lo, hi; /* within the half, from its outer end */
+    if (i < j->taper_body) {
+        nnf_chunk_range(h - TAPER, j->taper_body, i, 1, &lo, &hi);
+    } else if (i == j->taper_body) {
+        lo = h - TAPER, hi = h - 1;
+    } else {
+        lo = h - 1, hi = h;
+    }
+    /* the back half counts from its end */
+    *s0 = back ? base + h - hi : lo;
+    *s1 = back ? base + h - lo : hi;
+}
+
 /* Chunk ch: one block of A's row slivers by one block of B's column slivers. Packs the B block
  * into the worker's scratch when private, then, MC rows at a time, the A rows (likewise) and
  * the JR and IR loops over them. */
@@ -167,7 +199,7 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     const ptrdiff_t kc = j->kc;
     const size_t a_sl = sliver_bytes(j, MR, kc), b_sl = sliver_bytes(j, NR, kc);
     ptrdiff_t s0, s1, t0, t1; /* row slivers [s0, s1), column slivers [t0, t1) */
-    nnf_chunk_range(j->m_sl, j->row_blocks, ch / j->col_blocks, 1, &s0, &s1);
+    row_block_range(j, ch / j->col_blocks, &s0, &s1);
     nnf_chunk_range((j->nc + NR - 1) / NR, j->col_blocks, ch % j->col_blocks, 1, &t0, &t1);
     char *ap = j->scratch + (size_t)worker * j->worker_bytes;
     const char *bp = j->bp + (size_t)t0 * b_sl; /* sliver t at bp + (t - t0) * b_sl */
@@ -240,9 +272,15 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     } else { /* a shared B panel; row blocks of at most MC rows, a multiple of nt of them */
         j.row_blocks = (j.m_sl + j.mc_sl - 1) / j.mc_sl;
         if (j.m_sl >= nt) j.row_blocks = (j.row_blocks + nt - 1) / nt * nt;
+        /* two threads, and each half has blocks of MC rows to taper */
+        if (nt == 2 && j.mc_sl > 2 && j.m_sl / 2 >= TAPER + j.mc_sl) {
+            j.taper_body = (j.m_sl - j.m_sl / 2 - TAPER + j.mc_sl - 1) / j.mc_sl; /* larger half */
+            j.row_blocks = 2 * (j.taper_body + 2);
+        }
     }
     {
-        const ptrdiff_t rows = (j.m_sl + j.row_blocks - 1) / j.row_blocks;
+        const ptrdiff_t rows =
+            j.taper_body ? j.mc_sl : (j.m_sl + j.row_blocks - 1) / j.row_blocks;
         j.a_bytes = whole_lines((size_t)(rows < j.mc_sl ? rows : j.mc_sl) * a_sl);
     }
     j.worker_bytes = j.a_bytes;
