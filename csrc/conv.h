@@ -185,8 +185,8 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
  * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of NNF_CONV_SCRATCH values
- * then NNF_CONV_PADDED (fwd and bwd_w's zero-padded image at stride 1), 64-byte aligned and
- * zeroed before the first call (the kernels keep the zeros they rely on):
+ * then NNF_CONV_PADDED (at stride 1 the zero-padded image, or bwd_x's padded gradient),
+ * 64-byte aligned and zeroed before the first call (the kernels keep the zeros they rely on):
  * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
  * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
  * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above, or with
