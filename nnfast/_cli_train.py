@@ -53,7 +53,7 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmspro
 
 # options that define the run: fixed by the checkpoint when resuming
 RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer", "lr",
-               "lr_schedule", "weight_decay", "augment", "seed", "val_split",
+               "lr_schedule", "weight_decay", "label_smoothing", "augment", "seed", "val_split",
                "precision")  # fmt: skip
 
 # the fraction of the training set held out for validation when --val-split is not given
@@ -127,6 +127,8 @@ def resolve_config(args) -> dict:
                 "weight_decay", "augment"):  # fmt: skip
         value = getattr(args, key)
         cfg[key] = recipe.get(key) if value is None else value
+    given = args.label_smoothing
+    cfg["label_smoothing"] = recipe.get("label_smoothing", 0.0) if given is None else given
     if model != "mlp":
         cfg["hidden"] = None
     cfg["val_split"] = DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split
@@ -260,7 +262,8 @@ def _resume_config(path, args) -> dict:
     if not isinstance(cfg, dict):
         raise bad("it holds no nnfast train configuration (written by another tool, by fit in "
                   "Python, or by an older nnfast)")  # fmt: skip
-    cfg = {"augment": "none", "precision": "fp32", **cfg}  # from before --augment, --precision
+    # from before --augment, --precision, --label-smoothing
+    cfg = {"augment": "none", "precision": "fp32", "label_smoothing": 0.0, **cfg}
 
     def number(v, low, high=math.inf, whole=False, low_open=False):
         kinds = numbers.Integral if whole else numbers.Real
@@ -279,6 +282,7 @@ def _resume_config(path, args) -> dict:
         "lr": lambda v: number(v, 0, low_open=True),
         "lr_schedule": lambda v: v in ("cosine", "step", "none"),
         "weight_decay": lambda v: number(v, 0),
+        "label_smoothing": lambda v: number(v, 0, 1),
         "augment": lambda v: isinstance(v, str) and v in AUGMENT,
         "seed": lambda v: number(v, 0, whole=True),
         "val_split": lambda v: number(v, 0, 1),
@@ -362,7 +366,7 @@ def run(args, on_batch=None) -> int:
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model.parameters())
     scheduler = build_scheduler(cfg, optimizer)
-    loss_fn = CrossEntropyLoss()
+    loss_fn = CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
     val_name = "val" if cfg["val_split"] else "test"
 
     say = print if root and not args.quiet else (lambda *a: None)
@@ -375,6 +379,7 @@ def run(args, on_batch=None) -> int:
         say(
             f"training {what}: {model.parameter_count():,} parameters, {cfg['optimizer']} "
             f"lr {cfg['lr']:g} ({cfg['lr_schedule']}), weight decay {cfg['weight_decay']:g}, "
+            f"label smoothing {cfg['label_smoothing']:g}, "
             f"batch {bs}, {epochs} epochs, augment {cfg['augment']}, seed {cfg['seed']}"
             f"{held if cfg['val_split'] else ''}{ranks} "
             f"{nnfast.get_num_threads()} threads, {nnfast.get_gemm_backend()} GEMM, "

@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         + "; on another data set: "
         + "; ".join(
-            f"{m} on {d}: " + ", ".join(f"{k} {v}" for k, v in change.items())
+            f"{m} on {d}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in change.items())
             for (m, d), change in DATASET_RECIPES.items()
         )
         + ". Ctrl-C (or SIGTERM) writes a checkpoint and exits (status 130, or 143); --resume "
@@ -458,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         metavar="X",
         help="decoupled for adamw, L2 for the others",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=_fraction,
+        metavar="EPS",
+        help="mix the one-hot targets with the uniform distribution by EPS (default 0)",
     )
     p.add_argument(
         "--augment",

@@ -189,6 +189,26 @@ def test_augment_changes_training_and_is_recorded(data_dir, tmp_path, capsys):
     assert "--resume: the checkpoint was trained with --augment shift" in capsys.readouterr().err
 
 
+def test_label_smoothing_reaches_the_loss_and_is_recorded(data_dir, tmp_path, capsys):
+    common = ["--epochs", "1", "--hidden", "16"]
+    for name, eps in (("plain", []), ("smoothed", ["--label-smoothing", "0.2"])):
+        assert cli.main(_train_args(data_dir, tmp_path / name, *common, *eps)) == 0
+    plain = load_checkpoint(tmp_path / "plain/ck/checkpoint.npz")["state"]
+    smoothed = load_checkpoint(tmp_path / "smoothed/ck/checkpoint.npz")["state"]
+    assert (plain["config"]["label_smoothing"], smoothed["config"]["label_smoothing"]) == (0, 0.2)
+    # the smoothed targets raise the loss of the same predictions, and move the weights
+    assert smoothed["fit"]["history"]["loss"][0] > plain["fit"]["history"]["loss"][0]
+    a, b = _weights(tmp_path / "plain/model.npz"), _weights(tmp_path / "smoothed/model.npz")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    args = _train_args(data_dir, tmp_path / "smoothed", "--resume", "--label-smoothing", "0.1")
+    assert cli.main(args) == 1
+    assert "trained with --label-smoothing 0.2, not 0.1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--label-smoothing", "1"])
+    assert "--label-smoothing: must be in [0, 1), got 1" in capsys.readouterr().err
+
+
 def test_augment_presets_fill_with_the_background():
     from nnfast.data import RandomAffine, RandomHorizontalFlip, RandomShift
 
@@ -218,6 +238,8 @@ def test_the_recipe_changes_with_the_data_set_where_that_paid():
         == "affine"
     )
     assert cfg("--model", "lenet5", "--dataset", "fashion-mnist")["augment"] == "affine"
+    assert mnist["label_smoothing"] == 0.0
+    assert cfg("--model", "cnn", "--label-smoothing", "0.05")["label_smoothing"] == 0.05
 
 
 def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
@@ -492,6 +514,8 @@ def test_failed_download_leaves_no_new_directories(tmp_path, capsys, monkeypatch
         (lambda s: s["config"].update(batch_size=0), "has batch_size 0, which is not valid"),
         (lambda s: s["config"].update(model="resnet"), "has model 'resnet', which is not valid"),
         (lambda s: s["config"].update(epochs="2"), "has epochs '2', which is not valid"),
+        (lambda s: s["config"].update(label_smoothing=1.0),
+         "has label_smoothing 1.0, which is not valid"),
         (lambda s: s.pop("fit"), "holds no progress of nnfast.train.fit"),
         (lambda s: s["fit"]["history"].update(lr=[]), "one entry per epoch"),
     ],
