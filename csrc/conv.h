@@ -190,8 +190,9 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
  * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
  * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
  * to (C*KH*KW, Cout). The backward ones take y NULL or ReLU's output, as above, or with
- * argmax (y NULL) dy as a max pooling's gradient (nb, Cout, pp) standing for its scatter
- * there; they return nonzero if an index was out of range (nnf_conv_scatter), else 0.
+ * argmax (y NULL) dy as the gradient of the max pooling `pool` of the output (nb, Cout, Hp,
+ * Wp) standing for its scatter there; they return nonzero if an index was out of range
+ * (nnf_conv_scatter), else 0.
  * The pixels of an image are taken in bands of nnf_conv_band(...) (whole blocks of
  * NNF_CONV_BLOCK_BYTES, so the kernels' blocks of vectors never leave a row of the scratch),
  * which keeps the scratch within about NNF_CONV_BAND_BYTES however large the image: kk + 1
@@ -220,13 +221,15 @@ static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np
                                              ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,       \
                                              ptrdiff_t wo, const nnf_conv_geom *g, T *scratch); \
     typedef int (*nnf_conv_bwd_w_image_##TS)(T *part, const T *dy, const T *y,                \
-                                               const int32_t *argmax, ptrdiff_t pp, const T *x, \
+                                               const int32_t *argmax,                         \
+                                               const nnf_conv_geom *pool, const T *x,         \
                                                ptrdiff_t nb, ptrdiff_t c, ptrdiff_t h,        \
                                                ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,     \
                                                ptrdiff_t wo, const nnf_conv_geom *g,          \
                                                T *scratch);                                   \
     typedef int (*nnf_conv_bwd_x_image_##TS)(T *dx, const T *dy, const T *y,                  \
-                                               const int32_t *argmax, ptrdiff_t pp,           \
+                                               const int32_t *argmax,                         \
+                                               const nnf_conv_geom *pool,                     \
                                                const T *wkt, ptrdiff_t nb, ptrdiff_t c,       \
                                                ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,      \
                                                ptrdiff_t ho, ptrdiff_t wo,                    \
