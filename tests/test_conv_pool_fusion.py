@@ -82,6 +82,17 @@ def test_fused_equals_unfused(cfg, dtype, activation, conv_path, isa, rng, monke
     _assert_same_bits(results)
 
 
+@pytest.mark.parametrize("cfg", [CONFIGS[3], CONFIGS[5]], ids=["gemm", "winograd"])
+def test_fused_equals_unfused_in_bf16(cfg, isa, rng, monkeypatch):
+    """Under set_matmul_precision("bf16") too (the bf16 GEMMs and Winograd's packed route read
+    the output gradient the fused backward builds)."""
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
+    x = rng.standard_normal(cfg[:4]).astype(np.float32)
+    with nnfast.matmul_precision("bf16"):
+        results = _fused_and_not(cfg, "relu", "float32", x, monkeypatch, rng)
+    _assert_same_bits(results)
+
+
 def test_the_sequential_runs_the_pair_fused(rng, monkeypatch, conv_path):
     """One C call with the pooling's two arguments; two modules' calls with FUSE_POOL off."""
     calls = []
