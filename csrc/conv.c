@@ -184,10 +184,10 @@ static int wino_fwd(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdi
                     int bf16, const nnf_conv_geom *g, ptrdiff_t ho, ptrdiff_t wo,
                     const nnf_conv_geom *pool, ptrdiff_t hp, ptrdiff_t wp, float *y,
                     int32_t *argmax);
-static int wino_bwd(const float *x, const float *dy, const int32_t *dy_argmax, ptrdiff_t pp,
-                    ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, const float *wk,
-                    ptrdiff_t cout, int bf16, const nnf_conv_geom *g, ptrdiff_t ho, ptrdiff_t wo,
-                    int beta, float *dwk, float *dx);
+static int wino_bwd(const float *x, const float *dy, const int32_t *dy_argmax, ptrdiff_t hp,
+                    ptrdiff_t wp, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
+                    const float *wk, ptrdiff_t cout, int bf16, const nnf_conv_geom *g,
+                    ptrdiff_t ho, ptrdiff_t wo, int beta, float *dwk, float *dx);
 
 #define T float
 #define TS s

@@ -51,10 +51,10 @@ int nnf_col2im_d(const double *cols, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrd
  * gradient unless dx is NULL. With `pool` (else NULL), dy is the gradient of that max pooling
  * of the output, (N, Cout, Hp, Wp), and the output's gradient its scatter at argmax (as
  * nnf_maxpool_bwd): each group's is built in the thread's cache, so the results equal those
- * for the scattered dy to the bit; NNF_EINVAL if an index is outside -1..Ho*Wo-1. bf16 1 runs the GEMMs as nnf_gemm_bf16 does (float32 only,
- * NNF_EINVAL for float64). NNF_ENOMEM if the scratch (columns per thread, weight-gradient
- * partials per chunk) cannot be allocated; on any error dwk is left as it was, and y or dx
- * hold undefined values. */
+ * for the scattered dy to the bit; NNF_EINVAL if an index is outside -1..Ho*Wo-1. bf16 1 runs
+ * the GEMMs as nnf_gemm_bf16 does (float32 only, NNF_EINVAL for float64). NNF_ENOMEM if the
+ * scratch (columns per thread, weight-gradient partials per chunk) cannot be allocated; on any
+ * error dwk is left as it was, and y or dx hold undefined values. */
 int nnf_conv_gemm_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                         const float *wk, ptrdiff_t cout, const float *bias, int act,
                         double param, int bf16, const nnf_conv_geom *g,
@@ -168,6 +168,13 @@ int nnf_conv_direct_bwd_x_d(const double *dy, const double *y, const double *wk,
 NNF_CONV_SCATTER_(float, s)
 NNF_CONV_SCATTER_(double, d)
 #undef NNF_CONV_SCATTER_
+
+/* 1 for the 2x2, stride-2, unpadded, undilated max pooling: the one with row kernels (the
+ * forward's pool2_row, the direct backward's unpool2_plane_s). */
+static inline int nnf_conv_pool_2x2(const nnf_conv_geom *g) {
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+           g->dh == 1 && g->dw == 1;
+}
 
 /* Outputs [*lo, *hi) along one axis (wo of them) whose input index o*s - p + off, for a
  * kernel tap at offset off (its index times the dilation), falls inside [0, w). */

@@ -97,11 +97,6 @@ typedef struct {
     ptrdiff_t jc, nc, pc, kc; /* the current block */
 } bgemm_job;
 
-/* Packed bytes of a TILE-wide sliver kc deep (kc rounded up to a whole pair). */
-static size_t sliver_bytes(const bgemm_job *j, int tile, ptrdiff_t kc) {
-    return (size_t)tile * (size_t)((kc + 1) / 2 * 2) * j->esz;
-}
-
 /* Packs and converts A's MR-row sliver s of the current K block to dst. */
 static void pack_a_sliver(const bgemm_job *j, ptrdiff_t s, char *dst) {
     const int MR = j->uk->mr;
@@ -141,7 +136,7 @@ static void pack_b_chunk(void *p, ptrdiff_t ch, int worker) {
     const bgemm_job *j = (const bgemm_job *)p;
     (void)worker;
     const int NR = j->uk->nr;
-    const size_t b_sl = sliver_bytes(j, NR, j->kc);
+    const size_t b_sl = nnf_bf16_sliver_bytes(j->uk, NR, j->kc);
     const ptrdiff_t n_sl = (j->nc + NR - 1) / NR;
     if (j->cs_b == 1) {
         ptrdiff_t k0, k1;
@@ -197,7 +192,8 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     const nnf_gemm_bf16_ukernel *uk = j->uk;
     const int MR = uk->mr, NR = uk->nr;
     const ptrdiff_t kc = j->kc;
-    const size_t a_sl = sliver_bytes(j, MR, kc), b_sl = sliver_bytes(j, NR, kc);
+    const size_t a_sl = nnf_bf16_sliver_bytes(j->uk, MR, kc);
+    const size_t b_sl = nnf_bf16_sliver_bytes(j->uk, NR, kc);
     ptrdiff_t s0, s1, t0, t1; /* row slivers [s0, s1), column slivers [t0, t1) */
     row_block_range(j, ch / j->col_blocks, &s0, &s1);
     nnf_chunk_range((j->nc + NR - 1) / NR, j->col_blocks, ch % j->col_blocks, 1, &t0, &t1);
@@ -259,7 +255,8 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     j.kc_max = nnf_gemm_bf16_kc(&uk, k);
     j.m_sl = (m + MR - 1) / MR;
     const ptrdiff_t nc_max = n < uk.nc ? n : uk.nc, n_sl = (nc_max + NR - 1) / NR;
-    const size_t a_sl = sliver_bytes(&j, MR, j.kc_max), b_sl = sliver_bytes(&j, NR, j.kc_max);
+    const size_t a_sl = nnf_bf16_sliver_bytes(&uk, MR, j.kc_max);
+    const size_t b_sl = nnf_bf16_sliver_bytes(&uk, NR, j.kc_max);
     const size_t a_all = (size_t)j.m_sl * a_sl, b_all = (size_t)n_sl * b_sl;
     j.mc_sl = uk.mc / MR > 0 ? uk.mc / MR : 1;
     j.row_blocks = j.col_blocks = 1;

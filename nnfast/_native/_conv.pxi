@@ -294,6 +294,21 @@ cdef const nnf_conv_geom *_pool_geom(str what, pool, argmax, cnp.ndarray y,
     return pg
 
 
+cdef const nnf_conv_geom *_pooled_grad(str what, pool, argmax, cnp.ndarray dy, y,
+                                       nnf_conv_geom *pg, const int32_t **pa) except? NULL:
+    """A backward's pooling, whose gradient dy then is: its geometry (in pg) and argmax's data
+    (in pa) checked against dy, or NULL (pa NULL) for pool None. ReLU's output y must be None
+    with one (its derivative belongs on dy)."""
+    pa[0] = NULL
+    cdef const nnf_conv_geom *pp = _pool_geom(what, pool, argmax, dy, pg, False)
+    if pp == NULL:
+        return NULL
+    if y is not None:
+        raise ValueError(f"{what}: y must be None with a pooling (apply ReLU's derivative to dy)")
+    pa[0] = <const int32_t *>cnp.PyArray_DATA(argmax)
+    return pp
+
+
 cdef int _check_pooled_status(int status, str what, const nnf_conv_geom *pool) except -1:
     """check_status, naming argmax when a backward through a pooling was refused (its other
     arguments were checked before)."""
@@ -352,12 +367,10 @@ def conv2d_direct_backward_weight(cnp.ndarray x, cnp.ndarray dy, tuple geom, bin
     gradient is dy scattered there (max_pool2d_backward), built a band at a time in cache."""
     cdef str what = "conv2d_direct_backward_weight"
     cdef nnf_conv_geom g = _geom(geom), pg
-    cdef const nnf_conv_geom *pp = _pool_geom(what, pool, argmax, dy, &pg, False)
+    cdef const int32_t *pa
+    cdef const nnf_conv_geom *pp = _pooled_grad(what, pool, argmax, dy, y, &pg, &pa)
     cdef int t = _check_conv(what, x, dwk, dy, &g, pp)
     _writeable(what, dwk, "dwk")
-    if pp != NULL and y is not None:
-        raise ValueError(f"{what}: y must be None with a pooling (apply ReLU's derivative to dy)")
-    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
     cdef const void *pu = _relu_output_data(what, y, dy)
     cdef void *pdb = <void *>_bias_data(what, db, t, dwk.shape[0], "db")
     if db is not None:
@@ -389,12 +402,10 @@ def conv2d_direct_backward_input(cnp.ndarray dy, cnp.ndarray wk, tuple geom, cnp
     conv2d_direct_backward_weight."""
     cdef str what = "conv2d_direct_backward_input"
     cdef nnf_conv_geom g = _geom(geom), pg
-    cdef const nnf_conv_geom *pp = _pool_geom(what, pool, argmax, dy, &pg, False)
+    cdef const int32_t *pa
+    cdef const nnf_conv_geom *pp = _pooled_grad(what, pool, argmax, dy, y, &pg, &pa)
     cdef int t = _check_conv(what, dx, wk, dy, &g, pp)
     _writeable(what, dx, "dx")
-    if pp != NULL and y is not None:
-        raise ValueError(f"{what}: y must be None with a pooling (apply ReLU's derivative to dy)")
-    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
     cdef const void *pu = _relu_output_data(what, y, dy)
     cdef Py_ssize_t n = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
     cdef Py_ssize_t cout = wk.shape[0]
@@ -457,9 +468,9 @@ def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple ge
     and argmax as for conv2d_direct_backward_weight: each group's output gradient is built
     in the thread's cache."""
     cdef nnf_conv_geom g = _geom(geom), pg
-    cdef const nnf_conv_geom *pp = _pool_geom("conv2d_gemm_backward", pool, argmax, dy, &pg,
-                                              False)
-    cdef const int32_t *pa = <const int32_t *>cnp.PyArray_DATA(argmax) if pp != NULL else NULL
+    cdef const int32_t *pa
+    cdef const nnf_conv_geom *pp = _pooled_grad("conv2d_gemm_backward", pool, argmax, dy, None,
+                                                &pg, &pa)
     cdef int t = _check_conv("conv2d_gemm_backward", x, dwk, dy, &g, pp)
     _check_conv("conv2d_gemm_backward", x, wk, dy, &g, pp)
     _writeable("conv2d_gemm_backward", dwk, "dwk")
