@@ -55,7 +55,7 @@ typedef void (*nnf_bgemm_ukr)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b
                               ptrdiff_t ldc, float alpha, float beta, int m, int n);
 
 /* The same on A given as MR rows of pairs, lda words apart (pair q of row i at a[i*lda + q]):
- * rows m to MR - 1 are read but not used, so they must be readable. */
+ * rows m to MR - 1 may be read but are not used, so they must be readable. */
 typedef void (*nnf_bgemm_ukr_rows)(ptrdiff_t kq, const uint32_t *a, ptrdiff_t lda,
                                    const uint32_t *b, float *c, ptrdiff_t ldc, float alpha,
                                    float beta, int m, int n);

@@ -144,14 +144,15 @@ static void pack_rows_pairs(ptrdiff_t t, ptrdiff_t k, const float *x, ptrdiff_t 
 }
 
 /* The micro-kernel contracts of gemm_bf16.h, 12 x 32, on A's pair (i, q) at a[i*rs + q*qs]:
- * packed (rs 1, qs MR) or as rows of pairs (rs lda, qs 1). */
-static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, const uint32_t *a,
-                                                              ptrdiff_t rs, ptrdiff_t qs,
-                                                              const uint32_t *b, float *c,
-                                                              ptrdiff_t ldc, float alpha,
-                                                              float beta, int m, int n) {
+ * packed (rs 1, qs MR) or as rows of pairs (rs lda, qs 1); computed for the first ROWS rows
+ * (a constant once inlined: 4, 8 or MR), the m of an edge sliver rounded up. */
+static inline __attribute__((always_inline)) void bgemm_tile(const int ROWS, ptrdiff_t kq,
+                                                             const uint32_t *a, ptrdiff_t rs,
+                                                             ptrdiff_t qs, const uint32_t *b,
+                                                             float *c, ptrdiff_t ldc, float alpha,
+                                                             float beta, int m, int n) {
     __m512 acc[MR][2];
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < ROWS; i++) {
         acc[i][0] = _mm512_setzero_ps();
         acc[i][1] = _mm512_setzero_ps();
         /* C is read (or written) only after the k loop: start fetching its rows now */
@@ -166,7 +167,7 @@ static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, cons
 #else
 #pragma GCC unroll 12
 #endif
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < ROWS; i++) {
             const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i * rs]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
@@ -177,9 +178,13 @@ static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, cons
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1);
     const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffffu : n > 16 ? (1u << (n - 16)) - 1 : 0);
-    for (int i = 0; i < MR && i < m; i++) {
+    for (int i = 0; i < ROWS && i < m; i++) {
         float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        __m512 r0 = acc[i][0], r1 = acc[i][1];
+        if (alpha != 1.0f) { /* 1 * x is x: no multiply for the usual alpha */
+            r0 = _mm512_mul_ps(va, r0);
+            r1 = _mm512_mul_ps(va, r1);
+        }
         if (beta != 0.0f) { /* beta == 0 overwrites: NaN in C does not leak through */
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
             r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
@@ -187,6 +192,22 @@ static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, cons
         _mm512_mask_storeu_ps(ci, m0, r0);
         _mm512_mask_storeu_ps(ci + 16, m1, r1);
     }
+}
+
+/* An edge sliver of m rows costs the rows it has, to the next multiple of 4, rather than MR:
+ * Winograd's blocks of 98 tiles end in a sliver of 2 rows, its weight gradient's 64 output
+ * channels in one of 4, a batch of 128 in one of 8. Each row's sums are the same either way. */
+static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, const uint32_t *a,
+                                                              ptrdiff_t rs, ptrdiff_t qs,
+                                                              const uint32_t *b, float *c,
+                                                              ptrdiff_t ldc, float alpha,
+                                                              float beta, int m, int n) {
+    if (m <= 4)
+        bgemm_tile(4, kq, a, rs, qs, b, c, ldc, alpha, beta, m, n);
+    else if (m <= 8)
+        bgemm_tile(8, kq, a, rs, qs, b, c, ldc, alpha, beta, m, n);
+    else
+        bgemm_tile(MR, kq, a, rs, qs, b, c, ldc, alpha, beta, m, n);
 }
 
 static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const uint32_t *b,

@@ -64,10 +64,11 @@ def test_bf16_kernel_is_reported(isa):
 
 def test_every_bf16_kernel_around_its_tile(isa, threads, rng):
     """M and N below, at and above the tile, K odd and even, across a K block; the
-    transposes alternate so that every packing branch meets every edge."""
+    transposes alternate so that every packing branch meets every edge. M also at and past 4
+    and 8, where the AVX512_BF16 kernel's edge slivers change body."""
     for kern in core.gemm_bf16_kernels():
         mr, nr, kc = kern["mr"], kern["nr"], kern["kc"]
-        ms = sorted({1, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
+        ms = sorted({1, 4, 5, 8, 9, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
         ns = sorted({1, nr - 1, nr, nr + 1} - {0})
         case = 0
         for m in ms:
