@@ -134,10 +134,13 @@ class BuildExt(build_ext):
 
 
 def native_extension(name, pyx, c_sources):
-    # the headers and templates (.inc) the sources include: without them a change to one alone
-    # left `build_ext --inplace` reporting the extension up to date
+    # the headers and templates (.inc) the sources include, and the ISA paths' kernel files
+    # (linked in as extra objects): without them a change to one alone left `build_ext
+    # --inplace` reporting the extension up to date, the old kernels still linked in
     included = [
-        os.path.join(CSRC, f) for f in sorted(os.listdir(CSRC)) if f.endswith((".h", ".inc"))
+        os.path.join(CSRC, f)
+        for f in sorted(os.listdir(CSRC))
+        if f.endswith((".h", ".inc", ".c"))
     ]
     return Extension(
         name,
