@@ -265,6 +265,12 @@ typedef void (*nnf_wino_grad_output_fn)(const float *dyt, ptrdiff_t nb, const nn
                                         const float *zeros, float *z);
 typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
                                    float *out);
+/* input with V written as rows of bf16 pairs for the AVX512_BF16 GEMM kernel: row (p, tile) at
+ * vp + (p*tiles + tile)*kq, kq = (cin + 1) / 2, what that kernel's pack_rows makes of input's
+ * V (conv_winograd_avx512bf16.c; NULL in a build without it). */
+typedef void (*nnf_wino_input_rows_fn)(const float *xt, ptrdiff_t nb, const nnf_wino_geom *q,
+                                       const float *zeros, uint32_t *vp, ptrdiff_t kq);
+extern const nnf_wino_input_rows_fn nnf_wino_input_rows_avx512bf16;
 
 /* One output row of the 2x2, stride-2, unpadded max pooling of float32 rows r0 and r1 (2*wo
  * values each) into yr and ar: the maximum, and its index row_base + 2*ow + (0, 1, w or w + 1),
