@@ -139,9 +139,7 @@ def native_extension(name, pyx, c_sources):
     # (linked in as extra objects): without them a change to one alone left `build_ext
     # --inplace` reporting the extension up to date, the old kernels still linked in
     included = [
-        os.path.join(CSRC, f)
-        for f in sorted(os.listdir(CSRC))
-        if f.endswith((".h", ".inc", ".c"))
+        os.path.join(CSRC, f) for f in sorted(os.listdir(CSRC)) if f.endswith((".h", ".inc", ".c"))
     ]
     return Extension(
         name,
