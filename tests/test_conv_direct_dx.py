@@ -16,6 +16,9 @@ CONFIGS = [
     (1, 1, 9, 11, 4, 3, 2, 1, 1),  # batch 1, 1 channel, stride
     (2, 3, 10, 9, 5, (3, 2), (1, 2), (2, 1), (2, 1)),  # odd sizes, padding, dilation
     (2, 8, 7, 7, 3, 5, 1, 2, 1),  # K = 200, the default limit
+    (2, 1, 28, 28, 4, 3, 1, 1, 1),  # input rows longer than a vector (AVX-512's spans)
+    (1, 2, 21, 37, 3, (3, 5), 1, (1, 2), (2, 3)),  # dilated rows longer than a vector
+    (1, 1, 80, 81, 2, 3, 1, 1, 1),  # 6480 pixels: the kernel's bands end mid-row
 ]
 
 
