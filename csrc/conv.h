@@ -271,16 +271,6 @@ typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_
 typedef void (*nnf_wino_input_rows_fn)(const float *xt, ptrdiff_t nb, const nnf_wino_geom *q,
                                        const float *zeros, uint32_t *vp, ptrdiff_t kq);
 extern const nnf_wino_input_rows_fn nnf_wino_input_rows_avx512bf16;
-/* input (src = xt) or grad_output (src = dyt) for the weight gradient's GEMMs with the
- * AVX512_BF16 kernel: each position's V (tiles x cin) or Z (tiles x cout) written as that
- * kernel's pack_pairs would pack it, along the channels in slivers of `tile` (sl words apart,
- * each pair of tiles `tile` words on; a position's first sliver es words after the previous
- * one's). Returns 0, having written nothing, when the channels are too many for it. */
-typedef int (*nnf_wino_pairs_fn)(const float *src, ptrdiff_t nb, const nnf_wino_geom *q,
-                                 const float *zeros, int tile, uint32_t *dst, ptrdiff_t sl,
-                                 ptrdiff_t es);
-extern const nnf_wino_pairs_fn nnf_wino_input_pairs_avx512bf16;
-extern const nnf_wino_pairs_fn nnf_wino_grad_output_pairs_avx512bf16;
 
 /* One output row of the 2x2, stride-2, unpadded max pooling of float32 rows r0 and r1 (2*wo
  * values each) into yr and ar: the maximum, and its index row_base + 2*ow + (0, 1, w or w + 1),
