@@ -76,9 +76,9 @@ static void conv_run_chunks(ptrdiff_t chunks, int nt, nnf_task_fn fn, void *job)
 }
 
 
-/* 1 if n values from offset off, rounded up to a block of 16, lie inside an input of len. */
+/* 1 if n values from offset off lie inside an input of len. */
 static inline int conv_inside(ptrdiff_t off, ptrdiff_t n, ptrdiff_t len) {
-    return off >= 0 && off + (n + 15) / 16 * 16 <= len;
+    return off >= 0 && off + n <= len;
 }
 
 /* Images per group of the GEMM convolution: enough for about 512 output pixels, so that

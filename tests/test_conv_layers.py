@@ -68,6 +68,22 @@ def direct_conv(x, w, b, stride, padding, dilation):
     return y
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_path_columns_of_every_row_width(dtype, rng, monkeypatch):
+    """The GEMM path's column copies (specialised per output width) for rows 1 to 20 wide:
+    whole-row copies (2x3 kernels) and one run per tap (3x1, rows as wide as the input's)."""
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
+    for wd, (kh, kw) in itertools.product(range(3, 23), [(2, 3), (3, 1)]):
+        conv = nn.Conv2d(2, 3, (kh, kw), dtype=dtype, seed=4)
+        x = rng.standard_normal((3, 2, 5, wd)).astype(dtype)
+        w, ho, wo = conv.weight.data, 5 - kh + 1, wd - kw + 1
+        want = conv.bias.data[None, :, None, None] + sum(
+            np.einsum("nchw,oc->nohw", x[:, :, i : i + ho, j : j + wo], w[:, :, i, j])
+            for i, j in itertools.product(range(kh), range(kw))
+        )
+        np.testing.assert_allclose(conv(x), want, rtol=1e-5, atol=1e-5, err_msg=f"width {wd}")
+
+
 @pytest.mark.parametrize("cfg", CONV_CONFIGS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_conv2d_forward_matches_direct_loops(cfg, dtype, rng, conv_path, isa):
