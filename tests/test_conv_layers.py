@@ -69,19 +69,22 @@ def direct_conv(x, w, b, stride, padding, dilation):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gemm_path_columns_of_every_row_width(dtype, rng, monkeypatch):
-    """The GEMM path's column copies (specialised per output width) for rows 1 to 20 wide:
-    whole-row copies (2x3 kernels) and one run per tap (3x1, rows as wide as the input's)."""
-    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)
-    for wd, (kh, kw) in itertools.product(range(3, 23), [(2, 3), (3, 1)]):
-        conv = nn.Conv2d(2, 3, (kh, kw), dtype=dtype, seed=4)
+@pytest.mark.parametrize("path", ["gemm", "direct"])
+def test_window_copies_of_every_row_width(path, dtype, rng, monkeypatch):
+    """Both paths' copies of the windows' rows (specialised per output width) for rows 1 to 30
+    wide: whole-row copies (2x3 kernels) and one run per tap (3x1), unpadded and padded."""
+    monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0 if path == "gemm" else 10**9)
+    for wd, (kh, kw), pad in itertools.product(range(3, 31), [(2, 3), (3, 1)], [0, 1]):
+        conv = nn.Conv2d(2, 3, (kh, kw), padding=pad, dtype=dtype, seed=4)
         x = rng.standard_normal((3, 2, 5, wd)).astype(dtype)
-        w, ho, wo = conv.weight.data, 5 - kh + 1, wd - kw + 1
+        xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        w, ho, wo = conv.weight.data, 5 + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
         want = conv.bias.data[None, :, None, None] + sum(
-            np.einsum("nchw,oc->nohw", x[:, :, i : i + ho, j : j + wo], w[:, :, i, j])
+            np.einsum("nchw,oc->nohw", xp[:, :, i : i + ho, j : j + wo], w[:, :, i, j])
             for i, j in itertools.product(range(kh), range(kw))
         )
         np.testing.assert_allclose(conv(x), want, rtol=1e-5, atol=1e-5, err_msg=f"width {wd}")
+        assert conv._direct == (path == "direct")
 
 
 @pytest.mark.parametrize("cfg", CONV_CONFIGS)
