@@ -70,9 +70,10 @@ def direct_conv(x, w, b, stride, padding, dilation):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("path", ["gemm", "direct"])
-def test_window_copies_of_every_row_width(path, dtype, rng, monkeypatch):
-    """Both paths' copies of the windows' rows (specialised per output width) for rows 1 to 30
-    wide: whole-row copies (2x3 kernels) and one run per tap (3x1), unpadded and padded."""
+def test_window_copies_of_every_row_width(path, dtype, isa, rng, monkeypatch):
+    """Both paths' copies of the windows' rows (specialised per output width), every ISA, for
+    rows 1 to 32 wide: whole-row copies (2x3 kernels) and one run per tap (3x1), unpadded and
+    padded."""
     monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0 if path == "gemm" else 10**9)
     for wd, (kh, kw), pad in itertools.product(range(3, 31), [(2, 3), (3, 1)], [0, 1]):
         conv = nn.Conv2d(2, 3, (kh, kw), padding=pad, dtype=dtype, seed=4)
