@@ -169,10 +169,10 @@ NNF_CONV_SCATTER_(float, s)
 NNF_CONV_SCATTER_(double, d)
 #undef NNF_CONV_SCATTER_
 
-/* The output widths (MNIST's layers') for which the copies of windows' rows (the GEMM path's
- * columns, the direct kernels' packing) are compiled with the width as a constant: X(w) for
- * each. Those copies then take no branches per row, where the same code with a run-time
- * width took 3-4 times as long on LeNet-5's second layer. */
+/* The output widths (MNIST's layers') for which the copies of windows' rows (copy_rows of the
+ * kernel table below) are compiled with the width as a constant: X(w) for each. Those copies then
+ * take no branches per row, where the same code with a run-time width took 3-4 times as long on
+ * LeNet-5's second layer. */
 #define NNF_CONV_ROW_WIDTHS(X) X(4) X(7) X(8) X(10) X(12) X(14) X(24) X(26) X(28)
 
 /* 1 for the 2x2, stride-2, unpadded, undilated max pooling: the one with row kernels (the
@@ -246,7 +246,9 @@ static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np
                                                const T *wkt, ptrdiff_t nb, ptrdiff_t c,       \
                                                ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,      \
                                                ptrdiff_t ho, ptrdiff_t wo,                    \
-                                               const nnf_conv_geom *g, T *scratch);
+                                               const nnf_conv_geom *g, T *scratch);       \
+    typedef void (*nnf_conv_copy_rows_##TS)(T *dst, const T *src, ptrdiff_t stride,          \
+                                              ptrdiff_t wo, ptrdiff_t rows);
 NNF_CONV_KERNEL_TYPES_(float, s)
 NNF_CONV_KERNEL_TYPES_(double, d)
 #undef NNF_CONV_KERNEL_TYPES_
@@ -297,6 +299,10 @@ typedef struct {
     nnf_wino_grad_output_fn wino_grad_output;
     nnf_wino_output_fn wino_output;
     nnf_pool2_row_s pool2_row_s;
+    /* `rows` rows of wo values, `stride` apart in src, one after another into dst, reading
+     * and writing nothing else (the direct kernels' packing and the GEMM path's columns) */
+    nnf_conv_copy_rows_s copy_rows_s;
+    nnf_conv_copy_rows_d copy_rows_d;
 } nnf_conv_kernels;
 
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
