@@ -34,18 +34,21 @@ from nnfast.optim import Adam
 @contextlib.contextmanager
 def gemm_only(on=True):
     """Every Conv2d as plain GEMMs on unfolded columns while active: the direct kernel,
-    Winograd and the direct kernel's input gradient off."""
-    before = conv_module.DIRECT_MAX_K, core.conv_winograd(), core.conv_direct_dx()
+    Winograd, the implicit kernels and the direct kernel's input gradient off."""
+    before = (conv_module.DIRECT_MAX_K, core.conv_winograd(), core.conv_direct_dx(),
+              core.conv_implicit())  # fmt: skip
     if on:
         conv_module.DIRECT_MAX_K = 0
         core.conv_winograd("off")
         core.conv_direct_dx(0)
+        core.conv_implicit(False)
     try:
         yield
     finally:
         conv_module.DIRECT_MAX_K = before[0]
         core.conv_winograd(before[1])
         core.conv_direct_dx(before[2])
+        core.conv_implicit(before[3])
 
 
 def make_nnfast(name, seed=0):

@@ -101,6 +101,13 @@ ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k) {
                      : atomic_exchange(&conv_direct_dx_max_k, max_k);
 }
 
+static atomic_int conv_implicit_on = 1;
+
+int nnf_conv_implicit(int on) {
+    if (on > 1) return NNF_EINVAL;
+    return on < 0 ? atomic_load(&conv_implicit_on) : atomic_exchange(&conv_implicit_on, on);
+}
+
 /* A 1x1, stride-1, unpadded convolution: its columns are x itself. */
 static int conv_pointwise(const nnf_conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;

@@ -80,6 +80,16 @@ int nnf_conv_gemm_bwd_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_
  * (0: never) unless max_k < 0; returns the limit before. Not for use while convolutions run. */
 ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k);
 
+/* Stride-1 layers whose Cout is a multiple of the ISA's vector lanes and whose output rows
+ * are at least NNF_CONV_IMPLICIT_COLS wide take the forward's product and the weight gradient
+ * of the functions above from the implicit kernels (nnf_conv_kernels), which read the image in
+ * place, rather than from GEMMs on a column matrix (not in bf16; a folded dx still takes its
+ * GEMM and fold). At batch 128, LeNet-5's second layer took 0.58x the time forward and 0.60x
+ * for its weight gradient. Benchmark and test hook: 1 (the default) as above, 0 never; -1
+ * leaves it. Returns the setting before (NNF_EINVAL above 1). Not for use while convolutions
+ * run. */
+int nnf_conv_implicit(int on);
+
 /* Float32 3x3 convolutions of stride 1 and dilation 1 with at least 8 input channels run as
  * Winograd F(2x2, 3x3) in the functions above (conv_winograd_impl.inc): same contracts, 2.25x
  * fewer multiplies, the direct sum's error in float32 (about 2.5x the GEMMs' in bf16). One
@@ -248,7 +258,17 @@ static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np
                                                ptrdiff_t ho, ptrdiff_t wo,                    \
                                                const nnf_conv_geom *g, T *scratch);       \
     typedef void (*nnf_conv_copy_rows_##TS)(T *dst, const T *src, ptrdiff_t stride,          \
-                                              ptrdiff_t wo, ptrdiff_t rows);
+                                              ptrdiff_t wo, ptrdiff_t rows);                  \
+    typedef void (*nnf_conv_implicit_fwd_##TS)(T *yt, const T *x, ptrdiff_t nb, const T *wkt,  \
+                                                const ptrdiff_t *off, ptrdiff_t c, ptrdiff_t h, \
+                                                ptrdiff_t w, ptrdiff_t cout, ptrdiff_t ho,     \
+                                                ptrdiff_t wo, const nnf_conv_geom *g,          \
+                                                T *scratch);                                   \
+    typedef void (*nnf_conv_implicit_bwd_w_##TS)(T *dwt, const T *x, const T *dyt,            \
+                                                  ptrdiff_t nb, const ptrdiff_t *off,          \
+                                                  ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,       \
+                                                  ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,  \
+                                                  const nnf_conv_geom *g, T *scratch);
 NNF_CONV_KERNEL_TYPES_(float, s)
 NNF_CONV_KERNEL_TYPES_(double, d)
 #undef NNF_CONV_KERNEL_TYPES_
@@ -303,7 +323,21 @@ typedef struct {
      * and writing nothing else (the direct kernels' packing and the GEMM path's columns) */
     nnf_conv_copy_rows_s copy_rows_s;
     nnf_conv_copy_rows_d copy_rows_d;
+    /* The GEMM path's implicit products (conv_implicit_kernel.inc), for stride 1, Cout a
+     * multiple of implicit_lanes_s (_d) and Wo >= NNF_CONV_IMPLICIT_COLS (NULL where the
+     * ISA has none); x holds nb images (C, H, W), and off[t] is the offset of tap t = (ci, i,
+     * j) from an output pixel's corner in the padded image (C, H + 2*ph, W + 2*pw):
+     * (ci*(H + 2*ph) + i*dh)*(W + 2*pw) + j*dw; scratch holds that padded image and is zero
+     * where nothing writes (its border) when there is padding.
+     * fwd: yt (nb*Ho*Wo, Cout), pixel-major, (=) conv(x, wkt) with wkt (K, Cout) = W^T;
+     * bwd_w: dwt (K, Cout) += the weight gradient (transposed) for dyt (nb*Ho*Wo, Cout). */
+    nnf_conv_implicit_fwd_s implicit_fwd_s;
+    nnf_conv_implicit_fwd_d implicit_fwd_d;
+    nnf_conv_implicit_bwd_w_s implicit_bwd_w_s;
+    nnf_conv_implicit_bwd_w_d implicit_bwd_w_d;
+    int implicit_lanes_s, implicit_lanes_d;
 } nnf_conv_kernels;
+#define NNF_CONV_IMPLICIT_COLS 8
 
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                       const nnf_conv_geom *g, float *y, int32_t *argmax);

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from nnfast import functional as F
 from nnfast.data import write_idx
 
 
@@ -56,3 +57,21 @@ def round_bf16(x):
     tiny = np.abs(x) < np.finfo(np.float32).tiny
     r = np.where(tiny, np.copysign(np.float32(0), x), r)
     return np.where(np.isfinite(x), r, x).astype(np.float32)
+
+
+def conv_reference(x, w, geom, dy=None):
+    """A convolution in float64 through im2col, geom as _convops.geometry gives it:
+    y (N, Cout, Ho, Wo) = conv(x, w), and for an output gradient dy also
+    dW = dY^T cols and dx = col2im(dY W); returns (y, dW, dx), None for those without dy."""
+    kh, kw, sh, sw, ph, pw, dh, dwl = geom
+    args = (kh, kw), (sh, sw), (ph, pw), (dh, dwl)
+    n, cout = x.shape[0], w.shape[0]
+    cols = F.im2col(x.astype(np.float64), *args)  # (N*Ho*Wo, K)
+    wm = w.astype(np.float64).reshape(cout, -1)
+    ho = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    y = (cols @ wm.T).reshape(n, ho, -1, cout).transpose(0, 3, 1, 2)
+    if dy is None:
+        return y, None, None
+    dyr = dy.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, cout)
+    dw = (dyr.T @ cols).reshape(w.shape)
+    return y, dw, F.col2im(dyr @ wm, x.shape, *args)

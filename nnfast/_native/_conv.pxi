@@ -59,6 +59,7 @@ cdef extern from "conv.h" nogil:
     int nnf_conv_winograd(int on)
     int nnf_conv_winograd_packed(int on)
     Py_ssize_t nnf_conv_direct_dx(Py_ssize_t max_k)
+    int nnf_conv_implicit(int on)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
     int nnf_maxpool_fwd_d(const double *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
@@ -522,6 +523,16 @@ def conv_direct_dx(max_k=None):
 
         max_k = integer(max_k, "max_k", "conv_direct_dx", low=0)
     return nnf_conv_direct_dx(-1 if max_k is None else max_k)
+
+
+def conv_implicit(on=None):
+    """Benchmark and test hook: the GEMM path takes its forward product and weight gradient
+    from the implicit kernels, which read the image in place, where they apply (True, the
+    default; conv.h's nnf_conv_implicit), or from GEMMs on column matrices (False). Sets it
+    unless ``on`` is None; returns the setting before. Not for use while convolutions run."""
+    if on is not None and not isinstance(on, bool):
+        raise TypeError(f"conv_implicit: on must be a bool or None, got {type(on).__name__}")
+    return bool(nnf_conv_implicit(-1 if on is None else int(on)))
 
 
 _WINOGRAD_MODES = ("off", "auto", "always")
