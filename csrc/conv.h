@@ -337,7 +337,7 @@ typedef struct {
     nnf_conv_implicit_bwd_w_d implicit_bwd_w_d;
     int implicit_lanes_s, implicit_lanes_d;
 } nnf_conv_kernels;
-#define NNF_CONV_IMPLICIT_COLS 8
+#define NNF_CONV_IMPLICIT_COLS 4
 
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                       const nnf_conv_geom *g, float *y, int32_t *argmax);

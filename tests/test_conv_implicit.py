@@ -1,5 +1,5 @@
 """The GEMM path's implicit kernels (stride-1 layers whose Cout is a multiple of the vector
-lanes and whose output rows are at least 8 wide read the image in place): forward with bias,
+lanes and whose output rows are at least 4 wide read the image in place): forward with bias,
 activations and the fused pooling, and the weight gradient (with either input gradient),
 against a float64 reference and against the GEMMs on column matrices (core.conv_implicit
 off), every ISA, both dtypes, odd sizes; that the path is taken; the hook's bad values."""
@@ -19,8 +19,11 @@ CONFIGS = [
     (1, 2, 13, 20, 32, (3, 5), (2, 1), (2, 1)),  # two channel blocks, dilation
     (1, 4, 5, 12, 16, (5, 3), 0, 1),  # a single output row, K = 60
     (2, 1, 7, 8, 16, (7, 1), 0, 1),  # rows exactly 8 wide, K = 7 (fewer than a tap block)
+    (2, 5, 9, 12, 16, 3, 0, 1),  # rows 10 wide: tiles of 5
+    (1, 3, 7, 7, 32, 3, 1, 1),  # rows 7 wide: one tile of 7
+    (2, 2, 6, 6, 16, 3, 0, 1),  # rows 4 wide, the narrowest taken
 ]
-POOLED = CONFIGS[:3]  # two rows or more
+POOLED = CONFIGS[:3] + CONFIGS[5:]  # two rows or more
 POOL = _convops.pool_geometry(2, None, 0, 1, "conv2d_gemm")
 
 
@@ -39,7 +42,7 @@ def _layer(cfg, dtype, rng):
     w = rng.standard_normal((cout, cin, geom[0], geom[1])).astype(dtype)
     bias = rng.standard_normal(cout).astype(dtype)
     ho, wo = _convops.output_shape(h, wd, geom)
-    assert wo >= 8  # the implicit kernels take it
+    assert wo >= 4  # the implicit kernels take it
     return x, w, bias, geom, (n, cout, ho, wo)
 
 
