@@ -19,6 +19,10 @@ CONFIGS = [
     (2, 1, 28, 28, 4, 3, 1, 1, 1),  # input rows longer than a vector (AVX-512's spans)
     (1, 2, 21, 37, 3, (3, 5), 1, (1, 2), (2, 3)),  # dilated rows longer than a vector
     (1, 1, 80, 81, 2, 3, 1, 1, 1),  # 6480 pixels: the kernel's bands end mid-row
+    # AVX-512's rows in registers (rows of at most 8 outputs and 16 inputs, kw 3 or 5)
+    (2, 11, 7, 8, 5, 3, 1, 0, 1),  # 11 channels: a block of 10 and one of 1; 6-wide rows
+    (3, 3, 9, 7, 4, (4, 3), 1, (2, 1), 1),  # kh 4, padding
+    (1, 2, 5, 12, 3, (2, 5), 1, 0, 1),  # rows of 8 from 12, kh 2
 ]
 
 
