@@ -207,8 +207,7 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
 
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
- * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of NNF_CONV_SCRATCH values
- * then NNF_CONV_PADDED (at stride 1 the zero-padded image, or bwd_x's padded gradient),
+ * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of nnf_conv_direct_layout's size,
  * 64-byte aligned and zeroed before the first call (the kernels keep the zeros they rely on):
  * fwd writes y (=); bwd_w writes part (=) the images' weight gradient (Cout, C*KH*KW), then
  * their bias gradient (Cout); bwd_x writes dx (nb, C, H, W) (=) from wkt, the weight transposed
@@ -216,11 +215,16 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
  * argmax (y NULL) dy as the gradient of the max pooling `pool` of the output (nb, Cout, Hp,
  * Wp) standing for its scatter there; they return nonzero if an index was out of range
  * (nnf_conv_scatter), else 0.
- * The pixels of an image are taken in bands of nnf_conv_band(...) (whole blocks of
- * NNF_CONV_BLOCK_BYTES, so the kernels' blocks of vectors never leave a row of the scratch),
- * which keeps the scratch within about NNF_CONV_BAND_BYTES however large the image: kk + 1
- * rows of a band (its windows, tap-major, and a row of zeros) and Cout rows (its dy), then
- * bwd_w's vector partial sums (Cout * (kk + 1) vectors of at most NNF_CONV_VEC_BYTES). */
+ * fwd and bwd_w read an image from xs (C, SH, KW, hq, Wo), one shifted copy of it per kernel
+ * column (and row phase of the stride): xs[ci, a, j, r, ow] = the zero-padded image at row
+ * r*SH + a, column ow*SW + j*DW. Tap (ci, i, j) of output pixel p = oh*Wo + ow is then
+ * xs[ci, i*DH % SH, j, oh + i*DH / SH, ow]: for every tap, the image's pixels are one run of
+ * xs, at the tap's offset, and vectors run along it with no row ends (KW copies of the image
+ * where the windows tap-major are KH*KW). bwd_x multiplies a band of pixels' windows' gradients
+ * into the scratch tap-major (kk rows of bs values) and adds them back to their pixels (at stride
+ * 1 into the padded gradient NNF_CONV_PADDED). Bands of nnf_conv_band(...) pixels (whole blocks
+ * of NNF_CONV_BLOCK_BYTES, so the kernels' blocks of vectors never leave a row of the scratch)
+ * keep the scratch within about NNF_CONV_BAND_BYTES however large the image. */
 #define NNF_CONV_VEC_BYTES 64
 #define NNF_CONV_BLOCK_BYTES 128
 #define NNF_CONV_BAND_BYTES ((ptrdiff_t)256 << 10)
@@ -235,9 +239,41 @@ static inline ptrdiff_t nnf_conv_band(ptrdiff_t kk, ptrdiff_t cout, ptrdiff_t np
 }
 #define NNF_CONV_PADDED(c, h, w, g)                                                           \
     ((c) * ((h) + 2 * (ptrdiff_t)(g)->ph) * ((w) + 2 * (ptrdiff_t)(g)->pw))
-#define NNF_CONV_SCRATCH(kk, np, cout, T)                                                     \
-    (((kk) + 1 + (cout)) * nnf_conv_band(kk, cout, np, (ptrdiff_t)sizeof(T)) +                \
-     (cout) * ((kk) + 1) * (NNF_CONV_VEC_BYTES / (ptrdiff_t)sizeof(T)))
+
+/* Where each part of a kernel's scratch starts, in values of `size` bytes, each on a 64-byte
+ * line: off, the tap offsets (max(kk, Cout) ptrdiff_t; bwd_x's are its rows of dY); for fwd
+ * (kind 0) and bwd_w (kind 1) xs (above, then a block that the vectors read past its end),
+ * bwd_w's dyc (Cout rows of bs: a band's dY) and vacc (Cout * (kk + 1) vectors of at most
+ * NNF_CONV_VEC_BYTES); for bwd_x (kind 2) cols (its band's windows' gradients, kk rows of bs),
+ * dyc (Cout rows of bs) and xs (the padded gradient). hq: xs's rows per phase; total: the
+ * whole size. */
+typedef struct {
+    ptrdiff_t hq, bs, off, xs, cols, dyc, vacc, total;
+} nnf_conv_direct_plan;
+
+static inline void nnf_conv_direct_layout(nnf_conv_direct_plan *q, int kind, ptrdiff_t c,
+                                          ptrdiff_t h, ptrdiff_t w, ptrdiff_t cout,
+                                          ptrdiff_t ho, ptrdiff_t wo, const nnf_conv_geom *g,
+                                          ptrdiff_t size) {
+    const ptrdiff_t kk = c * g->kh * g->kw, line = NNF_CONV_VEC_BYTES / size;
+    const ptrdiff_t taps = kk > cout ? kk : cout;
+    q->hq = (h + 2 * (ptrdiff_t)g->ph + g->sh - 1) / g->sh;
+    q->off = 0;
+    q->cols = ((taps * (ptrdiff_t)sizeof(ptrdiff_t) + size - 1) / size + line - 1) / line * line;
+    if (kind == 2) {
+        q->bs = nnf_conv_band(kk, cout, ho * wo, size);
+        q->dyc = q->vacc = q->cols + kk * q->bs;
+        q->xs = q->dyc + cout * q->bs;
+        q->total = q->xs + NNF_CONV_PADDED(c, h, w, g);
+        return;
+    }
+    q->bs = nnf_conv_band(0, cout, ho * wo, size);
+    q->xs = q->cols;
+    const ptrdiff_t xs = c * g->sh * g->kw * q->hq * wo + NNF_CONV_BLOCK_BYTES / size;
+    q->dyc = q->xs + (xs + line - 1) / line * line;
+    q->vacc = q->dyc + (kind == 1 ? cout * q->bs : 0);
+    q->total = q->vacc + (kind == 1 ? cout * (kk + 1) * (NNF_CONV_VEC_BYTES / size) : 0);
+}
 #define NNF_CONV_KERNEL_TYPES_(T, TS)                                                         \
     typedef void (*nnf_conv_fwd_image_##TS)(T *y, const T *x, ptrdiff_t nb, const T *wk,     \
                                              const T *bias, int relu, ptrdiff_t c, ptrdiff_t h, \

@@ -157,6 +157,33 @@ def test_direct_kernel_ignores_nan_in_a_pending_gradient(rng):
     assert conv._direct and np.isfinite(conv.weight.grad).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "geom", [(3, 3, 1, 1, 1, 1, 1, 1), (5, 5, 1, 1, 0, 0, 1, 1), (3, 2, 2, 3, 1, 0, 1, 2)]
+)
+def test_direct_weight_gradient_reads_only_its_windows(geom, dtype, isa, rng):
+    """The weight gradient's vectors run past each output row (into pixels of other windows);
+    those must add nothing: an infinite pixel makes only the taps whose windows hold it
+    infinite, as a sum over the windows does."""
+    kh, kw, sh, sw, ph, pw, dh, dw = geom
+    x = rng.standard_normal((2, 2, 9, 13)).astype(dtype)
+    x[1, 1, 4, 12] = x[0, 0, 8, 3] = np.inf
+    ho, wo = (9 + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (13 + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    dy = rng.standard_normal((2, 3, ho, wo)).astype(dtype)
+    dw_ = np.empty((3, 2, kh, kw), dtype)
+    core.conv2d_direct_backward_weight(x, dy, geom, False, dw_)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    want = np.empty(dw_.shape)
+    for i, j in itertools.product(range(kh), range(kw)):
+        win = xp[
+            :, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw
+        ]
+        want[:, :, i, j] = np.einsum("nchw,nohw->oc", win, dy.astype(np.float64))
+    assert np.isinf(want).any() and np.isfinite(want).any()
+    tol = 1e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(dw_, want, rtol=tol, atol=tol)
+
+
 def test_direct_backward_takes_relu_and_bias_in_the_kernel(rng):
     """With y (ReLU's output) the kernels use dy * (y > 0): NaN and 0 in y count as inactive,
     as in F.relu_backward; db is dy * (y > 0) summed per channel. Bad y or db: ValueError."""

@@ -2,10 +2,12 @@
 
 A convolution whose receptive field is small (C*KH*KW <= ``DIRECT_MAX_K``, e.g. a first layer
 on 1-channel images) runs a direct C kernel (csrc/conv_kernel_impl.inc), one call per layer:
-each image's windows are laid out tap-major in the thread's cache (K rows of pixels) and the
-products run with vectors along the pixels, several output channels per load. Bias and ReLU
-are fused in the forward; ReLU's derivative and the bias gradient in the backward's own pass
-over dY. There the GEMM would be degenerate (K = 9 or 25).
+each image is copied once per kernel column, shifted, into the thread's cache, where every
+tap's values for all the output pixels are one run, and the products run with vectors along
+the pixels, several output channels per load (the input gradient lays out a band's windows'
+gradients tap-major and adds them back). Bias and ReLU are fused in the forward; ReLU's
+derivative and the bias gradient in the backward's own pass over dY. There the GEMM would be
+degenerate (K = 9 or 25).
 
 Other convolutions are GEMMs in one C call per layer (csrc/conv_gemm_impl.inc): the batch is
 cut into groups of images of about 512 output pixels, whose columns (C*KH*KW x pixels) then
