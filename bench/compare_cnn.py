@@ -2,8 +2,8 @@
 baseline (bench/numpy_cnn.py) and, when it is installed, PyTorch (CPU), in interleaved rounds
 (median of per-round ratios, each contender timed after the others' threads have gone idle:
 bench/timing.py), plus the split of the step time per layer, forward and backward, for nnfast
-and PyTorch side by side (interleaved rounds like the steps, medians; and how much of the GEMM
-convolutions' time goes to unfolding and folding columns, from the C kernel's own counters).
+and PyTorch side by side (interleaved rounds like the steps, medians; and how much of the
+convolutions' time goes to column work, from the C kernels' own counters: core.conv_profile).
 PyTorch is never a dependency: without it, its columns are skipped. The same model with every
 convolution as plain GEMMs on unfolded columns (no direct kernel, no Winograd: ``gemm_only``)
 runs as a fourth contender, and in the per-layer table. Targets (issue 14): a cnn_small step <= 0.5x
@@ -310,14 +310,14 @@ def main(argv=None):
         sums = "".join(f"{sum(map(sum, v.values())) * 1e3:23.2f}" for v in splits.values())
         print(f"    {'all layers (fwd + bwd)':24}{sums}")
         for label, (col, total) in columns.items():
-            # thread-seconds over thread-seconds: the direct layers have no column work, so
-            # this share of the GEMM convolutions bounds the share of all conv layers
+            # thread-seconds over thread-seconds, every batched convolution (GEMM path,
+            # Winograd, direct kernels; conv.h's nnf_conv_profile says what counts)
             share = col / total if total else 0.0
             steps = args.rounds * (SPLIT_STEPS + 1)  # the untimed step counts here too
             print(
-                f"    {label}: column work (unfold + fold) {col / steps * 1e3:.2f} of "
-                f"{total / steps * 1e3:.2f} thread-ms per step in the GEMM "
-                f"convolutions = {100 * share:.1f}% (target <= 10%)",
+                f"    {label}: column work {col / steps * 1e3:.2f} of "
+                f"{total / steps * 1e3:.2f} thread-ms per step in the convolutions = "
+                f"{100 * share:.1f}% (target <= 10%)",
                 flush=True,
             )
 

@@ -113,21 +113,21 @@ static int conv_pointwise(const nnf_conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-/* Profiling of the GEMM convolution (nnf_conv_profile): thread-seconds spent in column work
- * (unfold and fold) and in the chunks as a whole, summed over threads. */
+/* Profiling of the batched convolutions (nnf_conv_profile): thread-seconds spent in column
+ * work and in the chunks as a whole, summed over threads. */
 static atomic_int conv_profiling;
 static _Atomic long long conv_profile_ns[NNF_CONV_PROFILE_SLOTS];
 
-static double conv_profile_clock(void) {
+double nnf_conv_profile_clock(void) {
     if (!atomic_load_explicit(&conv_profiling, memory_order_relaxed)) return 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static void conv_profile_add(int slot, double t0) {
+void nnf_conv_profile_add(int slot, double t0) {
     if (t0 == 0) return;
-    atomic_fetch_add_explicit(&conv_profile_ns[slot], (long long)(conv_profile_clock() - t0),
+    atomic_fetch_add_explicit(&conv_profile_ns[slot], (long long)(nnf_conv_profile_clock() - t0),
                               memory_order_relaxed);
 }
 

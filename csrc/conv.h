@@ -109,13 +109,19 @@ int nnf_conv_winograd(int mode);
  * it. Returns the setting before (NNF_EINVAL above 1). Not for use while convolutions run. */
 int nnf_conv_winograd_packed(int on);
 
-/* Benchmark hook: seconds[i] gets the thread-seconds the GEMM convolution has spent, since the
- * last call, in its column work (unfolding and folding, slot 0) and in all (slot 1); the
- * counters restart, and keep counting only while `on` (off by default: no clock reads). */
+/* Benchmark hook: seconds[i] gets the thread-seconds the batched convolutions (the GEMM path,
+ * Winograd and the direct kernels) have spent, since the last call, in their column work
+ * (slot 0: the GEMM path's unfolding and folding, Winograd's transforms, the direct kernels'
+ * shifted copies of the image and the fold of their input gradient) and in all (slot 1); the
+ * counters restart, and keep counting only while `on` (off by default: no clock reads).
+ * nnf_conv_profile_clock is the counters' clock (0 while off), and nnf_conv_profile_add adds
+ * the time since t0 to a slot (nothing for t0 0): the kernels count with them. */
 #define NNF_CONV_PROFILE_COLUMNS 0
 #define NNF_CONV_PROFILE_TOTAL 1
 #define NNF_CONV_PROFILE_SLOTS 2
 void nnf_conv_profile(int on, double *seconds);
+double nnf_conv_profile_clock(void);
+void nnf_conv_profile_add(int slot, double t0);
 
 /* Direct convolution, for layers whose C*KH*KW is small (the GEMM would be degenerate and the
  * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).

@@ -2,7 +2,8 @@
 lanes and whose output rows are at least 4 wide read the image in place): forward with bias,
 activations and the fused pooling, and the weight gradient (with either input gradient),
 against a float64 reference and against the GEMMs on column matrices (core.conv_implicit
-off), every ISA, both dtypes, odd sizes; that the path is taken; the hook's bad values."""
+off), every ISA, both dtypes, odd sizes; that the path is taken (and that the column-work
+counters see every path); the hook's bad values."""
 
 import numpy as np
 import pytest
@@ -143,3 +144,16 @@ def test_the_hook():
     for bad in (1, "on", 0.0):
         with pytest.raises(TypeError, match="conv_implicit: on must be a bool"):
             core.conv_implicit(bad)
+
+
+def test_the_direct_kernels_count_their_copies(rng):
+    """conv_profile covers the direct kernels too: their shifted copies of the image are
+    column work, within the time of their chunks."""
+    geom = _convops.geometry(5)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
+    y = np.empty((4, 6, 24, 24), np.float32)
+    core.conv_profile(True)
+    core.conv2d_direct(x, w, None, geom, True, y)
+    columns, total = core.conv_profile(False)
+    assert 0 < columns < total

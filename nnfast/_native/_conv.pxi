@@ -507,8 +507,9 @@ def conv2d_gemm_backward(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray wk, tuple ge
 
 
 def conv_profile(bint on):
-    """Benchmark hook: (column seconds, total seconds) the GEMM convolutions spent since the
-    last call, summed over threads; counting continues only while ``on``."""
+    """Benchmark hook: (column seconds, total seconds) the batched convolutions (GEMM path,
+    Winograd, direct kernels) spent since the last call, summed over threads (conv.h's
+    nnf_conv_profile says what counts as column work); counting continues only while ``on``."""
     cdef double seconds[2]
     nnf_conv_profile(on, seconds)
     return seconds[0], seconds[1]
