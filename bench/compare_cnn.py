@@ -5,9 +5,10 @@ bench/timing.py), plus the split of the step time per layer, forward and backwar
 and PyTorch side by side (interleaved rounds like the steps, medians; and how much of the
 convolutions' time goes to column work, from the C kernels' own counters: core.conv_profile).
 PyTorch is never a dependency: without it, its columns are skipped. The same model with every
-convolution as plain GEMMs on unfolded columns (no direct kernel, no Winograd: ``gemm_only``)
-runs as a fourth contender, and in the per-layer table. Targets (issue 14): a cnn_small step <= 0.5x
-PyTorch's time, a lenet5 step <= 0.35x; the column work <= 10% of the conv layers' time.
+convolution as plain GEMMs on unfolded columns (no direct, implicit or Winograd kernels:
+``gemm_only``) runs as a fourth contender, and in the per-layer table. Targets (issue 14): a
+cnn_small step <= 0.5x PyTorch's time, a lenet5 step <= 0.35x; the column work <= 10% of the
+conv layers' time.
 
     python bench/compare_cnn.py [--models lenet5,cnn_small] [--rounds 9] [--threads 2]
 """
