@@ -81,7 +81,9 @@ int nnf_conv_gemm_bwd_d(const double *x, const double *dy, ptrdiff_t n, ptrdiff_
 ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k);
 
 /* Stride-1 layers whose Cout is a multiple of the ISA's vector lanes and whose output rows
- * are at least NNF_CONV_IMPLICIT_COLS wide take the forward's product and the weight gradient
+ * are at least NNF_CONV_IMPLICIT_COLS wide (but not 1x1 ones that read x in place, nor
+ * batches of fewer images than the threads the call is worth) take the forward's product and
+ * the weight gradient
  * of the functions above from the implicit kernels (nnf_conv_kernels), which read the image in
  * place, rather than from GEMMs on a column matrix (not in bf16; a folded dx still takes its
  * GEMM and fold). At batch 128, LeNet-5's second layer took 0.58x the time forward and 0.60x
@@ -111,8 +113,11 @@ int nnf_conv_winograd_packed(int on);
 
 /* Benchmark hook: seconds[i] gets the thread-seconds the batched convolutions (the GEMM path,
  * Winograd and the direct kernels) have spent, since the last call, in their column work
- * (slot 0: the GEMM path's unfolding and folding, Winograd's transforms, the direct kernels'
- * shifted copies of the image and the fold of their input gradient) and in all (slot 1); the
+ * (slot 0: the GEMM path's unfolding and folding and the implicit kernels' padded copy of an
+ * image, Winograd's transforms and NHWC transposes, the direct kernels' shifted copies of the
+ * image and the fold of their input gradient; not the GEMM path's transposes of its output
+ * and output gradient between NCHW and pixel-major rows, which any GEMM on columns has too,
+ * and which Winograd's output transform times with it) and in all (slot 1); the
  * counters restart, and keep counting only while `on` (off by default: no clock reads).
  * nnf_conv_profile_clock is the counters' clock (0 while off), and nnf_conv_profile_add adds
  * the time since t0 to a slot (nothing for t0 0): the kernels count with them. */
@@ -362,7 +367,8 @@ typedef struct {
     nnf_wino_output_fn wino_output;
     nnf_pool2_row_s pool2_row_s;
     /* `rows` rows of wo values, `stride` apart in src, one after another into dst, reading
-     * and writing nothing else (the direct kernels' packing and the GEMM path's columns) */
+     * and writing nothing else (the direct kernels' shifted copies and the GEMM path's
+     * columns) */
     nnf_conv_copy_rows_s copy_rows_s;
     nnf_conv_copy_rows_d copy_rows_d;
     /* The GEMM path's implicit products (conv_implicit_kernel.inc), for stride 1, Cout a
@@ -379,7 +385,9 @@ typedef struct {
     nnf_conv_implicit_bwd_w_d implicit_bwd_w_d;
     int implicit_lanes_s, implicit_lanes_d;
 } nnf_conv_kernels;
+/* the implicit forward's tile widths (implicit_width): the narrowest is the least Wo taken */
 #define NNF_CONV_IMPLICIT_COLS 4
+#define NNF_CONV_IMPLICIT_COLS_MAX 8
 
 int nnf_maxpool_fwd_s(const float *x, ptrdiff_t n, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
                       const nnf_conv_geom *g, float *y, int32_t *argmax);

@@ -17,7 +17,15 @@ is unfolded, multiplied and, in backward, folded back while it is in cache, a th
 ``Y^T = cols^T @ W^T`` with bias and activation in the GEMM's epilogue;
 ``dW^T += cols @ dY^T``, ``dcols = W^T @ dY``, ``dx = fold(dcols)``. No column matrix of the
 whole batch is ever written. With ``nnfast.set_matmul_precision("bf16")`` these GEMMs run in
-bf16 with float32 accumulation.
+bf16 with float32 accumulation. In float32 and float64, stride-1 layers whose C_out is a
+multiple of the vector lanes (16 float32 values with AVX-512) and whose output rows are at
+least 4 wide (LeNet-5's second layer) write no columns: their forward product and weight
+gradient read the image in place (csrc/conv_implicit_kernel.inc, vectors along the output
+channels, each multiply broadcasting one input pixel), a thread per group of images (not 1x1
+layers, nor batches of fewer images than the threads the call is worth, which the GEMMs
+thread within an image). Their input gradient comes from the direct kernel for small K (on
+AVX-512 with rows of at most 8 outputs, a dx row at a time in registers), else from the GEMM
+and fold.
 
 Among those, float32 3x3 convolutions of stride 1 and dilation 1 (any padding) with at least 8
 input channels (fewer make its GEMMs too shallow to pay) run as Winograd F(2x2, 3x3) in the
