@@ -83,10 +83,9 @@ ptrdiff_t nnf_conv_direct_dx(ptrdiff_t max_k);
 /* Stride-1 layers whose Cout is a multiple of the ISA's vector lanes and whose output rows
  * are at least NNF_CONV_IMPLICIT_COLS wide (but not 1x1 ones that read x in place, nor
  * batches of fewer images than the threads the call is worth) take the forward's product and
- * the weight gradient
- * of the functions above from the implicit kernels (nnf_conv_kernels), which read the image in
- * place, rather than from GEMMs on a column matrix (not in bf16; a folded dx still takes its
- * GEMM and fold). At batch 128, LeNet-5's second layer took 0.58x the time forward and 0.60x
+ * the weight gradient of the functions above from the implicit kernels (nnf_conv_kernels),
+ * which read the image in place, rather than from GEMMs on a column matrix (not in bf16; a
+ * folded dx still takes its GEMM and fold). At batch 128, LeNet-5's second layer took 0.58x the time forward and 0.60x
  * for its weight gradient. Benchmark and test hook: 1 (the default) as above, 0 never; -1
  * leaves it. Returns the setting before (NNF_EINVAL above 1). Not for use while convolutions
  * run. */

@@ -41,3 +41,13 @@ def threads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def conv_hooks():
+    """The convolution test hooks restored after the test (core.conv_direct_dx's limit and
+    core.conv_implicit's setting); yields the direct-dx limit before it."""
+    limit, implicit = core.conv_direct_dx(), core.conv_implicit()
+    yield limit
+    core.conv_direct_dx(limit)
+    core.conv_implicit(implicit)

@@ -29,11 +29,7 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def restore_limit():
-    before = core.conv_direct_dx()
-    yield
-    core.conv_direct_dx(before)
+pytestmark = pytest.mark.usefixtures("conv_hooks")
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)

@@ -28,12 +28,7 @@ POOLED = CONFIGS[:3] + CONFIGS[5:]  # two rows or more
 POOL = _convops.pool_geometry(2, None, 0, 1, "conv2d_gemm")
 
 
-@pytest.fixture(autouse=True)
-def restore_hooks():
-    implicit, limit = core.conv_implicit(), core.conv_direct_dx()
-    yield
-    core.conv_implicit(implicit)
-    core.conv_direct_dx(limit)
+pytestmark = pytest.mark.usefixtures("conv_hooks")
 
 
 def _layer(cfg, dtype, rng):

@@ -36,14 +36,6 @@ DIRECT_CONFIGS = [
 ]
 
 
-@pytest.fixture
-def direct_dx_limit():
-    """core.conv_direct_dx's limit, restored after the test."""
-    before = core.conv_direct_dx()
-    yield before
-    core.conv_direct_dx(before)
-
-
 @pytest.fixture(params=["gemm", "direct"])
 def conv_path(request, monkeypatch):
     """Run the test with every Conv2d on the GEMM path, then on the direct kernel (1x1 layers
@@ -121,7 +113,7 @@ def test_conv2d_fused_activation_gradcheck(activation, rng, conv_path):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
 def test_direct_kernel_matches_the_gemm_path(
-    cfg, dtype, activation, isa, rng, monkeypatch, direct_dx_limit
+    cfg, dtype, activation, isa, rng, monkeypatch, conv_hooks
 ):
     """Every ISA path of the direct kernel against the GEMM path: the output, two backward
     passes (the second adds into the weight gradient) and the input gradient."""
@@ -131,7 +123,7 @@ def test_direct_kernel_matches_the_gemm_path(
     results = []
     for max_k in (0, 10**9):
         monkeypatch.setattr(conv_module, "DIRECT_MAX_K", max_k)
-        core.conv_direct_dx(direct_dx_limit if max_k else 0)  # the GEMM path's from its fold
+        core.conv_direct_dx(conv_hooks if max_k else 0)  # the GEMM path's from its fold
         conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, activation=activation,
                          dtype=dtype, seed=6)  # fmt: skip
         y = conv(x)
