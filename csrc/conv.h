@@ -113,10 +113,11 @@ int nnf_conv_winograd_packed(int on);
 /* Benchmark hook: seconds[i] gets the thread-seconds the batched convolutions (the GEMM path,
  * Winograd and the direct kernels) have spent, since the last call, in their column work
  * (slot 0: the GEMM path's unfolding and folding and the implicit kernels' padded copy of an
- * image, Winograd's transforms and NHWC transposes, the direct kernels' shifted copies of the
- * image and the fold of their input gradient; not the GEMM path's transposes of its output
- * and output gradient between NCHW and pixel-major rows, which any GEMM on columns has too,
- * and which Winograd's output transform times with it) and in all (slot 1); the
+ * image; Winograd's transforms, its transposes of x to NHWC and of dx's rows back (its fold);
+ * the direct kernels' shifted copies of the image and the fold of their input gradient. Not
+ * the transposes of the output and the output gradient between NCHW and pixel-major rows,
+ * with the pooling's scatter into them, which any GEMM on columns has too, nor the bias and
+ * activation, nor the pooling) and in all (slot 1); the
  * counters restart, and keep counting only while `on` (off by default: no clock reads).
  * nnf_conv_profile_clock is the counters' clock (0 while off), and nnf_conv_profile_add adds
  * the time since t0 to a slot (nothing for t0 0): the kernels count with them. */
