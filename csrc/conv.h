@@ -355,6 +355,20 @@ extern const nnf_wino_input_rows_fn nnf_wino_input_rows_avx512bf16;
 typedef int (*nnf_pool2_row_s)(const float *r0, const float *r1, ptrdiff_t wo, int32_t w,
                                int32_t row_base, float *yr, int32_t *ar);
 
+/* The 2x2, stride-2, unpadded max pooling of nb images' pixel-major rows src (nb, h, w, c)
+ * into dst and arg (nb, ho, wo, c): the maxima, and their indices ih*w + iw in their planes,
+ * ties to the earlier element in window order as pool2_row. Returns nonzero if any value was
+ * NaN, dst and arg then undefined (the caller pools by planes, where NaN wins). */
+typedef int (*nnf_pool2_rows_s)(const float *src, ptrdiff_t nb, ptrdiff_t h, ptrdiff_t w,
+                                ptrdiff_t c, ptrdiff_t ho, ptrdiff_t wo, float *dst,
+                                int32_t *arg);
+/* dst (nb, h, w, c), pixel-major, = what zeroing it and scattering (nnf_conv_scatter) that
+ * pooling's gradient g at its argmax arg, both (nb, ho, wo, c), would give, when every index
+ * lies in its own window. Returns nonzero, dst then undefined, if one does not. */
+typedef int (*nnf_unpool2_rows_s)(const float *g, const int32_t *arg, ptrdiff_t nb,
+                                  ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t ho,
+                                  ptrdiff_t wo, float *dst);
+
 typedef struct {
     nnf_conv_fwd_image_s direct_fwd_s;
     nnf_conv_fwd_image_d direct_fwd_d;
@@ -366,6 +380,8 @@ typedef struct {
     nnf_wino_grad_output_fn wino_grad_output;
     nnf_wino_output_fn wino_output;
     nnf_pool2_row_s pool2_row_s;
+    nnf_pool2_rows_s pool2_rows_s;
+    nnf_unpool2_rows_s unpool2_rows_s;
     /* `rows` rows of wo values, `stride` apart in src, one after another into dst, reading
      * and writing nothing else (the direct kernels' shifted copies and the GEMM path's
      * columns) */

@@ -110,11 +110,13 @@ def test_the_sequential_runs_the_pair_fused(rng, monkeypatch, conv_path):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_ties_and_nan_pick_what_max_pool2d_picks(dtype, conv_path, rng, monkeypatch):
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[5]], ids=["odd", "16", "8x3x3"])
+def test_ties_and_nan_pick_what_max_pool2d_picks(dtype, cfg, conv_path, isa, rng, monkeypatch):
     """A zero weight makes every window a tie (the first element wins); a bias below 0 makes
     ReLU's output 0 everywhere (ties, and no gradient through ReLU); NaN in x reaches the
-    output of the windows that read it (NaN wins)."""
-    cfg = CONFIGS[1]
+    output of the windows that read it (NaN wins). On the GEMM path 16 output channels take
+    the implicit kernels and 8 input channels 3x3 Winograd (float32), which pool their
+    output's rows along channels, going by planes when a NaN is among them."""
     for bias, nan in ((0.5, False), (-0.5, False), (0.5, True)):
         model = _pair(cfg, "relu", dtype)
         model[0].weight.data[...] = 0
@@ -282,13 +284,15 @@ def test_backward_kernels_reject_bad_pooling_arguments(kernel, rng):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("path", ["gemm", "direct"])
+@pytest.mark.parametrize("path", ["gemm", "implicit", "direct"])
 @pytest.mark.parametrize("pooling", ["3x3/2 pad 1", "2x2 own", "2x2 one foreign", "2x2 random"])
 def test_backward_kernels_equal_the_scatter_then_the_kernel(path, dtype, pooling, isa, rng):
     """A pooling's gradient passed to the backward kernels gives the bits of scattering it
     with max_pool2d_backward first: overlapping windows add, -1 adds nothing, -0 gives +0, a
-    2x2 pooling's indices in their own windows or not; 8 channels in float32 run Winograd."""
-    n, c, h, wd, cout = 3, 8 if path == "gemm" else 2, 11, 10, 5
+    2x2 pooling's indices in their own windows or not; 8 channels in float32 run Winograd,
+    16 output channels the implicit kernels, which unpool along channels."""
+    n, c, h, wd = 3, 8 if path == "gemm" else 2, 11, 10
+    cout = 16 if path == "implicit" else 5
     x = rng.standard_normal((n, c, h, wd)).astype(dtype)
     w = rng.standard_normal((cout, c, 3, 3)).astype(dtype)
     geom = _convops.geometry(3, padding=1)
@@ -313,7 +317,7 @@ def test_backward_kernels_equal_the_scatter_then_the_kernel(path, dtype, pooling
     # (dW, db, dx) each way; db only from the direct kernel
     got, want = [np.zeros_like(w), np.zeros(cout, dtype)], [np.zeros_like(w), np.zeros(cout, dtype)]
     dx_got, dx_want = np.empty_like(x), np.empty_like(x)
-    if path == "gemm":
+    if path != "direct":
         core.conv2d_gemm_backward(x, dy, w, geom, False, False, got[0], dx_got, pool, argmax)
         core.conv2d_gemm_backward(x, full, w, geom, False, False, want[0], dx_want)
     else:
