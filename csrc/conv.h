@@ -329,6 +329,8 @@ NNF_CONV_KERNEL_TYPES_(double, d)
  * input: v (16, tiles, cin) (=) B^T d B of the 4x4 patches d of xt (nb, hin, win, cin);
  * grad_output: z (16, tiles, cout) (=) A dy A^T of the 2x2 blocks of dyt (nb, hout, wout,
  *   cout), zero past the edge;
+ * input_grad: dxt (nb, hin, win, cin) (=) the sums of B dV B^T of the tiles of dv (16, tiles,
+ *   cin) over the patches input reads, what falls outside the image added to junk (cin);
  * output: out (nb*hout*wout + 1, cout) (=) A^T M A of the tiles of m (16, tiles, cout), the
  *   outputs past the edge written to the last row. */
 typedef struct {
@@ -338,6 +340,8 @@ typedef void (*nnf_wino_input_fn)(const float *xt, ptrdiff_t nb, const nnf_wino_
                                   const float *zeros, float *v);
 typedef void (*nnf_wino_grad_output_fn)(const float *dyt, ptrdiff_t nb, const nnf_wino_geom *q,
                                         const float *zeros, float *z);
+typedef void (*nnf_wino_input_grad_fn)(const float *dv, ptrdiff_t nb, const nnf_wino_geom *q,
+                                       float *junk, float *dxt);
 typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
                                    float *out);
 /* input with V written as rows of bf16 pairs for the AVX512_BF16 GEMM kernel: row (p, tile) at
@@ -378,6 +382,7 @@ typedef struct {
     nnf_conv_bwd_x_image_d direct_bwd_x_d;
     nnf_wino_input_fn wino_input;
     nnf_wino_grad_output_fn wino_grad_output;
+    nnf_wino_input_grad_fn wino_input_grad;
     nnf_wino_output_fn wino_output;
     nnf_pool2_row_s pool2_row_s;
     nnf_pool2_rows_s pool2_rows_s;
