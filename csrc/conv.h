@@ -197,7 +197,7 @@ NNF_CONV_SCATTER_(double, d)
 #define NNF_CONV_ROW_WIDTHS(X) X(4) X(7) X(8) X(10) X(12) X(14) X(24) X(26) X(28)
 
 /* 1 for the 2x2, stride-2, unpadded, undilated max pooling: the one with row kernels (the
- * forward's pool2_row, the direct backward's unpool2_plane_s). */
+ * forward's pool2_row and pool2_rows_s, the backward's unpool2_plane_s and unpool2_rows_s). */
 static inline int nnf_conv_pool_2x2(const nnf_conv_geom *g) {
     return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
            g->dh == 1 && g->dw == 1;
@@ -366,6 +366,8 @@ typedef int (*nnf_pool2_row_s)(const float *r0, const float *r1, ptrdiff_t wo, i
 typedef int (*nnf_pool2_rows_s)(const float *src, ptrdiff_t nb, ptrdiff_t h, ptrdiff_t w,
                                 ptrdiff_t c, ptrdiff_t ho, ptrdiff_t wo, float *dst,
                                 int32_t *arg);
+/* (Both NULL in a table built without them, as with a compiler without GCC's vector
+ * extensions: the callers then pool by planes and scatter.) */
 /* dst (nb, h, w, c), pixel-major, = what zeroing it and scattering (nnf_conv_scatter) that
  * pooling's gradient g at its argmax arg, both (nb, ho, wo, c), would give, when every index
  * lies in its own window. Returns nonzero, dst then undefined, if one does not. */

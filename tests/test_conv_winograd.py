@@ -8,11 +8,12 @@ Two Python threads on one such layer: test_conv_layers.py's test_eval_forward_fr
 
 Error bounds, with scale the same sums taken over absolute values (sum |x||w| per output for
 the forward, likewise for the gradients): in fp32 |got - want| <= 1e-5 * scale elementwise
-(measured below 3e-7, as on the GEMM path); in bf16 |got - want| <= 2e-2 * max(scale) over
-the array (measured below 6e-3: the transformed operands are rounded to bf16, and the
-transforms' cancellations then no longer cancel exactly, so a weight-gradient entry of few
-products can be off by a fraction of its neighbours' size). A wrong or missing tile is an
-error of order 1.
+on these shapes (measured below 3e-7, as on the GEMM path; an output of few products beside
+large ones can miss it, csrc/conv_winograd_impl.inc says by how much); in bf16
+|got - want| <= 2e-2 * max(scale) over the array (measured below 6e-3: the transformed
+operands are rounded to bf16, and the transforms' cancellations then no longer cancel
+exactly, so a weight-gradient entry of few products can be off by a fraction of its
+neighbours' size). A wrong or missing tile is an error of order 1.
 """
 
 import numpy as np

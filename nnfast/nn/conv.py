@@ -34,7 +34,8 @@ channel pair instead of 36, as 16 GEMMs over channels between transformed 4x4 in
 transformed kernels (in bf16 too); the weight gradient is 16 long-K GEMMs of transformed tiles,
 and the input gradient 16 GEMMs of the same transformed dY with the transformed kernels, taken
 back to pixels by the input transform's transpose. Its error
-is that of the direct sum in float32 and about 2.5 times the GEMM path's in bf16
+is about that of the direct sum in float32 (an output of few products beside large ones keeps
+some of their rounding) and about 2.5 times the GEMM path's in bf16
 (tests/test_conv_winograd.py); since its transforms take differences of pixels, an infinite
 input gives NaN rather than +-inf in the outputs that read it. float64 convolutions stay on
 the GEMM path.
