@@ -366,14 +366,14 @@ typedef int (*nnf_pool2_row_s)(const float *r0, const float *r1, ptrdiff_t wo, i
 typedef int (*nnf_pool2_rows_s)(const float *src, ptrdiff_t nb, ptrdiff_t h, ptrdiff_t w,
                                 ptrdiff_t c, ptrdiff_t ho, ptrdiff_t wo, float *dst,
                                 int32_t *arg);
-/* (Both NULL in a table built without them, as with a compiler without GCC's vector
- * extensions: the callers then pool by planes and scatter.) */
 /* dst (nb, h, w, c), pixel-major, = what zeroing it and scattering (nnf_conv_scatter) that
  * pooling's gradient g at its argmax arg, both (nb, ho, wo, c), would give, when every index
  * lies in its own window. Returns nonzero, dst then undefined, if one does not. */
 typedef int (*nnf_unpool2_rows_s)(const float *g, const int32_t *arg, ptrdiff_t nb,
                                   ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t ho,
                                   ptrdiff_t wo, float *dst);
+/* (Both NULL in a table built without them, as with a compiler without GCC's vector
+ * extensions: the callers then pool by planes and scatter.) */
 
 typedef struct {
     nnf_conv_fwd_image_s direct_fwd_s;
