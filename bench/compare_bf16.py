@@ -115,9 +115,10 @@ def main(argv=None):
         p.error(f"--parts: expected a comma-separated list of gemm and steps, got {args.parts!r}")
     nnfast.set_num_threads(args.threads)
     info = nnfast.info()
-    (kern,) = info["bf16_kernels"]
-    print(f"nnfast {info['version']}, ISA {info['isa']}, {args.threads} threads, bf16 kernel "
-          f"{kern['name']}{' (emulated)' if kern['emulated'] else ''}")  # fmt: skip
+    kernels = ", ".join(f"{k['name']}{' (emulated)' if k['emulated'] else ''} for "
+                        f"{' and '.join(k['used_by'])}" for k in info["bf16_kernels"])  # fmt: skip
+    print(f"nnfast {info['version']}, ISA {info['isa']}, {args.threads} threads, bf16 kernels "
+          f"{kernels}")  # fmt: skip
     if "gemm" in parts:
         print(f"{'shape':16} {'bf16 GF/s':>9} {'vs':>10} {'GF/s':>7} {'ratio':>6} {'target':>6}")
     missed = 0

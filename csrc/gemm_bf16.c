@@ -55,12 +55,50 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
     uk->features = "";
     uk->fn_rows = NULL;
     uk->pack_rows = NULL;
+    uk->kstep = 0;
+    uk->pack_a = NULL;
+    uk->ready = NULL;
+    uk->begin = uk->end = NULL;
+}
+
+/* Tile kernel on or off for nnf_gemm_bf16; racing first calls compute the same value. */
+static int tiles_wanted = 1;
+static volatile int tiles_ok = -1; /* -1: not asked yet */
+
+int nnf_gemm_bf16_tiles_supported(void) {
+    if (tiles_ok < 0) {
+        const nnf_gemm_bf16_ukernel *t = &nnf_gemm_bf16_ukernel_amx;
+        tiles_ok = t->fn != NULL && nnf_isa_supported(NNF_ISA_AVX512) && t->ready && t->ready();
+    }
+    return tiles_ok;
+}
+
+int nnf_gemm_bf16_set_tiles(int on) {
+    if (on && !nnf_gemm_bf16_tiles_supported()) return NNF_EISA;
+    tiles_wanted = on != 0;
+    return NNF_OK;
+}
+
+int nnf_gemm_bf16_tiles_on(void) { return tiles_wanted && nnf_gemm_bf16_tiles_supported(); }
+
+void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk) {
+    if (tiles_wanted && nnf_isa_active() == NNF_ISA_AVX512 && nnf_gemm_bf16_tiles_supported())
+        *uk = nnf_gemm_bf16_ukernel_amx;
+    else
+        nnf_gemm_bf16_active_ukernel(uk);
+}
+
+/* K rounded up to what packing pads it to: K-pairs, or a tile kernel's kstep */
+static ptrdiff_t padded_k(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
+    const ptrdiff_t step = uk->kstep > 2 ? uk->kstep : 2;
+    return (k + step - 1) / step * step;
 }
 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
-    /* K blocks of near-equal depth (a short last block would cost a pass over C for little) */
+    /* K blocks of near-equal depth (a short last block would cost a pass over C for little),
+     * whole kstep deep but the last, so that only the last is padded */
     const ptrdiff_t k_blocks = (k + uk->kc - 1) / uk->kc;
-    return ((k + k_blocks - 1) / k_blocks + 1) / 2 * 2;
+    return padded_k(uk, (k + k_blocks - 1) / k_blocks);
 }
 
 /* A product is small when a chunk's packing (the smaller operand whole and its share of the
@@ -90,6 +128,7 @@ typedef struct {
     ptrdiff_t row_blocks, col_blocks; /* compute chunks: row_blocks x col_blocks of slivers */
     ptrdiff_t taper_body; /* > 0: row blocks tapered (row_block_range), body blocks per half */
     ptrdiff_t b_chunks; /* chunks of the packing pass of a shared panel */
+    ptrdiff_t sweep;    /* rows of B per piece of that pass (B along rows) */
     int b_private;      /* 1: each chunk packs its B slivers too (small products) */
     char *bp;           /* the B panel all chunks share (b_private = 0) */
     char *scratch;      /* per worker: its A block (then its B slivers when b_private) */
@@ -102,7 +141,8 @@ static void pack_a_sliver(const bgemm_job *j, ptrdiff_t s, char *dst) {
     const int MR = j->uk->mr;
     const ptrdiff_t row = s * MR;
     const int mr = j->m - row < MR ? (int)(j->m - row) : MR;
-    j->uk->pack(MR, mr, j->kc, j->a + row * j->rs_a + j->pc * j->cs_a, j->rs_a, j->cs_a, dst);
+    const nnf_bf16_pack_fn pack = j->uk->pack_a ? j->uk->pack_a : j->uk->pack;
+    pack(MR, mr, j->kc, j->a + row * j->rs_a + j->pc * j->cs_a, j->rs_a, j->cs_a, dst);
 }
 
 /* Packs and converts rows [p0, p0 + kp) (p0 even) of the current B panel's NR-column sliver t
@@ -127,7 +167,7 @@ static void pack_b_sliver(const bgemm_job *j, ptrdiff_t t, char *dst) {
  * of a page of their own at N = 1024, and no pattern for the hardware prefetcher to follow);
  * measured on Zen 4 (1024^3, 2 threads, both orders in the same process, B from DRAM), the
  * pass took 0.45-0.9x as long this way. Even, so that every piece starts on a whole K-pair. */
-#define SWEEP_ROWS 16
+#define SWEEP_ROWS 16 /* or a tile kernel's kstep, when larger: pieces pad only at the end */
 #define SWEEP_CHUNKS_PER_THREAD 8
 
 /* Chunk ch of the packing pass of a shared B panel: rows of K across every sliver (B along
@@ -140,9 +180,9 @@ static void pack_b_chunk(void *p, ptrdiff_t ch, int worker) {
     const ptrdiff_t n_sl = (j->nc + NR - 1) / NR;
     if (j->cs_b == 1) {
         ptrdiff_t k0, k1;
-        nnf_chunk_range(j->kc, j->b_chunks, ch, SWEEP_ROWS, &k0, &k1);
-        for (ptrdiff_t p0 = k0; p0 < k1; p0 += SWEEP_ROWS) {
-            const ptrdiff_t kp = k1 - p0 < SWEEP_ROWS ? k1 - p0 : SWEEP_ROWS;
+        nnf_chunk_range(j->kc, j->b_chunks, ch, j->sweep, &k0, &k1);
+        for (ptrdiff_t p0 = k0; p0 < k1; p0 += j->sweep) {
+            const ptrdiff_t kp = k1 - p0 < j->sweep ? k1 - p0 : j->sweep;
             for (ptrdiff_t t = 0; t < n_sl; t++)
                 pack_b_rows(j, t, p0, kp, j->bp + (size_t)t * b_sl);
         }
@@ -206,7 +246,8 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     }
     const float beta = j->pc == 0 ? j->beta : 1.0f;
     const int last = j->pc + kc == j->k;
-    const ptrdiff_t kq = (kc + 1) / 2;
+    const ptrdiff_t kq = padded_k(uk, kc) / 2;
+    if (uk->begin) uk->begin();
     for (ptrdiff_t sb = s0; sb < s1; sb += j->mc_sl) {
         const ptrdiff_t se = s1 - sb < j->mc_sl ? s1 : sb + j->mc_sl;
         for (ptrdiff_t s = sb; s < se; s++) pack_a_sliver(j, s, ap + (size_t)(s - sb) * a_sl);
@@ -230,6 +271,7 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
             }
         }
     }
+    if (uk->end) uk->end();
 }
 
 /* n rounded up to a whole number of 64-byte lines */
@@ -238,13 +280,22 @@ static size_t whole_lines(size_t n) { return (n + 63) / 64 * 64; }
 int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                   const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
                   float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
+    nnf_gemm_bf16_ukernel uk;
+    nnf_gemm_bf16_gemm_ukernel(&uk);
+    return nnf_gemm_bf16_with(&uk, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                              ep);
+}
+
+int nnf_gemm_bf16_with(const nnf_gemm_bf16_ukernel *ukp, int trans_a, int trans_b, ptrdiff_t m,
+                       ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
+                       const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc,
+                       const nnf_gemm_epilogue *ep) {
     int status = nnf_gemm_check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc, ep);
     if (status != NNF_OK) return status;
     if (m == 0 || n == 0 || k == 0 || alpha == 0.0f) /* no product to round: fp32's answer */
         return nnf_sgemm_ep(NNF_GEMM_PACKED, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
                             beta, c, ldc, ep);
-    nnf_gemm_bf16_ukernel uk;
-    nnf_gemm_bf16_active_ukernel(&uk);
+    const nnf_gemm_bf16_ukernel uk = *ukp;
     const int MR = uk.mr, NR = uk.nr;
     int nt = nnf_threads_for((double)m * (double)n * (double)k);
     /* a job would run inline (this call is inside a task, such as a convolution's group GEMM):
@@ -253,6 +304,7 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     bgemm_job j = {&uk, m, n, k, alpha, beta, a, trans_a ? 1 : lda, trans_a ? lda : 1, b,
                    trans_b ? 1 : ldb, trans_b ? ldb : 1, c, ldc, ep, uk.pairs ? 2 : 4};
     j.kc_max = nnf_gemm_bf16_kc(&uk, k);
+    j.sweep = uk.kstep > SWEEP_ROWS ? uk.kstep : SWEEP_ROWS;
     j.m_sl = (m + MR - 1) / MR;
     const ptrdiff_t nc_max = n < uk.nc ? n : uk.nc, n_sl = (nc_max + NR - 1) / NR;
     const size_t a_sl = nnf_bf16_sliver_bytes(&uk, MR, j.kc_max);
@@ -292,7 +344,7 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
         for (j.pc = 0; j.pc < k; j.pc += j.kc_max) {
             j.kc = k - j.pc < j.kc_max ? k - j.pc : j.kc_max;
             if (!j.b_private) {
-                const ptrdiff_t units = j.cs_b == 1 ? (j.kc + SWEEP_ROWS - 1) / SWEEP_ROWS
+                const ptrdiff_t units = j.cs_b == 1 ? (j.kc + j.sweep - 1) / j.sweep
                                                     : (j.nc + NR - 1) / NR;
                 const ptrdiff_t most = (ptrdiff_t)nt * SWEEP_CHUNKS_PER_THREAD;
                 j.b_chunks = nt > 1 && units > most ? most : nt > 1 ? units : 1;
@@ -310,7 +362,8 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
                          ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
                          float *c, ptrdiff_t ldc) {
-    if (!uk || !uk->fn || !ap || !bp || !c || m < 0 || n < 0 || k < 1 || ldc < n || lda < 0 ||
+    if (!uk || !uk->fn || uk->kstep > 2 || !ap || !bp || !c || m < 0 || n < 0 || k < 1 ||
+        ldc < n || lda < 0 ||
         (lda > 0 && (!uk->fn_rows || lda < (k + 1) / 2)))
         return NNF_EINVAL;
     const int MR = uk->mr, NR = uk->nr;

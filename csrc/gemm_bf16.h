@@ -77,6 +77,18 @@ typedef struct {
      * and the conversion into that layout (NULL both when not) */
     void *fn_rows;
     nnf_bf16_pack_rows_fn pack_rows;
+    /* Tile kernels (AMX) differ from the layouts above, and nnf_gemm_bf16 alone drives them:
+     * kstep > 2 pads every packed K block with zeros to a multiple of kstep and gives the
+     * micro-kernel the padded kq; pack_a packs A's slivers in the kernel's own layout (a
+     * piece along K from a multiple of kstep p0 still goes p0 * MR * 2 bytes in) while pack
+     * packs B's as above; ready checks what the CPU flags
+     * cannot (the OS's permission), and begin and end bracket each thread's run of
+     * micro-kernel calls (tile configuration and release). 0 and NULL for the others. */
+    int kstep;
+    nnf_bf16_pack_fn pack_a;
+    int (*ready)(void);
+    void (*begin)(void);
+    void (*end)(void);
 } nnf_gemm_bf16_ukernel;
 
 /* Each ISA path has one native bf16 kernel in its row of the dispatch table (isa.h), defined by
@@ -87,6 +99,34 @@ typedef struct {
  * has its extra features, else the path's widest fp32 kernel, emulated. */
 void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
 
+/* The AVX-512 path's tile kernel (gemm_bf16_kernel_amx.c; fn NULL when not built): AMX's
+ * TDPBF16PS, 16 x 16 fp32 sums over 32 K per instruction. Its sums round otherwise than
+ * vdpbf16ps's (70% of the outputs of a 32 x 64 x 32 product had the same bits; adding each
+ * pair's two products one by one, in either order, does not give AMX's), so it is a choice
+ * of its own: nnf_gemm_bf16 uses it on the AVX-512 path when the CPU and OS
+ * allow and nnf_gemm_bf16_set_tiles has not turned it off; packed callers
+ * (nnf_gemm_bf16_packed, the convolutions) keep nnf_gemm_bf16_active_ukernel's. */
+extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_amx;
+
+/* nnf_gemm_bf16 on a kernel of the caller's choice: the convolutions give every product the
+ * kernel of their packed products, so that both routes give the same bits. */
+int nnf_gemm_bf16_with(const nnf_gemm_bf16_ukernel *uk, int trans_a, int trans_b, ptrdiff_t m,
+                       ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
+                       const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc,
+                       const nnf_gemm_epilogue *ep);
+
+/* 1 if the tile kernel is built and this CPU and OS can run it (asks the OS once). */
+int nnf_gemm_bf16_tiles_supported(void);
+
+/* Turns the tile kernel on (the default) or off for nnf_gemm_bf16, for tests and benchmarks:
+ * NNF_OK, or NNF_EISA when asked for on a machine that cannot run it. */
+int nnf_gemm_bf16_set_tiles(int on);
+int nnf_gemm_bf16_tiles_on(void); /* 1 if supported and not turned off */
+
+/* The kernel nnf_gemm_bf16 uses now: the tile kernel when it is on, supported and the active
+ * path is AVX-512, else nnf_gemm_bf16_active_ukernel's. */
+void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk);
+
 /* Packed operands, for a caller that converts once what it multiplies often, or that packs
  * while the values are still in cache (Winograd's transforms): op(A) as ceil(m / MR) slivers
  * and op(B) as ceil(n / NR) slivers, each packed k deep by uk->pack as the sliver of MR rows of
@@ -95,7 +135,8 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
  * p0 * TILE * (uk->pairs ? 2 : 4) bytes into it. */
 static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int tile,
                                            ptrdiff_t k) {
-    return (size_t)tile * (size_t)((k + 1) / 2 * 2) * (uk->pairs ? 2u : 4u);
+    const ptrdiff_t step = uk->kstep > 2 ? uk->kstep : 2;
+    return (size_t)tile * (size_t)((k + step - 1) / step * step) * (uk->pairs ? 2u : 4u);
 }
 
 /* The depth of nnf_gemm_bf16's K blocks for a K of k: near-equal, even, at most uk->kc. */

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import bf16_paths
 
 import nnfast
 from nnfast._native import IMPORT_ERROR, core
@@ -28,6 +29,19 @@ def isa(request):
     nnfast.set_isa(request.param)
     yield request.param
     nnfast.set_isa(before)
+
+
+@pytest.fixture(params=bf16_paths() or [None], ids=lambda p: p and p[0] + "-tiles" * p[1])
+def bf16_path(request):
+    """Run the test once per bf16 GEMM kernel this machine runs: ("avx512", True) is AMX."""
+    if request.param is None:
+        pytest.skip("no native extension")
+    isa, tiles = request.param
+    before = nnfast.get_isa(), core.set_bf16_tiles(tiles)
+    nnfast.set_isa(isa)
+    yield request.param
+    nnfast.set_isa(before[0])
+    core.set_bf16_tiles(before[1])
 
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])

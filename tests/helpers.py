@@ -46,6 +46,18 @@ def signal_after_checkpoint(p, ckpt, sig, timeout=60):
                 p.kill()
 
 
+def bf16_paths():
+    """The bf16 GEMM's kernels here, as (ISA path, tiles): each supported path's with AMX's tile
+    kernel off, then the tile kernel (the AVX-512 path's, csrc/gemm_bf16.h) where this CPU and
+    OS run it."""
+    from nnfast._native import core
+
+    if core is None:
+        return []
+    paths = [(isa, False) for isa in core.isa_supported()]
+    return [*paths, ("avx512", True)] if core.bf16_tiles_supported() else paths
+
+
 def round_bf16(x):
     """float32 -> float32 holding the bf16 value: 8 significant bits, ties to even (np.rint),
     subnormals to a zero of the same sign, overflow to Inf, NaN kept. An independent

@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from helpers import round_bf16
+from helpers import bf16_paths, round_bf16
 
 import nnfast
 import nnfast.functional as F
@@ -51,40 +51,49 @@ def operands(rng, m, k, n, trans_a=False, trans_b=False):
     return a, b
 
 
-def test_bf16_kernel_is_reported(isa):
-    (kern,) = core.gemm_bf16_kernels()
-    assert nnfast.info()["bf16_kernels"] == [kern]
+def test_bf16_kernel_is_reported(bf16_path):
+    isa, tiles = bf16_path
+    kernels = core.gemm_bf16_kernels()
+    assert nnfast.info()["bf16_kernels"] == kernels
+    gemm, conv = kernels[0], kernels[-1]  # nnfast.gemm's, the convolutions' packed products'
+    assert gemm["tiles"] is tiles and not conv["tiles"]
+    if tiles:
+        assert gemm["name"].endswith("_amx") and not gemm["emulated"]
+        assert [k["used_by"] for k in kernels] == [["gemm"], ["conv"]]
+    else:
+        assert len(kernels) == 1 and gemm["used_by"] == ["gemm", "conv"]
     native = isa == "avx512" and core.cpu_has("avx512bf16")
-    assert kern["emulated"] is (not native)
+    assert conv["emulated"] is (not native)
     if native:
-        assert kern["name"].endswith("_avx512bf16")
+        assert conv["name"].endswith("_avx512bf16")
     else:  # the path's widest fp32 kernel, fed rounded operands
-        assert kern["name"] == core.gemm_kernels()["float32"][0]["name"]
+        assert conv["name"] == core.gemm_kernels()["float32"][0]["name"]
 
 
-def test_every_bf16_kernel_around_its_tile(isa, threads, rng):
+def test_every_bf16_kernel_around_its_tile(bf16_path, threads, rng):
     """M and N below, at and above the tile, K odd and even, across a K block; the
     transposes alternate so that every packing branch meets every edge. M also at and past 4
-    and 8, where the AVX512_BF16 kernel's edge slivers change body."""
-    for kern in core.gemm_bf16_kernels():
-        mr, nr, kc = kern["mr"], kern["nr"], kern["kc"]
-        ms = sorted({1, 4, 5, 8, 9, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
-        ns = sorted({1, nr - 1, nr, nr + 1} - {0})
-        case = 0
-        for m in ms:
-            for n in ns:
-                for k in (1, 2, 7, kc + 5):
-                    ta, tb = bool(case & 1), bool(case & 2)
-                    case += 1
-                    a, b = operands(rng, m, k, n, ta, tb)
-                    got = nnfast.gemm(a, b, trans_a=ta, trans_b=tb, precision="bf16")
-                    assert_bf16_close(got, a, b, trans_a=ta, trans_b=tb)
+    and 8, where the AVX512_BF16 kernel's edge slivers change body, and 16 and 17, where AMX's
+    two tiles of A meet; K past the 32 of a tile row."""
+    (kern,) = [k for k in core.gemm_bf16_kernels() if "gemm" in k["used_by"]]
+    mr, nr, kc = kern["mr"], kern["nr"], kern["kc"]
+    ms = sorted({1, 4, 5, 8, 9, 16, 17, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
+    ns = sorted({1, 17, nr - 1, nr, nr + 1} - {0})
+    case = 0
+    for m in ms:
+        for n in ns:
+            for k in (1, 2, 7, 33, kc + 5):
+                ta, tb = bool(case & 1), bool(case & 2)
+                case += 1
+                a, b = operands(rng, m, k, n, ta, tb)
+                got = nnfast.gemm(a, b, trans_a=ta, trans_b=tb, precision="bf16")
+                assert_bf16_close(got, a, b, trans_a=ta, trans_b=tb)
 
 
 @pytest.mark.parametrize(
     "trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)]
 )
-def test_transposes_and_sizes(isa, threads, rng, trans_a, trans_b):
+def test_transposes_and_sizes(bf16_path, threads, rng, trans_a, trans_b):
     for m, k, n in [(13, 33, 31), (127, 129, 65), (128, 784, 256), (257, 1100, 130)]:
         a, b = operands(rng, m, k, n, trans_a, trans_b)
         got = nnfast.gemm(a, b, trans_a=trans_a, trans_b=trans_b, precision="bf16")
@@ -100,7 +109,7 @@ def test_transposes_and_sizes(isa, threads, rng, trans_a, trans_b):
         (5, 3000, 70),  # one row sliver, K blocks
     ],
 )
-def test_driver_splits(isa, threads, rng, m, k, n):
+def test_driver_splits(bf16_path, threads, rng, m, k, n):
     """Every way the driver cuts a product into chunks (csrc/gemm_bf16.c), with the epilogue."""
     a, b = operands(rng, m, k, n, trans_b=True)
     bias = rng.standard_normal(n).astype(np.float32)
@@ -110,7 +119,7 @@ def test_driver_splits(isa, threads, rng, m, k, n):
     assert (err <= bound + 1e-6 * np.abs(want + bias)).all()
 
 
-def test_shared_panel_packed_along_k(isa, rng):
+def test_shared_panel_packed_along_k(bf16_path, rng):
     """A shared B panel of a row-major B is packed in pieces along K (csrc/gemm_bf16.c,
     pack_b_chunk): K blocks of odd depth that are no multiple of the pieces, the last sliver
     partial; the same bits at every thread count, whatever the pieces per thread."""
@@ -131,27 +140,35 @@ def test_shared_panel_packed_along_k(isa, rng):
 
 def test_paths_agree_bit_for_bit(rng):
     """With K inside one K block of every kernel, every ISA path (vdpbf16ps or fp32 FMAs on
-    rounded operands, any tile) and thread count gives the same bits."""
+    rounded operands, any tile) and thread count gives the same bits. AMX's tile kernel, whose
+    sums round otherwise (csrc/gemm_bf16.h), gives bits of its own, the same at every thread
+    count."""
     a, b = operands(rng, 170, 200, 90)
     a *= 1e3  # values whose sums do round
     results = {}
-    before, threads_before = nnfast.get_isa(), nnfast.get_num_threads()
+    before = nnfast.get_isa(), nnfast.get_num_threads(), core.set_bf16_tiles(False)
     try:
-        for isa in core.isa_supported():
+        for isa, tiles in bf16_paths():
             nnfast.set_isa(isa)
+            core.set_bf16_tiles(tiles)
             for nt in (1, 2, 3, 7):
                 nnfast.set_num_threads(nt)
-                results[isa, nt] = nnfast.gemm(a, b, precision="bf16")
+                results[isa, tiles, nt] = nnfast.gemm(a, b, precision="bf16")
     finally:
-        nnfast.set_isa(before)
-        nnfast.set_num_threads(threads_before)
-    first = next(iter(results.values()))
-    assert_bf16_close(first, a, b)
-    for key, got in results.items():
-        np.testing.assert_array_equal(got.view(np.uint32), first.view(np.uint32), err_msg=str(key))
+        nnfast.set_isa(before[0])
+        nnfast.set_num_threads(before[1])
+        core.set_bf16_tiles(before[2])
+    for tiles in (False, True):
+        group = {key: got for key, got in results.items() if key[1] is tiles}
+        if not group:
+            continue
+        first = next(iter(group.values()))
+        assert_bf16_close(first, a, b)
+        for key, got in group.items():
+            np.testing.assert_array_equal(got.view(np.uint32), first.view(np.uint32), str(key))
 
 
-def test_alpha_beta_out_layouts(isa, rng):
+def test_alpha_beta_out_layouts(bf16_path, rng):
     m, k, n = 37, 41, 43
     a, b = operands(rng, m, k, n)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
@@ -176,7 +193,7 @@ def test_alpha_beta_out_layouts(isa, rng):
 @pytest.mark.parametrize(
     "act,params", [("relu", {}), ("tanh", {}), ("leaky_relu", {"negative_slope": 0.2})]
 )
-def test_epilogue(isa, threads, rng, act, params):
+def test_epilogue(bf16_path, threads, rng, act, params):
     """The fused bias + activation (and preact) equal the separate pass over the bf16 product."""
     for m, k, n in [(7, 13, 5), (130, 70, 40), (300, 260, 200)]:
         a, b = operands(rng, m, k, n, trans_b=True)
@@ -212,7 +229,7 @@ def test_rounding_reference():
 
 
 @pytest.mark.parametrize("trans", [False, True])
-def test_rounding_in_the_kernels(isa, trans):
+def test_rounding_in_the_kernels(bf16_path, trans):
     """Special values pass through the packing of A (a K = 1 product with B = [[1]]) and of B
     (with A = [[1]]), both layouts: the result is the rounded value exactly (sign of zero aside:
     the product is added to +0)."""
@@ -228,7 +245,7 @@ def test_rounding_in_the_kernels(isa, trans):
         assert np.isnan(got[15:18]).all()
 
 
-def test_nan_and_inf_propagate(isa, rng):
+def test_nan_and_inf_propagate(bf16_path, rng):
     a, b = operands(rng, 16, 16, 40)
     a[3, 5] = np.nan
     b[2, 7] = np.inf
@@ -282,3 +299,25 @@ def test_environment_isa_forces_the_emulated_kernel():
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
+
+
+def test_tile_kernel_setting(rng):
+    """AMX's tile kernel serves only the AVX-512 path, and is refused where it cannot run."""
+    a, b = operands(rng, 40, 70, 50)
+    if not core.bf16_tiles_supported():
+        with pytest.raises(RuntimeError, match="AMX tiles"):
+            core.set_bf16_tiles(True)
+        assert core.set_bf16_tiles(False) is False
+        return
+    before = nnfast.get_isa(), core.set_bf16_tiles(True)
+    try:
+        nnfast.set_isa("avx2")  # a path without it: that path's kernel, emulated
+        assert not core.gemm_bf16_kernels()[0]["tiles"]
+        assert_bf16_close(nnfast.gemm(a, b, precision="bf16"), a, b)
+        nnfast.set_isa("avx512")
+        assert core.gemm_bf16_kernels()[0]["tiles"]
+        assert core.set_bf16_tiles(False) is True
+        assert not core.gemm_bf16_kernels()[0]["tiles"]
+    finally:
+        nnfast.set_isa(before[0])
+        core.set_bf16_tiles(before[1])

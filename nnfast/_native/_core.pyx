@@ -78,7 +78,12 @@ cdef extern from "gemm_bf16.h" nogil:
         const char *name
         int pairs
         const char *features
+        int kstep
     void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk)
+    void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk)
+    int nnf_gemm_bf16_tiles_supported()
+    int nnf_gemm_bf16_set_tiles(int on)
+    int nnf_gemm_bf16_tiles_on()
 
 
 cdef extern from "isa.h" nogil:
@@ -196,12 +201,40 @@ def gemm_kernels():
 
 
 def gemm_bf16_kernels():
-    """The kernels of precision="bf16" products on the active ISA: [{...}]; "emulated" means
-    the fp32 kernel of gemm_kernels() fed bf16-rounded operands (no AVX512_BF16 in use)."""
-    cdef nnf_gemm_bf16_ukernel b
-    nnf_gemm_bf16_active_ukernel(&b)
-    return [{"name": b.name.decode(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc,
-             "nc": b.nc, "emulated": not b.pairs}]
+    """The kernels of precision="bf16" products on the active ISA: [{...}], first the one of
+    nnfast.gemm and the layers' products, then, when it differs (AMX's tile kernel), the one of
+    the convolutions' packed products; "used_by" says which ("gemm", "conv"). "emulated" means
+    the fp32 kernel of gemm_kernels() fed bf16-rounded operands (no AVX512_BF16 in use) and
+    "tiles" the AMX kernel."""
+    cdef nnf_gemm_bf16_ukernel g, p
+    nnf_gemm_bf16_gemm_ukernel(&g)
+    nnf_gemm_bf16_active_ukernel(&p)
+    out = [_bf16_kernel_dict(&g, ["gemm"])]
+    if g.fn == p.fn:
+        out[0]["used_by"].append("conv")
+    else:
+        out.append(_bf16_kernel_dict(&p, ["conv"]))
+    return out
+
+
+cdef dict _bf16_kernel_dict(const nnf_gemm_bf16_ukernel *b, list used_by):
+    return {"name": b.name.decode(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc,
+            "nc": b.nc, "emulated": not b.pairs, "tiles": b.kstep > 2, "used_by": used_by}
+
+
+def bf16_tiles_supported():
+    """True if this build has the AMX tile kernel and this CPU and OS can run it."""
+    return bool(nnf_gemm_bf16_tiles_supported())
+
+
+def set_bf16_tiles(bint on):
+    """Tests and benchmarks: the AMX tile kernel on (the default) or off for precision="bf16"
+    GEMMs on the AVX-512 path; returns the previous setting. RuntimeError for on where this
+    build, CPU or OS cannot run it."""
+    before = bool(nnf_gemm_bf16_tiles_on())
+    if nnf_gemm_bf16_set_tiles(on) != NNF_OK:
+        raise RuntimeError("set_bf16_tiles: this build, CPU or OS cannot run AMX tiles")
+    return before
 
 
 def set_gemm_blocking(str dtype, int mc, int kc, int nc):
