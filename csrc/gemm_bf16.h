@@ -81,9 +81,9 @@ typedef struct {
      * kstep > 2 pads every packed K block with zeros to a multiple of kstep and gives the
      * micro-kernel the padded kq; pack_a packs A's slivers in the kernel's own layout (a
      * piece along K from a multiple of kstep p0 still goes p0 * MR * 2 bytes in) while pack
-     * packs B's as above; ready checks what the CPU flags
-     * cannot (the OS's permission), and begin and end bracket each thread's run of
-     * micro-kernel calls (tile configuration and release). 0 and NULL for the others. */
+     * packs B's as above; ready checks what the CPU flags cannot (the OS's permission), and
+     * begin and end bracket each thread's run of micro-kernel calls (tile configuration and
+     * release). 0 and NULL for the others. */
     int kstep;
     nnf_bf16_pack_fn pack_a;
     int (*ready)(void);
@@ -103,9 +103,9 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
  * TDPBF16PS, 16 x 16 fp32 sums over 32 K per instruction. Its sums round otherwise than
  * vdpbf16ps's (70% of the outputs of a 32 x 64 x 32 product had the same bits; adding each
  * pair's two products one by one, in either order, does not give AMX's), so it is a choice
- * of its own: nnf_gemm_bf16 uses it on the AVX-512 path when the CPU and OS
- * allow and nnf_gemm_bf16_set_tiles has not turned it off; packed callers
- * (nnf_gemm_bf16_packed, the convolutions) keep nnf_gemm_bf16_active_ukernel's. */
+ * of its own: nnf_gemm_bf16 uses it on the AVX-512 path when the CPU and OS allow and
+ * nnf_gemm_bf16_set_tiles has not turned it off; packed callers (nnf_gemm_bf16_packed, the
+ * convolutions) keep nnf_gemm_bf16_active_ukernel's. */
 extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_amx;
 
 /* nnf_gemm_bf16 on a kernel of the caller's choice: the convolutions give every product the
@@ -139,7 +139,8 @@ static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int 
     return (size_t)tile * (size_t)((k + step - 1) / step * step) * (uk->pairs ? 2u : 4u);
 }
 
-/* The depth of nnf_gemm_bf16's K blocks for a K of k: near-equal, even, at most uk->kc. */
+/* The depth of nnf_gemm_bf16's K blocks for a K of k: near-equal, a multiple of 2 (or of a
+ * tile kernel's kstep), at most uk->kc. */
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k);
 
 /* C (m x n, ldc) = Ap @ Bp + beta * C on the calling thread, for operands packed as above for
