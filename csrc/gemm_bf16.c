@@ -68,7 +68,8 @@ static volatile int tiles_ok = -1; /* -1: not asked yet */
 int nnf_gemm_bf16_tiles_supported(void) {
     if (tiles_ok < 0) {
         const nnf_gemm_bf16_ukernel *t = &nnf_gemm_bf16_ukernel_amx;
-        tiles_ok = t->fn != NULL && nnf_isa_supported(NNF_ISA_AVX512) && t->ready && t->ready();
+        tiles_ok = t->fn != NULL && nnf_isa_supported(NNF_ISA_AVX512) &&
+                   nnf_cpu_has(t->features) && t->ready && t->ready();
     }
     return tiles_ok;
 }

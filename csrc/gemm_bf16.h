@@ -11,7 +11,8 @@
  * - emulated: the ISA path's fp32 micro-kernel on bf16-rounded values stored as fp32, each
  *   K-pair swapped in packing so that the fp32 FMAs add a pair's odd product first, as
  *   vdpbf16ps does. The products are exact, so the sums match vdpbf16ps bit for bit except
- *   where vdpbf16ps flushes a subnormal partial sum to zero. */
+ *   where vdpbf16ps flushes a subnormal partial sum to zero.
+ * A third, AMX's tile kernel (below), rounds its sums otherwise and serves nnf_gemm_bf16 only. */
 #ifndef NNFAST_GEMM_BF16_H
 #define NNFAST_GEMM_BF16_H
 
@@ -81,8 +82,8 @@ typedef struct {
      * kstep > 2 pads every packed K block with zeros to a multiple of kstep and gives the
      * micro-kernel the padded kq; pack_a packs A's slivers in the kernel's own layout (a
      * piece along K from a multiple of kstep p0 still goes p0 * MR * 2 bytes in) while pack
-     * packs B's as above; ready checks what the CPU flags cannot (the OS's permission), and
-     * begin and end bracket each thread's run of micro-kernel calls (tile configuration and
+     * packs B's as above; ready checks, beyond `features`, what nnf_cpu_has cannot (CPUID
+     * bits it does not know, the OS's permission), and begin and end bracket each thread's run of micro-kernel calls (tile configuration and
      * release). 0 and NULL for the others. */
     int kstep;
     nnf_bf16_pack_fn pack_a;

@@ -32,7 +32,7 @@
 
 /* pack_a of gemm_bf16.h: kc rounded up to KSTEP, in blocks of 16 pairs; rows t.. and pairs
  * past kc are zeros. */
-static void pack_a_rows(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t rs,
+static void pack_a_blocks(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_t rs,
                         ptrdiff_t ks, void *dst_) {
     uint32_t *dst = (uint32_t *)dst_;
     const ptrdiff_t kq = (kc + 1) / 2, kqp = (kc + KSTEP - 1) / KSTEP * KSTEP / 2;
@@ -159,14 +159,13 @@ static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
-/* CPUID says AMX-TILE and AMX-BF16, the OS saves the tile state (XCR0 bits 17 and 18), and
- * (Linux) the process is granted the tile data. */
+/* What `features` (nnf_cpu_has) does not cover: CPUID says AMX-TILE and AMX-BF16, the OS
+ * saves the tile state (XCR0 bits 17 and 18), and (Linux) the process is granted the tile
+ * data. */
 static int tiles_ready(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     if (!(d & (1u << 22)) || !(d & (1u << 24))) return 0;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw")) return 0;
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & (3u << 17)) != (3u << 17)) return 0;
@@ -186,9 +185,9 @@ const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_amx = {
     .name = "bgemm_ukr_32x32_amx",
     .pairs = 1,
     .pack = pack_b_pairs,
-    .features = "amx-tile,amx-bf16,avx512bf16,avx512bw",
+    .features = "avx512bf16,avx512bw", /* and AMX, which tiles_ready checks */
     .kstep = KSTEP,
-    .pack_a = pack_a_rows,
+    .pack_a = pack_a_blocks,
     .ready = tiles_ready,
     .begin = tiles_begin,
     .end = tiles_end,

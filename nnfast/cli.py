@@ -329,8 +329,9 @@ def _cmd_info(args) -> int:
             names = ", ".join(k["name"] for k in kernels)
             print(f"GEMM kernels {dtype}: {names} (MC={k['mc']} KC={k['kc']} NC={k['nc']})")
         for k in info["bf16_kernels"]:
-            how = ("AMX tiles" if k["tiles"] else "AVX512_BF16") if not k["emulated"] else (
-                "emulated: fp32 FMAs on bf16-rounded operands")  # fmt: skip
+            how = "AMX tiles" if k["tiles"] else "AVX512_BF16"
+            if k["emulated"]:
+                how = "emulated: fp32 FMAs on bf16-rounded operands"
             print(f"GEMM kernel bf16 ({' and '.join(k['used_by'])}): {k['name']} ({how}; "
                   f"MC={k['mc']} KC={k['kc']} NC={k['nc']})")  # fmt: skip
     else:
