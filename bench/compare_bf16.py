@@ -115,8 +115,8 @@ def main(argv=None):
         p.error(f"--parts: expected a comma-separated list of gemm and steps, got {args.parts!r}")
     nnfast.set_num_threads(args.threads)
     info = nnfast.info()
-    kernels = ", ".join(f"{k['name']}{' (emulated)' if k['emulated'] else ''} for "
-                        f"{' and '.join(k['used_by'])}" for k in info["bf16_kernels"])  # fmt: skip
+    kernels = ", ".join(f"{k['name']}{' (emulated)' if k['emulated'] else ''}"
+                        for k in info["bf16_kernels"])  # fmt: skip
     print(f"nnfast {info['version']}, ISA {info['isa']}, {args.threads} threads, bf16 kernels "
           f"{kernels}")  # fmt: skip
     if "gemm" in parts:

@@ -139,17 +139,13 @@ void nnf_conv_profile(int on, double *seconds) {
     atomic_store(&conv_profiling, on != 0);
 }
 
-/* The GEMMs of the convolution, float32 optionally in bf16 (on the kernel of its packed
- * products, whose bits Winograd's two routes share); a call from inside a task runs on its
- * thread. */
+/* The GEMMs of the convolution, float32 optionally in bf16 (nnf_gemm_bf16's kernel, which
+ * Winograd's packed route shares when it takes that kernel's layouts); a call from inside a
+ * task runs on its thread. */
 static int conv_gemm_s(int bf16, int ta, int tb, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                        const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, int beta,
                        float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
-    if (bf16) {
-        nnf_gemm_bf16_ukernel uk;
-        nnf_gemm_bf16_active_ukernel(&uk);
-        return nnf_gemm_bf16_with(&uk, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, ep);
-    }
+    if (bf16) return nnf_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, ep);
     return nnf_sgemm_ep(NNF_GEMM_PACKED, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, (float)beta, c,
                         ldc, ep);
 }

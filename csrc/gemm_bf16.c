@@ -281,22 +281,13 @@ static size_t whole_lines(size_t n) { return (n + 63) / 64 * 64; }
 int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                   const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
                   float *c, ptrdiff_t ldc, const nnf_gemm_epilogue *ep) {
-    nnf_gemm_bf16_ukernel uk;
-    nnf_gemm_bf16_gemm_ukernel(&uk);
-    return nnf_gemm_bf16_with(&uk, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-                              ep);
-}
-
-int nnf_gemm_bf16_with(const nnf_gemm_bf16_ukernel *ukp, int trans_a, int trans_b, ptrdiff_t m,
-                       ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
-                       const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc,
-                       const nnf_gemm_epilogue *ep) {
     int status = nnf_gemm_check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc, ep);
     if (status != NNF_OK) return status;
     if (m == 0 || n == 0 || k == 0 || alpha == 0.0f) /* no product to round: fp32's answer */
         return nnf_sgemm_ep(NNF_GEMM_PACKED, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
                             beta, c, ldc, ep);
-    const nnf_gemm_bf16_ukernel uk = *ukp;
+    nnf_gemm_bf16_ukernel uk;
+    nnf_gemm_bf16_gemm_ukernel(&uk);
     const int MR = uk.mr, NR = uk.nr;
     int nt = nnf_threads_for((double)m * (double)n * (double)k);
     /* a job would run inline (this call is inside a task, such as a convolution's group GEMM):

@@ -12,7 +12,8 @@
  *   K-pair swapped in packing so that the fp32 FMAs add a pair's odd product first, as
  *   vdpbf16ps does. The products are exact, so the sums match vdpbf16ps bit for bit except
  *   where vdpbf16ps flushes a subnormal partial sum to zero.
- * A third, AMX's tile kernel (below), rounds its sums otherwise and serves nnf_gemm_bf16 only. */
+ * A third, AMX's tile kernel (below), rounds its sums otherwise; where it runs it serves every
+ * bf16 product. */
 #ifndef NNFAST_GEMM_BF16_H
 #define NNFAST_GEMM_BF16_H
 
@@ -105,16 +106,9 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
  * vdpbf16ps's (70% of the outputs of a 32 x 64 x 32 product had the same bits; adding each
  * pair's two products one by one, in either order, does not give AMX's), so it is a choice
  * of its own: nnf_gemm_bf16 uses it on the AVX-512 path when the CPU and OS allow and
- * nnf_gemm_bf16_set_tiles has not turned it off; packed callers (nnf_gemm_bf16_packed, the
- * convolutions) keep nnf_gemm_bf16_active_ukernel's. */
+ * nnf_gemm_bf16_set_tiles has not turned it off. nnf_gemm_bf16_packed does not take its
+ * layouts, so the convolutions' packed route steps aside for it (conv_winograd_bf16.inc). */
 extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_amx;
-
-/* nnf_gemm_bf16 on a kernel of the caller's choice: the convolutions give every product the
- * kernel of their packed products, so that both routes give the same bits. */
-int nnf_gemm_bf16_with(const nnf_gemm_bf16_ukernel *uk, int trans_a, int trans_b, ptrdiff_t m,
-                       ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
-                       const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc,
-                       const nnf_gemm_epilogue *ep);
 
 /* 1 if the tile kernel is built and this CPU and OS can run it (asks the OS once). */
 int nnf_gemm_bf16_tiles_supported(void);
@@ -145,7 +139,7 @@ static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k);
 
 /* C (m x n, ldc) = Ap @ Bp + beta * C on the calling thread, for operands packed as above for
- * uk (the active kernel); k >= 1, beta == 0 overwrites C. With lda > 0 (a kernel with
+ * uk (nnf_gemm_bf16_gemm_ukernel's, not a tile kernel); k >= 1, beta == 0 overwrites C. With lda > 0 (a kernel with
  * fn_rows only), Ap is instead op(A)'s m rows as rows of pairs (uk->pack_rows'), lda words
  * apart, with MR - 1 rows' worth of readable memory after the last. The same products, summed
  * in the same order, as nnf_gemm_bf16 with alpha 1 and no epilogue on the operands they were

@@ -332,7 +332,7 @@ def _cmd_info(args) -> int:
             how = "AMX tiles" if k["tiles"] else "AVX512_BF16"
             if k["emulated"]:
                 how = "emulated: fp32 FMAs on bf16-rounded operands"
-            print(f"GEMM kernel bf16 ({' and '.join(k['used_by'])}): {k['name']} ({how}; "
+            print(f"GEMM kernel bf16: {k['name']} ({how}; "
                   f"MC={k['mc']} KC={k['kc']} NC={k['nc']})")  # fmt: skip
     else:
         print(f"native extension: no ({info['native_error']}); every product uses SciPy's BLAS")

@@ -83,7 +83,7 @@ def test_fused_equals_unfused(cfg, dtype, activation, conv_path, isa, rng, monke
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[3], CONFIGS[5]], ids=["gemm", "winograd"])
-def test_fused_equals_unfused_in_bf16(cfg, isa, rng, monkeypatch):
+def test_fused_equals_unfused_in_bf16(cfg, bf16_path, rng, monkeypatch):
     """Under set_matmul_precision("bf16") too (the bf16 GEMMs and Winograd's packed route read
     the output gradient the fused backward builds)."""
     monkeypatch.setattr(conv_module, "DIRECT_MAX_K", 0)

@@ -86,8 +86,17 @@ def draw(rng, case):
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-def test_winograd_matches_float64_window_sums(case, bf16, isa, rng, always):
+def test_winograd_matches_float64_window_sums(case, isa, rng, always):
+    check_window_sums(rng, case, False)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_winograd_matches_float64_window_sums_in_bf16(case, bf16_path, rng, always):
+    """Every bf16 kernel: the packed route's and, with AMX's tile kernel, the other route."""
+    check_window_sums(rng, case, True)
+
+
+def check_window_sums(rng, case, bf16):
     x, w, b, dy, padding, geom = draw(rng, case)
     got = run(x, w, b, dy, geom, bf16)
     want = reference(*(a.astype(np.float64) for a in (x, w, b, dy)), padding)
@@ -209,13 +218,14 @@ def packed():
 
 @pytest.mark.parametrize("case", PACKED_CASES)
 def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
-    case, isa, threads, rng, always, packed
+    case, bf16_path, threads, rng, always, packed
 ):
     """Winograd's bf16 GEMMs on operands the convolution packs block by block give what
     nnf_gemm_bf16 gives on whole groups, to the bit: forward, dW (accumulated too) and dx.
     With one thread every case takes the packed route; with two, a job of too few groups to
     share that is big enough to thread leaves the threads to the GEMMs, on the other route.
-    On a CPU with AVX512_BF16 the avx512 path's kernel reads V's tiles as rows of pairs."""
+    On a CPU with AVX512_BF16 the avx512 path's kernel reads V's tiles as rows of pairs. AMX's
+    tile kernel takes the other route either way."""
     x, w, b, dy, _, geom = draw(rng, case)
     results = {}
     for on in (False, True):
@@ -227,7 +237,7 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
         assert got.tobytes() == want.tobytes(), name
 
 
-def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(rng, packed):
+def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(bf16_path, rng, packed):
     """The same with the bias, ReLU and 2x2 max pooling fused into the forward (cnn_small's
     conv2 on 13 images, one thread)."""
     conv = nn.Conv2d(32, 64, 3, padding=1, activation="relu", seed=2)

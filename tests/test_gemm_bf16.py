@@ -55,19 +55,16 @@ def test_bf16_kernel_is_reported(bf16_path):
     isa, tiles = bf16_path
     kernels = core.gemm_bf16_kernels()
     assert nnfast.info()["bf16_kernels"] == kernels
-    gemm, conv = kernels[0], kernels[-1]  # nnfast.gemm's, the convolutions' packed products'
-    assert gemm["tiles"] is tiles and not conv["tiles"]
-    if tiles:
-        assert gemm["name"].endswith("_amx") and not gemm["emulated"]
-        assert [k["used_by"] for k in kernels] == [["gemm"], ["conv"]]
-    else:
-        assert len(kernels) == 1 and gemm["used_by"] == ["gemm", "conv"]
+    (kern,) = kernels  # one kernel for every bf16 product, the convolutions' too
+    assert kern["tiles"] is tiles
     native = isa == "avx512" and core.cpu_has("avx512bf16")
-    assert conv["emulated"] is (not native)
-    if native:
-        assert conv["name"].endswith("_avx512bf16")
+    assert kern["emulated"] is (not native)
+    if tiles:
+        assert kern["name"].endswith("_amx")
+    elif native:
+        assert kern["name"].endswith("_avx512bf16")
     else:  # the path's widest fp32 kernel, fed rounded operands
-        assert conv["name"] == core.gemm_kernels()["float32"][0]["name"]
+        assert kern["name"] == core.gemm_kernels()["float32"][0]["name"]
 
 
 def test_every_bf16_kernel_around_its_tile(bf16_path, threads, rng):
@@ -75,7 +72,7 @@ def test_every_bf16_kernel_around_its_tile(bf16_path, threads, rng):
     transposes alternate so that every packing branch meets every edge. M also at and past 4
     and 8, where the AVX512_BF16 kernel's edge slivers change body, and 16 and 17, where AMX's
     two tiles of A meet; K past the 32 of a tile row."""
-    (kern,) = [k for k in core.gemm_bf16_kernels() if "gemm" in k["used_by"]]
+    (kern,) = core.gemm_bf16_kernels()
     mr, nr, kc = kern["mr"], kern["nr"], kern["kc"]
     ms = sorted({1, 4, 5, 8, 9, 16, 17, mr - 1, mr, mr + 1, 2 * mr + 3} - {0})
     ns = sorted({1, 17, nr - 1, nr, nr + 1} - {0})

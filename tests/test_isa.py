@@ -78,11 +78,13 @@ def test_nnfast_isa_forces_each_path(name, monkeypatch):
         assert nnfast.get_isa() == name
         kernels = [u["name"] for d in nnfast.info()["gemm_kernels"].values() for u in d]
         assert kernels and all(k.endswith(f"_{name}") for k in kernels), kernels
-        # the convolutions' (and, without AMX, every) bf16 kernel: the row's native kernel, or
-        # its fp32 one
-        bf16 = nnfast.info()["bf16_kernels"][-1]
+        # the bf16 kernel: AMX's tile kernel on the avx512 row where it runs, else the row's
+        # native kernel, or its fp32 one
+        (bf16,) = nnfast.info()["bf16_kernels"]
         native = core.isa_bf16_kernel(name)
-        if native and core.cpu_has(",".join(native["features"])):
+        if name == "avx512" and core.bf16_tiles_supported():
+            assert bf16["name"].endswith("_amx") and bf16["tiles"]
+        elif native and core.cpu_has(",".join(native["features"])):
             assert bf16["name"] == native["name"] and not bf16["emulated"]
         else:
             assert bf16["name"] == kernels[0] and bf16["emulated"]

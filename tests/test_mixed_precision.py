@@ -47,7 +47,7 @@ def test_linear_forward_and_backward_run_in_bf16(rng):
         assert p.data.dtype == p.grad.dtype == np.float32
 
 
-def test_conv2d_forward_and_backward_run_in_bf16(rng):
+def test_conv2d_forward_and_backward_run_in_bf16(bf16_path, rng):
     """A convolution on the GEMM path (C_in*KH*KW above DIRECT_MAX_K: smaller ones
     run nnfast's direct kernel, which has no GEMM and stays fp32); a 3x3 kernel of stride 1
     would run Winograd, whose products are of transformed values (test_conv_winograd.py)."""
@@ -77,6 +77,24 @@ def test_conv2d_forward_and_backward_run_in_bf16(rng):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-4 * np.abs(want).max())
         assert np.abs(got - ref).max() > 1e-4 * np.abs(ref).max()  # bf16 did happen
+
+
+def test_conv2d_bf16_products_are_the_bf16_gemms(bf16_path, rng):
+    """The convolutions' bf16 products run on nnfast.gemm's kernel, AMX's tile kernel where it
+    runs: on the GEMM path each image's output is, to the bit, gemm(im2col(x), W^T) + bias."""
+    from nnfast import _convops
+    from nnfast.nn.conv import DIRECT_MAX_K
+
+    conv = nn.Conv2d(6, 8, (3, 2), padding=1, seed=0)  # not 3x3: no Winograd
+    assert 6 * 3 * 2 > DIRECT_MAX_K
+    x = rng.standard_normal((3, 6, 9, 9)).astype(np.float32)
+    with nnfast.matmul_precision("bf16"):
+        y = conv(x)
+    w = conv.weight.data.reshape(8, -1)
+    for xi, yi in zip(x, y):
+        cols = _convops.im2col(xi[None], (3, 2), 1, 1, 1)  # (pixels, 6 * 3 * 2)
+        want = nnfast.gemm(cols, w, trans_b=True, precision="bf16") + conv.bias.data
+        assert yi.reshape(8, -1).tobytes() == want.T.tobytes()
 
 
 def _blobs(rng, n=480, classes=4, dim=20):

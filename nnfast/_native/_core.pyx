@@ -79,7 +79,6 @@ cdef extern from "gemm_bf16.h" nogil:
         int pairs
         const char *features
         int kstep
-    void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk)
     void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk)
     int nnf_gemm_bf16_tiles_supported()
     int nnf_gemm_bf16_set_tiles(int on)
@@ -201,25 +200,13 @@ def gemm_kernels():
 
 
 def gemm_bf16_kernels():
-    """The kernels of precision="bf16" products on the active ISA: [{...}], first the one of
-    nnfast.gemm and the layers' products, then, when it differs (AMX's tile kernel), the one of
-    the convolutions' packed products; "used_by" says which ("gemm", "conv"). "emulated" means
-    the fp32 kernel of gemm_kernels() fed bf16-rounded operands (no AVX512_BF16 in use) and
-    "tiles" the AMX kernel."""
-    cdef nnf_gemm_bf16_ukernel g, p
-    nnf_gemm_bf16_gemm_ukernel(&g)
-    nnf_gemm_bf16_active_ukernel(&p)
-    out = [_bf16_kernel_dict(&g, ["gemm"])]
-    if g.fn == p.fn:
-        out[0]["used_by"].append("conv")
-    else:
-        out.append(_bf16_kernel_dict(&p, ["conv"]))
-    return out
-
-
-cdef dict _bf16_kernel_dict(const nnf_gemm_bf16_ukernel *b, list used_by):
-    return {"name": b.name.decode(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc,
-            "nc": b.nc, "emulated": not b.pairs, "tiles": b.kstep > 2, "used_by": used_by}
+    """The kernel of every precision="bf16" product on the active ISA (nnfast.gemm, the layers'
+    and the convolutions'), as [{...}]. "emulated" means the fp32 kernel of gemm_kernels() fed
+    bf16-rounded operands (no AVX512_BF16 in use) and "tiles" AMX's tile kernel."""
+    cdef nnf_gemm_bf16_ukernel b
+    nnf_gemm_bf16_gemm_ukernel(&b)
+    return [{"name": b.name.decode(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc,
+             "nc": b.nc, "emulated": not b.pairs, "tiles": b.kstep > 2}]
 
 
 def bf16_tiles_supported():
