@@ -133,6 +133,35 @@ def test_adam_native_matches_numpy_on_every_path(dtype, isa, threads, rng, monke
         np.testing.assert_allclose(a[0].data, b[0].data, **tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_flushes_subnormal_moments(dtype, isa, threads):
+    """Moments below the smallest normal count as zero (flush-to-zero, which keeps Adam at full
+    speed where sparse gradients leave m subnormal); p moves as the unflushed update would, to
+    within its rounding; the caller's thread keeps its own handling of subnormals."""
+    core = optimizer_module._native
+    if core is None:
+        pytest.skip("no native extension")
+    n = 200_003  # threaded
+    tiny = np.finfo(dtype).tiny
+    p = np.linspace(-1, 1, n).astype(dtype)
+    g = np.zeros(n, dtype)
+    g[::7] = 1e-3
+    m = np.full(n, tiny / 4, dtype)  # subnormal
+    m[1::7] = 1e-3
+    v = np.full(n, 1e-6, dtype)
+    want_m = 0.9 * m.astype(np.float64) + 0.1 * g
+    want_v = 0.999 * v.astype(np.float64) + 0.001 * g.astype(np.float64) ** 2
+    want_p = p - 1e-2 * want_m / (np.sqrt(want_v) + 1e-8)
+    core.adam(p, g, m, v, 1e-2, 0.9, 0.999, 1e-8, 1.0)
+    normal = np.abs(want_m) >= tiny
+    assert not normal[2::7].any() and np.all(m[~normal] == 0)
+    np.testing.assert_allclose(m[normal], want_m[normal], rtol=1e-6)
+    np.testing.assert_allclose(v, want_v, rtol=1e-6)
+    np.testing.assert_allclose(p, want_p, rtol=1e-6, atol=1e-7)
+    half = np.array(tiny, dtype) * dtype(0.5)  # on this thread, still subnormal
+    assert 0 < half < tiny
+
+
 def test_adam_kernel_rejects_bad_buffers():
     core = optimizer_module._native
     if core is None:
