@@ -128,13 +128,15 @@ static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t 
         _tile_zero(6);
         _tile_zero(7);
     }
+    /* each load just before the first product that needs it: 2-8% faster on 2048^3 and ~2%
+     * on 1024^3 than the four loads first (2 threads, 4 interleaved rounds) */
     for (ptrdiff_t q = 0; q < kq; q += KSTEP / 2) {
         _tile_loadd(0, a + APAIR(MR, 0, q), 64);
-        _tile_loadd(1, a + APAIR(MR, 16, q), 64);
         _tile_loadd(2, b + q * NR, NR * 4);
-        _tile_loadd(3, b + q * NR + 16, NR * 4);
         _tile_dpbf16ps(4, 0, 2);
+        _tile_loadd(3, b + q * NR + 16, NR * 4);
         _tile_dpbf16ps(5, 0, 3);
+        _tile_loadd(1, a + APAIR(MR, 16, q), 64);
         _tile_dpbf16ps(6, 1, 2);
         _tile_dpbf16ps(7, 1, 3);
     }
