@@ -36,7 +36,8 @@ static void pack_rounded(int TILE, int t, ptrdiff_t kc, const float *x, ptrdiff_
     }
 }
 
-void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk) {
+/* The active ISA path's own kernel (nnf_gemm_bf16_gemm_ukernel without the tile kernel) */
+static void path_ukernel(nnf_gemm_bf16_ukernel *uk) {
     const nnf_isa_desc *d = nnf_isa_current();
     if (d->bf16->fn && nnf_cpu_has(d->bf16->features)) {
         *uk = *d->bf16;
@@ -86,20 +87,14 @@ void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk) {
     if (tiles_wanted && nnf_isa_active() == NNF_ISA_AVX512 && nnf_gemm_bf16_tiles_supported())
         *uk = nnf_gemm_bf16_ukernel_amx;
     else
-        nnf_gemm_bf16_active_ukernel(uk);
-}
-
-/* K rounded up to what packing pads it to: K-pairs, or a tile kernel's kstep */
-static ptrdiff_t padded_k(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
-    const ptrdiff_t step = uk->kstep > 2 ? uk->kstep : 2;
-    return (k + step - 1) / step * step;
+        path_ukernel(uk);
 }
 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
     /* K blocks of near-equal depth (a short last block would cost a pass over C for little),
      * whole kstep deep but the last, so that only the last is padded */
     const ptrdiff_t k_blocks = (k + uk->kc - 1) / uk->kc;
-    return padded_k(uk, (k + k_blocks - 1) / k_blocks);
+    return nnf_bf16_padded_k(uk, (k + k_blocks - 1) / k_blocks);
 }
 
 /* A product is small when a chunk's packing (the smaller operand whole and its share of the
@@ -247,7 +242,7 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     }
     const float beta = j->pc == 0 ? j->beta : 1.0f;
     const int last = j->pc + kc == j->k;
-    const ptrdiff_t kq = padded_k(uk, kc) / 2;
+    const ptrdiff_t kq = nnf_bf16_padded_k(uk, kc) / 2;
     if (uk->begin) uk->begin();
     for (ptrdiff_t sb = s0; sb < s1; sb += j->mc_sl) {
         const ptrdiff_t se = s1 - sb < j->mc_sl ? s1 : sb + j->mc_sl;
@@ -354,9 +349,8 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
                          ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
                          float *c, ptrdiff_t ldc) {
-    if (!uk || !uk->fn || uk->kstep > 2 || !ap || !bp || !c || m < 0 || n < 0 || k < 1 ||
-        ldc < n || lda < 0 ||
-        (lda > 0 && (!uk->fn_rows || lda < (k + 1) / 2)))
+    if (!uk || !uk->fn || nnf_bf16_is_tile_kernel(uk) || !ap || !bp || !c || m < 0 || n < 0 ||
+        k < 1 || ldc < n || lda < 0 || (lda > 0 && (!uk->fn_rows || lda < (k + 1) / 2)))
         return NNF_EINVAL;
     const int MR = uk->mr, NR = uk->nr;
     const size_t esz = uk->pairs ? 2 : 4;

@@ -84,8 +84,9 @@ typedef struct {
      * micro-kernel the padded kq; pack_a packs A's slivers in the kernel's own layout (a
      * piece along K from a multiple of kstep p0 still goes p0 * MR * 2 bytes in) while pack
      * packs B's as above; ready checks, beyond `features`, what nnf_cpu_has cannot (CPUID
-     * bits it does not know, the OS's permission), and begin and end bracket each thread's run of micro-kernel calls (tile configuration and
-     * release). 0 and NULL for the others. */
+     * bits it does not know, the OS's permission), and begin and end bracket each thread's
+     * run of micro-kernel calls (tile configuration and release). 0 and NULL for the
+     * others. */
     int kstep;
     nnf_bf16_pack_fn pack_a;
     int (*ready)(void);
@@ -97,10 +98,6 @@ typedef struct {
  * the path's kernel files as nnf_gemm_bf16_ukernel_<path>: fn is NULL for a path without one
  * (or a build whose compiler could not make it), and then the path runs emulated. */
 
-/* The kernel the active ISA path uses: the path's native kernel when it has one and the CPU
- * has its extra features, else the path's widest fp32 kernel, emulated. */
-void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
-
 /* The AVX-512 path's tile kernel (gemm_bf16_kernel_amx.c; fn NULL when not built): AMX's
  * TDPBF16PS, 16 x 16 fp32 sums over 32 K per instruction. Its sums round otherwise than
  * vdpbf16ps's (70% of the outputs of a 32 x 64 x 32 product had the same bits; adding each
@@ -109,6 +106,18 @@ void nnf_gemm_bf16_active_ukernel(nnf_gemm_bf16_ukernel *uk);
  * nnf_gemm_bf16_set_tiles has not turned it off. nnf_gemm_bf16_packed does not take its
  * layouts, so the convolutions' packed route steps aside for it (conv_winograd_bf16.inc). */
 extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_amx;
+
+/* 1 for a tile kernel (AMX's): its own A layout and K padding, which nnf_gemm_bf16_packed and
+ * Winograd's packed route do not take */
+static inline int nnf_bf16_is_tile_kernel(const nnf_gemm_bf16_ukernel *uk) {
+    return uk->kstep > 2;
+}
+
+/* k rounded up to what packing pads it to: whole K-pairs, or a tile kernel's kstep */
+static inline ptrdiff_t nnf_bf16_padded_k(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
+    const ptrdiff_t step = nnf_bf16_is_tile_kernel(uk) ? uk->kstep : 2;
+    return (k + step - 1) / step * step;
+}
 
 /* 1 if the tile kernel is built and this CPU and OS can run it (asks the OS once). */
 int nnf_gemm_bf16_tiles_supported(void);
@@ -119,7 +128,8 @@ int nnf_gemm_bf16_set_tiles(int on);
 int nnf_gemm_bf16_tiles_on(void); /* 1 if supported and not turned off */
 
 /* The kernel nnf_gemm_bf16 uses now: the tile kernel when it is on, supported and the active
- * path is AVX-512, else nnf_gemm_bf16_active_ukernel's. */
+ * path is AVX-512, else the path's native kernel when it has one and the CPU has its extra
+ * features, else the path's widest fp32 kernel, emulated. */
 void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk);
 
 /* Packed operands, for a caller that converts once what it multiplies often, or that packs
@@ -130,8 +140,7 @@ void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk);
  * p0 * TILE * (uk->pairs ? 2 : 4) bytes into it. */
 static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int tile,
                                            ptrdiff_t k) {
-    const ptrdiff_t step = uk->kstep > 2 ? uk->kstep : 2;
-    return (size_t)tile * (size_t)((k + step - 1) / step * step) * (uk->pairs ? 2u : 4u);
+    return (size_t)tile * (size_t)nnf_bf16_padded_k(uk, k) * (uk->pairs ? 2u : 4u);
 }
 
 /* The depth of nnf_gemm_bf16's K blocks for a K of k: near-equal, a multiple of 2 (or of a
@@ -139,11 +148,12 @@ static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k);
 
 /* C (m x n, ldc) = Ap @ Bp + beta * C on the calling thread, for operands packed as above for
- * uk (nnf_gemm_bf16_gemm_ukernel's, not a tile kernel); k >= 1, beta == 0 overwrites C. With lda > 0 (a kernel with
- * fn_rows only), Ap is instead op(A)'s m rows as rows of pairs (uk->pack_rows'), lda words
- * apart, with MR - 1 rows' worth of readable memory after the last. The same products, summed
- * in the same order, as nnf_gemm_bf16 with alpha 1 and no epilogue on the operands they were
- * packed from, so the results are the same to the bit. NNF_EINVAL for a bad size or pointer. */
+ * uk (nnf_gemm_bf16_gemm_ukernel's, not a tile kernel); k >= 1, beta == 0 overwrites C.
+ * With lda > 0 (a kernel with fn_rows only), Ap is instead op(A)'s m rows as rows of pairs
+ * (uk->pack_rows'), lda words apart, with MR - 1 rows' worth of readable memory after the
+ * last. The same products, summed in the same order, as nnf_gemm_bf16 with alpha 1 and no
+ * epilogue on the operands they were packed from, so the results are the same to the bit.
+ * NNF_EINVAL for a bad size or pointer, or a tile kernel. */
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
                          ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
                          float *c, ptrdiff_t ldc);

@@ -81,20 +81,29 @@ def test_conv2d_forward_and_backward_run_in_bf16(bf16_path, rng):
 
 def test_conv2d_bf16_products_are_the_bf16_gemms(bf16_path, rng):
     """The convolutions' bf16 products run on nnfast.gemm's kernel, AMX's tile kernel where it
-    runs: on the GEMM path each image's output is, to the bit, gemm(im2col(x), W^T) + bias."""
+    runs: on the GEMM path each image's output is, to the bit, gemm(im2col(x), W^T) + bias,
+    and one image's weight gradient gemm(dY, im2col(x)) (AMX's sums and vdpbf16ps's differ in
+    about 30% of such outputs)."""
     from nnfast import _convops
     from nnfast.nn.conv import DIRECT_MAX_K
 
     conv = nn.Conv2d(6, 8, (3, 2), padding=1, seed=0)  # not 3x3: no Winograd
     assert 6 * 3 * 2 > DIRECT_MAX_K
     x = rng.standard_normal((3, 6, 9, 9)).astype(np.float32)
+    dy = rng.standard_normal((1, 8, 9, 10)).astype(np.float32)
     with nnfast.matmul_precision("bf16"):
         y = conv(x)
+        conv.zero_grad()
+        conv(x[:1])
+        conv.backward(dy)
     w = conv.weight.data.reshape(8, -1)
     for xi, yi in zip(x, y):
         cols = _convops.im2col(xi[None], (3, 2), 1, 1, 1)  # (pixels, 6 * 3 * 2)
         want = nnfast.gemm(cols, w, trans_b=True, precision="bf16") + conv.bias.data
         assert yi.reshape(8, -1).tobytes() == want.T.tobytes()
+    cols = _convops.im2col(x[:1], (3, 2), 1, 1, 1)
+    want = nnfast.gemm(dy.reshape(8, -1), cols, precision="bf16")
+    assert conv.weight.grad.reshape(8, -1).tobytes() == want.tobytes()
 
 
 def _blobs(rng, n=480, classes=4, dim=20):

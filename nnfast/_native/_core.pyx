@@ -80,6 +80,7 @@ cdef extern from "gemm_bf16.h" nogil:
         const char *features
         int kstep
     void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk)
+    int nnf_bf16_is_tile_kernel(const nnf_gemm_bf16_ukernel *uk)
     int nnf_gemm_bf16_tiles_supported()
     int nnf_gemm_bf16_set_tiles(int on)
     int nnf_gemm_bf16_tiles_on()
@@ -206,7 +207,7 @@ def gemm_bf16_kernels():
     cdef nnf_gemm_bf16_ukernel b
     nnf_gemm_bf16_gemm_ukernel(&b)
     return [{"name": b.name.decode(), "mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc,
-             "nc": b.nc, "emulated": not b.pairs, "tiles": b.kstep > 2}]
+             "nc": b.nc, "emulated": not b.pairs, "tiles": bool(nnf_bf16_is_tile_kernel(&b))}]
 
 
 def bf16_tiles_supported():
