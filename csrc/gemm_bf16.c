@@ -251,14 +251,23 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
             const ptrdiff_t j0 = j->jc + t * NR;
             const int nr = j->n - j0 < NR ? (int)(j->n - j0) : NR;
             const char *bs = bp + (size_t)(t - t0) * b_sl;
+            /* a shared panel's slivers come from L3: each call brings its share of the next
+             * one into L2 (a tile kernel's 2048^3 1.01-1.08x as fast, 6 interleaved rounds) */
+            const char *next = !j->b_private && t + 1 < t1 ? bs + b_sl : NULL;
+            const size_t share = (b_sl + (size_t)(se - sb) - 1) / (size_t)(se - sb);
             for (ptrdiff_t s = sb; s < se; s++) {
                 const ptrdiff_t i0 = s * MR;
                 const int mr = j->m - i0 < MR ? (int)(j->m - i0) : MR;
                 const char *as = ap + (size_t)(s - sb) * a_sl;
                 float *cij = j->c + i0 * j->ldc + j0;
+                const size_t from = (size_t)(s - sb) * share;
+                const size_t pf = !next || from >= b_sl ? 0
+                                  : b_sl - from < share ? b_sl - from
+                                                        : share;
                 if (uk->pairs)
                     ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
-                                            j->ldc, j->alpha, beta, mr, nr);
+                                            j->ldc, j->alpha, beta, mr, nr,
+                                            pf ? next + from : NULL, pf);
                 else
                     ((nnf_sgemm_ukr)uk->fn)(2 * kq, (const float *)as, 1, MR,
                                             (const float *)bs, NR, cij, j->ldc, j->alpha, beta,
@@ -375,7 +384,7 @@ int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t
                     (const char *)ap + (size_t)(i0 / MR) * a_sl + (size_t)pc * MR * esz;
                 if (uk->pairs)
                     ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
-                                            ldc, 1.0f, b_pc, mr, nr);
+                                            ldc, 1.0f, b_pc, mr, nr, NULL, 0);
                 else
                     ((nnf_sgemm_ukr)uk->fn)(2 * kq, (const float *)as, 1, MR, (const float *)bs,
                                             NR, cij, ldc, 1.0f, b_pc, mr, nr);

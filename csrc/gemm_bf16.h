@@ -52,9 +52,11 @@ typedef void (*nnf_bf16_pack_fn)(int TILE, int t, ptrdiff_t kc, const float *x, 
 /* Pairs micro-kernel contract (the emulated kernels keep gemm.h's nnf_sgemm_ukr):
  *   C[0:m, 0:n] := alpha * Ap @ Bp + beta * C[0:m, 0:n]      (m <= MR, n <= NR)
  * over kq K-pairs: Ap holds kq groups of MR pairs, Bp kq groups of NR pairs. beta == 0
- * overwrites C; only the m x n corner is written. */
+ * overwrites C; only the m x n corner is written. next_b (NULL for none) is next_bytes of
+ * packed B that the caller multiplies next, which the kernel may bring into L2 meanwhile. */
 typedef void (*nnf_bgemm_ukr)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *c,
-                              ptrdiff_t ldc, float alpha, float beta, int m, int n);
+                              ptrdiff_t ldc, float alpha, float beta, int m, int n,
+                              const void *next_b, size_t next_bytes);
 
 /* The same on A given as MR rows of pairs, lda words apart (pair q of row i at a[i*lda + q]):
  * rows m to MR - 1 may be read but are not used, so they must be readable. */

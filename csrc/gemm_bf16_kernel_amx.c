@@ -114,7 +114,8 @@ static void tiles_end(void) { _tile_release(); }
  * and kq groups of NR pairs of B. A whole tile with alpha 1 and beta 0 or 1 reads and writes C
  * through the tiles; the rest goes through a buffer. */
 static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *c,
-                                ptrdiff_t ldc, float alpha, float beta, int m, int n) {
+                                ptrdiff_t ldc, float alpha, float beta, int m, int n,
+                                const void *next_b, size_t next_bytes) {
     const ptrdiff_t ldcb = ldc * 4; /* bytes */
     const int direct = m == MR && n == NR && alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
     if (direct && beta == 1.0f) {
@@ -131,7 +132,14 @@ static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t 
     /* each load just before the first product that needs it: 2-8% faster on 2048^3 and ~2%
      * on 1024^3 than the four loads first, 128x784x256 within noise (2 threads, 4
      * interleaved rounds) */
+    /* next_b's lines to L2, spread over the K steps */
+    const char *pf = (const char *)next_b;
+    const size_t lines = next_b ? (next_bytes + 63) / 64 : 0, steps = (size_t)kq / (KSTEP / 2);
+    const size_t per_step = (lines + steps - 1) / steps;
+    size_t line = 0;
     for (ptrdiff_t q = 0; q < kq; q += KSTEP / 2) {
+        const size_t end = line + per_step < lines ? line + per_step : lines;
+        for (; line < end; line++) _mm_prefetch(pf + 64 * line, _MM_HINT_T1);
         _tile_loadd(0, a + APAIR(MR, 0, q), 64);
         _tile_loadd(2, b + q * NR, NR * 4);
         _tile_dpbf16ps(4, 0, 2);
