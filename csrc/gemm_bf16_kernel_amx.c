@@ -129,14 +129,14 @@ static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t 
         _tile_zero(6);
         _tile_zero(7);
     }
-    /* each load just before the first product that needs it: 2-8% faster on 2048^3 and ~2%
-     * on 1024^3 than the four loads first, 128x784x256 within noise (2 threads, 4
-     * interleaved rounds) */
     /* next_b's lines to L2, spread over the K steps */
     const char *pf = (const char *)next_b;
     const size_t lines = next_b ? (next_bytes + 63) / 64 : 0, steps = (size_t)kq / (KSTEP / 2);
-    const size_t per_step = (lines + steps - 1) / steps;
+    const size_t per_step = steps ? (lines + steps - 1) / steps : 0;
     size_t line = 0;
+    /* each load just before the first product that needs it: 2-8% faster on 2048^3 and ~2%
+     * on 1024^3 than the four loads first, 128x784x256 within noise (2 threads, 4
+     * interleaved rounds) */
     for (ptrdiff_t q = 0; q < kq; q += KSTEP / 2) {
         const size_t end = line + per_step < lines ? line + per_step : lines;
         for (; line < end; line++) _mm_prefetch(pf + 64 * line, _MM_HINT_T1);

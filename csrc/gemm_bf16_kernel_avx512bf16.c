@@ -70,7 +70,7 @@ static inline __attribute__((always_inline)) void bgemm_12x32(ptrdiff_t kq, cons
 static void bgemm_ukr_12x32_avx512bf16(ptrdiff_t kq, const uint32_t *a, const uint32_t *b,
                                        float *c, ptrdiff_t ldc, float alpha, float beta, int m,
                                        int n, const void *next_b, size_t next_bytes) {
-    (void)next_b, (void)next_bytes; /* its K blocks are short: B's sliver stays in L1 */
+    (void)next_b, (void)next_bytes; /* the prefetch was measured for the tile kernel only */
     bgemm_12x32(kq, a, 1, MR, b, c, ldc, alpha, beta, m, n);
 }
 

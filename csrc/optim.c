@@ -32,7 +32,10 @@ static inline unsigned flush_subnormals_begin(int on) {
 }
 static inline void flush_subnormals_end(unsigned saved) { _mm_setcsr(saved); }
 #else
-static inline unsigned flush_subnormals_begin(int on) { return (unsigned)on; }
+static inline unsigned flush_subnormals_begin(int on) {
+    (void)on;
+    return 0;
+}
 static inline void flush_subnormals_end(unsigned saved) { (void)saved; }
 #endif
 
