@@ -84,7 +84,7 @@ int nnf_gemm_bf16_set_tiles(int on) {
 int nnf_gemm_bf16_tiles_on(void) { return tiles_wanted && nnf_gemm_bf16_tiles_supported(); }
 
 void nnf_gemm_bf16_gemm_ukernel(nnf_gemm_bf16_ukernel *uk) {
-    if (tiles_wanted && nnf_isa_active() == NNF_ISA_AVX512 && nnf_gemm_bf16_tiles_supported())
+    if (nnf_isa_active() == NNF_ISA_AVX512 && nnf_gemm_bf16_tiles_on())
         *uk = nnf_gemm_bf16_ukernel_amx;
     else
         path_ukernel(uk);
@@ -261,9 +261,8 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
                 const char *as = ap + (size_t)(s - sb) * a_sl;
                 float *cij = j->c + i0 * j->ldc + j0;
                 const size_t from = (size_t)(s - sb) * share;
-                const size_t pf = !next || from >= b_sl ? 0
-                                  : b_sl - from < share ? b_sl - from
-                                                        : share;
+                const size_t left = next && from < b_sl ? b_sl - from : 0;
+                const size_t pf = left < share ? left : share;
                 if (uk->pairs)
                     ((nnf_bgemm_ukr)uk->fn)(kq, (const uint32_t *)as, (const uint32_t *)bs, cij,
                                             j->ldc, j->alpha, beta, mr, nr,
