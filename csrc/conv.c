@@ -127,8 +127,12 @@ double nnf_conv_profile_clock(void) {
 
 void nnf_conv_profile_add(int slot, double t0) {
     if (t0 == 0) return;
-    atomic_fetch_add_explicit(&conv_profile_ns[slot], (long long)(nnf_conv_profile_clock() - t0),
-                              memory_order_relaxed);
+    nnf_conv_profile_add_ns(slot, nnf_conv_profile_clock() - t0);
+}
+
+void nnf_conv_profile_add_ns(int slot, double ns) {
+    if (ns > 0)
+        atomic_fetch_add_explicit(&conv_profile_ns[slot], (long long)ns, memory_order_relaxed);
 }
 
 void nnf_conv_profile(int on, double *seconds) {

@@ -111,6 +111,14 @@ int nnf_conv_winograd(int mode);
  * above 1). Not for use while convolutions run. */
 int nnf_conv_winograd_packed(int on);
 
+/* Test and benchmark hook: Winograd's float32 forward transforms and multiplies a group a few
+ * tiles at a time, with the micro-kernel on U^T packed once per call (1, the default;
+ * conv_winograd_impl.inc), or the whole group at once through the GEMM (0); the results are
+ * the same to the bit. A job of too few groups to share between the threads always takes the
+ * second route. -1 leaves it. Returns the setting before (NNF_EINVAL above 1). Not for use
+ * while convolutions run. */
+int nnf_conv_winograd_fused(int on);
+
 /* Benchmark hook: seconds[i] gets the thread-seconds the batched convolutions (the GEMM path,
  * Winograd and the direct kernels) have spent, since the last call, in their column work
  * (slot 0: the GEMM path's unfolding and folding and the implicit kernels' padded copy of an
@@ -121,13 +129,17 @@ int nnf_conv_winograd_packed(int on);
  * activation, nor the pooling) and in all (slot 1); the
  * counters restart, and keep counting only while `on` (off by default: no clock reads).
  * nnf_conv_profile_clock is the counters' clock (0 while off), and nnf_conv_profile_add adds
- * the time since t0 to a slot (nothing for t0 0): the kernels count with them. */
+ * the time since t0 to a slot (nothing for t0 0): the kernels count with them;
+ * nnf_conv_profile_add_ns adds a time summed elsewhere (in ns, of that clock's differences),
+ * for a caller that times many short spans and would otherwise add each to the shared
+ * counter. */
 #define NNF_CONV_PROFILE_COLUMNS 0
 #define NNF_CONV_PROFILE_TOTAL 1
 #define NNF_CONV_PROFILE_SLOTS 2
 void nnf_conv_profile(int on, double *seconds);
 double nnf_conv_profile_clock(void);
 void nnf_conv_profile_add(int slot, double t0);
+void nnf_conv_profile_add_ns(int slot, double ns);
 
 /* Direct convolution, for layers whose C*KH*KW is small (the GEMM would be degenerate and the
  * column matrix mostly copies): x (N, C, H, W), wk (Cout, C, KH, KW), y (N, Cout, Ho, Wo).
@@ -333,7 +345,11 @@ NNF_CONV_KERNEL_TYPES_(double, d)
  * input_grad: dxt (nb, hin, win, cin) (=) the sums of B dV B^T of the tiles of dv (16, tiles,
  *   cin) over the patches input reads, what falls outside the image added to junk (cin);
  * output: out (nb*hout*wout + 1, cout) (=) A^T M A of the tiles of m (16, tiles, cout), the
- *   outputs past the edge written to the last row. */
+ *   outputs past the edge written to the last row.
+ * input_tiles and output_tiles do the same for the nt tiles from tile t0 only (the float32
+ * forward's blocks of a few tiles): tile t0 + i's values at v + i*cin + p*ps (p the position
+ * in the 16 of the transformed domain); output_tiles reads channels co0..co0 + nco - 1 at
+ * m + i*ldm + p*ps and writes them to those columns of out's rows. */
 typedef struct {
     ptrdiff_t cin, hin, win, offh, offw, cout, hout, wout, th, tw;
 } nnf_wino_geom;
@@ -345,6 +361,13 @@ typedef void (*nnf_wino_input_grad_fn)(const float *dv, ptrdiff_t nb, const nnf_
                                        float *junk, float *dxt);
 typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
                                    float *out);
+typedef void (*nnf_wino_input_tiles_fn)(const float *xt, const nnf_wino_geom *q,
+                                        const float *zeros, ptrdiff_t t0, ptrdiff_t nt,
+                                        ptrdiff_t ps, float *v);
+typedef void (*nnf_wino_output_tiles_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
+                                         ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t ps,
+                                         ptrdiff_t ldm, ptrdiff_t co0, ptrdiff_t nco,
+                                         float *out);
 /* input with V written as rows of bf16 pairs for the AVX512_BF16 GEMM kernel: row (p, tile) at
  * vp + (p*tiles + tile)*kq, kq = (cin + 1) / 2, what that kernel's pack_rows makes of input's
  * V (conv_winograd_avx512bf16.c; NULL in a build without it). */
@@ -387,6 +410,8 @@ typedef struct {
     nnf_wino_grad_output_fn wino_grad_output;
     nnf_wino_input_grad_fn wino_input_grad;
     nnf_wino_output_fn wino_output;
+    nnf_wino_input_tiles_fn wino_input_tiles;
+    nnf_wino_output_tiles_fn wino_output_tiles;
     nnf_pool2_row_s pool2_row_s;
     nnf_pool2_rows_s pool2_rows_s;
     nnf_unpool2_rows_s unpool2_rows_s;

@@ -60,8 +60,7 @@ static int use_goto(const nnf_gemm_ukernel *uk, size_t elem_size, ptrdiff_t m, p
     return (double)m * (double)n * (double)k >= min_work && n >= 8 * uk->nr && m >= 8 * uk->mr;
 }
 
-/* The narrowest registered kernel whose NR covers n, else the widest. */
-static const nnf_gemm_ukernel *kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t n) {
+const nnf_gemm_ukernel *nnf_gemm_kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t n) {
     const nnf_gemm_ukernel *best = &uks[0];
     for (int i = 1; i < NNF_GEMM_MAX_UKR && uks[i].fn; i++)
         if (uks[i].nr >= n && uks[i].nr < best->nr) best = &uks[i];
@@ -105,7 +104,7 @@ void nnf_gemm_epilogue_s(const nnf_gemm_epilogue *ep, ptrdiff_t i, ptrdiff_t j, 
         } else { /* the packed drivers apply the epilogue tile by tile */                       \
             const nnf_gemm_ukernel *uks = nnf_gemm_active_ukernels()->ukr[DTYPE_INDEX];         \
             if (use_goto(&uks[0], sizeof(T), m, n, k)) return gemm_goto_##TS(&uks[0], &g, nt); \
-            return gemm_small_##TS(kernel_for(uks, n), &g, nt);                               \
+            return gemm_small_##TS(nnf_gemm_kernel_for(uks, n), &g, nt);                      \
         }                                                                                       \
         /* the reference variants apply it afterwards, over the whole of C */                   \
         epilogue_##TS(ep, 0, 0, m, n, c, ldc);                                                \

@@ -104,6 +104,10 @@ typedef struct {
 /* The kernels the active ISA uses (what nnfast.info() reports). */
 const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);
 
+/* Of one dtype's registry row uks, the kernel the packed GEMM multiplies a product of N = n
+ * with when it does not pack A: the narrowest whose NR covers n, else the widest. */
+const nnf_gemm_ukernel *nnf_gemm_kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t n);
+
 /* Tuning hook for benchmarks: change the active ISA's cache blocking for one dtype's kernels.
  * mc must be a multiple of MR; NNF_EINVAL otherwise. Not thread-safe against running GEMMs. */
 int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc);

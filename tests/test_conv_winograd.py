@@ -209,11 +209,20 @@ PACKED_CASES = [
 ]
 
 
-@pytest.fixture
-def packed():
-    before = core.conv_winograd_packed()
-    yield
-    core.conv_winograd_packed(before)
+def restoring(hook):
+    """A fixture that leaves a route hook (core.conv_winograd_packed, ..._fused) as it was."""
+
+    @pytest.fixture
+    def fixture():
+        before = hook()
+        yield
+        hook(before)
+
+    return fixture
+
+
+packed = restoring(core.conv_winograd_packed)
+fused = restoring(core.conv_winograd_fused)
 
 
 @pytest.mark.parametrize("case", PACKED_CASES)
@@ -267,11 +276,52 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(bf16_path, r
         assert results[True][0].tobytes() != vector.tobytes()
 
 
-def test_winograd_packed_hook_takes_a_bool(packed):
+@pytest.mark.parametrize("case", PACKED_CASES)
+def test_fused_forward_gives_the_bits_of_the_gemm_on_whole_groups(
+    case, isa, threads, rng, always, fused
+):
+    """The float32 forward taken a few tiles at a time, on U^T packed once per call, gives what
+    the GEMM on whole groups gives, to the bit, on every ISA path: the same micro-kernel sums
+    the same products in the same order. With one thread every case takes the fused route;
+    with two, a job of too few groups to share leaves the threads to the GEMMs."""
+    x, w, b, dy, _, geom = draw(rng, case)
+    results = {}
+    for on in (False, True):
+        core.conv_winograd_fused(on)
+        results[on] = run(x, w, b, dy, geom, False)[0]
+    assert results[True].tobytes() == results[False].tobytes()
+
+
+def test_fused_forward_gives_the_bits_of_the_gemm_on_whole_groups_pooled(isa, rng, fused):
+    """The same with the bias, ReLU and 2x2 max pooling fused into the forward (cnn_small's
+    conv2 on 13 images, one thread), and the layer still matches float64 window sums."""
+    conv = nn.Conv2d(32, 64, 3, padding=1, activation="relu", seed=2)
+    pool = nn.MaxPool2d(2)
+    x = rng.standard_normal((13, 32, 14, 14)).astype(np.float32)
+    before = nnfast.get_num_threads()
+    nnfast.set_num_threads(1)
+    try:
+        results = {}
+        for on in (False, True):
+            core.conv_winograd_fused(on)
+            results[on] = conv.forward_fused(x, pool)
+    finally:
+        nnfast.set_num_threads(before)
+    assert results[True].tobytes() == results[False].tobytes()
+    w = conv.weight.data.astype(np.float64)
+    zeros = np.zeros((13, 64, 14, 14))
+    y = reference(x.astype(np.float64), w, conv.bias.data.astype(np.float64), zeros, (1, 1))[0]
+    y = np.maximum(y, 0).reshape(13, 64, 7, 2, 7, 2).max(axis=(3, 5))
+    np.testing.assert_allclose(results[True], y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["conv_winograd_packed", "conv_winograd_fused"])
+def test_winograd_route_hooks_take_a_bool(name, packed, fused):
+    hook = getattr(core, name)
     with pytest.raises(TypeError, match="bool"):
-        core.conv_winograd_packed(1)
-    assert core.conv_winograd_packed(False) is True
-    assert core.conv_winograd_packed(None) is False
+        hook(1)
+    assert hook(False) is True
+    assert hook(None) is False
 
 
 def test_winograd_hook_takes_a_mode():

@@ -58,6 +58,7 @@ cdef extern from "conv.h" nogil:
     void nnf_conv_profile(int on, double *seconds)
     int nnf_conv_winograd(int on)
     int nnf_conv_winograd_packed(int on)
+    int nnf_conv_winograd_fused(int on)
     Py_ssize_t nnf_conv_direct_dx(Py_ssize_t max_k)
     int nnf_conv_implicit(int on)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
@@ -559,3 +560,14 @@ def conv_winograd_packed(on=None):
     if on is not None and not isinstance(on, bool):
         raise TypeError(f"conv_winograd_packed: on must be a bool or None, got {type(on).__name__}")
     return bool(nnf_conv_winograd_packed(-1 if on is None else int(on)))
+
+
+def conv_winograd_fused(on=None):
+    """Test and benchmark hook: Winograd's float32 forward transforms and multiplies a group a
+    few tiles at a time, on weights packed once per call (True, the default), or the whole
+    group at once through the GEMM (False); the results are the same to the bit. A job of too
+    few groups to share between the threads always takes the second route. Sets it unless
+    ``on`` is None; returns the setting before. Not for use while convolutions run."""
+    if on is not None and not isinstance(on, bool):
+        raise TypeError(f"conv_winograd_fused: on must be a bool or None, got {type(on).__name__}")
+    return bool(nnf_conv_winograd_fused(-1 if on is None else int(on)))
