@@ -111,12 +111,13 @@ int nnf_conv_winograd(int mode);
  * above 1). Not for use while convolutions run. */
 int nnf_conv_winograd_packed(int on);
 
-/* Test and benchmark hook: Winograd's float32 forward transforms and multiplies a group a few
- * tiles at a time, with the micro-kernel on U^T packed once per call (1, the default;
- * conv_winograd_impl.inc), or the whole group at once through the GEMM (0); the results are
- * the same to the bit. A job of too few groups to share between the threads always takes the
- * second route. -1 leaves it. Returns the setting before (NNF_EINVAL above 1). Not for use
- * while convolutions run. */
+/* Test and benchmark hook: Winograd's float32 forward and backward call the GEMMs'
+ * micro-kernel on their operands in place, transforming a few tiles at a time (1, the
+ * default; conv_winograd_impl.inc), or run the GEMM on whole groups (0); the results are the
+ * same to the bit where the GEMM does not split a product's depth between threads (it does
+ * from 1024 per thread). A job of too few groups to share between the threads always takes
+ * the second route. -1 leaves it. Returns the setting before (NNF_EINVAL above 1). Not for
+ * use while convolutions run. */
 int nnf_conv_winograd_fused(int on);
 
 /* Benchmark hook: seconds[i] gets the thread-seconds the batched convolutions (the GEMM path,
@@ -346,10 +347,11 @@ NNF_CONV_KERNEL_TYPES_(double, d)
  *   cin) over the patches input reads, what falls outside the image added to junk (cin);
  * output: out (nb*hout*wout + 1, cout) (=) A^T M A of the tiles of m (16, tiles, cout), the
  *   outputs past the edge written to the last row.
- * input_tiles and output_tiles do the same for the nt tiles from tile t0 only (the float32
- * forward's blocks of a few tiles): tile t0 + i's values at v + i*cin + p*ps (p the position
- * in the 16 of the transformed domain); output_tiles reads channels co0..co0 + nco - 1 at
- * m + i*ldm + p*ps and writes them to those columns of out's rows. */
+ * input_tiles, input_grad_tiles and output_tiles do the same for the nt tiles from tile t0
+ * only (the float32 fused routes' blocks of a few tiles): tile t0 + i's values at v (dv) +
+ * i*cin + p*ps (p the position in the 16 of the transformed domain); input_grad_tiles adds
+ * to dxt, which its caller zeroes; output_tiles reads channels co0..co0 + nco - 1 at m + i*ldm
+ * + p*ps and writes them to those columns of out's rows. */
 typedef struct {
     ptrdiff_t cin, hin, win, offh, offw, cout, hout, wout, th, tw;
 } nnf_wino_geom;
@@ -364,6 +366,9 @@ typedef void (*nnf_wino_output_fn)(const float *m, ptrdiff_t nb, const nnf_wino_
 typedef void (*nnf_wino_input_tiles_fn)(const float *xt, const nnf_wino_geom *q,
                                         const float *zeros, ptrdiff_t t0, ptrdiff_t nt,
                                         ptrdiff_t ps, float *v);
+typedef void (*nnf_wino_input_grad_tiles_fn)(const float *dv, const nnf_wino_geom *q,
+                                             ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t ps,
+                                             float *junk, float *dxt);
 typedef void (*nnf_wino_output_tiles_fn)(const float *m, ptrdiff_t nb, const nnf_wino_geom *q,
                                          ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t ps,
                                          ptrdiff_t ldm, ptrdiff_t co0, ptrdiff_t nco,
@@ -412,6 +417,7 @@ typedef struct {
     nnf_wino_output_fn wino_output;
     nnf_wino_input_tiles_fn wino_input_tiles;
     nnf_wino_output_tiles_fn wino_output_tiles;
+    nnf_wino_input_grad_tiles_fn wino_input_grad_tiles;
     nnf_pool2_row_s pool2_row_s;
     nnf_pool2_rows_s pool2_rows_s;
     nnf_unpool2_rows_s unpool2_rows_s;

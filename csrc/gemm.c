@@ -75,6 +75,10 @@ const nnf_gemm_ukernel *nnf_gemm_kernel_for(const nnf_gemm_ukernel *uks, ptrdiff
 #define TS d
 #include "gemm_driver.inc"
 
+ptrdiff_t nnf_sgemm_small_depth(const nnf_gemm_ukernel *uk, ptrdiff_t k) {
+    return depth_block_s(k, small_kc_cap_s(uk));
+}
+
 void nnf_gemm_epilogue_s(const nnf_gemm_epilogue *ep, ptrdiff_t i, ptrdiff_t j, ptrdiff_t rows,
                          ptrdiff_t cols, float *c, ptrdiff_t ldc) {
     epilogue_s(ep, i, j, rows, cols, c, ldc);

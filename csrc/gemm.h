@@ -108,6 +108,12 @@ const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);
  * with when it does not pack A: the narrowest whose NR covers n, else the widest. */
 const nnf_gemm_ukernel *nnf_gemm_kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t n);
 
+/* The depth of the K blocks into which that GEMM cuts a float32 product of depth k for kernel
+ * uk when it does not split K between threads (the last block may be shorter): each block's
+ * sums are added to C, so a caller that calls uk on the same blocks, beta 1 after the first,
+ * gets the same bits. */
+ptrdiff_t nnf_sgemm_small_depth(const nnf_gemm_ukernel *uk, ptrdiff_t k);
+
 /* Tuning hook for benchmarks: change the active ISA's cache blocking for one dtype's kernels.
  * mc must be a multiple of MR; NNF_EINVAL otherwise. Not thread-safe against running GEMMs. */
 int nnf_gemm_set_blocking(int dtype_index, int mc, int kc, int nc);

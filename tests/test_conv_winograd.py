@@ -225,6 +225,19 @@ packed = restoring(core.conv_winograd_packed)
 fused = restoring(core.conv_winograd_fused)
 
 
+def assert_routes_agree(hook, case, rng, bf16):
+    """The forward, dW (accumulated too) and dx with a route hook off and on: the same bits."""
+    x, w, b, dy, _, geom = draw(rng, case)
+    results = {}
+    for on in (False, True):
+        hook(on)
+        y, dw, dx = run(x, w, b, dy, geom, bf16)
+        _, dw2, _ = run(x, w, b, dy, geom, bf16, accumulate=True, dw=dw + 1)
+        results[on] = (y, dw, dx, dw2)
+    for name, got, want in zip(("y", "dW", "dx", "dW +="), results[True], results[False]):
+        assert got.tobytes() == want.tobytes(), name
+
+
 @pytest.mark.parametrize("case", PACKED_CASES)
 def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
     case, bf16_path, threads, rng, always, packed
@@ -235,15 +248,7 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
     share that is big enough to thread leaves the threads to the GEMMs, on the other route.
     On a CPU with AVX512_BF16 the avx512 path's kernel reads V's tiles as rows of pairs. AMX's
     tile kernel takes the other route either way."""
-    x, w, b, dy, _, geom = draw(rng, case)
-    results = {}
-    for on in (False, True):
-        core.conv_winograd_packed(on)
-        y, dw, dx = run(x, w, b, dy, geom, True)
-        _, dw2, _ = run(x, w, b, dy, geom, True, accumulate=True, dw=dw + 1)
-        results[on] = (y, dw, dx, dw2)
-    for name, got, want in zip(("y", "dW", "dx", "dW +="), results[True], results[False]):
-        assert got.tobytes() == want.tobytes(), name
+    assert_routes_agree(core.conv_winograd_packed, case, rng, True)
 
 
 def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(bf16_path, rng, packed):
@@ -276,25 +281,26 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(bf16_path, r
         assert results[True][0].tobytes() != vector.tobytes()
 
 
-@pytest.mark.parametrize("case", PACKED_CASES)
-def test_fused_forward_gives_the_bits_of_the_gemm_on_whole_groups(
+FUSED_CASES = [*PACKED_CASES, (1, 1031, 3, 3, 20, 1), (2, 20, 5, 5, 1031, 1)]  # K of 2 blocks
+
+
+@pytest.mark.parametrize("case", FUSED_CASES)
+def test_fused_routes_give_the_bits_of_the_gemm_on_whole_groups(
     case, isa, threads, rng, always, fused
 ):
-    """The float32 forward taken a few tiles at a time, on U^T packed once per call, gives what
-    the GEMM on whole groups gives, to the bit, on every ISA path: the same micro-kernel sums
-    the same products in the same order. With one thread every case takes the fused route;
-    with two, a job of too few groups to share leaves the threads to the GEMMs."""
-    x, w, b, dy, _, geom = draw(rng, case)
-    results = {}
-    for on in (False, True):
-        core.conv_winograd_fused(on)
-        results[on] = run(x, w, b, dy, geom, False)[0]
-    assert results[True].tobytes() == results[False].tobytes()
+    """float32 taken a few tiles at a time (the forward, on U^T packed once per call, and dx)
+    and dW's products as micro-kernel calls give what the GEMMs on whole groups give, to the
+    bit, on every ISA path: the same micro-kernel sums the same products in the same K blocks
+    (C_in past one block forward, C_out past one for dx). With one thread every case takes
+    the fused routes; with two, a job of too few groups to share leaves the threads to the
+    GEMMs."""
+    assert_routes_agree(core.conv_winograd_fused, case, rng, False)
 
 
-def test_fused_forward_gives_the_bits_of_the_gemm_on_whole_groups_pooled(isa, rng, fused):
-    """The same with the bias, ReLU and 2x2 max pooling fused into the forward (cnn_small's
-    conv2 on 13 images, one thread), and the layer still matches float64 window sums."""
+def test_fused_routes_give_the_bits_of_the_gemm_on_whole_groups_pooled(isa, rng, fused):
+    """The same with the bias, ReLU and 2x2 max pooling fused into the layer (cnn_small's
+    conv2 on 13 images, one thread), forward and backward, and the forward still matches
+    float64 window sums."""
     conv = nn.Conv2d(32, 64, 3, padding=1, activation="relu", seed=2)
     pool = nn.MaxPool2d(2)
     x = rng.standard_normal((13, 32, 14, 14)).astype(np.float32)
@@ -302,12 +308,18 @@ def test_fused_forward_gives_the_bits_of_the_gemm_on_whole_groups_pooled(isa, rn
     nnfast.set_num_threads(1)
     try:
         results = {}
+        g = rng.standard_normal((13, 64, 7, 7)).astype(np.float32)
         for on in (False, True):
             core.conv_winograd_fused(on)
-            results[on] = conv.forward_fused(x, pool)
+            conv.zero_grad()
+            y = conv.forward_fused(x, pool)
+            dx = conv.backward(pool.backward(g))
+            results[on] = (y, dx, conv.weight.grad.copy(), conv.bias.grad.copy())
     finally:
         nnfast.set_num_threads(before)
-    assert results[True].tobytes() == results[False].tobytes()
+    for got, want in zip(results[True], results[False]):
+        assert got.tobytes() == want.tobytes()
+    results = {on: r[0] for on, r in results.items()}
     w = conv.weight.data.astype(np.float64)
     zeros = np.zeros((13, 64, 14, 14))
     y = reference(x.astype(np.float64), w, conv.bias.data.astype(np.float64), zeros, (1, 1))[0]

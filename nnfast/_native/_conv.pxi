@@ -563,11 +563,12 @@ def conv_winograd_packed(on=None):
 
 
 def conv_winograd_fused(on=None):
-    """Test and benchmark hook: Winograd's float32 forward transforms and multiplies a group a
-    few tiles at a time, on weights packed once per call (True, the default), or the whole
-    group at once through the GEMM (False); the results are the same to the bit. A job of too
-    few groups to share between the threads always takes the second route. Sets it unless
-    ``on`` is None; returns the setting before. Not for use while convolutions run."""
+    """Test and benchmark hook: Winograd's float32 forward and backward call the GEMMs'
+    micro-kernel on their operands in place, transforming a few tiles at a time (True, the
+    default), or run the GEMM on whole groups (False); the results are the same to the bit
+    unless the GEMM would split a product's depth between threads. A job of too few groups to
+    share between the threads always takes the second route. Sets it unless ``on`` is None;
+    returns the setting before. Not for use while convolutions run."""
     if on is not None and not isinstance(on, bool):
         raise TypeError(f"conv_winograd_fused: on must be a bool or None, got {type(on).__name__}")
     return bool(nnf_conv_winograd_fused(-1 if on is None else int(on)))
