@@ -106,9 +106,9 @@ int nnf_conv_winograd(int mode);
 
 /* Test and benchmark hook: Winograd's bf16 GEMMs take operands the convolution packs itself
  * while the transforms' outputs are in cache (1, the default; conv_winograd_bf16.inc), or run
- * through nnf_gemm_bf16 on whole groups (0); the results are the same to the bit. AMX's tile
- * kernel always takes the second route. -1 leaves it. Returns the setting before (NNF_EINVAL
- * above 1). Not for use while convolutions run. */
+ * through nnf_gemm_bf16 on whole groups (0); the results are the same to the bit, AMX's tile
+ * kernel's too. -1 leaves it. Returns the setting before (NNF_EINVAL above 1). Not for use
+ * while convolutions run. */
 int nnf_conv_winograd_packed(int on);
 
 /* Test and benchmark hook: Winograd's float32 forward and backward call the GEMMs'

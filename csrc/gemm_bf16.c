@@ -357,15 +357,17 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
                          ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
                          float *c, ptrdiff_t ldc) {
-    if (!uk || !uk->fn || nnf_bf16_is_tile_kernel(uk) || !ap || !bp || !c || m < 0 || n < 0 ||
-        k < 1 || ldc < n || lda < 0 || (lda > 0 && (!uk->fn_rows || lda < (k + 1) / 2)))
+    if (!uk || !uk->fn || !ap || !bp || !c || m < 0 || n < 0 || k < 1 || ldc < n || lda < 0 ||
+        (lda > 0 && (!uk->fn_rows || lda < (k + 1) / 2)))
         return NNF_EINVAL;
     const int MR = uk->mr, NR = uk->nr;
     const size_t esz = uk->pairs ? 2 : 4;
     const size_t a_sl = nnf_bf16_sliver_bytes(uk, MR, k), b_sl = nnf_bf16_sliver_bytes(uk, NR, k);
     const ptrdiff_t kc_max = nnf_gemm_bf16_kc(uk, k);
+    if (uk->begin) uk->begin();
     for (ptrdiff_t pc = 0; pc < k; pc += kc_max) {
-        const ptrdiff_t kc = k - pc < kc_max ? k - pc : kc_max, kq = (kc + 1) / 2;
+        const ptrdiff_t kc = k - pc < kc_max ? k - pc : kc_max;
+        const ptrdiff_t kq = nnf_bf16_padded_k(uk, kc) / 2; /* a tile kernel's padded depth */
         const float b_pc = pc == 0 ? beta : 1.0f;
         for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
             const int nr = n - j0 < NR ? (int)(n - j0) : NR;
@@ -390,5 +392,6 @@ int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t
             }
         }
     }
+    if (uk->end) uk->end();
     return NNF_OK;
 }

@@ -81,14 +81,13 @@ typedef struct {
      * and the conversion into that layout (NULL both when not) */
     void *fn_rows;
     nnf_bf16_pack_rows_fn pack_rows;
-    /* Tile kernels (AMX) differ from the layouts above, and nnf_gemm_bf16 alone drives them:
-     * kstep > 2 pads every packed K block with zeros to a multiple of kstep and gives the
-     * micro-kernel the padded kq; pack_a packs A's slivers in the kernel's own layout (a
-     * piece along K from a multiple of kstep p0 still goes p0 * MR * 2 bytes in) while pack
-     * packs B's as above; ready checks, beyond `features`, what nnf_cpu_has cannot (CPUID
-     * bits it does not know, the OS's permission), and begin and end bracket each thread's
-     * run of micro-kernel calls (tile configuration and release). 0 and NULL for the
-     * others. */
+    /* Tile kernels (AMX) differ from the layouts above (nnf_gemm_bf16 and nnf_gemm_bf16_packed
+     * drive them): kstep > 2 pads every packed K block with zeros to a multiple of kstep and gives
+     * the micro-kernel the padded kq; pack_a packs A's slivers in the kernel's own layout (a piece
+     * along K from a multiple of kstep p0 still goes p0 * MR * 2 bytes in) while pack packs B's as
+     * above; ready checks, beyond `features`, what nnf_cpu_has cannot (CPUID bits it does not know,
+     * the OS's permission), and begin and end bracket each thread's run of micro-kernel calls (tile
+     * configuration and release). 0 and NULL for the others. */
     int kstep;
     nnf_bf16_pack_fn pack_a;
     int (*ready)(void);
@@ -105,12 +104,10 @@ typedef struct {
  * vdpbf16ps's (70% of the outputs of a 32 x 64 x 32 product had the same bits; adding each
  * pair's two products one by one, in either order, does not give AMX's), so it is a choice
  * of its own: nnf_gemm_bf16 uses it on the AVX-512 path when the CPU and OS allow and
- * nnf_gemm_bf16_set_tiles has not turned it off. nnf_gemm_bf16_packed does not take its
- * layouts, so the convolutions' packed route steps aside for it (conv_winograd_bf16.inc). */
+ * nnf_gemm_bf16_set_tiles has not turned it off. */
 extern const nnf_gemm_bf16_ukernel nnf_gemm_bf16_ukernel_amx;
 
-/* 1 for a tile kernel (AMX's): its own A layout and K padding, which nnf_gemm_bf16_packed and
- * Winograd's packed route do not take */
+/* 1 for a tile kernel (AMX's): its own A layout (pack_a) and K padding (kstep) */
 static inline int nnf_bf16_is_tile_kernel(const nnf_gemm_bf16_ukernel *uk) {
     return uk->kstep > 2;
 }
@@ -150,12 +147,13 @@ static inline size_t nnf_bf16_sliver_bytes(const nnf_gemm_bf16_ukernel *uk, int 
 ptrdiff_t nnf_gemm_bf16_kc(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k);
 
 /* C (m x n, ldc) = Ap @ Bp + beta * C on the calling thread, for operands packed as above for
- * uk (nnf_gemm_bf16_gemm_ukernel's, not a tile kernel); k >= 1, beta == 0 overwrites C.
+ * uk (nnf_gemm_bf16_gemm_ukernel's; a tile kernel's A by its pack_a, each K block padded to its
+ * kstep, and its tile configuration loaded for the call); k >= 1, beta == 0 overwrites C.
  * With lda > 0 (a kernel with fn_rows only), Ap is instead op(A)'s m rows as rows of pairs
  * (uk->pack_rows'), lda words apart, with MR - 1 rows' worth of readable memory after the
  * last. The same products, summed in the same order, as nnf_gemm_bf16 with alpha 1 and no
  * epilogue on the operands they were packed from, so the results are the same to the bit.
- * NNF_EINVAL for a bad size or pointer, or a tile kernel. */
+ * NNF_EINVAL for a bad size or pointer. */
 int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t n,
                          ptrdiff_t k, const void *ap, ptrdiff_t lda, const void *bp, float beta,
                          float *c, ptrdiff_t ldc);

@@ -92,7 +92,7 @@ def test_winograd_matches_float64_window_sums(case, isa, rng, always):
 
 @pytest.mark.parametrize("case", CASES)
 def test_winograd_matches_float64_window_sums_in_bf16(case, bf16_path, rng, always):
-    """Every bf16 kernel: the packed route's and, with AMX's tile kernel, the other route."""
+    """Every bf16 kernel, AMX's tile kernel among them, on the packed route."""
     check_window_sums(rng, case, True)
 
 
@@ -246,15 +246,15 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm(
     nnf_gemm_bf16 gives on whole groups, to the bit: forward, dW (accumulated too) and dx.
     With one thread every case takes the packed route; with two, a job of too few groups to
     share that is big enough to thread leaves the threads to the GEMMs, on the other route.
-    On a CPU with AVX512_BF16 the avx512 path's kernel reads V's tiles as rows of pairs. AMX's
-    tile kernel takes the other route either way."""
+    On a CPU with AVX512_BF16 the avx512 path's kernel reads V's tiles as rows of pairs; AMX's
+    tile kernel takes its own layouts of A and its padded depth."""
     assert_routes_agree(core.conv_winograd_packed, case, rng, True)
 
 
 def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(bf16_path, rng, packed):
     """The same with the bias, ReLU and 2x2 max pooling fused into the forward (cnn_small's
-    conv2 on 13 images, one thread). On AMX's tile kernel, where there is one route, its bits
-    are not those of the vector kernel: the convolution did run on the tiles."""
+    conv2 on 13 images, one thread). On AMX's tile kernel its bits are not those of the vector
+    kernel: the convolution did run on the tiles."""
     conv = nn.Conv2d(32, 64, 3, padding=1, activation="relu", seed=2)
     pool = nn.MaxPool2d(2)
     x = rng.standard_normal((13, 32, 14, 14)).astype(np.float32)

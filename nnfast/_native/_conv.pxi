@@ -554,9 +554,9 @@ def conv_winograd(mode=None):
 def conv_winograd_packed(on=None):
     """Test and benchmark hook: Winograd's bf16 GEMMs take operands packed by the convolution
     while the transforms' outputs are in cache (True, the default), or run through the bf16
-    GEMM on whole groups (False); the results are the same to the bit. AMX's tile kernel always
-    takes the second route. Sets it unless ``on`` is None; returns the setting before. Not for
-    use while convolutions run."""
+    GEMM on whole groups (False); the results are the same to the bit, AMX's tile kernel's
+    too. Sets it unless ``on`` is None; returns the setting before. Not for use while
+    convolutions run."""
     if on is not None and not isinstance(on, bool):
         raise TypeError(f"conv_winograd_packed: on must be a bool or None, got {type(on).__name__}")
     return bool(nnf_conv_winograd_packed(-1 if on is None else int(on)))
