@@ -225,6 +225,26 @@ packed = restoring(core.conv_winograd_packed)
 fused = restoring(core.conv_winograd_fused)
 
 
+def assert_pooled_routes_agree(hook, conv, pool, x, g):
+    """The layer with its pooling fused, one thread, forward and backward with a route hook off
+    and on: the same bits. Returns {on: (y, dx, dW, db)}."""
+    before = nnfast.get_num_threads()
+    nnfast.set_num_threads(1)
+    results = {}
+    try:
+        for on in (False, True):
+            hook(on)
+            conv.zero_grad()
+            y = conv.forward_fused(x, pool)
+            dx = conv.backward(pool.backward(g))
+            results[on] = (y, dx, conv.weight.grad.copy(), conv.bias.grad.copy())
+    finally:
+        nnfast.set_num_threads(before)
+    for got, want in zip(results[True], results[False]):
+        assert got.tobytes() == want.tobytes()
+    return results
+
+
 def assert_routes_agree(hook, case, rng, bf16):
     """The forward, dW (accumulated too) and dx with a route hook off and on: the same bits."""
     x, w, b, dy, _, geom = draw(rng, case)
@@ -259,24 +279,11 @@ def test_bf16_packed_operands_give_the_bits_of_the_bf16_gemm_pooled(bf16_path, r
     pool = nn.MaxPool2d(2)
     x = rng.standard_normal((13, 32, 14, 14)).astype(np.float32)
     g = rng.standard_normal((13, 64, 7, 7)).astype(np.float32)
-    before = nnfast.get_num_threads()
-    nnfast.set_num_threads(1)
-    results = {}
-    try:
-        with nnfast.matmul_precision("bf16"):
-            for on in (False, True):
-                core.conv_winograd_packed(on)
-                conv.zero_grad()
-                y = conv.forward_fused(x, pool)
-                dx = conv.backward(pool.backward(g))
-                results[on] = (y, dx, conv.weight.grad.copy(), conv.bias.grad.copy())
-            if bf16_path[1]:
-                core.set_bf16_tiles(False)  # the fixture turns them back on
-                vector = conv.forward_fused(x, pool)
-    finally:
-        nnfast.set_num_threads(before)
-    for got, want in zip(results[True], results[False]):
-        assert got.tobytes() == want.tobytes()
+    with nnfast.matmul_precision("bf16"):
+        results = assert_pooled_routes_agree(core.conv_winograd_packed, conv, pool, x, g)
+        if bf16_path[1]:
+            core.set_bf16_tiles(False)  # the fixture turns them back on
+            vector = conv.forward_fused(x, pool)
     if bf16_path[1]:
         assert results[True][0].tobytes() != vector.tobytes()
 
@@ -304,21 +311,8 @@ def test_fused_routes_give_the_bits_of_the_gemm_on_whole_groups_pooled(isa, rng,
     conv = nn.Conv2d(32, 64, 3, padding=1, activation="relu", seed=2)
     pool = nn.MaxPool2d(2)
     x = rng.standard_normal((13, 32, 14, 14)).astype(np.float32)
-    before = nnfast.get_num_threads()
-    nnfast.set_num_threads(1)
-    try:
-        results = {}
-        g = rng.standard_normal((13, 64, 7, 7)).astype(np.float32)
-        for on in (False, True):
-            core.conv_winograd_fused(on)
-            conv.zero_grad()
-            y = conv.forward_fused(x, pool)
-            dx = conv.backward(pool.backward(g))
-            results[on] = (y, dx, conv.weight.grad.copy(), conv.bias.grad.copy())
-    finally:
-        nnfast.set_num_threads(before)
-    for got, want in zip(results[True], results[False]):
-        assert got.tobytes() == want.tobytes()
+    g = rng.standard_normal((13, 64, 7, 7)).astype(np.float32)
+    results = assert_pooled_routes_agree(core.conv_winograd_fused, conv, pool, x, g)
     results = {on: r[0] for on, r in results.items()}
     w = conv.weight.data.astype(np.float64)
     zeros = np.zeros((13, 64, 14, 14))
