@@ -75,6 +75,11 @@ const nnf_gemm_ukernel *nnf_gemm_kernel_for(const nnf_gemm_ukernel *uks, ptrdiff
 #define TS d
 #include "gemm_driver.inc"
 
+void nnf_sgemm_pack_b(const nnf_gemm_ukernel *uk, ptrdiff_t kc, int nr, const float *b,
+                      ptrdiff_t rs_b, ptrdiff_t cs_b, float *bp) {
+    pack_b_sliver_s(uk, uk->nr, kc, nr, b, rs_b, cs_b, bp);
+}
+
 ptrdiff_t nnf_sgemm_small_depth(const nnf_gemm_ukernel *uk, ptrdiff_t k) {
     return depth_block_s(k, small_kc_cap_s(uk));
 }

@@ -108,6 +108,11 @@ const nnf_gemm_ukernels *nnf_gemm_active_ukernels(void);
  * with when it does not pack A: the narrowest whose NR covers n, else the widest. */
 const nnf_gemm_ukernel *nnf_gemm_kernel_for(const nnf_gemm_ukernel *uks, ptrdiff_t n);
 
+/* One kc x nr sliver (nr <= uk->nr) of a float32 op(B), element (p, j) at b[p*rs_b + j*cs_b],
+ * packed for uk as the GEMMs pack it: kc rows of uk->nr values, zero past nr. */
+void nnf_sgemm_pack_b(const nnf_gemm_ukernel *uk, ptrdiff_t kc, int nr, const float *b,
+                      ptrdiff_t rs_b, ptrdiff_t cs_b, float *bp);
+
 /* The depth of the K blocks into which that GEMM cuts a float32 product of depth k for kernel
  * uk when it does not split K between threads (the last block may be shorter): each block's
  * sums are added to C, so a caller that calls uk on the same blocks, beta 1 after the first,
