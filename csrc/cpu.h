@@ -61,4 +61,13 @@ int nnf_threads_for(double work);
 void *nnf_aligned_alloc(size_t bytes);
 void nnf_aligned_free(void *p);
 
+/* A GEMM's packing buffer: 64-byte aligned, at least `bytes`, NULL on failure. The calling
+ * thread keeps one (up to NNF_PACK_BUFFER_KEEP bytes) from call to call, so that a GEMM does
+ * not fault in, zero and evict fresh pages each time; a call while the thread's buffer is out
+ * (nested), a larger one, or a build without threads gets memory of its own. Each thread's
+ * buffer is freed when the thread exits. Give it back with nnf_pack_buffer_release. */
+#define NNF_PACK_BUFFER_KEEP ((size_t)64 << 20)
+void *nnf_pack_buffer_acquire(size_t bytes);
+void nnf_pack_buffer_release(void *p);
+
 #endif

@@ -331,7 +331,7 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     if (j.b_private) j.worker_bytes += (size_t)((n_sl + j.col_blocks - 1) / j.col_blocks) * b_sl;
     j.worker_bytes = whole_lines(j.worker_bytes);
     const size_t shared = j.b_private ? 0 : whole_lines(b_all);
-    j.bp = (char *)nnf_aligned_alloc(shared + (size_t)nt * j.worker_bytes);
+    j.bp = (char *)nnf_pack_buffer_acquire(shared + (size_t)nt * j.worker_bytes);
     if (!j.bp) return NNF_ENOMEM;
     j.scratch = j.bp + shared;
     for (j.jc = 0; j.jc < n; j.jc += uk.nc) {
@@ -348,7 +348,7 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
             nnf_parallel_for(j.row_blocks * j.col_blocks, nt, compute_chunk, &j);
         }
     }
-    nnf_aligned_free(j.bp);
+    nnf_pack_buffer_release(j.bp);
     return NNF_OK;
 }
 

@@ -135,6 +135,37 @@ def test_shared_panel_packed_along_k(bf16_path, rng):
         np.testing.assert_array_equal(got.view(np.uint32), results[0].view(np.uint32))
 
 
+def test_threads_calling_at_once_keep_their_own_packing_buffers(bf16_path, threads, rng):
+    """Each calling thread keeps its packing buffer from call to call (csrc/cpu.h,
+    nnf_pack_buffer_acquire): threads calling at once, each through products that grow, shrink
+    and regrow its buffer, in both precisions, all get the same bits as one thread alone."""
+    import threading
+
+    shapes = [(64, 300, 70), (300, 520, 260), (33, 17, 5), (600, 600, 300), (130, 1100, 90)]
+    cases = [(operands(rng, *s), p) for s in shapes for p in ("bf16", "fp32")]
+    alone = [nnfast.gemm(a, b, precision=p) for (a, b), p in cases]
+    got = [[None] * len(cases) for _ in range(4)]
+
+    def work(t):  # each thread its own order, so that the sizes in flight differ
+        for i in np.random.default_rng(t).permutation(len(cases)).tolist() * 2:
+            (a, b), p = cases[i]
+            got[t][i] = nnfast.gemm(a, b, precision=p)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for ((a, b), p), want in zip(cases, alone):
+        if p == "bf16":
+            assert_bf16_close(want, a, b)
+        else:
+            np.testing.assert_allclose(want, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    for t in range(4):
+        for i, want in enumerate(alone):
+            np.testing.assert_array_equal(got[t][i].view(np.uint32), want.view(np.uint32))
+
+
 def test_paths_agree_bit_for_bit(rng):
     """With K inside one K block of every kernel, every ISA path (vdpbf16ps or fp32 FMAs on
     rounded operands, any tile) and thread count gives the same bits. AMX's tile kernel, whose
