@@ -73,9 +73,15 @@ ptrdiff_t nnf_chunks_for(ptrdiff_t items, int nt) {
  * then runs jobs alone for SOLO_BASE_NS, a period that doubles with each further stall (up to
  * 2^SOLO_MAX_SHIFT times) and halves for each such period that passes without one, so a
  * machine that stays busy is tried rarely. Between solo periods every job uses the threads.
+ * From a solo period of zero, a stall counts only when the previous one was at most
+ * STALL_PAIR_JOBS threaded jobs before: a core that another process holds stalls most jobs,
+ * while a quiet virtual machine stalls a job now and then (one in ~300 back-to-back 60 us
+ * GEMMs here, by ~120 us each): going solo on each of those left the other thread a fifth of
+ * the chunks.
  * Jobs that had to wake sleeping workers count neither way (their late start is the wake-up).
  * Who runs a chunk never changes what it computes, so this changes speed only. */
 #define STALL_MIN_NS 20000
+#define STALL_PAIR_JOBS 8
 #define SOLO_BASE_NS 1000000
 #define SOLO_MAX_SHIFT 8
 
@@ -93,6 +99,8 @@ static int n_workers;                /* started; changed under lock */
 static int64_t solo_until;           /* the caller's backoff after a stall (pool_busy holder) */
 static int solo_shift;
 static int64_t solo_changed;         /* when solo_shift last changed */
+static uint64_t threaded_jobs;       /* jobs offered to the threads so far */
+static uint64_t last_stall_job;      /* threaded_jobs at the latest stall; 0: none yet */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER;
@@ -196,6 +204,8 @@ static void atfork_child(void) {
     solo_until = 0;
     solo_shift = 0;
     solo_changed = 0;
+    threaded_jobs = 0;
+    last_stall_job = 0;
     atomic_store(&sleepers, 0);
     atomic_store(&caller_sleeping, 0);
     atomic_store(&pool_busy, 0);
@@ -249,6 +259,7 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
     }
     const int have = ensure_workers(nt - 1);
     if (have < nt - 1) nt = have + 1;
+    threaded_jobs++;
     atomic_store_explicit(&job_task, task, memory_order_relaxed);
     atomic_store_explicit(&job_ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&job_n, n_chunks, memory_order_relaxed);
@@ -286,6 +297,11 @@ void nnf_parallel_for(ptrdiff_t n_chunks, int nt, nnf_task_fn task, void *ctx) {
          * first call after the data loader or the optimizer, for one), which says nothing of
          * a core being taken; counted as a stall it sent whole steps solo */
         stalled = !woke && waited > STALL_MIN_NS && waited > t_mine - t_start;
+        if (stalled) { /* from a solo period of zero, only the second of a pair counts */
+            const int paired = last_stall_job && threaded_jobs - last_stall_job <= STALL_PAIR_JOBS;
+            last_stall_job = threaded_jobs;
+            if (solo_shift == 0 && !paired) stalled = 0;
+        }
         if (stalled) {
             solo_until = t_end + ((int64_t)SOLO_BASE_NS << solo_shift);
             if (solo_shift < SOLO_MAX_SHIFT) solo_shift++;
