@@ -66,7 +66,7 @@ void nnf_aligned_free(void *p);
  * not fault in, zero and evict fresh pages each time; a call while the thread's buffer is out
  * (nested), a larger one, or a build without threads gets memory of its own. Each thread's
  * buffer is freed when the thread exits. Give it back with nnf_pack_buffer_release. */
-#define NNF_PACK_BUFFER_KEEP ((size_t)64 << 20)
+#define NNF_PACK_BUFFER_KEEP ((size_t)16 << 20)
 void *nnf_pack_buffer_acquire(size_t bytes);
 void nnf_pack_buffer_release(void *p);
 
