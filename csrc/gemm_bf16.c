@@ -364,7 +364,6 @@ int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t
     const size_t esz = uk->pairs ? 2 : 4;
     const size_t a_sl = nnf_bf16_sliver_bytes(uk, MR, k), b_sl = nnf_bf16_sliver_bytes(uk, NR, k);
     const ptrdiff_t kc_max = nnf_gemm_bf16_kc(uk, k);
-    if (uk->begin) uk->begin();
     for (ptrdiff_t pc = 0; pc < k; pc += kc_max) {
         const ptrdiff_t kc = k - pc < kc_max ? k - pc : kc_max;
         const ptrdiff_t kq = nnf_bf16_padded_k(uk, kc) / 2; /* a tile kernel's padded depth */
@@ -392,6 +391,5 @@ int nnf_gemm_bf16_packed(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t m, ptrdiff_t
             }
         }
     }
-    if (uk->end) uk->end();
     return NNF_OK;
 }
