@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -139,8 +140,6 @@ def test_threads_calling_at_once_keep_their_own_packing_buffers(bf16_path, threa
     """Each calling thread keeps its packing buffer from call to call (csrc/cpu.h,
     nnf_pack_buffer_acquire): threads calling at once, each through products that grow, shrink
     and regrow its buffer, in both precisions, all get the same bits as one thread alone."""
-    import threading
-
     shapes = [(64, 300, 70), (300, 520, 260), (33, 17, 5), (600, 600, 300), (130, 1100, 90)]
     cases = [(operands(rng, *s), p) for s in shapes for p in ("bf16", "fp32")]
     alone = [nnfast.gemm(a, b, precision=p) for (a, b), p in cases]
