@@ -152,11 +152,6 @@ static void pack_b_rows(const bgemm_job *j, ptrdiff_t t, ptrdiff_t p0, ptrdiff_t
                 dst + (size_t)p0 * (size_t)NR * j->esz);
 }
 
-/* Packs and converts the current B panel's NR-column sliver t to dst. */
-static void pack_b_sliver(const bgemm_job *j, ptrdiff_t t, char *dst) {
-    pack_b_rows(j, t, 0, j->kc, dst);
-}
-
 /* When B's rows run along memory (B not transposed), B is packed SWEEP_ROWS whole rows at a
  * time across every sliver, the shared panel's pass and a chunk's private slivers alike: B
  * streams in from memory in order. Sliver by sliver, each row gives a sliver only its NR
@@ -169,12 +164,14 @@ static void pack_b_sliver(const bgemm_job *j, ptrdiff_t t, char *dst) {
 #define SWEEP_CHUNKS_PER_THREAD 8
 
 /* Rows [k0, k1) (k0 a multiple of j->sweep) of the current B panel's slivers [t0, t1), each
- * to its place in the slivers at dst, sweeping whole rows (B along rows). */
-static void pack_b_sweep(const bgemm_job *j, ptrdiff_t t0, ptrdiff_t t1, ptrdiff_t k0,
+ * to its place in the slivers at dst: whole rows at a time when B runs along rows, else
+ * sliver by sliver. */
+static void pack_b_block(const bgemm_job *j, ptrdiff_t t0, ptrdiff_t t1, ptrdiff_t k0,
                          ptrdiff_t k1, char *dst) {
     const size_t b_sl = nnf_bf16_sliver_bytes(j->uk, j->uk->nr, j->kc);
-    for (ptrdiff_t p0 = k0; p0 < k1; p0 += j->sweep) {
-        const ptrdiff_t kp = k1 - p0 < j->sweep ? k1 - p0 : j->sweep;
+    const ptrdiff_t step = j->cs_b == 1 ? j->sweep : k1 - k0;
+    for (ptrdiff_t p0 = k0; p0 < k1; p0 += step) {
+        const ptrdiff_t kp = k1 - p0 < step ? k1 - p0 : step;
         for (ptrdiff_t t = t0; t < t1; t++)
             pack_b_rows(j, t, p0, kp, dst + (size_t)(t - t0) * b_sl);
     }
@@ -191,11 +188,11 @@ static void pack_b_chunk(void *p, ptrdiff_t ch, int worker) {
     if (j->cs_b == 1) {
         ptrdiff_t k0, k1;
         nnf_chunk_range(j->kc, j->b_chunks, ch, j->sweep, &k0, &k1);
-        pack_b_sweep(j, 0, n_sl, k0, k1, j->bp);
+        pack_b_block(j, 0, n_sl, k0, k1, j->bp);
     } else {
         ptrdiff_t t0, t1;
         nnf_chunk_range(n_sl, j->b_chunks, ch, 1, &t0, &t1);
-        for (ptrdiff_t t = t0; t < t1; t++) pack_b_sliver(j, t, j->bp + (size_t)t * b_sl);
+        pack_b_block(j, t0, t1, 0, j->kc, j->bp + (size_t)t0 * b_sl);
     }
 }
 
@@ -247,10 +244,7 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     const char *bp = j->bp + (size_t)t0 * b_sl; /* sliver t at bp + (t - t0) * b_sl */
     if (j->b_private) {
         char *mine = ap + j->a_bytes;
-        if (j->cs_b == 1)
-            pack_b_sweep(j, t0, t1, 0, kc, mine);
-        else
-            for (ptrdiff_t t = t0; t < t1; t++) pack_b_sliver(j, t, mine + (size_t)(t - t0) * b_sl);
+        pack_b_block(j, t0, t1, 0, kc, mine);
         bp = mine;
     }
     const float beta = j->pc == 0 ? j->beta : 1.0f;
