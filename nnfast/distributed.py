@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -123,12 +124,36 @@ def _install_excepthook(MPI) -> None:
     previous = sys.excepthook
 
     def abort_on_error(kind, value, tb):
-        previous(kind, value, tb)  # this rank's traceback first
+        # this rank's traceback first, in one write when it is Python's own hook: ranks that
+        # fail together write to the launcher at once, and a traceback written line by line
+        # came out interleaved with the other rank's (1 run in 100 on a busy machine)
+        own = previous is sys.__excepthook__
+        if not (own and _write_at_once("".join(traceback.format_exception(kind, value, tb)))):
+            previous(kind, value, tb)
         if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
             _wait_for_output_to_leave()
             MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = abort_on_error
+
+
+def _write_at_once(text) -> bool:
+    """Write ``text`` to stderr's file descriptor in as few write calls as it takes (one, up
+    to the pipe's buffer); False if stderr has no descriptor."""
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    data = text.encode(sys.stderr.encoding or "utf-8", "backslashreplace")
+    while data:
+        try:
+            data = data[os.write(fd, data) :]
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for_output_to_leave(timeout=5.0) -> None:

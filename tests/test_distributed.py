@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 
 import numpy as np
 import pytest
@@ -119,6 +120,34 @@ def test_a_failing_rank_waits_until_its_output_is_read(monkeypatch):
         assert got == [b"ValueError: rank 1 differs\n"]
         stream.write("nobody reads this\n")
         _wait_for_output_to_leave(timeout=0.05)  # gives up instead of hanging the rank
+
+
+def test_a_failing_rank_writes_its_traceback_at_once(monkeypatch):
+    """Ranks that fail together write to the launcher at once: each traceback goes out in one
+    write, so that the lines of two ranks' tracebacks do not interleave."""
+    from nnfast.distributed import _install_excepthook
+
+    class NoMPI:  # not initialised: the hook writes and does not abort
+        @staticmethod
+        def Is_initialized():
+            return False
+
+    writes = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+    r, w = os.pipe()
+    with os.fdopen(w, "w") as stream, os.fdopen(r, "rb", buffering=0) as launcher:
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+        _install_excepthook(NoMPI)
+        try:
+            raise ValueError("distributed: rank 1 of 2 differs")
+        except ValueError as err:
+            sys.excepthook(type(err), err, err.__traceback__)
+            expected = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        assert writes == [expected.encode()]
+        assert launcher.read(len(writes[0]) + 99) == writes[0]
+        assert expected.count("\n") > 2 and "ValueError: distributed: rank 1" in expected
 
 
 # --- under mpiexec -n 2 -------------------------------------------------------------------
