@@ -29,8 +29,9 @@ RECIPES = {
             "augment": "none"},
     "lenet5": {"dropout": 0.0, "epochs": 15, "batch_size": 64, "optimizer": "adamw",
                "lr": 2e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
-    "cnn": {"dropout": 0.25, "epochs": 15, "batch_size": 64, "optimizer": "adamw",
-            "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4, "augment": "affine"},
+    "cnn": {"channels": [32, 64], "dropout": 0.25, "epochs": 15, "batch_size": 64,
+            "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine", "weight_decay": 1e-4,
+            "augment": "affine"},
 }  # fmt: skip
 
 # What a recipe changes on another data set than MNIST. Fashion-MNIST's garments are upright,
@@ -41,7 +42,12 @@ RECIPES = {
 # 93.25-93.50% (test +0.24 points, to 92.95-93.00%; see README), so the recipe takes it;
 # dropout 0.4 gave 93.03%, weight decay 0.05 92.83%, random erasing after the flip 93.17% (test
 # 92.60%).
-DATASET_RECIPES = {("cnn", "fashion-mnist"): {"augment": "flip", "label_smoothing": 0.1}}
+# Widened to 48 and 96 channels, the same recipe reached 94.20% on validation against 93.35%
+# at seed 0 (64 and 128 channels: 94.10%) and 93.70% against 93.62% at seed 1, at twice the
+# time per epoch (see README).
+DATASET_RECIPES = {
+    ("cnn", "fashion-mnist"): {"augment": "flip", "label_smoothing": 0.1, "channels": [48, 96]}
+}
 
 # --augment presets: the transform of nnfast.data and its arguments (a transform with a fill
 # gets the data set's background)
@@ -56,7 +62,7 @@ AUGMENT = {
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 # options that define the run: fixed by the checkpoint when resuming
-RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer", "lr",
+RUN_OPTIONS = ("dataset", "model", "hidden", "channels", "dropout", "batch_size", "optimizer", "lr",
                "lr_schedule", "weight_decay", "label_smoothing", "augment", "seed", "val_split",
                "precision")  # fmt: skip
 
@@ -64,7 +70,7 @@ RUN_OPTIONS = ("dataset", "model", "hidden", "dropout", "batch_size", "optimizer
 DEFAULT_VAL_SPLIT = 0.1
 
 # architecture options and the models that take them (--dropout 0, none, suits every model)
-MODEL_OPTIONS = {"hidden": ("mlp",), "dropout": ("mlp", "cnn")}
+MODEL_OPTIONS = {"hidden": ("mlp",), "channels": ("cnn",), "dropout": ("mlp", "cnn")}
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -127,7 +133,7 @@ def resolve_config(args) -> dict:
     model = args.model or "mlp"
     cfg = {"dataset": args.dataset or "mnist", "model": model}
     recipe = recipe_for(model, cfg["dataset"])
-    for key in ("hidden", "dropout", "epochs", "batch_size", "optimizer", "lr_schedule",
+    for key in ("hidden", "channels", "dropout", "epochs", "batch_size", "optimizer", "lr_schedule",
                 "weight_decay", "augment"):  # fmt: skip
         value = getattr(args, key)
         cfg[key] = recipe.get(key) if value is None else value
@@ -135,6 +141,8 @@ def resolve_config(args) -> dict:
     cfg["label_smoothing"] = recipe.get("label_smoothing", 0.0) if given is None else given
     if model != "mlp":
         cfg["hidden"] = None
+    if model != "cnn":
+        cfg["channels"] = None
     cfg["val_split"] = DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split
     cfg["precision"] = args.precision or "fp32"
     if args.lr is not None:
@@ -153,7 +161,7 @@ def build_model(cfg):
     if cfg["model"] == "mlp":
         return MODELS["mlp"](hidden=tuple(cfg["hidden"]), dropout=cfg["dropout"])
     if cfg["model"] == "cnn":
-        return MODELS["cnn"](dropout=cfg["dropout"])
+        return MODELS["cnn"](dropout=cfg["dropout"], channels=tuple(cfg["channels"]))
     return MODELS[cfg["model"]]()  # --dropout was refused by option_not_taken
 
 
@@ -266,8 +274,10 @@ def _resume_config(path, args) -> dict:
     if not isinstance(cfg, dict):
         raise bad("it holds no nnfast train configuration (written by another tool, by fit in "
                   "Python, or by an older nnfast)")  # fmt: skip
-    # from before --augment, --precision, --label-smoothing
-    cfg = {"augment": "none", "precision": "fp32", "label_smoothing": 0.0, **cfg}
+    # from before --augment, --precision, --label-smoothing, --channels
+    channels = RECIPES["cnn"]["channels"] if cfg.get("model") == "cnn" else None
+    cfg = {"augment": "none", "precision": "fp32", "label_smoothing": 0.0, "channels": channels,
+           **cfg}  # fmt: skip
 
     def number(v, low, high=math.inf, whole=False, low_open=False):
         kinds = numbers.Integral if whole else numbers.Real
@@ -279,6 +289,8 @@ def _resume_config(path, args) -> dict:
         "model": lambda v: v in RECIPES,
         "hidden": lambda v: v is None or (isinstance(v, list) and v and all(
             number(w, 1, whole=True) for w in v)),
+        "channels": lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(
+            number(c, 1, whole=True) for c in v)),
         "dropout": lambda v: number(v, 0, 1),
         "epochs": lambda v: number(v, 0, whole=True),
         "batch_size": lambda v: number(v, 1, whole=True),
@@ -299,6 +311,8 @@ def _resume_config(path, args) -> dict:
             raise bad(f"its configuration has {key} {cfg[key]!r}, which is not valid")
     if cfg["model"] == "mlp" and cfg["hidden"] is None:
         raise bad("its configuration has an mlp without hidden widths")
+    if cfg["model"] == "cnn" and cfg["channels"] is None:
+        raise bad("its configuration has a cnn without channels")
     for key in RUN_OPTIONS:
         given = getattr(args, key, None)
         if given is not None and given != cfg[key]:
@@ -380,8 +394,9 @@ def run(args, on_batch=None) -> int:
         say(f"resuming {what} from {ckpt_path} ({epochs} epochs)")
     else:
         held = f", {cfg['val_split']:g} of the training set held out for validation"
+        shape = f" ({','.join(map(str, cfg['channels']))} channels)" if cfg["channels"] else ""
         say(
-            f"training {what}: {model.parameter_count():,} parameters, {cfg['optimizer']} "
+            f"training {what}{shape}: {model.parameter_count():,} parameters, {cfg['optimizer']} "
             f"lr {cfg['lr']:g} ({cfg['lr_schedule']}), weight decay {cfg['weight_decay']:g}, "
             f"label smoothing {cfg['label_smoothing']:g}, "
             f"batch {bs}, {epochs} epochs, augment {cfg['augment']}, seed {cfg['seed']}"

@@ -92,6 +92,18 @@ def _int_list(text):
     return values
 
 
+def _shown(value):
+    """A recipe's value as the command line takes it (lists comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def _channel_pair(text):
+    values = _int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected two channel counts like 32,64, got {text!r}")
+    return values
+
+
 def _metrics_path(text):
     if not text.lower().endswith((".csv", ".jsonl", ".json", ".ndjson")):
         raise argparse.ArgumentTypeError(
@@ -422,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         + "; on another data set: "
         + "; ".join(
-            f"{m} on {d}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in change.items())
+            f"{m} on {d}: "
+            + ", ".join(f"{k.replace('_', ' ')} {_shown(v)}" for k, v in change.items())
             for (m, d), change in DATASET_RECIPES.items()
         )
         + ". Ctrl-C (or SIGTERM) writes a checkpoint and exits (status 130, or 143); --resume "
@@ -441,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_list,
         metavar="W1,W2",
         help="hidden layer widths of the mlp (default 256,128)",
+    )
+    p.add_argument(
+        "--channels",
+        type=_channel_pair,
+        metavar="C1,C2",
+        help="channels of the cnn's two convolutions (default 32,64; 48,96 on Fashion-MNIST)",
     )
     p.add_argument("--dropout", type=_dropout, metavar="P", help="dropout probability")
     p.add_argument("--epochs", type=_non_negative_int, metavar="N")

@@ -6,6 +6,7 @@ Each returns an ``nnfast.nn.Sequential`` trainable with ``nnfast.train.fit`` and
 
 from __future__ import annotations
 
+from ._validate import integer
 from .nn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, Sequential
 
 
@@ -39,21 +40,31 @@ def lenet5(num_classes=10, *, dtype="float32"):
     )
 
 
-def cnn_small(num_classes=10, dropout=0.0, *, dtype="float32"):
-    """conv3x3-32, ReLU, max pool 2, conv3x3-64, ReLU, max pool 2, linear 128, linear classes
-    (padding 1, so 28 -> 14 -> 7)."""
+def cnn_small(num_classes=10, dropout=0.0, *, channels=(32, 64), dtype="float32"):
+    """conv3x3-C1, ReLU, max pool 2, conv3x3-C2, ReLU, max pool 2, linear 128, linear classes
+    (padding 1, so 28 -> 14 -> 7), for 1 x 28 x 28 inputs; ``channels`` = (C1, C2)."""
+    c1, c2 = _channels(channels)
     layers = [
-        Conv2d(1, 32, 3, padding=1, activation="relu", dtype=dtype),
+        Conv2d(1, c1, 3, padding=1, activation="relu", dtype=dtype),
         MaxPool2d(2),
-        Conv2d(32, 64, 3, padding=1, activation="relu", dtype=dtype),
+        Conv2d(c1, c2, 3, padding=1, activation="relu", dtype=dtype),
         MaxPool2d(2),
         Flatten(),
-        Linear(64 * 7 * 7, 128, activation="relu", dtype=dtype),
+        Linear(c2 * 7 * 7, 128, activation="relu", dtype=dtype),
     ]
     if dropout > 0:
         layers.append(Dropout(dropout))
     layers.append(Linear(128, num_classes, dtype=dtype))
     return Sequential(*layers)
+
+
+def _channels(channels):
+    """(C1, C2) from a pair of positive whole numbers (_validate's errors otherwise)."""
+    try:
+        c1, c2 = channels
+    except (TypeError, ValueError):
+        raise TypeError(f"cnn_small: channels must be a pair (C1, C2), got {channels!r}") from None
+    return tuple(integer(c, "channels", "cnn_small", low=1) for c in (c1, c2))
 
 
 MODELS = {"mlp": mlp, "lenet5": lenet5, "cnn": cnn_small, "cnn_small": cnn_small}

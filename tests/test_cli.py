@@ -42,6 +42,16 @@ def _weights(path):
     return io.load(path).state_dict()
 
 
+def _edit_checkpoint_state(path, edit):
+    """Rewrite the checkpoint at path with edit(state) applied to its saved state."""
+    with np.load(path) as z:
+        arrays = dict(z)
+    record = json.loads(str(arrays["__checkpoint__"]))
+    edit(record["state"])
+    arrays["__checkpoint__"] = np.array(json.dumps(record))
+    io.write_npz(path, arrays)
+
+
 def _assert_same_weights(a, b):
     assert a.keys() == b.keys()
     for k in a:
@@ -230,7 +240,8 @@ def test_the_recipe_changes_with_the_data_set_where_that_paid():
     mnist, fashion = cfg("--model", "cnn"), cfg("--model", "cnn", "--dataset", "fashion-mnist")
     assert (mnist["augment"], fashion["augment"]) == ("affine", "flip")
     assert (mnist["label_smoothing"], fashion["label_smoothing"]) == (0.0, 0.1)
-    changed = ("dataset", "augment", "label_smoothing")
+    assert (mnist["channels"], fashion["channels"]) == ([32, 64], [48, 96])
+    changed = ("dataset", "augment", "label_smoothing", "channels")
     assert {k: v for k, v in fashion.items() if k not in changed} == {
         k: v for k, v in mnist.items() if k not in changed
     }
@@ -241,6 +252,33 @@ def test_the_recipe_changes_with_the_data_set_where_that_paid():
     )
     assert cfg("--model", "lenet5", "--dataset", "fashion-mnist")["augment"] == "affine"
     assert cfg("--model", "cnn", "--label-smoothing", "0.05")["label_smoothing"] == 0.05
+    assert cfg("--model", "cnn", "--dataset", "fashion-mnist", "--channels", "8,16")[
+        "channels"
+    ] == [8, 16]
+    assert cfg("--model", "mlp", "--dataset", "fashion-mnist")["channels"] is None
+
+
+def test_channels_widen_the_cnn_and_resume_keeps_them(data_dir, tmp_path, capsys):
+    args = _train_args(data_dir, tmp_path, "--model", "cnn", "--channels", "3,5", "--epochs", "1")
+    assert cli.main(args) == 0
+    convs = [a for a in _weights(tmp_path / "model.npz").values() if a.ndim == 4]
+    assert [w.shape for w in convs] == [(3, 1, 3, 3), (5, 3, 3, 3)]
+    record = json.loads(str(np.load(tmp_path / "ck" / "checkpoint.npz")["__checkpoint__"]))
+    assert record["state"]["config"]["channels"] == [3, 5]
+    capsys.readouterr()
+    assert cli.main([*args, "--resume", "--channels", "4,5"]) == 1
+    assert "the checkpoint was trained with --channels [3, 5]" in capsys.readouterr().err
+
+
+def test_a_cnn_checkpoint_from_before_channels_resumes_with_32_and_64(data_dir, tmp_path):
+    args = _train_args(data_dir, tmp_path, "--model", "cnn", "--epochs", "1")
+    assert cli.main(args) == 0
+    # as an older nnfast wrote it
+    _edit_checkpoint_state(tmp_path / "ck" / "checkpoint.npz",
+                           lambda s: s["config"].pop("channels"))  # fmt: skip
+    assert cli.main([*args, "--resume", "--epochs", "2"]) == 0
+    convs = [a for a in _weights(tmp_path / "model.npz").values() if a.ndim == 4]
+    assert [w.shape[0] for w in convs] == [32, 64]
 
 
 def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
@@ -264,6 +302,8 @@ def test_resume_extends_a_constant_rate_run(data_dir, tmp_path, capsys):
         ["train", "--epochs", "many"],
         ["train", "--model", "resnet"],
         ["train", "--hidden", "256,-1"],
+        ["train", "--channels", "32"],
+        ["train", "--channels", "32,0"],
         ["train", "--lr", "-1"],
         ["train", "--metrics-out", "m.txt"],
         ["train", "--dropout", "1.5"],
@@ -286,7 +326,13 @@ def test_usage_errors_exit_2(argv, capsys):
 
 @pytest.mark.parametrize(
     "model, option",
-    [("lenet5", ["--hidden", "64"]), ("cnn", ["--hidden", "64"]), ("lenet5", ["--dropout", "0.1"])],
+    [
+        ("lenet5", ["--hidden", "64"]),
+        ("cnn", ["--hidden", "64"]),
+        ("lenet5", ["--dropout", "0.1"]),
+        ("mlp", ["--channels", "8,16"]),
+        ("lenet5", ["--channels", "8,16"]),
+    ],
 )
 def test_option_the_model_does_not_take_is_a_usage_error(data_dir, tmp_path, capsys, model, option):
     with pytest.raises(SystemExit) as exc:
@@ -517,6 +563,7 @@ def test_failed_download_leaves_no_new_directories(tmp_path, capsys, monkeypatch
         (lambda s: s["config"].update(epochs="2"), "has epochs '2', which is not valid"),
         (lambda s: s["config"].update(label_smoothing=1.0),
          "has label_smoothing 1.0, which is not valid"),
+        (lambda s: s["config"].update(channels=[4]), "has channels [4], which is not valid"),
         (lambda s: s.pop("fit"), "holds no progress of nnfast.train.fit"),
         (lambda s: s["fit"]["history"].update(lr=[]), "one entry per epoch"),
     ],
@@ -525,12 +572,7 @@ def test_unresumable_checkpoint_fails_with_one_line(data_dir, tmp_path, capsys, 
     args = _train_args(data_dir, tmp_path, "--epochs", "1", "--hidden", "8")
     assert cli.main(args) == 0
     path = tmp_path / "ck" / "checkpoint.npz"
-    with np.load(path) as z:
-        arrays = dict(z)
-    record = json.loads(str(arrays["__checkpoint__"]))
-    edit(record["state"])
-    arrays["__checkpoint__"] = np.array(json.dumps(record))
-    io.write_npz(path, arrays)
+    _edit_checkpoint_state(path, edit)
     err = _err_of([*args, "--resume"], capsys)
     assert err.startswith(f"nnfast: error: {path}: cannot resume: ") and what in err, err
 
