@@ -90,10 +90,12 @@ def _option_given(args, name):
 
 
 def option_not_taken(args) -> str | None:
-    """A usage message if an architecture option was given that ``--model`` does not take."""
+    """A usage message if an architecture option was given that ``--model`` (mlp when not
+    given, unless resuming: then the checkpoint's model decides) does not take."""
+    model = args.model or (None if getattr(args, "resume", False) else "mlp")
     for key, models in MODEL_OPTIONS.items():
-        if args.model and getattr(args, key) and args.model not in models:
-            return f"--{key} does not apply to --model {args.model} (only to {', '.join(models)})"
+        if model and getattr(args, key) and model not in models:
+            return f"--{key} does not apply to --model {model} (only to {', '.join(models)})"
     return None
 
 

@@ -268,6 +268,9 @@ def test_channels_widen_the_cnn_and_resume_keeps_them(data_dir, tmp_path, capsys
     capsys.readouterr()
     assert cli.main([*args, "--resume", "--channels", "4,5"]) == 1
     assert "the checkpoint was trained with --channels [3, 5]" in capsys.readouterr().err
+    # resuming without --model, the checkpoint's cnn takes --channels
+    resumed = _train_args(data_dir, tmp_path, "--resume", "--channels", "3,5", "--epochs", "2")
+    assert cli.main(resumed) == 0
 
 
 def test_a_cnn_checkpoint_from_before_channels_resumes_with_32_and_64(data_dir, tmp_path):
@@ -341,6 +344,15 @@ def test_option_the_model_does_not_take_is_a_usage_error(data_dir, tmp_path, cap
     err = capsys.readouterr().err
     assert "usage: nnfast train" in err
     assert f"{option[0]} does not apply to --model {model}" in err
+    assert not (tmp_path / "ck").exists()
+
+
+def test_an_option_the_default_model_does_not_take_is_a_usage_error(data_dir, tmp_path, capsys):
+    """Without --model the mlp is trained: --channels would be ignored, so it is refused."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(_train_args(data_dir, tmp_path, "--channels", "8,16"))
+    assert exc.value.code == 2
+    assert "--channels does not apply to --model mlp" in capsys.readouterr().err
     assert not (tmp_path / "ck").exists()
 
 
