@@ -137,8 +137,8 @@ static void pack_a_sliver(const bgemm_job *j, ptrdiff_t s, char *dst) {
     const int MR = j->uk->mr;
     const ptrdiff_t row = s * MR;
     const int mr = j->m - row < MR ? (int)(j->m - row) : MR;
-    const nnf_bf16_pack_fn pack = j->uk->pack_a ? j->uk->pack_a : j->uk->pack;
-    pack(MR, mr, j->kc, j->a + row * j->rs_a + j->pc * j->cs_a, j->rs_a, j->cs_a, dst);
+    nnf_bf16_pack_a(j->uk)(MR, mr, j->kc, j->a + row * j->rs_a + j->pc * j->cs_a, j->rs_a,
+                           j->cs_a, dst);
 }
 
 /* Packs and converts rows [p0, p0 + kp) (p0 even) of the current B panel's NR-column sliver t

@@ -112,6 +112,11 @@ static inline int nnf_bf16_is_tile_kernel(const nnf_gemm_bf16_ukernel *uk) {
     return uk->kstep > 2;
 }
 
+/* The packing of A's slivers: a tile kernel's own layout, else B's */
+static inline nnf_bf16_pack_fn nnf_bf16_pack_a(const nnf_gemm_bf16_ukernel *uk) {
+    return uk->pack_a ? uk->pack_a : uk->pack;
+}
+
 /* k rounded up to what packing pads it to: whole K-pairs, or a tile kernel's kstep */
 static inline ptrdiff_t nnf_bf16_padded_k(const nnf_gemm_bf16_ukernel *uk, ptrdiff_t k) {
     const ptrdiff_t step = nnf_bf16_is_tile_kernel(uk) ? uk->kstep : 2;
