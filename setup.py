@@ -54,7 +54,11 @@ _AVX512 = next(feats for ident, _, feats in ISAS if ident == "AVX512")  # its ro
 EXTRA_ISA_FILES = {
     "gemm_bf16_kernel_avx512bf16.c": ("AVX512BF16", ["avx512bf16", "avx512bw", *_AVX512]),
     "conv_winograd_avx512bf16.c": ("AVX512BF16", ["avx512bf16", "avx512bw", *_AVX512]),
-    "gemm_bf16_kernel_amx.c": ("AMX", ["amx-tile", "amx-bf16", "avx512bf16", "avx512bw", *_AVX512]),
+    # prfchw: the tile kernel fetches C's lines for writing (every AMX CPU has PREFETCHW)
+    "gemm_bf16_kernel_amx.c": (
+        "AMX",
+        ["amx-tile", "amx-bf16", "prfchw", "avx512bf16", "avx512bw", *_AVX512],
+    ),
 }
 # the baseline path (no features) is built with the core's flags; the others with their own
 CORE_SOURCES += [pat.format(name) for _, name, feats in ISAS if not feats for pat in ISA_FILES]

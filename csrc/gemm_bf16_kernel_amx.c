@@ -134,12 +134,23 @@ static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t 
     const size_t lines = next_b ? (next_bytes + 63) / 64 : 0, steps = (size_t)kq / (KSTEP / 2);
     const size_t per_step = steps ? (lines + steps - 1) / steps : 0;
     size_t line = 0;
+    /* C's lines, written at the end, fetched for writing over the first K steps, two rows a
+     * step (only when the tiles write C with beta 0: beta 1 loaded them). 128x784x256 1.06x
+     * as fast, 1024^3 and 2048^3 within noise (2 threads, 16 interleaved rounds). */
+    const int own_c = direct && beta == 0.0f;
     /* each load just before the first product that needs it: 2-8% faster on 2048^3 and ~2%
      * on 1024^3 than the four loads first, 128x784x256 within noise (2 threads, 4
      * interleaved rounds) */
     for (ptrdiff_t q = 0; q < kq; q += KSTEP / 2) {
         const size_t end = line + per_step < lines ? line + per_step : lines;
         for (; line < end; line++) _mm_prefetch(pf + 64 * line, _MM_HINT_T1);
+        if (own_c && q < MR * (KSTEP / 2) / 2) {
+            const float *row = c + (q / (KSTEP / 2)) * 2 * ldc;
+            _m_prefetchw(row);
+            _m_prefetchw(row + 16);
+            _m_prefetchw(row + ldc);
+            _m_prefetchw(row + ldc + 16);
+        }
         _tile_loadd(0, a + APAIR(MR, 0, q), 64);
         _tile_loadd(2, b + q * NR, NR * 4);
         _tile_dpbf16ps(4, 0, 2);
