@@ -145,7 +145,7 @@ static void bgemm_ukr_32x32_amx(ptrdiff_t kq, const uint32_t *a, const uint32_t 
         const size_t end = line + per_step < lines ? line + per_step : lines;
         for (; line < end; line++) _mm_prefetch(pf + 64 * line, _MM_HINT_T1);
         if (own_c && q < MR * (KSTEP / 2) / 2) {
-            const float *row = c + (q / (KSTEP / 2)) * 2 * ldc;
+            float *row = c + (q / (KSTEP / 2)) * 2 * ldc;
             _m_prefetchw(row);
             _m_prefetchw(row + 16);
             _m_prefetchw(row + ldc);
