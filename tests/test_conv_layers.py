@@ -322,6 +322,56 @@ def test_conv_bad_input():
         nn.Conv2d(1, 4, 0)
 
 
+_CONVS = [nn.Conv2d(5, 7, 3), nn.Conv2d(1, 4, 3), nn.Conv2d(3, 2, 1, padding=1),
+          nn.Conv2d(8, 8, 3, activation="relu")]  # fmt: skip
+
+
+@pytest.mark.parametrize("conv", _CONVS, ids=repr)
+def test_conv_backward_names_the_layer_and_the_output_shape(conv, rng):
+    """Every kernel path: the direct kernel's message named only the kernel."""
+    y = conv(rng.random((2, conv.in_channels, 10, 10)).astype(np.float32))
+    grads = [p.grad.copy() for p in conv.parameters()]
+    for bad in ((2, conv.out_channels, 11, 11), (2, conv.out_channels, y.shape[2], 1)):
+        want = re.escape(f"{conv!r}: grad_out has shape {bad}, expected {y.shape}")
+        with pytest.raises(ValueError, match=want):
+            conv.backward(np.ones(bad, np.float32))
+    for p, g in zip(conv.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_output_shape_checks_what_it_knows():
+    """What export and a model's summary propagate: channels and ranks that a forward would
+    refuse are refused by name; unknown (None) sizes pass."""
+    conv = nn.Conv2d(3, 4, 3)
+    assert conv.output_shape((None, 3, 8, 8)) == (None, 4, 6, 6)
+    assert conv.output_shape((None, None, None, 8)) == (None, 4, None, None)
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*expected 3 input channels"):
+        conv.output_shape((None, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"MaxPool2d.*4-D"):
+        nn.MaxPool2d(2).output_shape((None, 8, 8))
+    with pytest.raises(ValueError, match=r"BatchNorm2d.*expected 3 input channels"):
+        nn.BatchNorm2d(3).output_shape((None, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"Linear\(5, 2\).*\(N, 5\)"):
+        nn.Linear(5, 2).output_shape((None, 6))
+    assert nn.Linear(5, 2).output_shape((None, None)) == (None, 2)
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d.*empty plane \(0x4\)"):
+        nn.AdaptiveAvgPool2d(1).output_shape((None, 3, 0, 4))
+
+
+def test_a_summary_survives_a_forward_that_failed_part_way(rng):
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(5, 2))
+    with pytest.raises(ValueError, match=r"Linear\(5, 2\)"):
+        model(rng.random((2, 4)).astype(np.float32))
+    text = repr(model)
+    assert "(N, 3)" in text and "-> ?" in text
+
+
+def test_adaptive_average_of_an_empty_plane_is_refused():
+    """The mean of no pixels is NaN: refused as the other layers refuse H = 0."""
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d.*empty plane \(0x4\)"):
+        nn.AdaptiveAvgPool2d(1)(np.ones((2, 3, 0, 4), np.float32))
+
+
 @pytest.mark.parametrize("factory", [models.lenet5, models.cnn_small, models.mlp])
 def test_models_shapes_and_save_load(factory, rng, tmp_path):
     model = factory()

@@ -253,6 +253,28 @@ def test_bad_input_names_layer_and_shape(layer, x, match):
         layer(x)
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Linear(3, 2), nn.Conv2d(1, 2, 3), nn.ReLU(), nn.PReLU(), nn.Maxout(1), nn.Softmax(),
+     nn.BatchNorm1d(3), nn.BatchNorm2d(1)],
+    ids=repr,
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.complex64, object, "U3"])
+def test_input_that_holds_no_real_numbers_is_refused(layer, dtype):
+    """A float conversion would drop complex parts with only a warning."""
+    shape = (2, 1, 5, 5) if "2d" in type(layer).__name__.lower() else (2, 3)
+    with pytest.raises(TypeError, match=re.escape(f"{layer!r}: input must hold real numbers")):
+        layer(np.ones(shape).astype(dtype))
+
+
+@pytest.mark.parametrize("layer, x_shape", [(nn.Linear(3, 2), (2, 3)), (nn.Tanh(), (2, 3)),
+                                            (nn.Conv2d(1, 2, 3), (2, 1, 5, 5))])  # fmt: skip
+def test_a_gradient_that_holds_no_real_numbers_is_refused(layer, x_shape):
+    y = layer(np.ones(x_shape, np.float32))
+    with pytest.raises(TypeError, match=re.escape(f"{layer!r}: grad_out must hold real")):
+        layer.backward(np.ones(y.shape, np.complex64))
+
+
 _GRAD_CASES = [
     (nn.Linear(3, 2), (4, 3), (4, 3)),
     (nn.Linear(3, 2, activation="tanh"), (4, 3), (3, 2)),

@@ -149,6 +149,27 @@ def test_bad_input_shape(shape, exc):
         to_onnx(nn.Linear(2, 2), None, shape)
 
 
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((3, 28, 28), r"Conv2d\(1, 4, .*expected 1 input channels, got shape \(None, 3, 28, 28\)"),
+        ((1, 28, 31), r"Linear\(676, 10\): expected input of shape \(N, 676\).*\(None, 728\)"),
+        ((784,), r"Conv2d\(1, 4, .*expected a 4-D \(N, C, H, W\) input"),
+    ],
+)
+def test_an_input_shape_the_model_cannot_take_names_the_layer(tmp_path, capsys, shape, match):
+    """Refused before anything is written: such a graph fails only when a runtime runs it."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(676, 10))
+    with pytest.raises(ValueError, match=match):
+        to_onnx(model, tmp_path / "m.onnx", shape)
+    nnfast.io.save(model, tmp_path / "m.npz")
+    dims = ",".join(map(str, shape))
+    argv = ["export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"), "--input-shape", dims]
+    assert cli.main(argv) == 1
+    assert "input" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_cli_export(tmp_path, capsys):
     nnfast.manual_seed(3)
     model = models.lenet5()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _validate
 from .. import functional as F
-from .module import Module, Parameter, TorchModule, _float_dtype, register
+from .module import Module, Parameter, TorchModule, _float_dtype, real_array, register
 
 ACTIVATIONS: dict[str, type] = {}
 
@@ -41,8 +41,8 @@ def activation_module(name):
     return cls()
 
 
-def _as_float(x):
-    x = np.asarray(x)
+def _as_float(owner, x):
+    x = real_array(owner, x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)
     return x
@@ -54,7 +54,7 @@ class _Elementwise(Module):
     declare their hyper-parameters (``get_config`` doubles as the kernel's keywords)."""
 
     def forward(self, x):
-        x = _as_float(x)
+        x = _as_float(self, x)
         fn = F.ACTIVATION_FUNCTIONS[self.name]
         y = fn.forward(x, **self.get_config())
         self._u = y if fn.from_output else x
@@ -196,7 +196,7 @@ class PReLU(Module):
         self._x = None
 
     def forward(self, x):
-        x = np.asarray(x, dtype=self.weight.dtype)
+        x = real_array(self, x).astype(self.weight.dtype, copy=False)
         if self.num_parameters != 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
             raise ValueError(
                 f"{self!r}: expected input of shape (N, {self.num_parameters}, ...), got {x.shape}"
@@ -235,7 +235,7 @@ class Maxout(Module):
         self._argmax = None
 
     def forward(self, x):
-        x = _as_float(x)
+        x = _as_float(self, x)
         k = self.pool_size
         if x.ndim < 2 or x.shape[1] % k:
             raise ValueError(
@@ -277,7 +277,7 @@ class Softmax(Module):
         self._y = None
 
     def forward(self, x):
-        x = _as_float(x)
+        x = _as_float(self, x)
         if self.dim in (-1, x.ndim - 1):
             z = F.softmax(x)
         else:
@@ -315,7 +315,7 @@ class LogSoftmax(Module):
         self._y = None
 
     def forward(self, x):
-        x = _as_float(x)
+        x = _as_float(self, x)
         if self.dim in (-1, x.ndim - 1):
             z = F.log_softmax(x)
         else:

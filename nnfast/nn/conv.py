@@ -64,7 +64,7 @@ from .._random import generator
 from . import init
 from .activation import activation_module
 from .layers import _BatchNorm, _with_activation
-from .module import Module, Parameter, TorchModule, _float_dtype, register
+from .module import Module, Parameter, TorchModule, _float_dtype, real_array, register
 
 #: Convolutions with C_in*KH*KW up to this run the direct kernel (measured at batch 128, 2
 #: threads, forward + backward: LeNet-5's and cnn_small's first layers, K = 25 and 9, take 0.25x
@@ -90,15 +90,22 @@ def _runs_own_forward(module, cls):
             and "forward" not in vars(module))  # fmt: skip
 
 
-def _check_nchw(layer, x, channels):
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"{layer!r}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
-    if channels is not None and x.shape[1] != channels:
+def _check_nchw_shape(layer, shape, channels):
+    """ValueError naming the layer unless ``shape`` (None entries unknown) is (N, C, H, W) with
+    ``channels`` channels (None: any)."""
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(f"{layer!r}: expected a 4-D (N, C, H, W) input, got shape {shape}")
+    if channels is not None and shape[1] is not None and shape[1] != channels:
         raise ValueError(
-            f"{layer!r}: expected {channels} input channels, got shape {x.shape} "
-            f"({x.shape[1]} channels)"
+            f"{layer!r}: expected {channels} input channels, got shape {shape} "
+            f"({shape[1]} channels)"
         )
+
+
+def _check_nchw(layer, x, channels):
+    x = real_array(layer, x)
+    _check_nchw_shape(layer, x.shape, channels)
     return x
 
 
@@ -256,15 +263,7 @@ class Conv2d(Module):
         bias.grad are accumulated (+=)."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        x = self._x
-        dy = np.asarray(grad_out, dtype=self.weight.dtype)
-        n = x.shape[0]
-        ho, wo = (dy.shape[2], dy.shape[3]) if dy.ndim == 4 else (None, None)
-        if dy.shape != (n, self.out_channels, ho, wo):
-            raise ValueError(
-                f"{self!r}: grad_out has shape {dy.shape}, expected (N={n}, "
-                f"{self.out_channels}, Ho, Wo) like the forward's output"
-            )
+        dy = self._grad_out(grad_out, self.output_shape(self._x.shape), self.weight.dtype)
         # the direct kernels take ReLU's derivative and the bias gradient in their own pass
         in_kernel = self._direct and self._fused and self.activation in (None, "relu")
         # after a fused pooling, the pool's backward has applied ReLU's derivative
@@ -313,8 +312,11 @@ class Conv2d(Module):
         return dx
 
     def output_shape(self, input_shape):
-        if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
-            return (input_shape[0] if input_shape else None, self.out_channels, None, None)
+        if input_shape is None:
+            return (None, self.out_channels, None, None)
+        _check_nchw_shape(self, input_shape, self.in_channels)
+        if None in input_shape[2:]:
+            return (input_shape[0], self.out_channels, None, None)
         ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, self)
         return (input_shape[0], self.out_channels, ho, wo)
 
@@ -400,8 +402,11 @@ class _Pool2d(Module):
         return self._grad_out(grad_out, self._out_shape)
 
     def output_shape(self, input_shape):
-        if input_shape is None or len(input_shape) != 4 or None in input_shape[2:]:
-            return input_shape
+        if input_shape is None:
+            return None
+        _check_nchw_shape(self, input_shape, None)
+        if None in input_shape[2:]:
+            return tuple(input_shape)
         ho, wo = ops.output_shape(input_shape[2], input_shape[3], self.geom, self)
         return (*input_shape[:2], ho, wo)
 
@@ -488,8 +493,13 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         x = _check_nchw(self, x, None)
+        self._check_plane(x.shape)
         self._shape = x.shape
         return ops.global_avg_pool2d(x)[:, :, None, None]
+
+    def _check_plane(self, shape):
+        if 0 in shape[2:]:  # the mean of no pixels: NaN, which no caller wants
+            raise ValueError(f"{self!r}: an empty plane ({shape[2]}x{shape[3]}) has no average")
 
     def backward(self, grad_out):
         if self._shape is None:
@@ -498,8 +508,10 @@ class AdaptiveAvgPool2d(Module):
         return ops.global_avg_pool2d_backward(g[:, :, 0, 0], self._shape)
 
     def output_shape(self, input_shape):
-        if input_shape is None or len(input_shape) != 4:
-            return input_shape
+        if input_shape is None:
+            return None
+        _check_nchw_shape(self, input_shape, None)
+        self._check_plane(input_shape)
         return (*input_shape[:2], 1, 1)
 
     def get_config(self):
@@ -518,5 +530,5 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation per channel of (N, C, H, W): statistics over N, H and W (see
     :class:`BatchNorm1d` for the arguments)."""
 
-    def _check(self, x):
-        return _check_nchw(self, x, self.num_features)
+    def _check_shape(self, shape):
+        _check_nchw_shape(self, shape, self.num_features)

@@ -16,7 +16,7 @@ from .._convops import whole
 from .._random import generator
 from . import init
 from .activation import activation_module
-from .module import Module, Parameter, TorchModule, _float_dtype, register
+from .module import Module, Parameter, TorchModule, _float_dtype, real_array, register
 
 gemm = _gemm.gemm
 
@@ -28,13 +28,19 @@ def _with_activation(layer: TorchModule, activation) -> list:
     return [layer, *activation_module(activation).torch_modules()]
 
 
-def _check_input(layer, x, width, what="features"):
-    """x as a 2-D array of the layer's dtype, or ValueError naming the layer and the shape."""
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != width:
+def _check_shape(layer, shape, width, what="features"):
+    """ValueError naming the layer unless ``shape`` (None entries unknown) is (N, width)."""
+    shape = tuple(shape)
+    if len(shape) != 2 or shape[1] not in (None, width):
         raise ValueError(
-            f"{layer!r}: expected input of shape (N, {width}) ({width} {what}), got shape {x.shape}"
+            f"{layer!r}: expected input of shape (N, {width}) ({width} {what}), got shape {shape}"
         )
+
+
+def _check_input(layer, x, width, what="features"):
+    """x as an array, or ValueError naming the layer and the shape unless it is (N, width)."""
+    x = real_array(layer, x)
+    _check_shape(layer, x.shape, width, what)
     return x
 
 
@@ -123,8 +129,10 @@ class Linear(Module):
         return gemm(dy, self.weight.data)  # dx (N, in) = dy (N, out) @ W (out, in)
 
     def output_shape(self, input_shape):
-        n = input_shape[0] if input_shape else None
-        return (n, self.out_features)
+        if input_shape is None:
+            return (None, self.out_features)
+        _check_shape(self, input_shape, self.in_features)
+        return (input_shape[0], self.out_features)
 
     @classmethod
     def state_shapes(cls, config):
@@ -293,11 +301,13 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
         self._cache = None
 
-    def _check(self, x):
+    def _check_shape(self, shape):
+        """ValueError naming this layer unless ``shape`` (None entries unknown) fits it."""
         raise NotImplementedError
 
     def forward(self, x):
-        x = self._check(np.asarray(x))
+        x = real_array(self, x)
+        self._check_shape(x.shape)
         dtype = self.weight.dtype if self.affine else (
             self.running_mean.dtype if self.track_running_stats else x.dtype
         )  # fmt: skip
@@ -356,6 +366,8 @@ class _BatchNorm(Module):
         return dx
 
     def output_shape(self, input_shape):
+        if input_shape is not None:
+            self._check_shape(input_shape)
         return input_shape
 
     def check_buffer(self, name, value, label):
@@ -404,5 +416,5 @@ class _BatchNorm(Module):
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, C) inputs: statistics over the batch, per feature."""
 
-    def _check(self, x):
-        return _check_input(self, x, self.num_features, "channels")
+    def _check_shape(self, shape):
+        _check_shape(self, shape, self.num_features, "channels")

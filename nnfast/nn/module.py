@@ -197,6 +197,15 @@ def _converted(what, name, value, dtype):
     return value.astype(dtype)
 
 
+def real_array(owner, x, name="input"):
+    """``x`` as an array, or TypeError naming ``owner`` unless it holds real numbers (float,
+    integer or bool): a float conversion drops complex parts silently and fails on the rest."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{owner!r}: {name} must hold real numbers, got dtype {x.dtype}")
+    return x
+
+
 class Module:
     """Base class of every layer, activation and container.
 
@@ -264,7 +273,8 @@ class Module:
     def _grad_out(self, grad_out, shape, dtype=None):
         """``grad_out`` as an array of ``dtype`` (None: its own) with the forward output's
         ``shape``, or ValueError naming this module; backward checks before touching a grad."""
-        dy = np.asarray(grad_out, dtype=dtype)
+        dy = real_array(self, grad_out, "grad_out")
+        dy = dy if dtype is None else dy.astype(dtype, copy=False)
         if dy.shape != tuple(shape):
             raise ValueError(
                 f"{self!r}: grad_out has shape {dy.shape}, expected {tuple(shape)} (the shape of "
@@ -609,7 +619,10 @@ class Sequential(Module):
         lines = [f"{type(self).__name__}("]
         shape = self._input_shape
         for i, m in enumerate(self._layers):
-            shape = m.output_shape(shape)
+            try:  # the shape of a forward that failed part way may not fit every layer
+                shape = m.output_shape(shape)
+            except ValueError:
+                shape = None
             lines.append(_child_line(i, m, f"  -> {_fmt_shape(shape)}"))
         lines.append(f")  total {self.parameter_count():,} params")
         return "\n".join(lines)
