@@ -656,6 +656,34 @@ def test_loader_bad_batch_size_and_seed(kwargs, error, what):
     assert str(e.value).startswith(f"DataLoader: {what}")
 
 
+@pytest.mark.parametrize(
+    "call, error, what",
+    [
+        (lambda d: d.set_epoch(2.7), TypeError, "DataLoader.set_epoch: epoch must be an int"),
+        (lambda d: d.set_epoch("3"), TypeError, "DataLoader.set_epoch: epoch must be an int"),
+        (lambda d: d.set_epoch(None), TypeError, "DataLoader.set_epoch: epoch must be an int"),
+        (lambda d: d.set_epoch(-1), ValueError, "DataLoader.set_epoch: epoch must be a whole"),
+        (lambda d: d.order(1.5), TypeError, "DataLoader.order: epoch must be an int"),
+        (lambda d: list(d.batches(-1)), ValueError, "DataLoader.batches: epoch must be a whole"),
+        (lambda d: list(d.batches(0, start=-1)), ValueError, "DataLoader.batches: start must"),
+        (lambda d: list(d.batches(0, start=1.5)), TypeError, "DataLoader.batches: start must"),
+    ],
+)
+def test_loader_epochs_and_starts_are_whole_numbers(call, error, what):
+    """Never truncated or parsed: set_epoch(2.7) ran epoch 2, and start=-1 yielded an empty
+    batch and then the whole epoch."""
+    loader = DataLoader(np.zeros((10, 2)), np.arange(10), batch_size=4, seed=0)
+    with pytest.raises(error) as e:
+        call(loader)
+    assert str(e.value).startswith(what)
+    assert loader.epoch == 0
+
+
+def test_loader_refuses_a_transform_it_cannot_call():
+    with pytest.raises(TypeError, match="DataLoader: transform must be callable"):
+        DataLoader(np.zeros((5, 2)), transform=5)
+
+
 def test_loader_whole_number_arguments_and_generator_seed():
     x = np.arange(10)
     loader = DataLoader(x, batch_size=np.int64(4), seed=np.uint8(3))

@@ -222,15 +222,20 @@ def test_loader_plain_callable_transform_is_called_with_the_batch_only(rng):
 @pytest.mark.parametrize(
     "make,error,match",
     [
-        (lambda: RandomShift(-1), ValueError, "max_px must be a whole number >= 0"),
+        (lambda: RandomShift(-1), ValueError, r"max_px must be a whole number in \[0, "),
+        # past these bounds numpy's draws overflow; they mean nothing more to an image
+        (lambda: RandomShift(2**63), ValueError, r"max_px must be a whole number in \[0, "),
+        (lambda: RandomAffine(1e308), ValueError, r"degrees must be finite and in \[0, 360\]"),
+        (lambda: RandomAffine((-400, 0)), ValueError, r"in \[-360, 360\], got -400"),
+        (lambda: RandomAffine(0, scale=(1, 1e300)), ValueError, r"scale must be .* 1e\+06\]"),
         (lambda: RandomShift(1.5), TypeError, "max_px must be an int"),
         (lambda: RandomShift(True), TypeError, "max_px must be an int"),
         (lambda: RandomShift(2, fill=float("nan")), ValueError, "fill must be finite"),
-        (lambda: RandomAffine(-5), ValueError, "degrees must be finite and >= 0"),
+        (lambda: RandomAffine(-5), ValueError, r"degrees must be finite and in \[0, 360\]"),
         (lambda: RandomAffine("10"), TypeError, "degrees must be a real number"),
         (lambda: RandomAffine((20, 10)), ValueError, "degrees must be .min, max."),
-        (lambda: RandomAffine(0, scale=(0, 1)), ValueError, "scale must be finite and > 0"),
-        (lambda: RandomAffine(0, scale=(-1, 1)), ValueError, "scale must be finite and > 0"),
+        (lambda: RandomAffine(0, scale=(0, 1)), ValueError, r"scale must be finite and in \(0, "),
+        (lambda: RandomAffine(0, scale=(-1, 1)), ValueError, r"scale must be finite and in \(0, "),
         (lambda: RandomAffine(0, scale=(1.2, 1.1)), ValueError, "scale must be .min, max."),
         (lambda: RandomAffine(0, scale=1.1), ValueError, "scale must be a pair"),
         (lambda: RandomAffine(0, translate=(1.5, 0)), ValueError, "translate must be finite"),
@@ -265,3 +270,20 @@ def test_other_bad_inputs():
         RandomShift(1)(x.astype(complex), np.random.default_rng(0))
     with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
         RandomShift(1)(x, 3)
+
+
+def test_the_bounds_themselves_are_accepted():
+    assert RandomAffine((-360, 360)).degrees == (-360.0, 360.0)
+    assert RandomAffine(360, scale=(1e-3, 1e6)).scale == (1e-3, 1e6)
+    assert RandomShift(2**30).max_px == 2**30
+
+
+@pytest.mark.parametrize(
+    "transform", [RandomShift(2), RandomAffine(10, (0.1, 0.1), (0.9, 1.1)), RandomHorizontalFlip()]
+)
+@pytest.mark.parametrize("shape", [(0, 8, 8), (0, 3, 8, 8), (2, 0, 8), (2, 3, 8, 0)])
+def test_an_empty_batch_or_plane_comes_back_empty(transform, shape):
+    x = np.zeros(shape, np.float32)
+    y = transform(x, np.random.default_rng(0))
+    assert y.shape == shape and y.dtype == np.float32
+    assert y is not x  # a new array, as for any other batch

@@ -98,6 +98,10 @@ class DataLoader:
             self.seed = _whole_number("seed", seed, 0, "an int or a numpy Generator")
         self.drop_last = bool(drop_last)
         self.dtype = None if dtype is None else np.dtype(dtype)
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"DataLoader: transform must be callable (or None), got {type(transform).__name__}"
+            )
         self.transform = transform
         if sampler is not None and not callable(getattr(sampler, "indices", None)):
             raise TypeError(
@@ -123,11 +127,13 @@ class DataLoader:
 
     def set_epoch(self, epoch):
         """The epoch the next iteration runs (its shuffle order); e.g. when resuming."""
-        self.epoch = int(epoch)
+        self.epoch = _validate.integer(epoch, "epoch", "DataLoader.set_epoch", low=0)
 
     def order(self, epoch=None):
         """Sample indices of ``epoch`` (default: the next one) in the order they are visited."""
-        epoch = self.epoch if epoch is None else int(epoch)
+        if epoch is None:
+            epoch = self.epoch
+        epoch = _validate.integer(epoch, "epoch", "DataLoader.order", low=0)
         if self.sampler is not None:
             return np.asarray(self.sampler.indices(epoch), dtype=np.intp)
         return epoch_order(len(self.x), self.seed, epoch, self.shuffle)
@@ -140,6 +146,8 @@ class DataLoader:
     def batches(self, epoch, start=0):
         """The batches of ``epoch`` from batch number ``start`` on (0-based), without touching
         ``self.epoch``: a resumed run skips the batches it has done, with no gathering."""
+        epoch = _validate.integer(epoch, "epoch", "DataLoader.batches", low=0)
+        start = _validate.integer(start, "start", "DataLoader.batches", low=0)
         idx = self.order(epoch) if self.shuffle or self.sampler is not None else None
         n, b = self._epoch_size(), self.batch_size
         stop = n - n % b if self.drop_last else n

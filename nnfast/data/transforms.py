@@ -25,6 +25,12 @@ __all__ = [
     "Transform",
 ]
 
+# Bounds past which a parameter means nothing more (a shift wider than any image, more than a
+# turn either way, a zoom that leaves one pixel) and numpy's draws would overflow
+_MAX_SHIFT = 2**30
+_MAX_DEGREES = 360.0
+_MAX_SCALE = 1e6
+
 
 class Transform:
     """Base class: ``__call__(x, rng=None)`` maps a batch to a new batch.
@@ -110,7 +116,7 @@ class RandomShift(Transform):
 
     Parameters
     ----------
-    max_px : int >= 0
+    max_px : int in [0, 2**30]
     fill : float
         The value of uncovered pixels: 0, or the normalised background (``-mean / std``).
     """
@@ -118,7 +124,7 @@ class RandomShift(Transform):
     random = True
 
     def __init__(self, max_px, fill=0.0):
-        self.max_px = integer(max_px, "max_px", "RandomShift", low=0)
+        self.max_px = integer(max_px, "max_px", "RandomShift", low=0, high=_MAX_SHIFT)
         self.fill = real(fill, "fill", "RandomShift")
 
     def __call__(self, x, rng=None):
@@ -140,11 +146,11 @@ class RandomAffine(Transform):
 
     Parameters
     ----------
-    degrees : float >= 0 or (min, max)
+    degrees : float in [0, 360] or (min, max) within [-360, 360]
         Rotation angle range in degrees (counter-clockwise); a number d means (-d, d).
     translate : (a, b) in [0, 1], optional
         Largest shift as a fraction of the width (a) and height (b); shifts are not rounded.
-    scale : (min, max), 0 < min <= max, optional
+    scale : (min, max), 0 < min <= max <= 1e6, optional
         Zoom factor range (1 keeps the size).
     fill : float
         The value of uncovered pixels.
@@ -155,16 +161,18 @@ class RandomAffine(Transform):
     def __init__(self, degrees, translate=None, scale=None, fill=0.0):
         what = "RandomAffine"
         if isinstance(degrees, (tuple, list)):
-            self.degrees = _interval(degrees, "degrees", what)
+            self.degrees = _interval(degrees, "degrees", what, -_MAX_DEGREES, _MAX_DEGREES, False)
         else:
-            d = real(degrees, "degrees", what, low=0.0)
+            d = real(degrees, "degrees", what, low=0.0, high=_MAX_DEGREES)
             self.degrees = (-d, d)
         if translate is None:
             self.translate = (0.0, 0.0)
         else:
             pair = _pair(translate, "translate", what)
             self.translate = tuple(real(v, "translate", what, low=0.0, high=1.0) for v in pair)
-        self.scale = (1.0, 1.0) if scale is None else _interval(scale, "scale", what, 0.0)
+        self.scale = (
+            (1.0, 1.0) if scale is None else _interval(scale, "scale", what, 0.0, _MAX_SCALE)
+        )
         self.fill = real(fill, "fill", what)
 
     def __call__(self, x, rng=None):
@@ -245,6 +253,8 @@ def _warp(x, mats, fill):
     """Resample x (N, [C,] H, W) through the per-image source maps mats (N, 6) (image.h)."""
     from .._native import core
 
+    if x.size == 0:  # no pixels to resample (and no sample axis to fold the channels into)
+        return x.copy()
     x4 = np.ascontiguousarray(x.reshape(len(x), -1, *x.shape[-2:]))
     y = np.empty_like(x4)
     if core is not None:
@@ -287,9 +297,10 @@ def _pair(value, name, what):
     return value
 
 
-def _interval(value, name, what, low=None):
-    """(lo, hi) with lo <= hi (and lo > low when given)."""
-    lo, hi = (real(v, name, what, low=low, low_open=True) for v in _pair(value, name, what))
+def _interval(value, name, what, low=None, high=None, low_open=True):
+    """(lo, hi) with lo <= hi, both above low (or at it, unless low_open) and at most high."""
+    pair = _pair(value, name, what)
+    lo, hi = (real(v, name, what, low=low, high=high, low_open=low_open) for v in pair)
     if lo > hi:
         raise ValueError(f"{what}: {name} must be (min, max) with min <= max, got {value!r}")
     return (lo, hi)
