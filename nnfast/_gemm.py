@@ -206,6 +206,12 @@ def _check_epilogue(bias, activation, activation_params, preact_out, m, n, a, b,
                 f"gemm: bias has shape {bias.shape} but op(a) @ op(b) has {n} columns: "
                 f"expected shape ({n},)"
             )
+    if activation_params is not None and not isinstance(activation_params, dict):
+        raise TypeError(
+            f"gemm: activation_params must be a dict, got {type(activation_params).__name__}"
+        )
+    if activation is None and activation_params:  # else the parameters were dropped unread
+        raise ValueError(f"gemm: activation_params {activation_params!r} without an activation")
     act = act_kernel_args("gemm", activation or "identity", dict(activation_params or {}))
     if preact_out is not None:
         if not isinstance(preact_out, np.ndarray) or preact_out.dtype != dtype:
@@ -365,6 +371,7 @@ def gemm(
                 raise ValueError(f"gemm: out overlaps {name}; pass a separate output array")
 
     epilogue = bias is not None or activation is not None or preact_out is not None
+    epilogue = epilogue or activation_params is not None  # checked, not dropped unread
     if epilogue:
         bias, act, preact_out = _check_epilogue(
             bias, activation, activation_params, preact_out, m, n, a, b, out

@@ -194,6 +194,8 @@ def save(model: Module, path, metadata=None) -> None:
     ``metadata`` is an optional JSON-serialisable dict kept with the model (see
     :func:`read_metadata`).
     """
+    if not isinstance(model, Module):
+        raise TypeError(f"save: model must be an nnfast Module, got {type(model).__name__}")
     if not _is_safetensors(path):
         write_npz(path, model_arrays(model, metadata))
         return

@@ -85,3 +85,11 @@ def test_epilogue_bad_input(rng):
         nnfast.gemm(a, b, activation="relu", preact_out=np.empty((5, 3), np.float32))
     with pytest.raises(TypeError, match="takes no parameter"):
         nnfast.gemm(a, b, activation="relu", activation_params={"alpha": 1.0})
+    # parameters without an activation were dropped unread, unknown keys included
+    with pytest.raises(ValueError, match=r"activation_params \{'bogus': 1\} without an act"):
+        nnfast.gemm(a, b, activation_params={"bogus": 1})
+    with pytest.raises(ValueError, match="without an activation"):
+        nnfast.gemm(a, b, activation_params={"negative_slope": 0.1}, precision="bf16")
+    with pytest.raises(TypeError, match="activation_params must be a dict, got int"):
+        nnfast.gemm(a, b, activation="leaky_relu", activation_params=5)
+    np.testing.assert_array_equal(nnfast.gemm(a, b, activation_params={}), a @ b)

@@ -275,6 +275,18 @@ def test_a_gradient_that_holds_no_real_numbers_is_refused(layer, x_shape):
         layer.backward(np.ones(y.shape, np.complex64))
 
 
+@pytest.mark.parametrize("layer", [nn.Softmax(dim=2), nn.LogSoftmax(dim=-3)], ids=repr)
+def test_softmax_dim_out_of_range_names_the_layer(layer):
+    with pytest.raises(ValueError, match=re.escape(f"{layer!r}: dim {layer.dim} is out of range")):
+        layer(np.ones((2, 3), np.float32))
+
+
+def test_save_refuses_what_is_not_a_module(tmp_path):
+    with pytest.raises(TypeError, match="save: model must be an nnfast Module, got int"):
+        nnfast.io.save(5, tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+
+
 _GRAD_CASES = [
     (nn.Linear(3, 2), (4, 3), (4, 3)),
     (nn.Linear(3, 2, activation="tanh"), (4, 3), (3, 2)),

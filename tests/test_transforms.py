@@ -246,6 +246,8 @@ def test_loader_plain_callable_transform_is_called_with_the_batch_only(rng):
         (lambda: Normalize(0.5, 0.0), ValueError, "std must be finite and > 0"),
         (lambda: Normalize([], 1.0), ValueError, "mean must not be empty"),
         (lambda: Compose([RandomShift(1), 3]), TypeError, "must be callable"),
+        (lambda: Compose(5), TypeError, "Compose: transforms must be a list of callables"),
+        (lambda: Compose(None), TypeError, "Compose: transforms must be a list of callables"),
     ],
 )
 def test_bad_parameters_are_clear_errors(make, error, match):

@@ -57,7 +57,12 @@ class Compose(Transform):
     by the one the DataLoader passes). Plain callables ``f(x)`` are allowed too."""
 
     def __init__(self, transforms):
-        transforms = list(transforms)
+        try:
+            transforms = list(transforms)
+        except TypeError:
+            raise TypeError(
+                f"Compose: transforms must be a list of callables, got {type(transforms).__name__}"
+            ) from None
         for t in transforms:
             if not callable(t):
                 raise TypeError(f"Compose: every transform must be callable, got {t!r}")

@@ -267,6 +267,11 @@ class Maxout(Module):
         return [TorchModule("Maxout", self.get_config(), {})]  # defined by torch_code
 
 
+def _check_dim(layer, x):
+    if not -x.ndim <= layer.dim < x.ndim:
+        raise ValueError(f"{layer!r}: dim {layer.dim} is out of range for input of shape {x.shape}")
+
+
 @register
 class Softmax(Module):
     """Row-wise softmax over ``dim`` (stable: the row maximum is subtracted first)."""
@@ -278,6 +283,7 @@ class Softmax(Module):
 
     def forward(self, x):
         x = _as_float(self, x)
+        _check_dim(self, x)
         if self.dim in (-1, x.ndim - 1):
             z = F.softmax(x)
         else:
@@ -316,6 +322,7 @@ class LogSoftmax(Module):
 
     def forward(self, x):
         x = _as_float(self, x)
+        _check_dim(self, x)
         if self.dim in (-1, x.ndim - 1):
             z = F.log_softmax(x)
         else:
