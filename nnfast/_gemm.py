@@ -125,7 +125,10 @@ def _check_matrix(name: str, x) -> np.ndarray:
 def _check_scalar(name: str, x) -> float:
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"gemm: {name} must be a real number, got {x!r}")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:  # an int past float's range
+        raise ValueError(f"gemm: {name} is too large for a float ({len(str(x))} digits)") from None
 
 
 def _check_flag(name: str, x) -> bool:
@@ -315,9 +318,23 @@ def gemm(
             if _bias_may_overlap(bias, out, preact_out):
                 act = None  # gemm_common does not compare bias with the outputs
         if act is not None:
-            res = core.gemm_common(
-                a, b, out, alpha, beta, trans_a, trans_b, bias, act[0], act[1], preact_out, bf16
-            )
+            try:
+                res = core.gemm_common(
+                    a,
+                    b,
+                    out,
+                    alpha,
+                    beta,
+                    trans_a,
+                    trans_b,
+                    bias,
+                    act[0],
+                    act[1],
+                    preact_out,
+                    bf16,
+                )
+            except OverflowError:  # alpha or beta past float's range: named below
+                res = None
             if res is not None:
                 return res
     a = _check_matrix("a", a)

@@ -77,6 +77,8 @@ def set_isa(name: str) -> None:
     """
     if core is None:
         raise RuntimeError(f"set_isa: the native extension is not available ({IMPORT_ERROR})")
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: name must be a str such as 'avx2', got {type(name).__name__}")
     core.set_isa(name)
 
 

@@ -366,6 +366,17 @@ def test_a_summary_survives_a_forward_that_failed_part_way(rng):
     assert "(N, 3)" in text and "-> ?" in text
 
 
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.AvgPool2d(2)], ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_backward_takes_the_gradient_in_the_forward_dtype(pool, dtype):
+    """Integer (or other float) gradients convert, as for Linear and Conv2d: an int grad
+    reached the kernel, whose message named max_pool2d_backward."""
+    y = pool(np.arange(32, dtype=dtype).reshape(1, 2, 4, 4))
+    for g in (np.ones(y.shape, int), np.ones(y.shape, np.float16)):
+        dx = pool.backward(g)
+        assert dx.dtype == dtype and dx.shape == (1, 2, 4, 4)
+
+
 def test_adaptive_average_of_an_empty_plane_is_refused():
     """The mean of no pixels is NaN: refused as the other layers refuse H = 0."""
     with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d.*empty plane \(0x4\)"):

@@ -679,6 +679,21 @@ def test_loader_epochs_and_starts_are_whole_numbers(call, error, what):
     assert loader.epoch == 0
 
 
+def test_loader_names_a_sampler_index_outside_the_data():
+    class Sampler:
+        def __len__(self):
+            return 3
+
+        def indices(self, epoch):
+            return [0, 10 + epoch, 2]
+
+    loader = DataLoader(np.zeros((10, 2)), sampler=Sampler())
+    with pytest.raises(IndexError, match=r"sampler's index 10 \(epoch 0\) is outside the 10"):
+        list(loader)
+    with pytest.raises(IndexError, match=r"index 11 \(epoch 1\)"):
+        loader.order(1)
+
+
 def test_loader_refuses_a_transform_it_cannot_call():
     with pytest.raises(TypeError, match="DataLoader: transform must be callable"):
         DataLoader(np.zeros((5, 2)), transform=5)

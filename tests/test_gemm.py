@@ -385,6 +385,13 @@ def test_bad_variant_and_scalars(ab):
         nnfast.gemm(*ab, np.zeros((3, 5), np.float32), beta=1j)
     with pytest.raises(TypeError, match="alpha must be a real number"):
         nnfast.gemm(*ab, alpha=True)
+    # an int past float's range, on the everyday call's path and the checked one
+    with pytest.raises(ValueError, match=r"alpha is too large for a float \(401 digits\)"):
+        nnfast.gemm(*ab, alpha=10**400)
+    with pytest.raises(ValueError, match="beta is too large for a float"):
+        nnfast.gemm(
+            *ab, np.zeros((3, 5), np.float32), beta=-(10**400), bias=np.zeros(5, np.float32)
+        )
 
 
 @pytest.mark.parametrize("name", ["trans_a", "trans_b"])

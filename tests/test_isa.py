@@ -51,6 +51,14 @@ def test_every_isa_row_is_complete():
             query("sse9")
 
 
+@pytest.mark.parametrize("bad", [3, None, b"avx2"])
+def test_set_isa_names_a_name_that_is_not_a_str(bad):
+    before = nnfast.get_isa()
+    with pytest.raises(TypeError, match="set_isa: name must be a str"):
+        nnfast.set_isa(bad)
+    assert nnfast.get_isa() == before
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
 def test_isa_support_follows_the_cpu_flags():
     """A path is supported exactly when the CPU lists each of its features (as /proc/cpuinfo

@@ -135,7 +135,14 @@ class DataLoader:
             epoch = self.epoch
         epoch = _validate.integer(epoch, "epoch", "DataLoader.order", low=0)
         if self.sampler is not None:
-            return np.asarray(self.sampler.indices(epoch), dtype=np.intp)
+            idx = np.asarray(self.sampler.indices(epoch), dtype=np.intp)
+            if idx.size and not (0 <= idx.min() and idx.max() < len(self.x)):
+                bad = idx[(idx < 0) | (idx >= len(self.x))][0]
+                raise IndexError(
+                    f"DataLoader: the sampler's index {bad} (epoch {epoch}) is outside the "
+                    f"{len(self.x)} samples"
+                )
+            return idx
         return epoch_order(len(self.x), self.seed, epoch, self.shuffle)
 
     def __iter__(self):

@@ -385,6 +385,7 @@ class _Pool2d(Module):
         self.kernel_size, self.stride = self.geom[0:2], self.geom[2:4]
         self.padding, self.dilation = self.geom[4:6], self.geom[6:8]
         self._shape = self._out_shape = None  # the last forward's input and output shapes
+        self._dtype = None  # and its output's dtype, which backward's gradient takes
 
     def _args(self):
         return self.kernel_size, self.stride, self.padding
@@ -399,7 +400,7 @@ class _Pool2d(Module):
         """grad_out checked against the forward's output shape, else ValueError naming self."""
         if self._shape is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        return self._grad_out(grad_out, self._out_shape)
+        return self._grad_out(grad_out, self._out_shape, self._dtype)
 
     def output_shape(self, input_shape):
         if input_shape is None:
@@ -433,14 +434,15 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         x = self._check(x)
         y, self._argmax = ops.max_pool2d(x, *self._args(), self.dilation)
-        self._shape, self._out_shape, self._relu_of = x.shape, y.shape, None
+        self._shape, self._out_shape, self._dtype, self._relu_of = x.shape, y.shape, y.dtype, None
         return y
 
     def _fused_forward(self, input_shape, y, argmax, relu_of):
         """The state of a forward that a Conv2d ran fused (Conv2d.forward_fused): the input's
         shape, the output y and its argmax; ``relu_of`` is y if the input went through a ReLU,
         whose derivative backward then applies (> 0 at the argmax is y > 0), else None."""
-        self._shape, self._out_shape, self._argmax = input_shape, y.shape, argmax
+        self._shape, self._out_shape, self._dtype = input_shape, y.shape, y.dtype
+        self._argmax = argmax
         self._relu_of = relu_of
 
     def backward(self, grad_out):
@@ -467,7 +469,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         x = self._check(x)
         y = ops.avg_pool2d(x, *self._args())
-        self._shape, self._out_shape = x.shape, y.shape
+        self._shape, self._out_shape, self._dtype = x.shape, y.shape, y.dtype
         return y
 
     def backward(self, grad_out):
