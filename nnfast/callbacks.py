@@ -24,6 +24,10 @@ import os
 import signal
 import sys
 
+import numpy as np
+
+from . import _validate
+
 __all__ = ["Callback", "Checkpoint", "EarlyStopping", "MetricsWriter", "ProgressBar"]
 
 
@@ -47,6 +51,15 @@ class Callback:
 
     def on_train_end(self, state):
         pass
+
+    def state_dict(self):
+        """What a :class:`Checkpoint` keeps of this callback, so that a resumed run goes on as
+        the uninterrupted one would: a dict of JSON values and numpy arrays, or None."""
+        return None
+
+    def load_state_dict(self, state):
+        """Take back a saved :meth:`state_dict`: ``fit(resume=...)`` calls it after
+        ``on_train_begin``, for the callbacks of the checkpoint's classes, in order."""
 
 
 def _is_root(state) -> bool:
@@ -162,12 +175,16 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
                  restore_best_weights=True):  # fmt: skip
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping: monitor must be a metric's name, got {monitor!r}")
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {mode!r}")
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(min_delta)
-        self.mode, self.restore_best_weights = mode, restore_best_weights
+        self.monitor, self.mode = monitor, mode
+        self.patience = _validate.integer(patience, "patience", "EarlyStopping", low=0)
+        self.min_delta = abs(_validate.real(min_delta, "min_delta", "EarlyStopping"))
+        self.restore_best_weights = bool(restore_best_weights)
         self.best = None
         self.best_epoch = None
         self.wait = 0
@@ -197,8 +214,35 @@ class EarlyStopping(Callback):
             state.stop("epoch")
 
     def on_train_end(self, state):
-        if state.error is None and self.restore_best_weights and self._best_state is not None:
+        # stopped inside an epoch: an interruption to resume, whose weights (in a Checkpoint
+        # written after this hook, too) must be the trained ones
+        if state.error is not None or state.partial is not None:
+            return
+        if self.restore_best_weights and self._best_state is not None:
             state.model.load_state_dict(self._best_state)
+
+    _WEIGHTS = "best_weights."
+
+    def state_dict(self):
+        """best, best_epoch and wait, and the best epoch's weights (``best_weights.<name>``)."""
+        sd = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        sd.update({self._WEIGHTS + k: v for k, v in (self._best_state or {}).items()})
+        return sd
+
+    def load_state_dict(self, state):
+        what = "EarlyStopping.load_state_dict"
+        best, epoch = state.get("best"), state.get("best_epoch")
+        best = None if best is None else _validate.real(best, "best", what, finite=False)
+        epoch = None if epoch is None else _validate.integer(epoch, "best_epoch", what, low=1)
+        wait = _validate.integer(state.get("wait"), "wait", what, low=0)
+        if (best is None) != (epoch is None):
+            raise ValueError(f"{what}: best {best!r} and best_epoch {epoch!r} go together")
+        weights = {k[len(self._WEIGHTS) :]: v for k, v in state.items()
+                   if k.startswith(self._WEIGHTS)}  # fmt: skip
+        if any(not isinstance(v, np.ndarray) for v in weights.values()):
+            raise TypeError(f"{what}: the best weights must be arrays")
+        self.best, self.best_epoch, self.wait = best, epoch, wait
+        self._best_state = weights if weights and self.restore_best_weights else None
 
 
 class Checkpoint(Callback):
@@ -241,7 +285,7 @@ class Checkpoint(Callback):
             os.makedirs(directory, exist_ok=True)
         record = {**self.extra, "fit": state.state_dict()}
         save_checkpoint(self.path, state.model, state.optimizer, state.scheduler, record,
-                        self.metadata)  # fmt: skip
+                        self.metadata, state.callbacks)  # fmt: skip
 
     def _handle(self, signum, frame):
         if self.signal == signal.SIGINT and signum == signal.SIGINT:

@@ -24,6 +24,7 @@ from . import io
 
 CHECKPOINT_KEY = "__checkpoint__"
 _OPTIM_PREFIX = "__optim__."
+_CALLBACK_PREFIX = "__callback__."
 
 
 def _jsonable(x):
@@ -43,7 +44,24 @@ def _random_modules(model):
     }
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, metadata=None):
+def _split(state: dict, prefix: str, arrays: dict) -> dict:
+    """The JSON values of ``state``; its arrays go into ``arrays`` as ``prefix + key``."""
+    scalars = {}
+    for k, v in state.items():
+        if isinstance(v, np.ndarray):
+            arrays[prefix + k] = v
+        else:
+            scalars[k] = v
+    return scalars
+
+
+def _merge(scalars: dict, prefix: str, arrays: dict) -> dict:
+    """What ``_split`` took apart, put back together."""
+    return {**scalars, **{k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}}
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, metadata=None,
+                    callbacks=None):  # fmt: skip
     """Write everything needed to resume training to ``path`` (an ``.npz``), atomically.
 
     Parameters
@@ -55,23 +73,29 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, met
         JSON-serialisable progress of the caller (epoch, batch, history, seed, configuration).
     metadata : dict, optional
         Model metadata, as for :func:`nnfast.io.save`.
+    callbacks : list of Callback, optional
+        Each one's ``state_dict()`` (JSON values and arrays) is kept, by position and class
+        name (:func:`load_checkpoint` returns them).
     """
     arrays = io.model_arrays(model, metadata)
     record = {"state": state or {}, "optimizer": None, "scheduler": None}
     if optimizer is not None:
         sd = optimizer.state_dict()
-        scalars = []
-        for i, s in enumerate(sd["state"]):
-            scalars.append({})
-            for k, v in s.items():
-                if isinstance(v, np.ndarray):
-                    arrays[f"{_OPTIM_PREFIX}{i}.{k}"] = v
-                else:
-                    scalars[i][k] = v
+        scalars = [_split(s, f"{_OPTIM_PREFIX}{i}.", arrays) for i, s in enumerate(sd["state"])]
         record["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
     if scheduler is not None:
         record["scheduler"] = scheduler.state_dict()
     record["rng"] = {name: m._rng.bit_generator.state for name, m in _random_modules(model).items()}
+    record["callbacks"] = []
+    for i, cb in enumerate(callbacks or ()):
+        sd = cb.state_dict()
+        if sd is not None and not isinstance(sd, dict):
+            raise TypeError(f"save_checkpoint: {type(cb).__name__}.state_dict() returned "
+                            f"{type(sd).__name__}, not a dict or None")  # fmt: skip
+        record["callbacks"].append(
+            None if sd is None
+            else {"type": type(cb).__name__, "state": _split(sd, f"{_CALLBACK_PREFIX}{i}.", arrays)}
+        )  # fmt: skip
     arrays[CHECKPOINT_KEY] = np.array(json.dumps(record, default=_jsonable))
     io.write_npz(path, arrays)
 
@@ -81,12 +105,7 @@ def _load_optimizer(path, record, arrays, optimizer):
     if saved is None:
         raise ValueError(f"load_checkpoint: {path} holds no optimizer state")
     try:
-        states = []
-        for i, scalars in enumerate(saved["scalars"]):
-            s = dict(scalars)
-            prefix = f"{_OPTIM_PREFIX}{i}."
-            s.update({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
-            states.append(s)
+        states = [_merge(s, f"{_OPTIM_PREFIX}{i}.", arrays) for i, s in enumerate(saved["scalars"])]
         optimizer.load_state_dict({"param_groups": saved["param_groups"], "state": states})
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(
@@ -118,8 +137,9 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
 
     Returns
     -------
-    dict with ``model`` (the model, restored), ``state`` (the saved progress dict) and
-    ``metadata`` (the model metadata).
+    dict with ``model`` (the model, restored), ``state`` (the saved progress dict),
+    ``metadata`` (the model metadata) and ``callbacks``: per callback saved, in order, None or
+    ``{"type": class name, "state": its state_dict}``.
 
     Raises
     ------
@@ -138,8 +158,11 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
         model = io.load_model_file(mf)
     # the optimizer's arrays, and the model's unless load_model_file read them already
     arrays = mf.read(
-        k for k in mf.headers if k.startswith(_OPTIM_PREFIX) or not (fresh or k.startswith("__"))
+        k
+        for k in mf.headers
+        if k.startswith((_OPTIM_PREFIX, _CALLBACK_PREFIX)) or not (fresh or k.startswith("__"))
     )
+    callbacks = _callback_states(path, record, arrays)
     mods = _random_modules(model)
     lacking = sorted(set(record.get("rng", {})) - set(mods))
     if lacking:
@@ -170,4 +193,22 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
         for name, st in rngs.items():
             mods[name]._rng.bit_generator.state = st
         raise
-    return {"model": model, "state": record.get("state", {}), "metadata": meta}
+    return {"model": model, "state": record.get("state", {}), "metadata": meta,
+            "callbacks": callbacks}  # fmt: skip
+
+
+def _callback_states(path, record, arrays):
+    """load_checkpoint's ``callbacks`` (none in checkpoints from before they were kept)."""
+    saved = record.get("callbacks", [])
+    ok = isinstance(saved, list) and all(
+        s is None or (isinstance(s, dict) and isinstance(s.get("type"), str)
+                      and isinstance(s.get("state"), dict))
+        for s in saved
+    )  # fmt: skip
+    if not ok:
+        raise ValueError(f"load_checkpoint: {path}: its callbacks record is malformed")
+    return [
+        None if s is None
+        else {"type": s["type"], "state": _merge(s["state"], f"{_CALLBACK_PREFIX}{i}.", arrays)}
+        for i, s in enumerate(saved)
+    ]  # fmt: skip

@@ -116,11 +116,16 @@ class FitState:
         0 and 1 unless distributed.
     error : BaseException or None
         Set when training raised (seen by ``on_train_end``).
+    callbacks : list
+        The run's callbacks, in order (a :class:`~nnfast.callbacks.Checkpoint` saves their
+        ``state_dict``).
     """
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
         self.epoch, self.batch, self.partial, self.error = 0, 0, None, None
+        self.callbacks = []
+        self.resumed_callbacks = None  # a resumed run's saved callback states (_resume)
         self.ranks = None  # distributed: every rank's random streams and running sums
         self._stop = None
         self._reason = None
@@ -406,18 +411,82 @@ def fit(
     callbacks = list(callbacks)
     if verbose:
         callbacks.append(ProgressBar(bar=False, file=sys.stderr if verbose == "stderr" else None))
+    state.callbacks = callbacks
     try:
         for cb in callbacks:
             cb.on_train_begin(state)
+        _restore_callbacks(callbacks, state.resumed_callbacks, resume)
         _loop(state, loader, val, callbacks, dist)
     except BaseException as err:
         state.error = err
         raise
     finally:
         model.train()
-        for cb in callbacks:
-            cb.on_train_end(state)
+        _train_end(callbacks, state)
     return state.history
+
+
+def _train_end(callbacks, state):
+    """Every callback's on_train_end, however the others' end (a Checkpoint puts the signal
+    handlers back there); then the first one's error, unless training raised already."""
+    first = None
+    for cb in callbacks:
+        try:
+            cb.on_train_end(state)
+        except BaseException as err:
+            first = first or err
+    if first is not None and state.error is None:
+        raise first
+
+
+def _restore_callbacks(callbacks, saved, path):
+    """Give each callback the state a resumed checkpoint saved for one of its class: the k-th
+    of a class gets the k-th saved. Others start afresh, as do callbacks resumed from a
+    checkpoint that kept none."""
+    by_type = {}
+    for entry in saved or ():
+        if entry is not None:
+            by_type.setdefault(entry["type"], []).append(entry["state"])
+    for cb in callbacks:
+        states = by_type.get(type(cb).__name__)
+        if not states:
+            continue
+        try:
+            cb.load_state_dict(states.pop(0))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"resume: {path}: {type(cb).__name__}'s saved state does not "
+                             f"load ({err})") from None  # fmt: skip
+
+
+def _callback_shapes(states):
+    """The saved callback states as the resume reply sends them: JSON values, and each array's
+    shape and dtype (the arrays follow, _bcast_callback_states)."""
+    return [
+        None if s is None else {
+            "type": s["type"],
+            "scalars": {k: v for k, v in s["state"].items() if not isinstance(v, np.ndarray)},
+            "arrays": {k: [list(v.shape), v.dtype.str] for k, v in s["state"].items()
+                       if isinstance(v, np.ndarray)},
+        }
+        for s in states
+    ]  # fmt: skip
+
+
+def _bcast_callback_states(dist, shapes, states):
+    """Every rank's copy of rank 0's saved callback states (``states`` there, None elsewhere;
+    ``shapes`` from _callback_shapes, on every rank)."""
+    out = []
+    for i, entry in enumerate(shapes):
+        if entry is None:
+            out.append(None)
+            continue
+        arrays = {}
+        for k, (shape, dtype) in entry["arrays"].items():
+            a = states[i]["state"][k] if states is not None else np.empty(shape, np.dtype(dtype))
+            dist._bcast_array(a, 0)
+            arrays[k] = a
+        out.append({"type": entry["type"], "state": {**entry["scalars"], **arrays}})
+    return out
 
 
 def _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size):
@@ -439,19 +508,21 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
     from .checkpoint import load_checkpoint
 
     path = os.fspath(path)
-    reply = None
+    reply = callback_states = None
     if state.rank == 0:
         try:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"resume: no checkpoint at {path}")
-            saved = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
-                                    scheduler)["state"]  # fmt: skip
+            ckpt = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
+                                   scheduler)  # fmt: skip
+            saved, callback_states = ckpt["state"], ckpt["callbacks"]
             seed, epoch, batch, partial, history, ranks = _resume_state(
                 path, saved, state, len(loader), state.num_train
             )
             sched = None if scheduler is None else scheduler.state_dict()
             reply = {"seed": seed, "epoch": epoch, "batch": batch, "partial": partial,
-                     "history": dict(history), "scheduler": sched, "ranks": ranks}  # fmt: skip
+                     "history": dict(history), "scheduler": sched, "ranks": ranks,
+                     "callbacks": _callback_shapes(callback_states)}  # fmt: skip
         except (OSError, ValueError) as err:
             if dist is None:
                 raise
@@ -469,6 +540,8 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
             _set_rngs(model, mine["rng"], path)
         if mine is not None and reply["partial"] is not None:
             reply["partial"] = mine["partial"]  # this rank's own sums: the same additions
+        callback_states = _bcast_callback_states(dist, reply["callbacks"], callback_states)
+    state.resumed_callbacks = callback_states
     state.seed = reply["seed"]
     state.history = History(reply["history"])
     state.history.num_batches = len(loader)

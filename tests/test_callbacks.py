@@ -187,6 +187,132 @@ def test_metrics_writer_and_progress_lines(tmp_path, capsys, suffix):
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2  loss ") and "val acc" in lines[1]
 
 
+def _run_es(tmp_path, patience, stop_at=None, resume=None, early_first=True):
+    """_run's model and schedule, with an EarlyStopping and a Checkpoint in either order."""
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    es = EarlyStopping(patience=patience, monitor="val_accuracy")
+    ck = Checkpoint(tmp_path / "ck.npz", signals=False)
+    cbs = [es, ck] if early_first else [ck, es]
+    h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=6, batch_size=32, seed=5,
+            val_split=0.2, scheduler=sched, callbacks=[*cbs, Recorder(stop_at)],
+            resume=resume)  # fmt: skip
+    return model, h, es
+
+
+@pytest.mark.parametrize("early_first", [True, False], ids=["EarlyStopping first", "after"])
+@pytest.mark.parametrize("patience, stop_at", [(100, (4, 2)), (1, (2, 3)), (1, (1, 5))])
+def test_resume_with_early_stopping_is_bit_identical(tmp_path, patience, stop_at, early_first):
+    """EarlyStopping's best, wait and best weights go into the checkpoint, and an interrupted
+    run's weights stay as trained whatever the callbacks' order: EarlyStopping put the best
+    epoch's weights back before a later Checkpoint saved the mid-epoch state, and a resumed
+    run counted its patience afresh."""
+    straight, h1, es1 = _run_es(tmp_path, patience)
+    _, h, _ = _run_es(tmp_path, patience, stop_at=stop_at, early_first=early_first)
+    assert h.interrupted  # (1, 5), the epoch's last batch, ends it: stopped_at (1, 0)
+    saved = load_checkpoint(tmp_path / "ck.npz")["callbacks"]
+    assert [s and s["type"] for s in saved] == (
+        ["EarlyStopping", None, None] if early_first else [None, "EarlyStopping", None]
+    )
+    resumed, h2, es2 = _run_es(tmp_path, patience, resume=tmp_path / "ck.npz")
+    assert (h2.epochs, h2.stopped_early) == (h1.epochs, h1.stopped_early)
+    assert (es2.best, es2.best_epoch, es2.wait) == (es1.best, es1.best_epoch, es1.wait)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    for k in ("loss", "val_loss", "val_accuracy", "lr"):
+        assert h1[k] == h2[k], k
+
+
+def test_a_checkpoint_without_callback_states_resumes_them_afresh(tmp_path):
+    """Checkpoints from before callbacks' states were kept (none here: no callbacks)."""
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=32, seed=5,
+        val_split=0.2, scheduler=sched, callbacks=[Checkpoint(tmp_path / "ck.npz")])  # fmt: skip
+    assert load_checkpoint(tmp_path / "ck.npz")["callbacks"] == [None]
+    _, h, es = _run_es(tmp_path, 100, resume=tmp_path / "ck.npz")
+    assert h.epochs == 6 and es.best_epoch >= 2
+
+
+@pytest.mark.parametrize(
+    "edit, what",
+    [
+        (lambda st: st.update(wait=-1), "wait must be a whole number >= 0"),
+        (lambda st: st.update(best="x"), "best must be a real number"),
+        (lambda st: st.update(best=None), "best None and best_epoch"),
+    ],
+)
+def test_a_bad_saved_callback_state_is_named(tmp_path, edit, what):
+    _run_es(tmp_path, 100, stop_at=(3, 2))
+
+    class Tampered(EarlyStopping):
+        def state_dict(self):
+            sd = super().state_dict()
+            edit(sd)
+            return sd
+
+    model, opt, sched = _setup()
+    ck = load_checkpoint(tmp_path / "ck.npz", model, opt, sched)
+    es = Tampered(monitor="val_accuracy")
+    es.load_state_dict(ck["callbacks"][0]["state"])
+    save_checkpoint(tmp_path / "bad.npz", model, opt, sched, ck["state"], callbacks=[es])
+    # the file's record names the class it saved, Tampered: resume it with one
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    with pytest.raises(ValueError) as err:
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=6, batch_size=32, seed=5,
+            val_split=0.2, scheduler=sched, callbacks=[Tampered(monitor="val_accuracy")],
+            resume=tmp_path / "bad.npz")  # fmt: skip
+    assert str(err.value).startswith(f"resume: {tmp_path / 'bad.npz'}: Tampered's saved state")
+    assert what in str(err.value)
+
+
+def test_a_malformed_callbacks_record_is_named(tmp_path):
+    class Odd(Callback):
+        def state_dict(self):
+            return [1, 2]
+
+    model, opt, _ = _setup()
+    with pytest.raises(TypeError, match=r"Odd.state_dict\(\) returned list, not a dict"):
+        save_checkpoint(tmp_path / "c.npz", model, opt, callbacks=[Odd()])
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_every_on_train_end_runs_when_one_raises(tmp_path):
+    """A Checkpoint after a failing on_train_end still puts the signal handlers back."""
+    import signal
+
+    class Boom(Callback):
+        def on_train_end(self, state):
+            raise RuntimeError("boom")
+
+    before = signal.getsignal(signal.SIGINT)
+    x, y = _blobs(n=64)
+    model, opt, _ = _setup()
+    rec = Recorder()
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=32,
+            callbacks=[Boom(), Checkpoint(tmp_path / "c.npz"), rec])  # fmt: skip
+    assert signal.getsignal(signal.SIGINT) is before
+    assert rec.calls[-1] == ("train_end", None)
+
+
+@pytest.mark.parametrize(
+    "kw, err, what",
+    [
+        ({"patience": "3"}, TypeError, "patience must be an int"),
+        ({"patience": 2.7}, TypeError, "patience must be an int"),
+        ({"patience": -1}, ValueError, "patience must be a whole number >= 0"),
+        ({"min_delta": float("nan")}, ValueError, "min_delta must be finite"),
+        ({"min_delta": "x"}, TypeError, "min_delta must be a real number"),
+        ({"monitor": None}, TypeError, "monitor must be a metric's name"),
+    ],
+)
+def test_early_stopping_bad_arguments(kw, err, what):
+    with pytest.raises(err, match=f"EarlyStopping: {what}"):
+        EarlyStopping(**kw)
+
+
 def test_early_stopping_asks_to_stop_after_the_epoch():
     x, y = _blobs()
     model, _, _ = _setup()

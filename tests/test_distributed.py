@@ -219,11 +219,12 @@ def test_two_ranks_of_64_step_as_one_process_of_128(tmp_path):
 
 @needs_mpi
 def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
-    """With Dropout: every rank's random streams are saved and restored."""
+    """With Dropout: every rank's random streams are saved and restored; with EarlyStopping,
+    its best weights go from rank 0's checkpoint to every rank."""
     rc, out, err = _mpirun(_script(tmp_path, """
         import numpy as np, nnfast
         from nnfast import nn, optim, distributed as dist
-        from nnfast.callbacks import Callback, Checkpoint
+        from nnfast.callbacks import Callback, Checkpoint, EarlyStopping
         from nnfast.train import fit
         dist.init()
         rng = np.random.default_rng(0)
@@ -246,9 +247,13 @@ def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
                               nn.Linear(16, 3))
             opt = optim.AdamW(m.parameters(), lr=0.01)
             sched = optim.CosineAnnealingLR(opt, T_max=3)
+            # the cosine schedule's lr is highest in epoch 1: its weights come back at the end,
+            # on the resumed run from the checkpoint (rank 0) through a broadcast (rank 1)
+            es = EarlyStopping(monitor="lr", mode="max", patience=5)
             h = fit(m, nn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=16, seed=4,
                     val_split=0.1, scheduler=sched, resume=resume,
-                    callbacks=[Checkpoint(ck), StopAt(stop), Masks()])
+                    callbacks=[es, Checkpoint(ck), StopAt(stop), Masks()])
+            h.best_epoch = es.best_epoch
             return m, h
         a, ha = run("a.npz")
         _, hb = run("b.npz", stop=(2, 3))
@@ -261,6 +266,7 @@ def test_fit_distributed_stops_and_resumes_bit_identically(tmp_path):
         for pa, pb in zip(a.parameters(), b.parameters()):
             assert np.array_equal(pa.data, pb.data)
         assert ha["loss"] == hb["loss"] and ha["val_accuracy"] == hb["val_accuracy"]
+        assert ha.best_epoch == hb.best_epoch == 1
         assert ha.num_batches == 9  # 270 samples, 135 per rank, batch 16
         every = dist._gather_json(len(ha["loss"]))  # one print: ranks' lines could interleave
         if dist.rank() == 0:
