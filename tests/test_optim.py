@@ -220,6 +220,18 @@ def test_rmsprop(kw, rng):
     np.testing.assert_allclose(_flat(params), ref, rtol=1e-10)
 
 
+@pytest.mark.parametrize("g", [0.7, 1.3, 0.1])
+def test_centered_rmsprop_stays_finite_on_a_steady_float32_gradient(g):
+    """v - m^2 is >= 0 exactly but rounds below 0 in float32 after ~1200 equal gradients:
+    its square root turned the weights NaN."""
+    p = nn.Parameter(np.zeros(64, np.float32))
+    opt = optim.RMSprop([p], lr=1e-3, centered=True)
+    for _ in range(1500):
+        p.grad = np.full(64, g, np.float32)
+        opt.step()
+    assert np.all(np.isfinite(p.data))
+
+
 def test_adagrad(rng):
     lr, decay, eps, wd = 0.1, 0.01, 1e-10, 0.05
 

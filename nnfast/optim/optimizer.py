@@ -445,6 +445,9 @@ class RMSprop(Optimizer):
             ga += (1 - a) * g
             np.multiply(ga, ga, out=t)
             np.subtract(sq, t, out=t)
+            # v >= m^2 exactly (Jensen, the averages' weights summing to <= 1), but not always
+            # once rounded: a steady float32 gradient made it -1 ulp, and sqrt NaN
+            np.maximum(t, 0, out=t)
             np.sqrt(t, out=t)
         else:
             np.sqrt(sq, out=t)
