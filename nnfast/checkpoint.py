@@ -82,7 +82,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, met
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars = [_split(s, f"{_OPTIM_PREFIX}{i}.", arrays) for i, s in enumerate(sd["state"])]
-        record["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
+        record["optimizer"] = {"type": sd["type"], "param_groups": sd["param_groups"],
+                               "scalars": scalars}  # fmt: skip
     if scheduler is not None:
         record["scheduler"] = scheduler.state_dict()
     record["rng"] = {name: m._rng.bit_generator.state for name, m in _random_modules(model).items()}
@@ -106,7 +107,10 @@ def _load_optimizer(path, record, arrays, optimizer):
         raise ValueError(f"load_checkpoint: {path} holds no optimizer state")
     try:
         states = [_merge(s, f"{_OPTIM_PREFIX}{i}.", arrays) for i, s in enumerate(saved["scalars"])]
-        optimizer.load_state_dict({"param_groups": saved["param_groups"], "state": states})
+        sd = {"param_groups": saved["param_groups"], "state": states}
+        if "type" in saved:  # checkpoints from before it was recorded: as the optimizer's own
+            sd["type"] = saved["type"]
+        optimizer.load_state_dict(sd)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(
             f"load_checkpoint: {path}: the optimizer state does not load "

@@ -271,15 +271,72 @@ def test_state_dict_resumes_exactly(name, rng):
     with pytest.raises(ValueError, match="elements"):
         cls(_params(rng)[:1], lr=0.01, **kw).load_state_dict(saved)
     # a corrupt state array is refused before anything changes
-    before = opt_c.state_dict()
     key = next(k for k, v in saved["state"][0].items() if isinstance(v, np.ndarray))
     bad = {**saved, "state": [{**saved["state"][0], key: saved["state"][0][key].astype(str)}]}
-    with pytest.raises(ValueError, match=f"state '{key}' of group 0 has dtype <U"):
-        opt_c.load_state_dict(bad)
-    after = opt_c.state_dict()
+    _refused_and_unchanged(opt_c, bad, f"state '{key}' of group 0 has dtype <U")
+
+
+def _refused_and_unchanged(opt, state_dict, match):
+    """load_state_dict raises ValueError matching ``match`` and leaves ``opt`` as it was."""
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(state_dict)
+    after = opt.state_dict()
     assert after["param_groups"] == before["param_groups"]
     for k, v in before["state"][0].items():
         np.testing.assert_array_equal(after["state"][0][k], v)
+
+
+def _adam_state(rng):
+    params = _params(rng, np.float32)
+    opt = optim.Adam(params, lr=0.01)
+    _run(opt, params, _grads(rng, params, 2))
+    return opt.state_dict()
+
+
+@pytest.mark.parametrize(
+    "edit, what",
+    [
+        (lambda sd: sd.update(type="SGD"), "the state was saved by SGD, not by Adam"),
+        (lambda sd: sd["param_groups"][0].update(momentum=0.9),
+         r"group 0 has hyper-parameters \['momentum'\], which Adam does not take"),
+        (lambda sd: sd["state"][0].update(junk=np.zeros(3)), r"saved state \['exp_avg', .*'junk'"),
+        (lambda sd: sd["state"][0].pop("exp_avg"), r"expected \['exp_avg', 'exp_avg_sq', 'step'\]"),
+        (lambda sd: sd["state"][0].update(exp_avg=None), "'exp_avg' of group 0 must be an array"),
+        (lambda sd: sd["state"][0].update(exp_avg=0.5), "'exp_avg' of group 0 must be an array"),
+        (lambda sd: sd["state"][0]["exp_avg_sq"].__setitem__(0, -1.0),
+         "'exp_avg_sq' of group 0 holds negative or NaN values"),
+        (lambda sd: sd["state"][0].update(step=True), "'step' of group 0 must be an integer"),
+        (lambda sd: sd["state"][0].update(step=-5), "'step' of group 0 must be >= 0, got -5"),
+        (lambda sd: sd.update(state=[]), "1 parameter groups and 0 states saved, 1 groups here"),
+    ],
+)  # fmt: skip
+def test_load_state_dict_refuses_a_foreign_or_corrupt_state(rng, edit, what):
+    """Each was loaded (an Adam's state made an SGD an Adam at lr 0.001; None became NaN,
+    0.5 every element, a negative exp_avg_sq NaN weights at the next step), or loaded in
+    part before an error. Nothing changes when refused."""
+    saved = _adam_state(rng)
+    params = _params(rng, np.float32)
+    edit(saved)
+    _refused_and_unchanged(optim.Adam(params, lr=0.5), saved, f"Adam.load_state_dict: .*{what}")
+
+
+def test_load_state_dict_takes_the_saved_hyper_parameters_state(rng):
+    """An SGD with momentum loads a state saved without it, and drops its buffer; torch's
+    ``params`` indices in a saved group are ignored."""
+    params = _params(rng, np.float32)
+    plain = optim.SGD(params, lr=0.1)
+    _run(plain, params, _grads(rng, params, 2))
+    saved = plain.state_dict()
+    saved["param_groups"][0]["params"] = [0, 1, 2]
+    fresh = [nn.Parameter(p.data.copy()) for p in params]
+    opt = optim.SGD(fresh, lr=0.1, momentum=0.9)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["momentum"] == 0.0 and opt.param_groups[0]["params"][0] is fresh[0]
+    assert "momentum_buffer" not in opt.state_dict()["state"][0]
+    old = {**saved}
+    del old["type"]  # a checkpoint from before the type was recorded
+    optim.SGD(_params(rng, np.float32), lr=0.1).load_state_dict(old)
 
 
 def test_flat_buffers_and_zero_grad(rng):

@@ -238,25 +238,41 @@ class Optimizer:
                     if not k.startswith("_")
                 }
             )
-        return {"param_groups": groups, "state": state}
+        return {"type": type(self).__name__, "param_groups": groups, "state": state}
+
+    #: state arrays that are running sums of squares: never negative (nor NaN) when saved
+    _NONNEGATIVE_STATE: ClassVar[tuple] = ()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what :meth:`state_dict` returned; checked fully before anything changes."""
-        what = f"{type(self).__name__}.load_state_dict"
+        """Restore what :meth:`state_dict` returned; checked fully before anything changes.
+
+        The saved state must be this class's (``type``, when recorded), with this optimizer's
+        hyper-parameters (``params``, torch's parameter indices, is ignored) and exactly the
+        state its hyper-parameters keep, as arrays of the parameters' shapes."""
+        name = type(self).__name__
+        what = f"{name}.load_state_dict"
         if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= set(state_dict):
             raise ValueError(f"{what}: expected a dict with 'param_groups' and 'state'")
+        saved_type = state_dict.get("type", name)
+        if saved_type != name:
+            raise ValueError(f"{what}: the state was saved by {saved_type}, not by {name}")
         groups, states = state_dict["param_groups"], state_dict["state"]
         if not isinstance(groups, (list, tuple)) or not isinstance(states, (list, tuple)):
             raise ValueError(f"{what}: 'param_groups' and 'state' must be lists")
         if not all(isinstance(x, dict) for x in (*groups, *states)):
             raise ValueError(f"{what}: every parameter group and state must be a dict")
-        if len(groups) != len(self.param_groups) or len(states) != len(self.state):
+        if len(groups) != len(self.param_groups) or len(states) != len(groups):
             raise ValueError(
-                f"{type(self).__name__}.load_state_dict: {len(groups)} parameter groups saved, "
-                f"{len(self.param_groups)} here"
+                f"{what}: {len(groups)} parameter groups and {len(states)} states saved, "
+                f"{len(self.param_groups)} groups here"
             )
-        checked = []
+        known = set(self.defaults) | {"num_elements", "initial_lr", "params"}
+        checked, expected = [], []
         for i, (g, s, (data, _)) in enumerate(zip(groups, states, self._flat)):
+            unknown = sorted(set(g) - known)
+            if unknown:
+                raise ValueError(f"{what}: group {i} has hyper-parameters {unknown}, which {name} "
+                                 f"does not take")  # fmt: skip
             try:
                 checked.append(self._check_hyper(g, f"{what}: group {i}"))
             except TypeError as err:  # a saved state is data: a wrong type is a bad value
@@ -264,37 +280,49 @@ class Optimizer:
             n = g.get("num_elements", data.size)
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n != data.size:
                 raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: group {i} has "
-                    f"{g.get('num_elements')} elements saved but {data.size} here"
+                    f"{what}: group {i} has {g.get('num_elements')} elements saved but "
+                    f"{data.size} here"
                 )
-            for k, cur in self.state[i].items():
-                if isinstance(cur, np.ndarray) and not k.startswith("_") and k not in s:
-                    raise ValueError(
-                        f"{type(self).__name__}.load_state_dict: state {k!r} of group {i} "
-                        f"is missing"
-                    )
+            # the state this group's (saved) hyper-parameters keep
+            group = {**self.param_groups[i], **checked[-1]}
+            keys = {k for k in self._init_state(group, data) if not k.startswith("_")} | {"step"}
+            expected.append(keys)
+            if set(s) != keys:
+                raise ValueError(
+                    f"{what}: group {i} saved state {sorted(s)}, expected {sorted(keys)}"
+                )
             for k, saved in s.items():
-                where = f"{type(self).__name__}.load_state_dict: state {k!r} of group {i}"
-                if isinstance(saved, np.ndarray):
-                    if saved.shape != data.shape:
-                        raise ValueError(f"{where} has shape {saved.shape}, expected {data.shape}")
-                    # float64 -> float32 converts; strings or objects are corruption
-                    if not np.can_cast(saved.dtype, data.dtype, "same_kind"):
-                        raise ValueError(f"{where} has dtype {saved.dtype}, expected {data.dtype}")
-                if k == "step" and not isinstance(saved, (int, np.integer)):
-                    raise ValueError(f"{where} must be an integer, got {saved!r}")
-        for i, (g, s) in enumerate(zip(checked, states)):
+                where = f"{what}: state {k!r} of group {i}"
+                if k == "step":
+                    if isinstance(saved, bool) or not isinstance(saved, (int, np.integer)):
+                        raise ValueError(f"{where} must be an integer, got {saved!r}")
+                    if saved < 0:
+                        raise ValueError(f"{where} must be >= 0, got {saved}")
+                    continue
+                if not isinstance(saved, np.ndarray):
+                    raise ValueError(f"{where} must be an array, got {type(saved).__name__}")
+                if saved.shape != data.shape:
+                    raise ValueError(f"{where} has shape {saved.shape}, expected {data.shape}")
+                # float64 -> float32 converts; strings or objects are corruption
+                if not np.can_cast(saved.dtype, data.dtype, "same_kind"):
+                    raise ValueError(f"{where} has dtype {saved.dtype}, expected {data.dtype}")
+                if k in self._NONNEGATIVE_STATE and not np.all(saved >= 0):
+                    raise ValueError(f"{where} holds negative or NaN values; it must be >= 0")
+        for i, (g, s, keys) in enumerate(zip(checked, states, expected)):
             for k, v in g.items():
-                if k != "num_elements":
+                if k not in ("num_elements", "params"):
                     self.param_groups[i][k] = v
+            st = self.state[i]
+            for k in [k for k in st if not k.startswith("_") and k not in keys]:
+                del st[k]  # kept for hyper-parameters the saved group does not have
             for k, saved in s.items():
-                cur = self.state[i].get(k)
-                if isinstance(cur, np.ndarray):
+                cur = st.get(k)
+                if k == "step":
+                    st[k] = int(saved)
+                elif isinstance(cur, np.ndarray):
                     cur[...] = saved
-                elif isinstance(saved, np.ndarray):
-                    self.state[i][k] = saved.astype(self._flat[i][0].dtype)
                 else:
-                    self.state[i][k] = int(saved) if k == "step" else saved
+                    st[k] = saved.astype(self._flat[i][0].dtype)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -384,6 +412,8 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       eps=eps))  # fmt: skip
 
+    _NONNEGATIVE_STATE: ClassVar[tuple] = ("sum",)
+
     def _init_state(self, group, data):
         return {"sum": np.full_like(data, self._init_acc), "_tmp": np.empty_like(data)}
 
@@ -420,6 +450,8 @@ class RMSprop(Optimizer):
                  centered=False):  # fmt: skip
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))  # fmt: skip
+
+    _NONNEGATIVE_STATE: ClassVar[tuple] = ("square_avg",)
 
     def _init_state(self, group, data):
         state = {"square_avg": np.zeros_like(data), "_tmp": np.empty_like(data)}
@@ -484,6 +516,8 @@ class AdamW(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    _NONNEGATIVE_STATE: ClassVar[tuple] = ("exp_avg_sq",)
 
     def _init_state(self, group, data):
         state = {"exp_avg": np.zeros_like(data), "exp_avg_sq": np.zeros_like(data)}
