@@ -118,6 +118,18 @@ def _load_optimizer(path, record, arrays, optimizer):
         ) from None
 
 
+def _load_scheduler(path, record, scheduler):
+    saved = record.get("scheduler")
+    if saved is None:  # its schedule would start again from epoch 0
+        raise ValueError(f"load_checkpoint: {path} holds no scheduler state")
+    try:
+        scheduler.load_state_dict(saved)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"load_checkpoint: {path}: the scheduler state does not load ({err})"
+        ) from None
+
+
 def read_checkpoint_state(path) -> dict:
     """The caller's ``state`` saved in the checkpoint at ``path``, without building the model
     (ValueError naming the file if it is not a checkpoint)."""
@@ -142,8 +154,9 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     Returns
     -------
     dict with ``model`` (the model, restored), ``state`` (the saved progress dict),
-    ``metadata`` (the model metadata) and ``callbacks``: per callback saved, in order, None or
-    ``{"type": class name, "state": its state_dict}``.
+    ``metadata`` (the model metadata), ``scheduler`` (the saved scheduler's state_dict, or
+    None) and ``callbacks``: per callback saved, in order, None or ``{"type": class name,
+    "state": its state_dict}``.
 
     Raises
     ------
@@ -186,8 +199,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
                 raise ValueError(f"load_checkpoint: {path}: {err}") from None
         if optimizer is not None:
             _load_optimizer(path, record, arrays, optimizer)
-        if scheduler is not None and record.get("scheduler") is not None:
-            scheduler.load_state_dict(record["scheduler"])
+        if scheduler is not None:
+            _load_scheduler(path, record, scheduler)
         for name, st in record.get("rng", {}).items():
             mods[name]._rng.bit_generator.state = st
     except BaseException:
@@ -198,7 +211,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
             mods[name]._rng.bit_generator.state = st
         raise
     return {"model": model, "state": record.get("state", {}), "metadata": meta,
-            "callbacks": callbacks}  # fmt: skip
+            "callbacks": callbacks, "scheduler": record.get("scheduler")}  # fmt: skip
 
 
 def _callback_states(path, record, arrays):

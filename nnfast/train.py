@@ -516,6 +516,9 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
             ckpt = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
                                    scheduler)  # fmt: skip
             saved, callback_states = ckpt["state"], ckpt["callbacks"]
+            if scheduler is None and ckpt["scheduler"] is not None:
+                kind = ckpt["scheduler"].get("type", "a scheduler")
+                raise ValueError(f"resume: {path} was saved with {kind}: pass it as scheduler=")
             seed, epoch, batch, partial, history, ranks = _resume_state(
                 path, saved, state, len(loader), state.num_train
             )

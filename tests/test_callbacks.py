@@ -163,6 +163,33 @@ def test_unresumable_checkpoint_is_named(tmp_path, edit, what):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "saved_with, resumed_with, what",
+    [
+        ("cosine", "step", r"the scheduler state does not load \(StepLR.load_state_dict: the "
+                           r"state was saved by CosineAnnealingLR"),
+        ("cosine", None, "was saved with CosineAnnealingLR: pass it as scheduler="),
+        (None, "step", "holds no scheduler state"),
+    ],
+)  # fmt: skip
+def test_resume_with_another_scheduler_is_refused(tmp_path, saved_with, resumed_with, what):
+    """Each resumed silently before: a schedule restarted at epoch 0, or another's epoch."""
+    x, y = _blobs()
+
+    def run(sched_kind, resume=None):
+        model, opt, _ = _setup()
+        makers = {"cosine": lambda: optim.CosineAnnealingLR(opt, T_max=3),
+                  "step": lambda: optim.StepLR(opt, 2), None: lambda: None}  # fmt: skip
+        ck = Checkpoint(tmp_path / "ck.npz")
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=2, batch_size=32, seed=5,
+            scheduler=makers[sched_kind](), resume=resume, callbacks=[ck])  # fmt: skip
+
+    run(saved_with)
+    with pytest.raises(ValueError, match=what) as err:
+        run(resumed_with, resume=tmp_path / "ck.npz")
+    assert str(tmp_path / "ck.npz") in str(err.value)
+
+
 def test_resume_of_a_missing_file():
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at /nonexistent\.npz"):
         fit(*_setup()[:1], nn.CrossEntropyLoss(), _setup()[1], _blobs(), epochs=1,

@@ -478,6 +478,56 @@ def test_scheduler_state_dict():
     assert b.get_last_lr() == a.get_last_lr()
 
 
+@pytest.mark.parametrize(
+    "make, err, what",
+    [
+        (lambda o: optim.LinearLR(o, last_epoch=-5), ValueError, "last_epoch must be a whole"),
+        (lambda o: optim.StepLR(o, 2, last_epoch=2.5), TypeError, "last_epoch must be an int"),
+        (lambda o: optim.StepLR(o, 2, last_epoch="a"), TypeError, "last_epoch must be an int"),
+        (lambda o: optim.StepLR(None, 2), TypeError, "optimizer must be an nnfast optimizer"),
+        (lambda o: optim.StepLR(nn.Linear(2, 2), 2), TypeError, "got Linear"),
+        (lambda o: optim.ReduceLROnPlateau(None), TypeError, "optimizer must be an nnfast"),
+        (lambda o: optim.StepLR(o, 2, gamma=10), ValueError, r"gamma must be finite and in \[0, 1"),
+        (lambda o: optim.LinearWarmup(o, 2, after=optim.ReduceLROnPlateau(o)), TypeError,
+         "`after` must be an epoch-indexed scheduler"),
+        (lambda o: optim.ReduceLROnPlateau(o).step("abc"), TypeError, "metric must be a real"),
+    ],
+)  # fmt: skip
+def test_scheduler_bad_arguments(make, err, what):
+    """last_epoch=-5 made LinearLR's rate negative (the step then climbed the gradient)."""
+    with pytest.raises(err, match=what):
+        make(_opt())
+
+
+@pytest.mark.parametrize(
+    "make, state, what",
+    [
+        (lambda o: optim.StepLR(o, 2), {"last_epoch": 0, "base_lrs": [float("nan")]},
+         r"base_lrs\[0\] must be finite"),
+        (lambda o: optim.StepLR(o, 2), {"last_epoch": 0, "base_lrs": [-0.1]}, "base_lrs"),
+        (lambda o: optim.StepLR(o, 2), {"last_epoch": 0, "base_lrs": [0.1, 0.1]},
+         "base_lrs must be a list of 1 rates"),
+        (lambda o: optim.StepLR(o, 2), {}, "last_epoch must be an int, got None"),
+        (lambda o: optim.StepLR(o, 2), optim.CosineAnnealingLR(_opt(), 3).state_dict(),
+         "the state was saved by CosineAnnealingLR, not by StepLR"),
+        (lambda o: optim.ReduceLROnPlateau(o), {"best": float("nan"), "num_bad_epochs": 0,
+         "cooldown_counter": 0, "last_epoch": 0}, "best must be"),
+        (lambda o: optim.ReduceLROnPlateau(o), {"best": 1.0}, "num_bad_epochs must be an int"),
+        (lambda o: optim.ReduceLROnPlateau(o), optim.StepLR(_opt(), 2).state_dict(),
+         "saved by StepLR"),
+    ],
+)  # fmt: skip
+def test_scheduler_load_state_dict_refuses_bad_states(make, state, what):
+    """A NaN base rate made the weights NaN at the next step; a base_lrs list of another
+    length was ignored; {} raised KeyError. Nothing changes when refused."""
+    opt = _opt()
+    sched = make(opt)
+    before, lr = sched.state_dict(), opt.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match=f"{type(sched).__name__}.load_state_dict: .*{what}"):
+        sched.load_state_dict(state)
+    assert sched.state_dict() == before and opt.param_groups[0]["lr"] == lr
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="empty"):
         optim.SGD([], lr=0.1)

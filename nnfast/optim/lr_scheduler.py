@@ -8,7 +8,9 @@ a validation metric instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
 
 from .. import _validate
 
@@ -20,10 +22,40 @@ def _register(cls):
     return cls
 
 
+def _check_optimizer(optimizer, what):
+    if not isinstance(getattr(optimizer, "param_groups", None), list):
+        raise TypeError(f"{what}: optimizer must be an nnfast optimizer, got "
+                        f"{type(optimizer).__name__}")  # fmt: skip
+
+
+def _check_state(scheduler, state):
+    """``state`` as a dict saved by this scheduler's class, else ValueError naming it."""
+    name = type(scheduler).__name__
+    if not isinstance(state, dict):
+        raise ValueError(f"{name}.load_state_dict: expected a dict, got {type(state).__name__}")
+    saved = state.get("type", name)  # states from before the type was recorded: taken as ours
+    if saved != name:
+        raise ValueError(f"{name}.load_state_dict: the state was saved by {saved}, not by {name}")
+    return f"{name}.load_state_dict"
+
+
+@contextlib.contextmanager
+def _saved_data():
+    """A saved state is data: a value of the wrong type is a bad value (ValueError)."""
+    try:
+        yield
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+
+
 class LRScheduler:
     """Base class: subclasses give ``_lr_at(base_lr, epoch)``."""
 
     def __init__(self, optimizer, last_epoch=-1):
+        name = type(self).__name__
+        _check_optimizer(optimizer, name)
+        # -1: a new schedule (the first step makes it epoch 0); torch's meaning
+        last_epoch = _validate.integer(last_epoch, "last_epoch", name, low=-1)
         self.optimizer = optimizer
         for g in optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
@@ -43,11 +75,20 @@ class LRScheduler:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self):
-        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
+        return {"type": type(self).__name__, "last_epoch": self.last_epoch,
+                "base_lrs": list(self.base_lrs)}  # fmt: skip
 
     def load_state_dict(self, state):
-        self.base_lrs = list(state["base_lrs"])
-        self.last_epoch = int(state["last_epoch"]) - 1
+        """Restore :meth:`state_dict`'s epoch and base rates (checked first) and set the rate."""
+        what = _check_state(self, state)
+        base = state.get("base_lrs")
+        groups = len(self.optimizer.param_groups)
+        with _saved_data():
+            epoch = _validate.integer(state.get("last_epoch"), "last_epoch", what, low=0)
+            if not isinstance(base, list) or len(base) != groups:
+                raise ValueError(f"{what}: base_lrs must be a list of {groups} rates, got {base!r}")
+            base = [_validate.real(b, f"base_lrs[{i}]", what, low=0.0) for i, b in enumerate(base)]
+        self.base_lrs, self.last_epoch = base, epoch - 1
         self.step()
 
 
@@ -57,7 +98,8 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = _validate.integer(step_size, "step_size", "StepLR", low=1)
-        self.gamma = _validate.real(gamma, "gamma", "StepLR", low=0.0)
+        # a decay: above 1 the rate grows without bound, to inf and NaN weights
+        self.gamma = _validate.real(gamma, "gamma", "StepLR", low=0.0, high=1.0)
         super().__init__(optimizer, last_epoch)
 
     def _lr_at(self, base_lr, epoch):
@@ -106,6 +148,9 @@ class LinearWarmup(LRScheduler):
 
     def __init__(self, optimizer, warmup_steps, after=None, start_factor=0.0, last_epoch=-1):
         self.warmup_steps = _validate.integer(warmup_steps, "warmup_steps", "LinearWarmup", low=1)
+        if after is not None and not isinstance(after, LRScheduler):
+            raise TypeError(f"LinearWarmup: `after` must be an epoch-indexed scheduler (StepLR, "
+                            f"CosineAnnealingLR, ...), got {type(after).__name__}")  # fmt: skip
         if after is not None and after.optimizer is not optimizer:
             raise ValueError("LinearWarmup: `after` must schedule the same optimizer")
         self.after = after
@@ -130,6 +175,7 @@ class ReduceLROnPlateau:
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):  # fmt: skip
         what = "ReduceLROnPlateau"
+        _check_optimizer(optimizer, what)
         self.optimizer = optimizer
         self.mode = _validate.one_of(mode, "mode", what, ("min", "max"))
         self.threshold_mode = _validate.one_of(threshold_mode, "threshold_mode", what,
@@ -153,7 +199,10 @@ class ReduceLROnPlateau:
         return a > (self.best * (1 + self.threshold) if rel else self.best + self.threshold)
 
     def step(self, metric):
-        metric = float(metric)
+        if isinstance(metric, bool) or not isinstance(metric, numbers.Real):
+            raise TypeError(f"ReduceLROnPlateau.step: metric must be a real number, got "
+                            f"{metric!r}")  # fmt: skip
+        metric = float(metric)  # NaN is never an improvement, as in torch
         self.last_epoch += 1
         if self._is_better(metric):
             self.best, self.num_bad_epochs = metric, 0
@@ -176,8 +225,13 @@ class ReduceLROnPlateau:
     _STATE = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")
 
     def state_dict(self):
-        return {k: getattr(self, k) for k in self._STATE}
+        return {"type": type(self).__name__, **{k: getattr(self, k) for k in self._STATE}}
 
     def load_state_dict(self, state):
-        for k in self._STATE:
-            setattr(self, k, type(getattr(self, k))(state[k]))
+        what = _check_state(self, state)
+        with _saved_data():
+            best = _validate.real(state.get("best"), "best", what, finite=False)  # inf: none yet
+            counts = {k: _validate.integer(state.get(k), k, what, low=0) for k in self._STATE[1:]}
+        self.best = best
+        for k, v in counts.items():
+            setattr(self, k, v)
