@@ -269,6 +269,11 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, path, metadata=None, state=None, signals=True):
+        from .io import record_json
+
+        for name, value in (("metadata", metadata), ("state", state)):
+            if value is not None:  # refused now, not at the first save
+                record_json("Checkpoint", name, value)
         self.path = os.fspath(path)
         self.metadata, self.extra, self.signals = metadata, dict(state or {}), bool(signals)
         self.signal = None

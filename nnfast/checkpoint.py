@@ -27,14 +27,6 @@ _OPTIM_PREFIX = "__optim__."
 _CALLBACK_PREFIX = "__callback__."
 
 
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, (tuple, set)):
-        return list(x)
-    raise TypeError(f"checkpoint: cannot store {type(x).__name__} {x!r} as JSON")
-
-
 def _random_modules(model):
     """``{name: module}`` of the modules that own a random generator (``_rng``)."""
     return {
@@ -78,7 +70,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, met
         name (:func:`load_checkpoint` returns them).
     """
     arrays = io.model_arrays(model, metadata)
-    record = {"state": state or {}, "optimizer": None, "scheduler": None}
+    state = {} if state is None else json.loads(io.record_json("save_checkpoint", "state", state))
+    record = {"state": state, "optimizer": None, "scheduler": None}
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars = [_split(s, f"{_OPTIM_PREFIX}{i}.", arrays) for i, s in enumerate(sd["state"])]
@@ -97,7 +90,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, met
             None if sd is None
             else {"type": type(cb).__name__, "state": _split(sd, f"{_CALLBACK_PREFIX}{i}.", arrays)}
         )  # fmt: skip
-    arrays[CHECKPOINT_KEY] = np.array(json.dumps(record, default=_jsonable))
+    arrays[CHECKPOINT_KEY] = np.array(json.dumps(record, default=io.jsonable))
     io.write_npz(path, arrays)
 
 

@@ -130,7 +130,31 @@ def _short(x, limit=200) -> str:
 
 
 # --- writing -------------------------------------------------------------------------------------
+def jsonable(x):
+    """``json.dumps``'s ``default``: numpy scalars as Python numbers, tuples and sets as lists;
+    anything else a TypeError naming it."""
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (tuple, set)):
+        return list(x)
+    raise TypeError(f"cannot store {type(x).__name__} {x!r} as JSON")
+
+
+def record_json(what: str, name: str, value) -> str:
+    """``value`` (a dict, as a JSON object) as JSON text, else TypeError naming ``name``: a file
+    written with another kind of record is one that nnfast cannot read back."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"{what}: {name} must be a dict with str keys (a JSON object), got "
+                        f"{type(value).__name__}")  # fmt: skip
+    try:
+        return json.dumps(value, default=jsonable, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what}: {name} is not JSON-serialisable ({err})") from None
+
+
 def _record(model: Module, metadata) -> dict:
+    if metadata is not None:
+        metadata = json.loads(record_json("save", "metadata", metadata))
     record = {
         "format": FORMAT,
         "version": VERSION,

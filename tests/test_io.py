@@ -207,6 +207,39 @@ def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+@pytest.mark.parametrize("metadata", ["abc", [1, 2], {1: "x"}, {"f": object()}])
+def test_metadata_nnfast_cannot_read_back_is_refused_at_save(tmp_path, suffix, metadata):
+    """Such files were written, then refused by load: 'metadata' must be an object."""
+    path = tmp_path / f"m{suffix}"
+    with pytest.raises(TypeError, match="save: metadata "):
+        nnfast.io.save(nn.Linear(2, 2), path, metadata=metadata)
+    assert not path.exists()
+
+
+def test_numpy_scalars_in_metadata_are_stored_as_numbers(tmp_path):
+    meta = {"mean": np.float32(0.5), "shape": (1, 28, 28), "n": np.int64(3)}
+    nnfast.io.save(nn.Linear(2, 2), tmp_path / "m.npz", metadata=meta)
+    assert nnfast.io.read_metadata(tmp_path / "m.npz") == {"mean": 0.5, "shape": [1, 28, 28],
+                                                           "n": 3}  # fmt: skip
+
+
+def test_checkpoint_records_nnfast_cannot_read_back_are_refused(tmp_path):
+    from nnfast.callbacks import Checkpoint
+    from nnfast.checkpoint import read_checkpoint_state
+
+    with pytest.raises(TypeError, match="save_checkpoint: state must be a dict"):
+        save_checkpoint(tmp_path / "c.npz", nn.Linear(2, 2), state="abc")
+    with pytest.raises(TypeError, match=r"save_checkpoint: state is not JSON-serialisable"):
+        save_checkpoint(tmp_path / "c.npz", nn.Linear(2, 2), state={"k": {1, 2j}})
+    assert not (tmp_path / "c.npz").exists()
+    for kw in ({"metadata": "x"}, {"state": [1, 2]}):
+        with pytest.raises(TypeError, match=f"Checkpoint: {next(iter(kw))} must be a dict"):
+            Checkpoint(tmp_path / "c.npz", **kw)
+    save_checkpoint(tmp_path / "c.npz", nn.Linear(2, 2), state={"epoch": np.int64(2)})
+    assert read_checkpoint_state(tmp_path / "c.npz") == {"epoch": 2}
+
+
 def test_unregistered_module_is_refused(tmp_path):
     class Mine(nn.Identity):
         pass
