@@ -463,11 +463,30 @@ def load_model_file(mf: ModelFile) -> Module:
     if model.dtype is not None and model.dtype != dtype:
         model.astype(dtype)
     names = list(present)
+    arrays = mf.read(names)
+    _follow_saved_dtypes(model, arrays)
     try:
-        model.load_state_dict(mf.read(names), strict=True)
+        model.load_state_dict(arrays, strict=True)
     except ValueError as err:
         raise ValueError(f"load: {path}: {err}") from None
     return model
+
+
+def _follow_saved_dtypes(model: Module, arrays: dict) -> None:
+    """Each module whose own floating-point arrays were all saved in the other float dtype
+    takes it, so that a model of mixed dtypes, or buffers without parameters (the record's
+    dtype is the first parameter's), load as they were saved rather than converted."""
+    arrays, _ = model._nnfast_names(arrays)
+    for prefix, m in model.named_modules():
+        own = [f"{prefix}.{k}" if prefix else k for k in (*m._parameters, *m._buffers)]
+        saved = {arrays[k].dtype for k in own if k in arrays and arrays[k].dtype.kind == "f"}
+        if len(saved) != 1:
+            continue
+        (dtype,) = saved
+        mine = (*(p.data for p in m._parameters.values()), *m._buffers.values())
+        now = {a.dtype for a in mine if isinstance(a, np.ndarray) and a.dtype.kind == "f"}
+        if dtype in (np.float32, np.float64) and now != {dtype}:
+            m.astype(dtype)
 
 
 def _compare_shapes(path, kind, shapes, present):

@@ -240,6 +240,24 @@ def test_checkpoint_records_nnfast_cannot_read_back_are_refused(tmp_path):
     assert read_checkpoint_state(tmp_path / "c.npz") == {"epoch": 2}
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_each_module_loads_in_the_dtype_it_was_saved_in(tmp_path, suffix, rng):
+    """The record's dtype is the first parameter's: a float64 layer after a float32 one, and
+    float64 buffers without parameters, came back float32."""
+    bn = nn.BatchNorm1d(3, affine=False, dtype="float64")
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3).astype(np.float64), bn)
+    model(rng.random((8, 3)).astype(np.float32))  # running statistics of float64 values
+    nnfast.io.save(model, tmp_path / f"m{suffix}")
+    back = nnfast.io.load(tmp_path / f"m{suffix}")
+    for (name, a), b in zip(model.state_dict().items(), back.state_dict().values()):
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    x = rng.random((4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.eval()(x), model.eval()(x))
+    only = nn.Sequential(nn.BatchNorm1d(3, affine=False, dtype="float64"))
+    nnfast.io.save(only, tmp_path / f"b{suffix}")
+    assert nnfast.io.load(tmp_path / f"b{suffix}")[0].running_mean.dtype == np.float64
+
+
 def test_unregistered_module_is_refused(tmp_path):
     class Mine(nn.Identity):
         pass
