@@ -147,7 +147,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     Returns
     -------
     dict with ``model`` (the model, restored), ``state`` (the saved progress dict),
-    ``metadata`` (the model metadata), ``scheduler`` (the saved scheduler's state_dict, or
+    ``metadata`` (the model metadata), ``architecture`` (the saved model's record, as
+    :func:`nnfast.io.architecture` gives), ``scheduler`` (the saved scheduler's state_dict, or
     None) and ``callbacks``: per callback saved, in order, None or ``{"type": class name,
     "state": its state_dict}``.
 
@@ -204,7 +205,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
             mods[name]._rng.bit_generator.state = st
         raise
     return {"model": model, "state": record.get("state", {}), "metadata": meta,
-            "callbacks": callbacks, "scheduler": record.get("scheduler")}  # fmt: skip
+            "callbacks": callbacks, "scheduler": record.get("scheduler"),
+            "architecture": mf.record.get("architecture")}  # fmt: skip
 
 
 def _callback_states(path, record, arrays):

@@ -387,6 +387,10 @@ def fit(
     if val_split:
         (x, y), val = split_validation(x, y, val_split, seed)
     loader = _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size)
+    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
+    if not held & {id(p) for p in model.parameters()} and any(True for _ in model.parameters()):
+        raise ValueError("fit: the optimizer holds none of the model's parameters (was it built "
+                         "for another model?)")  # fmt: skip
     if dist and not isinstance(optimizer, dist.DistributedOptimizer):
         optimizer = dist.DistributedOptimizer(optimizer)
     state = FitState(
@@ -458,6 +462,32 @@ def _restore_callbacks(callbacks, saved, path):
                              f"load ({err})") from None  # fmt: skip
 
 
+def _same_architecture(path, saved, model):
+    """ValueError naming the first module where ``model`` is not the one the checkpoint at
+    ``path`` was saved from: its weights may fit another activation or Dropout rate."""
+    import json
+
+    from . import io
+
+    mine = json.loads(json.dumps(io.architecture(model), default=io.jsonable))
+
+    def first_difference(a, b, where):
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return where if a != b else None
+        if a.get("type") != b.get("type") or a.get("config") != b.get("config"):
+            return f"{where}: {a.get('type')}({a.get('config')}) here, saved {b.get('type')}" \
+                   f"({b.get('config')})"  # fmt: skip
+        ma, mb = a.get("modules", []), b.get("modules", [])
+        if len(ma) != len(mb):
+            return f"{where}: {len(ma)} modules here, {len(mb)} saved"
+        return next((d for i, (x, y) in enumerate(zip(ma, mb))
+                     if (d := first_difference(x, y, f"{where}[{i}]"))), None)  # fmt: skip
+
+    diff = first_difference(mine, saved, "model")
+    if diff:
+        raise ValueError(f"resume: {path} was saved from another model ({diff})")
+
+
 def _callback_shapes(states):
     """The saved callback states as the resume reply sends them: JSON values, and each array's
     shape and dtype (the arrays follow, _bcast_callback_states)."""
@@ -516,6 +546,7 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
             ckpt = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
                                    scheduler)  # fmt: skip
             saved, callback_states = ckpt["state"], ckpt["callbacks"]
+            _same_architecture(path, ckpt["architecture"], model)
             if scheduler is None and ckpt["scheduler"] is not None:
                 kind = ckpt["scheduler"].get("type", "a scheduler")
                 raise ValueError(f"resume: {path} was saved with {kind}: pass it as scheduler=")

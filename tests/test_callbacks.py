@@ -191,9 +191,30 @@ def test_resume_with_another_scheduler_is_refused(tmp_path, saved_with, resumed_
 
 
 def test_resume_of_a_missing_file():
+    model, opt, _ = _setup()
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at /nonexistent\.npz"):
-        fit(*_setup()[:1], nn.CrossEntropyLoss(), _setup()[1], _blobs(), epochs=1,
-            resume="/nonexistent.npz")  # fmt: skip
+        fit(model, nn.CrossEntropyLoss(), opt, _blobs(), epochs=1, resume="/nonexistent.npz")
+
+
+def test_resume_with_another_model_of_the_same_shapes_is_refused(tmp_path):
+    """Its weights fit: a tanh model resumed a relu one's run without a word."""
+    _run(tmp_path, 3, stop_at=(2, 3))
+    nnfast.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 16, activation="tanh"), nn.Dropout(0.2), nn.Linear(16, 3))
+    opt = optim.AdamW(model.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match=r"was saved from another model \(model\[0\]: Linear\("
+                                         r".*'tanh'.* here, saved Linear\(.*'relu'"):  # fmt: skip
+        fit(model, nn.CrossEntropyLoss(), opt, _blobs(), epochs=3, batch_size=32, seed=5,
+            val_split=0.2, scheduler=optim.CosineAnnealingLR(opt, T_max=3),
+            resume=tmp_path / "ck.npz")  # fmt: skip
+
+
+def test_an_optimizer_of_another_model_is_refused():
+    """It trained nothing: three epochs of the same loss."""
+    model, _, _ = _setup()
+    _, other, _ = _setup()
+    with pytest.raises(ValueError, match="the optimizer holds none of the model's parameters"):
+        fit(model, nn.CrossEntropyLoss(), other, _blobs(), epochs=1)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
