@@ -323,6 +323,32 @@ def test_backward_converts_the_gradient_to_the_layer_dtype():
             assert layer.backward(g).dtype == np.float32
 
 
+@pytest.mark.parametrize("loss", [nn.MSELoss(), nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()],
+                         ids=repr)  # fmt: skip
+@pytest.mark.parametrize("what", ["input", "target"])
+@pytest.mark.parametrize("dtype", [np.complex64, object, "U3"])
+def test_losses_refuse_what_holds_no_real_numbers(loss, what, dtype):
+    """Complex parts were dropped (MSELoss of 1+5j against 1 was 0), strings parsed and None
+    made the loss NaN; nnfast.functional refused them all already."""
+    x, t = np.zeros((2, 3)), np.zeros((2, 3))
+    bad = {"input": x, "target": t}
+    bad[what] = bad[what].astype(dtype)
+    with pytest.raises(TypeError, match=re.escape(f"{loss!r}: {what} must hold real numbers")):
+        loss(bad["input"], bad["target"])
+
+
+@pytest.mark.parametrize("loss", [nn.MSELoss(), nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()],
+                         ids=repr)  # fmt: skip
+@pytest.mark.parametrize("target", [np.zeros((0, 3)), np.zeros(0, int)])
+def test_losses_refuse_an_empty_batch(loss, target):
+    """CrossEntropyLoss named an internal function for labels and returned -0.0 for class
+    probabilities."""
+    if target.ndim == 1 and not isinstance(loss, nn.CrossEntropyLoss):
+        target = target.astype(float).reshape(0, 3)
+    with pytest.raises(ValueError, match=re.escape(f"{loss!r}: the batch is empty")):
+        loss(np.zeros((0, 3)), target)
+
+
 def test_bad_loss_inputs():
     with pytest.raises(ValueError, match="labels must be in"):
         nn.CrossEntropyLoss()(np.zeros((2, 3)), np.array([0, 3]))

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _validate
 from .. import functional as F
-from .module import Module, register
+from .module import Module, real_array, register
 
 REDUCTIONS = ("mean", "sum")
 
@@ -41,7 +41,9 @@ class _Loss(Module):
 
 
 def _float_input(loss, x):
-    x = np.asarray(x)
+    x = real_array(loss, x)
+    if x.ndim and len(x) == 0:  # no samples: a mean of nothing
+        raise ValueError(f"{loss!r}: the batch is empty (input of shape {x.shape})")
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)
     return x
@@ -49,7 +51,7 @@ def _float_input(loss, x):
 
 def _target_like(loss, x, target):
     """target as x's dtype and shape; a flat target for an (N, 1) input is reshaped."""
-    t = np.asarray(target, dtype=x.dtype)
+    t = real_array(loss, target, "target").astype(x.dtype, copy=False)
     if t.shape != x.shape:
         if t.size == x.size and t.ndim <= 1 and x.ndim == 2 and x.shape[1] == 1:
             return t.reshape(x.shape)
@@ -94,7 +96,7 @@ class CrossEntropyLoss(_Loss):
         n, c = x.shape
         if c == 0:
             raise ValueError(f"CrossEntropyLoss: logits of shape {x.shape} have no classes")
-        t = np.asarray(target)
+        t = real_array(self, target, "target")
         eps = self.label_smoothing
         scale = n if self.reduction == "sum" else 1
         if t.dtype.kind in "iu":
