@@ -28,16 +28,44 @@ def _check_rule(name, lr, max_epochs=1):
     return lr, _validate.integer(max_epochs, "max_epochs", name, low=1)
 
 
+def _check_seed(name, seed):
+    """None, a numpy Generator, or an int >= 0 (what generator() takes), else named."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return seed
+    return _validate.integer(seed, "seed", name, low=0, kinds="an int, a Generator or None")
+
+
+def _features(name, X):
+    """X as float64, or TypeError / ValueError naming the learner: strings were parsed,
+    complex parts dropped, and NaN learned into the weights."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: X must hold real numbers, got dtype {X.dtype}")
+    X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name}: X holds NaN or infinite values")
+    return X
+
+
+def _labels(name, y, n):
+    """y of shape (n,), of numbers without NaN or of strings, else named."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biufUS":
+        raise TypeError(f"{name}: y must hold numbers or strings, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{name}: y must have shape ({n},), got {y.shape}")
+    if y.dtype.kind == "f" and np.isnan(y).any():  # NaN != NaN: its samples matched no class
+        raise ValueError(f"{name}: y holds NaN labels")
+    return y
+
+
 class _Binary:
     def _prepare(self, X, y):
-        X = np.asarray(X, dtype=np.float64)
+        name = type(self).__name__
+        X = _features(name, X)
         if X.ndim != 2:
-            raise ValueError(
-                f"{type(self).__name__}: X must be 2-D (samples, features), got {X.shape}"
-            )
-        y = np.asarray(y)
-        if y.shape != (len(X),):
-            raise ValueError(f"{type(self).__name__}: y must have shape ({len(X)},), got {y.shape}")
+            raise ValueError(f"{name}: X must be 2-D (samples, features), got {X.shape}")
+        y = _labels(name, y, len(X))
         classes = np.unique(y)
         if len(classes) != 2:
             raise ValueError(
@@ -49,7 +77,7 @@ class _Binary:
     def _check_X(self, X):
         if not hasattr(self, "weights"):
             raise RuntimeError(f"{type(self).__name__}: call fit before predict")
-        X = np.asarray(X, dtype=np.float64)
+        X = _features(type(self).__name__, X)
         if X.ndim != 2 or X.shape[1] != len(self.weights):
             raise ValueError(
                 f"{type(self).__name__}: expected X of shape (N, {len(self.weights)}), got "
@@ -66,7 +94,8 @@ class _Binary:
 
     def score(self, X, y):
         """Fraction of samples classified correctly."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        predicted = self.predict(X)
+        return float(np.mean(predicted == _labels(type(self).__name__, y, len(predicted))))
 
 
 class Perceptron(_Binary):
@@ -80,7 +109,7 @@ class Perceptron(_Binary):
 
     def __init__(self, lr=1.0, max_epochs=100, shuffle=True, seed=None):
         self.lr, self.max_epochs = _check_rule("Perceptron", lr, max_epochs)
-        self.shuffle, self.seed = shuffle, seed
+        self.shuffle, self.seed = shuffle, _check_seed("Perceptron", seed)
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)
@@ -127,7 +156,8 @@ class Adaline(_Binary):
 
     def __init__(self, lr=0.01, max_epochs=50, tol=1e-6, shuffle=True, seed=None):
         self.lr, self.max_epochs = _check_rule("Adaline", lr, max_epochs)
-        self.tol, self.shuffle, self.seed = float(tol), shuffle, seed
+        self.tol = _validate.real(tol, "tol", "Adaline", low=0.0)
+        self.shuffle, self.seed = shuffle, _check_seed("Adaline", seed)
 
     def fit(self, X, y):
         X, t = self._prepare(X, y)

@@ -80,3 +80,46 @@ def test_bad_inputs():
         Hebbian(lr=float("nan"))
     with pytest.raises(TypeError, match="Hebbian: lr must be a real number"):
         Hebbian(lr="0.1")
+
+
+@pytest.mark.parametrize("learner", [Perceptron, Adaline, Hebbian])
+@pytest.mark.parametrize(
+    "x, y, err, what",
+    [
+        (X, [0, np.nan, np.nan, 0], ValueError, "y holds NaN labels"),
+        (X, np.array([0, None, 1, 1], object), TypeError, "y must hold numbers or strings"),
+        (X.astype(str), AND, TypeError, "X must hold real numbers, got dtype <U"),
+        (X.astype(complex), AND, TypeError, "X must hold real numbers, got dtype complex"),
+        (np.where(X == 1, np.nan, X), AND, ValueError, "X holds NaN or infinite values"),
+    ],
+)  # fmt: skip
+def test_bad_data_is_named(learner, x, y, err, what):
+    """NaN labels made every target -1 (NaN != NaN), and one class was learned; strings were
+    parsed, complex parts dropped, and NaN features learned into Hebb's weights."""
+    with pytest.raises(err, match=f"{learner.__name__}: {what}"):
+        learner().fit(x, y)
+
+
+def test_score_takes_labels_of_the_samples_shape():
+    """A column of labels was compared by broadcasting: 0.625 for a perfect fit."""
+    model = Perceptron(seed=0).fit(X, AND)
+    assert model.score(X, AND) == 1.0
+    for bad in (AND[:, None], AND[:1]):
+        with pytest.raises(ValueError, match=r"Perceptron: y must have shape \(4,\)"):
+            model.score(X, bad)
+
+
+@pytest.mark.parametrize(
+    "make, err, what",
+    [
+        (lambda: Perceptron(seed="a"), TypeError, "Perceptron: seed must be an int, a Generator"),
+        (lambda: Perceptron(seed=-1), ValueError, "Perceptron: seed must be a whole number"),
+        (lambda: Adaline(seed=1.5), TypeError, "Adaline: seed must be an int"),
+        (lambda: Adaline(tol=float("nan")), ValueError, "Adaline: tol must be finite"),
+        (lambda: Adaline(tol=-1), ValueError, "Adaline: tol must be finite and >= 0"),
+        (lambda: Adaline(tol="0.1"), TypeError, "Adaline: tol must be a real number"),
+    ],
+)
+def test_bad_settings_are_named_at_construction(make, err, what):
+    with pytest.raises(err, match=what):
+        make()
