@@ -441,6 +441,9 @@ class DistributedSampler:
                 f"DistributedSampler: rank {self.rank} is not below num_replicas "
                 f"{self.num_replicas}"
             )
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, (bool, np.bool_)):  # 'no' and 'False' were both True
+                raise TypeError(f"{what}: {name} must be True or False, got {flag!r}")
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.seed = integer(seed, "seed", what, low=0)
         self.epoch = 0
@@ -451,9 +454,12 @@ class DistributedSampler:
 
     def indices(self, epoch=None) -> np.ndarray:
         """This rank's sample indices for ``epoch`` (default: the one set by ``set_epoch``)."""
+        from ._validate import integer
         from .data.loader import epoch_order
 
-        epoch = self.epoch if epoch is None else int(epoch)
+        epoch = (
+            self.epoch if epoch is None else integer(epoch, "epoch", "DistributedSampler", low=0)
+        )
         idx = epoch_order(self.n, self.seed, epoch, self.shuffle)
         if not self.drop_last:
             pad = self.total_size - self.n
@@ -464,7 +470,9 @@ class DistributedSampler:
         return idx[self.rank : self.total_size : self.num_replicas]
 
     def set_epoch(self, epoch) -> None:
-        self.epoch = int(epoch)
+        from ._validate import integer
+
+        self.epoch = integer(epoch, "epoch", "DistributedSampler.set_epoch", low=0)
 
     def __iter__(self):
         return iter(self.indices().tolist())
@@ -474,6 +482,9 @@ class DistributedSampler:
 
 
 def _len(data):
+    if isinstance(data, (str, bytes)):  # a string's length is no number of samples
+        raise TypeError(f"DistributedSampler: n must be a number of samples or a sized data "
+                        f"set, got {type(data).__name__} {data!r}")  # fmt: skip
     try:
         return len(data)
     except TypeError:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from helpers import signal_after_checkpoint, write_tiny_mnist
 
+from nnfast.data import DataLoader
 from nnfast.distributed import DistributedSampler
 
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
@@ -68,13 +69,38 @@ def test_sampler_shuffles_per_epoch_and_covers_the_data():
         ({"num_replicas": 2, "rank": -1}, ValueError, "rank must be a whole number >= 0"),
         ({"num_replicas": 2.5, "rank": 0}, TypeError, "num_replicas must be an int"),
         ({"num_replicas": 2, "rank": 0, "seed": -1}, ValueError, "seed must be a whole number"),
+        ({"num_replicas": 2, "rank": 0, "shuffle": "no"}, TypeError, "shuffle must be True or"),
+        ({"num_replicas": 2, "rank": 0, "drop_last": "False"}, TypeError, "drop_last must be"),
     ],
 )
 def test_sampler_refuses_bad_arguments(kw, err, what):
     with pytest.raises(err, match=what):
         DistributedSampler(10, **kw)
-    with pytest.raises(TypeError, match="a number of samples or a sized data set"):
-        DistributedSampler(object(), num_replicas=1, rank=0)
+    for data in (object(), "10"):  # a string counted as a data set of its length
+        with pytest.raises(TypeError, match="a number of samples or a sized data set"):
+            DistributedSampler(data, num_replicas=1, rank=0)
+
+
+@pytest.mark.parametrize(
+    "epoch, err, what",
+    [("3", TypeError, "epoch must be an int"), (2.7, TypeError, "epoch must be an int"),
+     (None, TypeError, "epoch must be an int"), (-1, ValueError, "epoch must be a whole")],
+)  # fmt: skip
+def test_sampler_epochs_are_whole_numbers(epoch, err, what):
+    """'3' was parsed, 2.7 truncated, and -1 failed later inside numpy."""
+    sampler = DistributedSampler(10, num_replicas=2, rank=0)
+    with pytest.raises(err, match=f"DistributedSampler.set_epoch: {what}"):
+        sampler.set_epoch(epoch)
+    if epoch is not None:  # indices(None): the epoch set_epoch chose
+        with pytest.raises(err, match=f"DistributedSampler: {what}"):
+            sampler.indices(epoch)
+    assert sampler.epoch == 0
+
+
+def test_a_loader_refuses_a_sampler_of_another_size():
+    """It yielded samples of the first 5 of 10 only."""
+    with pytest.raises(ValueError, match="the sampler shares out 5 samples, but x has 10"):
+        DataLoader(np.zeros((10, 2)), sampler=DistributedSampler(5, num_replicas=2, rank=1))
 
 
 # --- without mpi4py -------------------------------------------------------------------------

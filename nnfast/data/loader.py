@@ -108,6 +108,9 @@ class DataLoader:
                 f"DataLoader: sampler must have an indices(epoch) method, got "
                 f"{type(sampler).__name__}"
             )
+        n = getattr(sampler, "n", None)  # a DistributedSampler's sample count
+        if isinstance(n, int) and n != len(x):
+            raise ValueError(f"DataLoader: the sampler shares out {n} samples, but x has {len(x)}")
         self.sampler = sampler
         self.epoch = 0
 
