@@ -77,8 +77,9 @@ class Parameter:
 
     ``zero_grad`` is deferred: the zeros are written when ``grad`` is next read, and a layer
     whose backward writes the whole gradient (through :meth:`grad_target`) never writes them.
-    Like torch's ``zero_grad(set_to_none=True)``, an array taken from ``grad`` before
-    ``zero_grad`` is not reset by it.
+    An array taken from ``grad`` before ``zero_grad`` is not reset by it, but it is the same
+    array: the next read of ``grad`` zeroes it and the next backward writes into it (torch's
+    ``set_to_none`` allocates a new one). Copy it to keep it.
     """
 
     __slots__ = ("__weakref__", "_data", "_grad", "_optimizers", "_zero_pending")
