@@ -81,6 +81,9 @@ class ProgressBar(Callback):
     """
 
     def __init__(self, bar=True, file=None, val_name="val"):
+        if file is not None and not callable(getattr(file, "write", None)):
+            raise TypeError(f"ProgressBar: file must be an open text file (with write), got "
+                            f"{type(file).__name__}")  # fmt: skip
         self.bar, self.file, self.val_name = bool(bar), file, val_name
         self._bar = None
 

@@ -69,6 +69,11 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, state=None, met
         Each one's ``state_dict()`` (JSON values and arrays) is kept, by position and class
         name (:func:`load_checkpoint` returns them).
     """
+    for name, part, need in (("optimizer", optimizer, "param_groups"),
+                             ("scheduler", scheduler, "state_dict")):  # fmt: skip
+        if part is not None and not hasattr(part, need):
+            raise TypeError(f"save_checkpoint: {name} must be an nnfast {name}, got "
+                            f"{type(part).__name__}")  # fmt: skip
     arrays = io.model_arrays(model, metadata)
     state = {} if state is None else json.loads(io.record_json("save_checkpoint", "state", state))
     record = {"state": state, "optimizer": None, "scheduler": None}

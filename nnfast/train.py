@@ -159,10 +159,37 @@ class FitState:
         }
 
 
+def _check_parts(model, loss, optimizer, scheduler, callbacks):
+    """TypeError naming the argument of fit that is not what it must be (each failed deep
+    inside: a loss class for an instance, a lone callback for a list, ...)."""
+    from .nn import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"fit: model must be an nnfast Module, got {type(model).__name__}")
+    if isinstance(loss, type) or not (callable(loss) and hasattr(loss, "backward")):
+        shown = f"the class {loss.__name__}" if isinstance(loss, type) else type(loss).__name__
+        raise TypeError(f"fit: loss must be a loss module such as nn.CrossEntropyLoss(), got "
+                        f"{shown}")  # fmt: skip
+    if not all(hasattr(optimizer, k) for k in ("step", "zero_grad", "param_groups")):
+        raise TypeError(f"fit: optimizer must be an nnfast optimizer, got "
+                        f"{type(optimizer).__name__}")  # fmt: skip
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"fit: scheduler must be an LR scheduler, got {type(scheduler).__name__}")
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"fit: callbacks must be a list of Callbacks, got "
+                        f"{type(callbacks).__name__}")  # fmt: skip
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks[{i}] is a {type(cb).__name__}, not a Callback")
+
+
 def _check_data(name, data):
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValueError(f"{name} must be an (inputs, targets) pair of arrays")
     x, y = np.asarray(data[0]), np.asarray(data[1])
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"{name}: inputs and targets must be arrays with a sample axis, got "
+                         f"shapes {x.shape} and {y.shape}")  # fmt: skip
     if len(x) != len(y):
         raise ValueError(f"{name}: {len(x)} inputs but {len(y)} targets")
     if len(x) == 0:
@@ -366,6 +393,7 @@ def fit(
         Bad data or options, or a ``resume`` checkpoint that does not fit this run (one line
         naming the file).
     """
+    _check_parts(model, loss, optimizer, scheduler, callbacks)
     dist = _dist_module(distributed)
     rank, size = (dist.rank(), dist.size()) if dist else (0, 1)
     if isinstance(train, DataLoader):
@@ -735,6 +763,8 @@ def predict(model, x, batch_size=256):
     """Model outputs for ``x`` in eval mode (the previous mode is restored), batch by batch."""
     batch_size = _whole("batch_size", batch_size, 1, caller="predict")
     x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError(f"predict: x must be an array of samples, got shape {x.shape}")
     was_training = model.training
     model.eval()
     try:

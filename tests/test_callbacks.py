@@ -190,6 +190,45 @@ def test_resume_with_another_scheduler_is_refused(tmp_path, saved_with, resumed_
     assert str(tmp_path / "ck.npz") in str(err.value)
 
 
+def _fit_with(**change):
+    model, opt, _ = _setup()
+    kw = {"model": model, "loss": nn.CrossEntropyLoss(), "optimizer": opt, "train": _blobs(n=32),
+          "epochs": 1, **change}  # fmt: skip
+    return fit(**kw)
+
+
+@pytest.mark.parametrize(
+    "change, err, what",
+    [
+        ({"loss": nn.CrossEntropyLoss}, TypeError, r"loss must be a loss module such as nn."
+                                                   r"CrossEntropyLoss\(\), got the class"),
+        ({"optimizer": None}, TypeError, "optimizer must be an nnfast optimizer, got NoneType"),
+        ({"scheduler": object()}, TypeError, "scheduler must be an LR scheduler, got object"),
+        ({"callbacks": ProgressBar()}, TypeError, "callbacks must be a list of Callbacks"),
+        ({"callbacks": [object()]}, TypeError, r"callbacks\[0\] is a object, not a Callback"),
+        ({"model": "m"}, TypeError, "model must be an nnfast Module, got str"),
+        ({"train": (np.zeros((4, 6)), 3)}, ValueError,
+         "^train: inputs and targets must be arrays with a sample axis"),
+    ],
+)  # fmt: skip
+def test_fit_names_an_argument_of_the_wrong_kind(change, err, what):
+    """Each failed deep inside: 'truth value of an array is ambiguous', AttributeError,
+    'len() of unsized object'."""
+    with pytest.raises(err, match=what if what.startswith("^") else f"fit: {what}"):
+        _fit_with(**change)
+
+
+def test_other_parts_name_an_argument_of_the_wrong_kind(tmp_path):
+    model, _, _ = _setup()
+    with pytest.raises(ValueError, match=r"predict: x must be an array of samples"):
+        nnfast.train.predict(model, 1.0)
+    with pytest.raises(TypeError, match="ProgressBar: file must be an open text file"):
+        ProgressBar(file="out.txt")
+    with pytest.raises(TypeError, match="save_checkpoint: optimizer must be an nnfast optim"):
+        save_checkpoint(tmp_path / "c.npz", model, optimizer=model)
+    assert not (tmp_path / "c.npz").exists()
+
+
 def test_resume_of_a_missing_file():
     model, opt, _ = _setup()
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at /nonexistent\.npz"):

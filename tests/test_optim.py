@@ -339,6 +339,35 @@ def test_load_state_dict_takes_the_saved_hyper_parameters_state(rng):
     optim.SGD(_params(rng, np.float32), lr=0.1).load_state_dict(old)
 
 
+def test_a_model_or_nothing_for_parameters_is_named():
+    model = nn.Linear(2, 2)
+    for make in (lambda: optim.SGD(model), lambda: optim.clip_grad_norm_(model, 1.0)):
+        with pytest.raises(TypeError, match=r"pass model.parameters\(\), not the model"):
+            make()
+    with pytest.raises(TypeError, match="SGD: params must be an iterable of Parameters"):
+        optim.SGD(None)
+    with pytest.raises(TypeError, match="SGD: a group's params must be Parameters, got NoneType"):
+        optim.SGD([{"params": None}])
+    with pytest.raises(TypeError, match="clip_grad_norm_: parameters must be Parameters"):
+        optim.clip_grad_norm_(None, 1.0)
+    # a set's order is its hash's: betas={0.9, 0.99} was taken in that order
+    with pytest.raises(TypeError, match="Adam: betas must be a pair of real numbers"):
+        optim.Adam(model.parameters(), betas={0.9, 0.99})
+
+
+@pytest.mark.parametrize(
+    "kw, err, what",
+    [({"max_norm": "1"}, TypeError, "max_norm must be a real number"),
+     ({"max_norm": True}, TypeError, "max_norm must be a real number"),
+     ({"max_norm": -1.0}, ValueError, "max_norm must be >= 0"),
+     ({"max_norm": 1.0, "eps": float("nan")}, ValueError, "eps must be finite")],
+)  # fmt: skip
+def test_clip_grad_norm_checks_its_numbers(kw, err, what):
+    """'1' failed on '>=', True was 1, and eps NaN turned the gradients NaN."""
+    with pytest.raises(err, match=f"clip_grad_norm_: {what}"):
+        optim.clip_grad_norm_(list(nn.Linear(2, 2).parameters()), **kw)
+
+
 def test_flat_buffers_and_zero_grad(rng):
     params = _params(rng)
     views = [p.data for p in params]

@@ -109,7 +109,10 @@ class Optimizer:
         self._flat = []  # per group: (data, grad), the flat buffers the update runs on
         self._shared = []  # per group: True when the buffers are copies (see add_param_group)
         self.state = []
-        if isinstance(params, (np.ndarray, dict)) or hasattr(params, "set_storage"):
+        if hasattr(params, "named_parameters"):
+            raise TypeError(f"{type(self).__name__}: pass model.parameters(), not the model")
+        if (isinstance(params, (np.ndarray, dict)) or hasattr(params, "set_storage")
+                or not hasattr(params, "__iter__")):  # fmt: skip
             raise TypeError(
                 f"{type(self).__name__}: params must be an iterable of Parameters or of "
                 f"parameter-group dicts, got {type(params).__name__}"
@@ -129,6 +132,9 @@ class Optimizer:
             raise TypeError(f"{name}: a parameter group must be a dict with 'params'")
         group = dict(group)
         params = group["params"]
+        if not (hasattr(params, "set_storage") or hasattr(params, "__iter__")):
+            raise TypeError(f"{name}: a group's params must be Parameters, got "
+                            f"{type(params).__name__}")  # fmt: skip
         params = [params] if hasattr(params, "set_storage") else list(params)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for p in params:
@@ -181,7 +187,8 @@ class Optimizer:
                     raise TypeError(f"{what}: {k} must be True or False, got {v!r}")
                 group[k] = bool(v)
             else:  # betas: two coefficients in [0, 1)
-                if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
+                if isinstance(v, (str, bytes, set, frozenset, dict)) or not hasattr(v, "__len__"):
+                    # a set's order is its hash's, not the one written
                     raise TypeError(f"{what}: {k} must be a pair of real numbers, got {v!r}")
                 if len(v) != 2:
                     raise ValueError(f"{what}: {k} must be a pair of real numbers, got {v!r}")
