@@ -142,12 +142,14 @@ def read_checkpoint_state(path) -> dict:
     return state
 
 
-def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
+def load_checkpoint(path, model=None, optimizer=None, scheduler=None, same_run=False) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` and restore it in place.
 
     Without ``model`` the model is rebuilt from the file's architecture record. The optimizer
     and scheduler, when given, must be built like the saved ones (same parameters, same
-    classes); their state is replaced by the saved one.
+    classes); their state is replaced by the saved one. ``same_run`` (``fit``'s resume) also
+    requires ``model`` to be the architecture saved (not only its shapes) and a scheduler
+    exactly when one was saved.
 
     Returns
     -------
@@ -170,6 +172,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     if record is None:
         raise ValueError(f"load_checkpoint: {path} is a model file, not a training checkpoint")
     fresh = model is None
+    if same_run:
+        _check_same_run(path, mf.record.get("architecture"), record, model, scheduler)
     if fresh:
         model = io.load_model_file(mf)
     # the optimizer's arrays, and the model's unless load_model_file read them already
@@ -212,6 +216,20 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None) -> dict:
     return {"model": model, "state": record.get("state", {}), "metadata": meta,
             "callbacks": callbacks, "scheduler": record.get("scheduler"),
             "architecture": mf.record.get("architecture")}  # fmt: skip
+
+
+def _check_same_run(path, saved_architecture, record, model, scheduler):
+    """load_checkpoint's ``same_run`` checks, before anything loads."""
+    if model is not None:
+        mine = json.loads(json.dumps(io.architecture(model), default=io.jsonable))
+        diff = io.architecture_difference(mine, saved_architecture)
+        if diff:
+            raise ValueError(f"resume: {path} was saved from another model ({diff}, this "
+                             f"model's against the saved one)")  # fmt: skip
+    saved = record.get("scheduler")
+    if scheduler is None and saved is not None:
+        kind = saved.get("type", "a scheduler") if isinstance(saved, dict) else "a scheduler"
+        raise ValueError(f"resume: {path} was saved with {kind}: pass it as scheduler=")
 
 
 def _callback_states(path, record, arrays):

@@ -58,6 +58,20 @@ def architecture(model: Module) -> dict:
     return rec
 
 
+def architecture_difference(a, b, where="model"):
+    """Where two architecture records first differ (``a``'s module, then ``b``'s), or None."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return where if a != b else None
+    if a.get("type") != b.get("type") or a.get("config") != b.get("config"):
+        return f"{where}: {a.get('type')}({a.get('config')}) against {b.get('type')}" \
+               f"({b.get('config')})"  # fmt: skip
+    ma, mb = a.get("modules", []), b.get("modules", [])
+    if len(ma) != len(mb):
+        return f"{where}: {len(ma)} modules against {len(mb)}"
+    return next((d for i, (x, y) in enumerate(zip(ma, mb))
+                 if (d := architecture_difference(x, y, f"{where}[{i}]"))), None)  # fmt: skip
+
+
 def _malformed(where, problem):
     return ValueError(f"load: malformed architecture record at {where}: {problem}")
 

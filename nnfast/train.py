@@ -490,32 +490,6 @@ def _restore_callbacks(callbacks, saved, path):
                              f"load ({err})") from None  # fmt: skip
 
 
-def _same_architecture(path, saved, model):
-    """ValueError naming the first module where ``model`` is not the one the checkpoint at
-    ``path`` was saved from: its weights may fit another activation or Dropout rate."""
-    import json
-
-    from . import io
-
-    mine = json.loads(json.dumps(io.architecture(model), default=io.jsonable))
-
-    def first_difference(a, b, where):
-        if not (isinstance(a, dict) and isinstance(b, dict)):
-            return where if a != b else None
-        if a.get("type") != b.get("type") or a.get("config") != b.get("config"):
-            return f"{where}: {a.get('type')}({a.get('config')}) here, saved {b.get('type')}" \
-                   f"({b.get('config')})"  # fmt: skip
-        ma, mb = a.get("modules", []), b.get("modules", [])
-        if len(ma) != len(mb):
-            return f"{where}: {len(ma)} modules here, {len(mb)} saved"
-        return next((d for i, (x, y) in enumerate(zip(ma, mb))
-                     if (d := first_difference(x, y, f"{where}[{i}]"))), None)  # fmt: skip
-
-    diff = first_difference(mine, saved, "model")
-    if diff:
-        raise ValueError(f"resume: {path} was saved from another model ({diff})")
-
-
 def _callback_shapes(states):
     """The saved callback states as the resume reply sends them: JSON values, and each array's
     shape and dtype (the arrays follow, _bcast_callback_states)."""
@@ -572,12 +546,8 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"resume: no checkpoint at {path}")
             ckpt = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
-                                   scheduler)  # fmt: skip
+                                   scheduler, same_run=True)  # fmt: skip
             saved, callback_states = ckpt["state"], ckpt["callbacks"]
-            _same_architecture(path, ckpt["architecture"], model)
-            if scheduler is None and ckpt["scheduler"] is not None:
-                kind = ckpt["scheduler"].get("type", "a scheduler")
-                raise ValueError(f"resume: {path} was saved with {kind}: pass it as scheduler=")
             seed, epoch, batch, partial, history, ranks = _resume_state(
                 path, saved, state, len(loader), state.num_train
             )

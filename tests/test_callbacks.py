@@ -241,11 +241,14 @@ def test_resume_with_another_model_of_the_same_shapes_is_refused(tmp_path):
     nnfast.manual_seed(3)
     model = nn.Sequential(nn.Linear(6, 16, activation="tanh"), nn.Dropout(0.2), nn.Linear(16, 3))
     opt = optim.AdamW(model.parameters(), lr=0.01)
+    before = model.state_dict()
     with pytest.raises(ValueError, match=r"was saved from another model \(model\[0\]: Linear\("
-                                         r".*'tanh'.* here, saved Linear\(.*'relu'"):  # fmt: skip
+                                         r".*'tanh'.* against Linear\(.*'relu'"):  # fmt: skip
         fit(model, nn.CrossEntropyLoss(), opt, _blobs(), epochs=3, batch_size=32, seed=5,
             val_split=0.2, scheduler=optim.CosineAnnealingLR(opt, T_max=3),
             resume=tmp_path / "ck.npz")  # fmt: skip
+    for k, v in model.state_dict().items():  # refused before anything loaded
+        np.testing.assert_array_equal(v, before[k])
 
 
 def test_an_optimizer_of_another_model_is_refused():
