@@ -9,6 +9,8 @@ leaf: no nnfast imports; used by io, checkpoints, data sets and the CLI).
 - Overwriting keeps the existing file's permission bits; a new file gets 0o666 less the umask,
   as a plain ``open(path, "wb")`` would.
 - A symbolic link is written through: its target is replaced, the link stays.
+- Only a regular file is replaced: a device, FIFO or socket at ``path`` is refused (renaming
+  over /dev/null, say, would replace the device node with a file).
 - The temporary name stays within the file-name length limit whatever the target's name.
 - Errors name the file the caller asked for, not the hidden temporary one (a full disk too).
 """
@@ -16,6 +18,7 @@ leaf: no nnfast imports; used by io, checkpoints, data sets and the CLI).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
@@ -77,9 +80,14 @@ def atomic_write(path):
         path = os.path.realpath(path)  # write through the link: replace its target
     path = os.path.abspath(path)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path)
     except OSError:
-        mode = None  # a new file: 0o666 less the umask
+        st = None  # a new file: 0o666 less the umask
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise FileExistsError(errno.EEXIST, f"exists and is {kind}; only files are replaced",
+                              path)  # fmt: skip
+    mode = None if st is None else stat.S_IMODE(st.st_mode)
     prefix = _temp_prefix(path)
     try:
         _remove_stale(prefix)

@@ -348,6 +348,8 @@ def load_and_export(src, dst, input_shape=None):
     """``nnfast export``: the model at ``src`` (``.npz`` or ``.safetensors``) to ONNX at
     ``dst``; ``input_shape`` defaults to the file's metadata (``input_shape``), else the first
     Linear's width. Returns the input shape used."""
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise ValueError(f"export: {dst} is the model file itself; write the ONNX elsewhere")
     mf = io.open_model_file(src)
     model = io.load_model_file(mf)
     if input_shape is None:

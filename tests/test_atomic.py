@@ -110,3 +110,24 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
         nio.save(models.mlp(hidden=(4,)), path)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_only_a_regular_file_is_replaced(tmp_path):
+    """A FIFO (or /dev/null, /dev/full) was replaced by a regular file, as root a device node
+    too; a directory raised from os.replace. Each is refused before anything is written."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        with pytest.raises(FileExistsError, match="exists and is not a regular file") as err:
+            with atomic_write(target) as f:
+                f.write(b"x")
+        assert err.value.filename == str(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(FileExistsError, match="exists and is a directory"):
+        with atomic_write(tmp_path / "d") as f:
+            f.write(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "fifo", "link"]

@@ -170,6 +170,17 @@ def test_an_input_shape_the_model_cannot_take_names_the_layer(tmp_path, capsys, 
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_export_refuses_to_overwrite_its_model(tmp_path, capsys):
+    """It wrote the ONNX graph over the .npz it read."""
+    nnfast.io.save(nn.Linear(4, 2), tmp_path / "m.npz")
+    before = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "link.npz").symlink_to(tmp_path / "m.npz")
+    for dst in ("m.npz", "link.npz"):
+        assert cli.main(["export", str(tmp_path / "m.npz"), str(tmp_path / dst)]) == 1
+        assert "is the model file itself" in capsys.readouterr().err
+    assert (tmp_path / "m.npz").read_bytes() == before
+
+
 def test_cli_export(tmp_path, capsys):
     nnfast.manual_seed(3)
     model = models.lenet5()
