@@ -730,18 +730,26 @@ def _batches(n, batch_size):
 
 
 def predict(model, x, batch_size=256):
-    """Model outputs for ``x`` in eval mode (the previous mode is restored), batch by batch."""
+    """Model outputs for ``x`` in eval mode, batch by batch.
+
+    A model in training mode is switched to eval for the call and back after, which threads
+    sharing it would race on; a model already in eval mode is not touched, so any number of
+    threads may call predict on it (the README's threading contract)."""
     batch_size = _whole("batch_size", batch_size, 1, caller="predict")
     x = np.asarray(x)
     if x.ndim == 0:
         raise ValueError(f"predict: x must be an array of samples, got shape {x.shape}")
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         outs = [np.array(model(x[s]), copy=True) for s in _batches(len(x), batch_size)]
+        if not outs:  # no samples: the model's output shape, of none (not a bare (0,))
+            outs = [np.array(model(x), copy=True)]
     finally:
-        model.train(was_training)
-    return np.concatenate(outs) if outs else np.empty((0,))
+        if was_training:
+            model.train()
+    return np.concatenate(outs)
 
 
 def evaluate(model, loss, data, batch_size=256):

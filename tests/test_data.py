@@ -378,6 +378,68 @@ def test_offline_error_says_which_files_to_put_where(tiny, closed_port_url):
     assert closed_port_url in msg
 
 
+@pytest.mark.parametrize(
+    "kw, err, what",
+    [
+        ({"mirrors": "http://127.0.0.1:9/"}, TypeError, "mirrors must be a list of base URLs"),
+        ({"mirrors": 5}, TypeError, "mirrors must be a list of base URLs"),
+        ({"mirrors": [None]}, TypeError, r"mirrors must be base URLs \(str\)"),
+        ({"timeout": None}, TypeError, "timeout must be a real number"),
+        ({"timeout": "1"}, TypeError, "timeout must be a real number"),
+        ({"timeout": 0}, ValueError, "timeout must be finite and > 0"),
+    ],
+)
+def test_bad_mirrors_and_timeouts_are_named(tiny, tmp_path, kw, err, what):
+    """A string's characters were tried as mirrors; timeout=None waited for ever on a server
+    that accepted and never answered."""
+    with pytest.raises(err, match=f"TinyMNIST: {what}"):
+        tiny(tmp_path, **kw)
+
+
+def test_a_root_that_is_a_file_is_named(tiny, tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"TinyMNIST: root .*f is not a directory"):
+        tiny(tmp_path / "f")
+
+
+def test_images_and_labels_come_from_one_directory(tiny, tmp_path, monkeypatch):
+    """Fashion-MNIST's test images in --data-dir were paired with MNIST's labels elsewhere."""
+    arrays = tiny_arrays()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "env" / "tiny-mnist").mkdir(parents=True)
+    write_idx(tmp_path / "root" / "t10k-images-idx3-ubyte.gz", arrays["t10k-images-idx3-ubyte.gz"])
+    write_idx(tmp_path / "env" / "tiny-mnist" / "t10k-labels-idx1-ubyte.gz",
+              arrays["t10k-labels-idx1-ubyte.gz"])  # fmt: skip
+    monkeypatch.setenv("NNFAST_DATA", str(tmp_path / "env"))
+    for download in (True, False):
+        with pytest.raises(FileNotFoundError, match="must be in one directory; found t10k-images"):
+            tiny(tmp_path / "root", train=False, download=download)
+    # both in one of the directories searched: that pair, whichever came first alone
+    write_idx(tmp_path / "env" / "tiny-mnist" / "t10k-images-idx3-ubyte.gz",
+              arrays["t10k-images-idx3-ubyte.gz"])  # fmt: skip
+    ds = tiny(tmp_path / "root", train=False, download=False)
+    assert {p.parent for p in ds.files} == {tmp_path / "env" / "tiny-mnist"}
+
+
+def test_an_empty_split_is_refused(tiny, tmp_path):
+    """An empty test set trained, then failed on 'float division by zero' before saving."""
+    d = tmp_path / "d"
+    d.mkdir()
+    write_idx(d / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", np.zeros(0, np.uint8))
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz holds no images"):
+        tiny(d, train=False, download=False)
+
+
+def test_a_download_directory_that_cannot_be_made_says_where_to_put_files(tiny, tmp_path):
+    """An unwritable cache gave a bare '[Errno 1] Operation not permitted'. (A file in the
+    way stands in for permissions, which root, running the tests in CI, does not lack.)"""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DownloadError, match=r"cannot create .*file/sub to download into") as e:
+        tiny(tmp_path / "file" / "sub", train=False)
+    assert "Put these four files" in str(e.value)
+
+
 def test_download_false_missing_files(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\.gz") as e:
         tiny(tmp_path / "empty", train=False, download=False)

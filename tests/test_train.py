@@ -113,3 +113,21 @@ def test_bad_data():
         fit(model, nn.MSELoss(), opt, (np.zeros((3, 2)), np.zeros(2)), epochs=1)
     with pytest.raises(ValueError, match=r"Linear\(2, 1\): expected input of shape \(N, 2\)"):
         fit(model, nn.MSELoss(), opt, (np.zeros((3, 5)), np.zeros((3, 1))), epochs=1)
+
+
+def test_predict_of_no_samples_has_the_models_output_shape():
+    """It returned a bare (0,): evaluate then failed on 'axis 1 is out of bounds'."""
+    model = nn.Sequential(nn.Linear(6, 3))
+    assert predict(model, np.zeros((0, 6), np.float32)).shape == (0, 3)
+    with pytest.raises(ValueError, match="predict: x must be an array of samples"):
+        predict(model, 1.0)
+
+
+def test_predict_leaves_a_model_in_eval_mode_untouched(monkeypatch):
+    """Threads sharing an eval-mode model may call predict: it switches no mode (it used to
+    switch to eval and back to the previous mode, racing with another thread's switch)."""
+    model = nn.Sequential(nn.Linear(6, 3), nn.Dropout(0.5)).eval()
+    calls = []
+    monkeypatch.setattr(type(model), "train", lambda self, mode=True: calls.append(mode))
+    predict(model, np.ones((4, 6), np.float32))
+    assert calls == [] and not model.training

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import _validate
 from .._atomic import atomic_write
 from .idx import read_idx
 
@@ -60,6 +61,16 @@ def _search_dirs(name, root):
         dirs.append(Path(env) / name)
     dirs.append(cache_dir(name))
     return dirs
+
+
+def _pair(filenames, dirs):
+    """The files (each ``x.gz`` or ``x``) from the first of ``dirs`` that holds all of them,
+    or None: an image file is never paired with another directory's labels."""
+    for d in dirs:
+        found = [_find(f, [d]) for f in filenames]
+        if all(found):
+            return tuple(found)
+    return None
 
 
 def _find(filename, dirs):
@@ -134,11 +145,20 @@ class _IDXImageDataset:
             raise ValueError(
                 f"{type(self).__name__}: dtype must be uint8, float32 or float64, not {dtype}"
             )
+        name = type(self).__name__
         self.train = bool(train)
         self.dtype = dtype
         self.normalize = bool(normalize)
+        if mirrors is not None and (isinstance(mirrors, (str, bytes)) or not hasattr(
+                mirrors, "__iter__")):  # fmt: skip
+            raise TypeError(f"{name}: mirrors must be a list of base URLs, got {mirrors!r}")
         self.mirrors = tuple(self.mirrors if mirrors is None else mirrors)
-        self.timeout = timeout
+        if not all(isinstance(m, str) for m in self.mirrors):
+            raise TypeError(f"{name}: mirrors must be base URLs (str), got {self.mirrors!r}")
+        # None waited for ever on a server that accepted but never answered
+        self.timeout = _validate.real(timeout, "timeout", name, low=0.0, low_open=True)
+        if root is not None and Path(root).exists() and not Path(root).is_dir():
+            raise NotADirectoryError(f"{name}: root {root} is not a directory")
         images_path, labels_path = self._locate(root, download)
         images, labels = self._load(images_path, labels_path)
         self.raw_data = images  # uint8 (N, 28, 28), whatever dtype was asked for
@@ -151,9 +171,12 @@ class _IDXImageDataset:
     def _locate(self, root, download):
         dirs = _search_dirs(self.name, root)
         wanted = self.train_files if self.train else self.test_files
+        pair = _pair(wanted, dirs)
+        if pair:
+            return pair
         found = {f: _find(f, dirs) for f in wanted}
         if all(found.values()):
-            return tuple(found[f] for f in wanted)
+            self._apart(wanted, dirs)
         target = Path(root) if root is not None else cache_dir(self.name)
         if not download:
             missing = [f for f in wanted if found[f] is None]
@@ -164,7 +187,13 @@ class _IDXImageDataset:
         # Fetch every one of the four that is nowhere to be found, so the other split is there
         # too next time (as torchvision does).
         created = [d for d in (target, *target.parents) if not d.exists()]  # deepest first
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DownloadError(
+                f"{type(self).__name__}: cannot create {target} to download "
+                f"into ({err.strerror}).\n" + self._where(target, dirs)
+            ) from None
         try:
             for f in self.resources:
                 if _find(f, dirs) is None:
@@ -176,7 +205,14 @@ class _IDXImageDataset:
                 with contextlib.suppress(OSError):  # not empty: something was fetched
                     d.rmdir()
             raise
-        return tuple(_find(f, dirs) for f in wanted)
+        return _pair(wanted, dirs) or self._apart(wanted, dirs)
+
+    def _apart(self, wanted, dirs):
+        """Each file found, but not in one directory: they may not belong together."""
+        where = ", ".join(f"{f} in {_find(f, dirs).parent}" for f in wanted)
+        raise FileNotFoundError(
+            f"{type(self).__name__}: the images and labels must be in one directory; found {where}"
+        )
 
     def _download(self, filename, target, dirs):
         from http.client import HTTPException  # a cut-off response (IncompleteRead)
@@ -225,6 +261,8 @@ class _IDXImageDataset:
                 f"{labels_path}: expected {self.name} labels, uint8 of shape (N,); "
                 f"found {labels.dtype} of shape {labels.shape}"
             )
+        if len(images) == 0:  # an evaluation of nothing divided by zero after training
+            raise ValueError(f"{images_path} holds no images")
         if len(images) != len(labels):
             raise ValueError(
                 f"{images_path} holds {_by_count(len(images))} images but {labels_path} "
