@@ -179,26 +179,48 @@ def _load_model(path, dataset=None):
     return model, info
 
 
-def _normalise(images, info):
-    """uint8 pixels (or floats in [0, 1]) (N, 28, 28) -> float32 (N, *input_shape), standardised
-    as the model's training data were (``info`` from :func:`_load_model`)."""
+def _unit_pixels(images, where):
+    """Pixels as float32 in [0, 1]: integers 0..255, or floats in [0, 1] or 0..255; else a
+    ValueError naming ``where`` (16-bit values, negative ones: a 100%-confident guess)."""
     import numpy as np
 
     x = np.asarray(images)
     if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(255)
-    else:
-        x = x.astype(np.float32)
-        if x.size and float(x.max()) > 1.0:  # pixels 0..255 stored as floats
-            x /= np.float32(255)
+        return x.astype(np.float32) / np.float32(255)
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if x.dtype.kind in "iu" and (lo < 0 or hi > 255):
+        raise ValueError(f"{where}: pixels {lo:g}..{hi:g} are outside 0..255 (16-bit images "
+                         f"are not read: give 8-bit pixels, or floats in [0, 1])")  # fmt: skip
+    if x.dtype.kind == "f" and (lo < 0 or hi > 255):
+        raise ValueError(f"{where}: pixels {lo:g}..{hi:g} are outside [0, 1] and 0..255")
+    x = x.astype(np.float32)
+    if x.dtype.kind in "iu" or hi > 1.0:  # pixels 0..255 (as integers, or stored as floats)
+        x /= np.float32(255)
+    return x
+
+
+def _normalise(x, info):
+    """Pixels in [0, 1] (N, 28, 28) -> float32 (N, *input_shape), standardised as the model's
+    training data were (``info`` from :func:`_load_model`)."""
+    import numpy as np
+
     x = (x - np.float32(info["mean"])) / np.float32(info["std"])
     return np.ascontiguousarray(x.reshape(-1, *info["input_shape"]), dtype=np.float32)
 
 
-def _softmax(z):
+def _probabilities(model, outputs):
+    """Class probabilities from the model's outputs: a softmax of logits, or the outputs of a
+    model that ends in Softmax (LogSoftmax: their exp) as they are."""
     import numpy as np
 
-    z = z - z.max(axis=1, keepdims=True)
+    from .nn import LogSoftmax, Sequential, Softmax
+
+    last = list(model)[-1] if isinstance(model, Sequential) and len(model) else model
+    if isinstance(last, Softmax):
+        return outputs
+    if isinstance(last, LogSoftmax):
+        return np.exp(outputs)
+    z = outputs - outputs.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
@@ -215,7 +237,7 @@ def _cmd_evaluate(args) -> int:
     test = cls(args.data_dir, train=False, dtype="uint8")
     if trained_on and trained_on != dataset:
         print(f"note: the model was trained on {trained_on}; evaluating on {dataset}")
-    x = _normalise(test.data, info)
+    x = _normalise(_unit_pixels(test.data, args.data_dir), info)
     y = test.targets
     pred = predict(model, x, batch_size=500).argmax(axis=1)
     k = len(cls.classes)
@@ -251,6 +273,14 @@ def _read_png(path):
     import numpy as np
 
     with Image.open(path) as im:
+        if im.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
+            # convert("L") clips 16-bit and float pixels to 0 and 255
+            raise ValueError(f"{path}: a {im.mode} image (16-bit or floating-point); give an "
+                             f"8-bit greyscale or RGB image, or the pixels as .npy")  # fmt: skip
+        if "A" in im.mode:  # transparency over black, MNIST's background
+            im = im.convert("RGBA")
+            black = Image.new("RGBA", im.size, (0, 0, 0, 255))
+            im = Image.alpha_composite(black, im)
         im = im.convert("L")
         if im.size != (28, 28):
             raise ValueError(f"{path}: the image is {im.size[0]}x{im.size[1]}, expected 28x28")
@@ -300,9 +330,10 @@ def _cmd_predict(args) -> int:
         images = read_images(path)
         if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
             raise ValueError(f"{path}: holds NaN or infinite pixel values")
-        if args.invert:
-            images = (255 - images) if images.dtype == np.uint8 else images.max() - images
-        probs = _softmax(predict(model, _normalise(images, info), batch_size=500))
+        x = _unit_pixels(images, path)
+        if args.invert:  # each image on its own scale: 1 - x (was: the file's maximum - x)
+            x = np.float32(1) - x
+        probs = _probabilities(model, predict(model, _normalise(x, info), batch_size=500))
         if not np.all(np.isfinite(probs)):
             raise ValueError(f"{path}: the model's outputs are not finite (NaN or infinite)")
         for i, p in enumerate(probs):
@@ -582,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="predicted class and probabilities of 28x28 images",
         description="Classify 28x28 grey images given as PNG (needs Pillow: nnfast[image]), "
-        ".npy or IDX files (one image or a stack). Pixels are 0-255 (uint8) or floats in "
-        "[0, 1], light on dark as in MNIST (--invert for dark on light); they are "
+        ".npy or IDX files (one image or a stack). Pixels are 0-255 (8-bit, or integers or "
+        "floats in that range) or floats in [0, 1], light on dark as in MNIST (--invert for "
+        "dark on light; transparent pixels read as black); they are "
         "standardised as the model's training data were.",
     )
     p.add_argument("model_path", metavar="MODEL.npz")

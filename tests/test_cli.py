@@ -12,7 +12,7 @@ import pytest
 from helpers import signal_after_checkpoint, write_tiny_mnist
 
 import nnfast
-from nnfast import _cli_train, cli, io, models
+from nnfast import _cli_train, cli, io, models, nn
 from nnfast.callbacks import METRIC_FIELDS
 from nnfast.checkpoint import load_checkpoint
 from nnfast.data import write_idx
@@ -118,6 +118,71 @@ def test_predict_png(data_dir, tmp_path, capsys):
     pil.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "big.png")
     assert cli.main(["predict", model, str(tmp_path / "big.png")]) == 1
     assert "expected 28x28" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """A model file trained one epoch on the tiny data set, and its test images (uint8)."""
+    d = tmp_path_factory.mktemp("trained")
+    assert cli.main(_train_args(data_dir, d, "--epochs", "1")) == 0
+    return str(d / "model.npz"), nnfast.data.MNIST(data_dir, train=False, dtype="uint8").data
+
+
+def _predicted(capsys, model, *files, invert=False):
+    """predict's printed class and probabilities, per image, for files (exit 0 checked)."""
+    capsys.readouterr()
+    assert cli.main(["predict", *(["--invert"] if invert else []), model, *map(str, files)]) == 0
+    return [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_predict_reads_transparency_over_black_and_refuses_16_bit_and_float_images(
+    trained, tmp_path, capsys
+):
+    """convert('L') clipped a 16-bit image to 0 and 255 (7 at 99.8% for 97.5%) and a float
+    TIFF in [0, 1] to 0 and 1 (the all-black image's answer), and dropped a digit drawn in
+    the alpha channel."""
+    pil = pytest.importorskip("PIL.Image")
+    model, images = trained
+    pil.fromarray(images[0]).save(tmp_path / "grey.png")
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 255, images[0]  # white, shaped by its opacity
+    pil.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    want = _predicted(capsys, model, tmp_path / "grey.png")
+    assert _predicted(capsys, model, tmp_path / "alpha.png") == want
+    pil.fromarray(images[0].astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    pil.fromarray(images[0].astype(np.float32) / 255).save(tmp_path / "f.tiff")
+    for name in ("g16.png", "f.tiff"):
+        assert cli.main(["predict", model, str(tmp_path / name)]) == 1
+        assert "(16-bit or floating-point); give an 8-bit" in capsys.readouterr().err
+
+
+def test_predict_inverts_each_image_on_its_own_and_checks_pixel_ranges(trained, tmp_path, capsys):
+    """--invert took the file's maximum, so an image's answer depended on the others; pixels
+    outside 0..255 or [0, 1] gave 100%-confident answers."""
+    model, images = trained
+    x = images[:2].astype(np.float32) / 255
+    dim = 0.6 * (1 - x[1])  # a dark-on-light image whose lightest pixel is 0.6
+    np.save(tmp_path / "alone.npy", dim)
+    np.save(tmp_path / "stack.npy", np.stack([1 - x[0], dim]))
+    alone = _predicted(capsys, model, tmp_path / "alone.npy", invert=True)
+    assert _predicted(capsys, model, tmp_path / "stack.npy", invert=True)[1] == alone[0]
+    for name, bad in (("neg.npy", -x), ("u16.npy", images[:2].astype(np.uint16) * 257)):
+        np.save(tmp_path / name, bad)
+        assert cli.main(["predict", model, str(tmp_path / name)]) == 1
+        assert "are outside" in capsys.readouterr().err
+
+
+def test_predict_takes_a_softmax_models_outputs_as_probabilities(trained, tmp_path, capsys):
+    """A model ending in Softmax had a second softmax applied (22.7% for 97.5%)."""
+    model, images = trained
+    np.save(tmp_path / "a.npy", images[:3])
+    want = _predicted(capsys, model, tmp_path / "a.npy")
+    plain = io.load(model)
+    meta = io.read_metadata(model)
+    for last in (nn.Softmax(), nn.LogSoftmax()):
+        io.save(nn.Sequential(*list(plain), last), tmp_path / "s.npz", metadata=meta)
+        got = _predicted(capsys, str(tmp_path / "s.npz"), tmp_path / "a.npy")
+        assert [g.split()[:2] for g in got] == [w.split()[:2] for w in want]  # class and %
 
 
 @pytest.mark.parametrize("model", ["lenet5", "cnn"])
