@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from . import _validate
+from ._arrays import overlaps
 from ._native import core
 
 
@@ -133,13 +134,17 @@ def empty(shape, dtype, what, input_shape=None) -> np.ndarray:
         ) from None
 
 
-def _check_out(out, shape, dtype, what: str, input_shape=None) -> np.ndarray:
+def _check_out(out, shape, dtype, what: str, input_shape=None, source=None) -> np.ndarray:
+    """``out`` checked (or a new array): of ``shape`` and ``dtype``, C-contiguous, writeable and
+    apart from ``source``, the array read (written while read, the result was wrong)."""
     if out is None:
         return empty(shape, dtype, what, input_shape)
     if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype:
         raise ValueError(f"{what}: out must be a {np.dtype(dtype).name} array of shape {shape}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{what}: out must be C-contiguous and writeable")
+    if source is not None and overlaps(out, source):
+        raise ValueError(f"{what}: out overlaps the input; pass a separate output array")
     return out
 
 
@@ -156,7 +161,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, out=None) -> np.ndar
     geom = geometry(kernel_size, stride, padding, dilation, "im2col")
     n, c, h, w = x.shape
     ho, wo = output_shape(h, w, geom, "im2col")
-    cols = _check_out(out, (n * ho * wo, c * geom[0] * geom[1]), x.dtype, "im2col", x.shape)
+    cols = _check_out(out, (n * ho * wo, c * geom[0] * geom[1]), x.dtype, "im2col", x.shape, x)
     _core("im2col").im2col(x, geom, cols)
     return cols
 
@@ -174,7 +179,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1, out=
         raise ValueError(
             f"col2im: cols has shape {cols.shape}, expected {want} for input_shape {(n, c, h, w)}"
         )
-    dx = _check_out(out, (n, c, h, w), cols.dtype, "col2im")
+    dx = _check_out(out, (n, c, h, w), cols.dtype, "col2im", source=cols)
     _core("col2im").col2im(cols, geom, dx)
     return dx
 
@@ -257,6 +262,8 @@ def global_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
     what = "global_avg_pool2d_backward"
     n, c, h, w = _input_shape(input_shape, what)
     dy = np.asarray(dy)
+    if dy.dtype not in (np.float32, np.float64):  # an int dy gave int zeros for 0.75
+        raise TypeError(f"{what}: dy has dtype {dy.dtype}; expected float32 or float64")
     if dy.shape != (n, c):
         raise ValueError(
             f"{what}: dy has shape {dy.shape}, expected {(n, c)} for input {(n, c, h, w)}"

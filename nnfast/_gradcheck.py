@@ -13,7 +13,9 @@ import copy
 
 import numpy as np
 
+from . import _validate
 from .nn.loss import _Loss
+from .nn.module import Module
 
 
 class GradcheckError(AssertionError):
@@ -82,6 +84,14 @@ def gradcheck(
             raise GradcheckError(msg)
         return False
 
+    if not isinstance(module_or_loss, Module):
+        raise TypeError(f"gradcheck: expected an nnfast Module or loss, got "
+                        f"{type(module_or_loss).__name__}")  # fmt: skip
+    # a NaN tolerance passed every gradient (err > NaN is False); eps 0 divided by zero
+    eps = _validate.real(eps, "eps", "gradcheck", low=0.0, low_open=True)
+    atol = _validate.real(atol, "atol", "gradcheck", low=0.0)
+    rtol = _validate.real(rtol, "rtol", "gradcheck", low=0.0)
+    seed = _validate.integer(seed, "seed", "gradcheck", low=0)
     is_loss = isinstance(module_or_loss, _Loss)
     if is_loss and target is None:
         raise ValueError("gradcheck: a loss needs its target")

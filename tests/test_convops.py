@@ -416,3 +416,25 @@ def test_max_pool_2x2_backward_bits(shape, dtype, isa, rng):
         want = np.zeros((n * c, h * w), dtype)
         np.add.at(want, (np.arange(n * c)[:, None], arg.reshape(n * c, -1)), dy.reshape(n * c, -1))
         assert dx.tobytes() == want.reshape(shape).tobytes()
+
+
+def test_im2col_and_col2im_refuse_an_out_that_overlaps_their_input():
+    """Written while read: im2col's result was off by up to 1.14, col2im's by 1.0."""
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="im2col: out overlaps the input"):
+        C.im2col(x, 1, out=x.reshape(4, 2))
+    cols = C.im2col(x, 1)
+    with pytest.raises(ValueError, match="col2im: out overlaps the input"):
+        C.col2im(cols, x.shape, 1, out=cols.reshape(1, 2, 2, 2))
+    np.testing.assert_array_equal(C.im2col(x, 1, out=np.empty((4, 2), np.float32)), cols)
+
+
+def test_global_avg_pool2d_backward_refuses_a_non_float_gradient():
+    """An int dy gave int zeros where 0.75 was due; float16 passed where others refuse it."""
+    for dy in (np.full((1, 1), 3), np.full((1, 1), 3, np.float16)):
+        with pytest.raises(TypeError, match="global_avg_pool2d_backward: dy has dtype"):
+            C.global_avg_pool2d_backward(dy, (1, 1, 2, 2))
+    np.testing.assert_array_equal(
+        C.global_avg_pool2d_backward(np.full((1, 1), 3.0), (1, 1, 2, 2)),
+        np.full((1, 1, 2, 2), 0.75),
+    )

@@ -66,3 +66,23 @@ def test_nonfinite_loss_fails():
     x = np.array([[0.0, np.inf]])
     with pytest.raises(nnfast.GradcheckError, match=r"MSELoss: the output is inf \(not finite\)"):
         nnfast.gradcheck(nn.MSELoss(), x, np.zeros_like(x))
+
+
+@pytest.mark.parametrize(
+    "kw, err, what",
+    [({"atol": float("nan")}, ValueError, "atol must be finite"),
+     ({"rtol": float("nan")}, ValueError, "rtol must be finite"),
+     ({"eps": 0}, ValueError, "eps must be finite and > 0"),
+     ({"eps": "1e-6"}, TypeError, "eps must be a real number"),
+     ({"seed": "a"}, TypeError, "seed must be an int")],
+)  # fmt: skip
+def test_gradcheck_checks_its_settings(kw, err, what):
+    """A NaN tolerance passed a backward that returned zeros (err > NaN is False); eps 0
+    divided by zero even with raise_exception=False."""
+    with pytest.raises(err, match=f"gradcheck: {what}"):
+        nnfast.gradcheck(nn.Tanh(), np.ones((2, 3)), raise_exception=False, **kw)
+
+
+def test_gradcheck_names_what_is_not_a_module():
+    with pytest.raises(TypeError, match="gradcheck: expected an nnfast Module or loss, got ufunc"):
+        nnfast.gradcheck(np.tanh, np.ones((2, 3)))
