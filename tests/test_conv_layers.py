@@ -572,3 +572,24 @@ def test_eval_forward_from_two_threads(factory, shapes, rng, conv_path):
     for th in threads:
         th.join()
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    "make, err, what",
+    [
+        (lambda: models.mlp(dropout=-0.5), ValueError, r"mlp: dropout must be finite and in \[0"),
+        (lambda: models.mlp(dropout=float("nan")), ValueError, "mlp: dropout must be finite"),
+        (lambda: models.cnn_small(dropout=-1), ValueError, "cnn_small: dropout must be finite"),
+        (lambda: models.mlp(dropout="0.5"), TypeError, "mlp: dropout must be a real number"),
+        (lambda: models.mlp(256), TypeError, "mlp: hidden must be a list of layer widths"),
+        (lambda: models.mlp("256"), TypeError, "mlp: hidden must be a list of layer widths"),
+        (lambda: models.mlp([64, 0]), ValueError, "mlp: hidden must be a whole number >= 1"),
+        (lambda: models.lenet5(dtype="bogus"), TypeError, "lenet5: data type 'bogus'"),
+        (lambda: models.cnn_small(dtype="int8"), TypeError, "cnn_small: nnfast computes in"),
+    ],
+)
+def test_model_factories_name_bad_arguments(make, err, what):
+    """A negative or NaN dropout built a model without dropout; mlp('256') said 'out_features
+    must be a whole number, got 2'."""
+    with pytest.raises(err, match=what):
+        make()
