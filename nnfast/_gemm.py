@@ -77,7 +77,12 @@ def get_matmul_precision() -> str:
 @contextlib.contextmanager
 def matmul_precision(precision: str):
     """Context manager: :func:`set_matmul_precision` inside the ``with`` block, the previous
-    setting restored on leaving it (also on an exception)."""
+    setting restored on leaving it (also on an exception).
+
+    The setting stays process-wide: other threads' products follow it while the block runs,
+    and blocks that two threads enter and leave in interleaved order restore each other's
+    values (the last to leave wins). Use it from one thread at a time; a thread of its own
+    passes ``precision=`` to :func:`gemm`."""
     before = _precision
     set_matmul_precision(precision)
     try:
