@@ -299,7 +299,7 @@ def read_images(path):
     if lower.endswith(".npy"):
         try:
             x = np.load(path, allow_pickle=False)
-        except ValueError as err:
+        except (ValueError, EOFError, OSError) as err:  # EOFError: an empty file
             raise ValueError(f"{path}: not a readable .npy array ({err})") from None
     else:
         x = read_idx(path)
@@ -325,6 +325,8 @@ def _cmd_predict(args) -> int:
     model, info = _load_model(args.model_path)
     classes = info["classes"]
     for path in args.files:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a directory; give image files")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such file: {path}")
         images = read_images(path)
@@ -415,7 +417,9 @@ def _cmd_bench_gemm(args) -> int:
                 variants.append("naive")
             variants += ["blocked", "packed"]
         variants.append("blas")
-        reps = max(1, int(2e8 // (2 * n**3)))  # ~0.1 GFLOP per timing at least
+        # ~0.1 GFLOP per timing at least, and at most 10,000 calls: a 1x1 product, all call
+        # overhead, took 1e8 calls (half an hour) a timing
+        reps = max(1, min(10_000, int(2e8 // (2 * n**3))))
         times = {v: [] for v in variants}
         for v in variants:  # warm up (thread team, packing buffers, BLAS loading)
             nnfast.gemm(a, b, out, variant=v)

@@ -681,3 +681,19 @@ def test_sigterm_writes_a_checkpoint_that_resumes(data_dir, tmp_path):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert f", {done + 1} epochs)" in out
+
+
+def test_predict_names_a_directory_and_an_empty_npy(trained, tmp_path, capsys):
+    model, _ = trained
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "empty.npy").write_bytes(b"")
+    for name, what in (("dir.png", "is a directory; give image files"),
+                       ("empty.npy", "empty.npy: not a readable .npy array")):  # fmt: skip
+        assert cli.main(["predict", model, str(tmp_path / name)]) == 1
+        assert what in capsys.readouterr().err
+
+
+def test_bench_gemm_of_a_tiny_size_ends(capsys):
+    """--sizes 1 ran 1e8 calls a timing (half an hour each, silently)."""
+    assert cli.main(["bench", "gemm", "--sizes", "1", "--rounds", "1"]) == 0
+    assert "blas" in capsys.readouterr().out

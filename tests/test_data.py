@@ -769,3 +769,10 @@ def test_loader_whole_number_arguments_and_generator_seed():
     np.testing.assert_array_equal(a.order(), b.order())
     # the seed is one draw from the generator (the loader's documented rule)
     assert a.seed == int(np.random.default_rng(7).integers(2**63)) and type(a.seed) is int
+
+
+@pytest.mark.parametrize("level", [12, -1, 2.5])
+def test_write_idx_names_a_bad_compresslevel(tmp_path, level):
+    """12 failed in zlib with 'Invalid initialization option'."""
+    with pytest.raises((TypeError, ValueError), match="write_idx: compresslevel must be"):
+        write_idx(tmp_path / "a.gz", np.zeros(3, np.uint8), compresslevel=level)

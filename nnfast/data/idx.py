@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from .. import _validate
 from .._atomic import atomic_write
 
 __all__ = ["IDX_DTYPES", "IDXError", "read_idx", "write_idx"]
@@ -171,8 +172,9 @@ def write_idx(path, array, *, compresslevel=6):
     Raises
     ------
     ValueError
-        The dtype or shape cannot be stored in IDX.
+        The dtype or shape cannot be stored in IDX, or compresslevel is not 0..9.
     """
+    compresslevel = _validate.integer(compresslevel, "compresslevel", "write_idx", low=0, high=9)
     arr = np.asarray(array)
     code = _CODE_OF.get(arr.dtype.newbyteorder("="))
     if code is None:
