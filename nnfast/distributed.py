@@ -243,10 +243,41 @@ def _allreduce_sum(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _ranks_differing(record) -> list:
+    """The ranks whose ``record`` (JSON) differs from rank 0's, on every rank (one Allgather of
+    hashes): every rank then raises alike, and none waits in a collective the others left."""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).digest()
+    mine = np.frombuffer(digest, np.uint8).copy()
+    every = np.empty((size(), mine.size), np.uint8)
+    _world().Allgather(mine, every)
+    return [r for r in range(size()) if not np.array_equal(every[r], every[0])]
+
+
+def _ranks(differ) -> str:
+    return f"rank{'s' if len(differ) > 1 else ''} {', '.join(map(str, differ))} of {size()}"
+
+
 def allreduce_mean(value):
     """The mean over the ranks of ``value`` (a number, or an array of the same shape on every
-    rank), e.g. a metric; a float for a number, a new float64 array for an array."""
-    a = np.array(value, dtype=np.float64, copy=True, ndmin=1)
+    rank), e.g. a metric; a float for a number, a new float64 array for an array.
+
+    Every rank's shape is compared first: arrays of other sizes hung the job or mixed values
+    (MPI sums buffers, not shapes)."""
+    problem = None
+    if value is None or isinstance(value, (str, bytes)):
+        problem = f"allreduce_mean: expected a number or an array, got {value!r}"
+    else:
+        try:
+            a = np.array(value, dtype=np.float64, copy=True, ndmin=1)
+        except (TypeError, ValueError) as err:
+            problem = f"allreduce_mean: expected numbers, got {value!r} ({err})"
+    shape = None if problem else list(np.shape(value))
+    differ = _ranks_differing(["allreduce_mean", shape])
+    if problem:
+        raise TypeError(problem)
+    if differ:
+        raise ValueError(f"allreduce_mean: {_ranks(differ)} gave values of another shape than "
+                         f"rank 0; this rank's is {tuple(shape)}")  # fmt: skip
     _allreduce_sum(a)
     a /= size()
     return float(a[0]) if np.ndim(value) == 0 else a.reshape(np.shape(value))
@@ -299,11 +330,18 @@ def broadcast_parameters(model, root=0) -> None:
     rank starts from the same weights (``fit`` does).
     """
     if hasattr(model, "parameters") and callable(model.parameters):
-        arrays = [p.data for p in model.parameters()]
-        arrays += [b for _, b in model.named_buffers() if isinstance(b, np.ndarray)]
+        named = [(n, p.data) for n, p in model.named_parameters()]
+        named += [(n, b) for n, b in model.named_buffers() if isinstance(b, np.ndarray)]
     else:
-        arrays = [p.data for p in model]
-    for a in arrays:
+        named = [(str(i), p.data) for i, p in enumerate(model)]
+    # the same names, shapes and dtypes everywhere first: another model hung a rank in Bcast,
+    # or filled its PReLU slopes with BatchNorm's weights
+    differ = _ranks_differing([[n, list(a.shape), a.dtype.str] for n, a in named])
+    if differ:
+        raise ValueError(f"broadcast_parameters: {_ranks(differ)} hold other parameters than "
+                         f"rank 0 (names, shapes or dtypes); this rank's: "
+                         f"{[(n, a.shape, str(a.dtype)) for n, a in named][:8]}")  # fmt: skip
+    for _, a in named:
         _bcast_array(a, root)
 
 
@@ -363,6 +401,11 @@ class DistributedOptimizer:
                 f"DistributedOptimizer: expected an nnfast optimizer, got "
                 f"{type(optimizer).__name__}"
             )
+        sizes = [[int(g.size), g.dtype.str] for _, g in optimizer._flat]
+        differ = _ranks_differing(["DistributedOptimizer", sizes])
+        if differ:  # the Allreduce of unequal buffers aborted the job, or mixed them
+            raise ValueError(f"DistributedOptimizer: {_ranks(differ)} hold parameters of other "
+                             f"sizes than rank 0; this rank's groups: {sizes}")  # fmt: skip
         self.optimizer = optimizer
         self.allreduce_seconds = 0.0
 
@@ -511,16 +554,13 @@ def _check_same_run(model, optimizer, loss, scheduler, options) -> None:
         "loss": [type(loss).__name__, {k: v for k, v in vars(loss).items()
                                        if isinstance(v, (int, float, str, bool, type(None)))}],
         "options": options,
+        # the record has no dtypes: a float64 copy of the model passed, then failed in Bcast
+        "dtypes": [p.dtype.str for p in model.parameters()],
     }  # fmt: skip
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).digest()
-    mine = np.frombuffer(digest, np.uint8).copy()
-    every = np.empty((size(), mine.size), np.uint8)
-    _world().Allgather(mine, every)
-    differ = [r for r in range(size()) if not np.array_equal(every[r], every[0])]
+    differ = _ranks_differing(record)
     if differ:
         raise ValueError(
-            f"distributed: rank{'s' if len(differ) > 1 else ''} "
-            f"{', '.join(map(str, differ))} of {size()} started a different model or run than "
+            f"distributed: {_ranks(differ)} started a different model or run than "
             f"rank 0 (architecture, optimizer, scheduler, loss, GEMM precision, epochs, batch "
             f"size, data or seed differ): start every rank with the same command"
         )

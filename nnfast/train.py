@@ -419,18 +419,18 @@ def fit(
     if not held & {id(p) for p in model.parameters()} and any(True for _ in model.parameters()):
         raise ValueError("fit: the optimizer holds none of the model's parameters (was it built "
                          "for another model?)")  # fmt: skip
-    if dist and not isinstance(optimizer, dist.DistributedOptimizer):
-        optimizer = dist.DistributedOptimizer(optimizer)
+    if dist:  # every rank the same run first: its message says more than the wrapper's
+        dist._check_same_run(model, optimizer, loss, scheduler, {
+            "epochs": int(epochs), "batch_size": loader.batch_size, "num_train": len(x),
+            "num_val": 0 if val is None else len(val[0]), "shuffle": bool(shuffle),
+            "seed": seed, "resume": resume is not None})  # fmt: skip
+        if not isinstance(optimizer, dist.DistributedOptimizer):
+            optimizer = dist.DistributedOptimizer(optimizer)
     state = FitState(
         model=model, optimizer=optimizer, scheduler=scheduler, loss=loss, history=History(),
         epochs=int(epochs), num_batches=len(loader), num_samples=loader.num_samples * size,
         num_train=len(x), seed=seed, rank=rank, world_size=size, epoch_done=0,
     )  # fmt: skip
-    if dist:
-        dist._check_same_run(model, optimizer, loss, scheduler, {
-            "epochs": int(epochs), "batch_size": loader.batch_size, "num_train": len(x),
-            "num_val": 0 if val is None else len(val[0]), "shuffle": bool(shuffle),
-            "seed": seed, "resume": resume is not None})  # fmt: skip
     if resume is not None:
         _resume(state, resume, model, optimizer, scheduler, loader, dist)
         seed = state.seed

@@ -343,7 +343,54 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
 
 
 @needs_mpi
-@pytest.mark.parametrize("what", ["width", "batch", "precision"])
+@pytest.mark.parametrize(
+    "case, error",
+    [
+        ("mean_sizes", "ValueError: allreduce_mean: rank 1 of 2 gave values of another shape"),
+        ("mean_empty", "ValueError: allreduce_mean: rank 1 of 2 gave values of another shape"),
+        ("mean_none", "TypeError: allreduce_mean: expected a number or an array, got None"),
+        ("broadcast", "ValueError: broadcast_parameters: rank 1 of 2 hold other parameters"),
+        ("optimizer", "ValueError: DistributedOptimizer: rank 1 of 2 hold parameters of other"),
+    ],
+)
+def test_ranks_that_disagree_are_refused_on_every_rank(tmp_path, case, error):
+    """Each hung a rank in a collective (allreduce_mean of 2 and 1 values, of 0 and 3;
+    broadcast_parameters with more parameters on rank 1), mixed values silently (rank 1's
+    mean of 2 and 1 values was 2.0; PReLU slopes took BatchNorm's weights) or aborted the
+    job inside MPI. Every rank now raises the same error and goes on."""
+    rc, out, err = _mpirun([*_script(tmp_path, """
+        import sys
+        import numpy as np
+        from nnfast import nn, optim, distributed as dist
+        dist.init()
+        case, r = sys.argv[1], dist.rank()
+        layers = [nn.Linear(4, 4)] + ([nn.PReLU(4), nn.PReLU(4)] if r else [nn.BatchNorm1d(4)])
+        call = {
+            "mean_sizes": lambda: dist.allreduce_mean(np.ones(2 - r)),
+            "mean_empty": lambda: dist.allreduce_mean(np.ones(3 * (1 - r))),
+            "mean_none": lambda: dist.allreduce_mean(None if r else 1.0),
+            "broadcast": lambda: dist.broadcast_parameters(nn.Sequential(*layers)),
+            "optimizer": lambda: dist.DistributedOptimizer(
+                optim.SGD(nn.Linear(4, 4 + r).parameters())),
+        }[case]
+        try:
+            call()
+            said = "no error"
+        except (TypeError, ValueError) as e:
+            said = f"{type(e).__name__}: {e}"
+        every = dist._gather_json(said)  # every rank is still in step; one print (no interleaving)
+        if r == 0:
+            print(*every, sep=chr(10))
+    """), case], tmp_path, timeout=60)  # fmt: skip
+    assert rc == 0, err
+    rank0, rank1 = out.splitlines()
+    assert rank1.startswith(error), out
+    # None on rank 1 alone: rank 0's 1.0 is refused as another shape
+    assert rank0.startswith(error if case != "mean_none" else "ValueError: allreduce_mean"), out
+
+
+@needs_mpi
+@pytest.mark.parametrize("what", ["width", "batch", "precision", "dtype"])
 def test_ranks_with_different_models_are_refused(tmp_path, what):
     rc, out, err = _mpirun([*_script(tmp_path, """
         import numpy as np
@@ -357,6 +404,8 @@ def test_ranks_with_different_models_are_refused(tmp_path, what):
         x, y = np.zeros((40, 4), np.float32), np.zeros(40, np.int64)
         if what == "precision" and dist.rank() == 1:
             nnfast.set_matmul_precision("bf16")
+        if what == "dtype" and dist.rank() == 1:  # the architecture record has no dtype
+            m.astype("float64")
         fit(m, nn.CrossEntropyLoss(), optim.SGD(m.parameters()), (x, y), epochs=1,
             batch_size=8 if dist.rank() == 0 or what != "batch" else 4)
         print("trained")
