@@ -458,3 +458,78 @@ def test_linear_sizes_take_numpy_integers():
     layer = nn.Linear(np.int64(4), np.int32(3))
     assert (layer.in_features, layer.out_features) == (4, 3)
     assert type(layer.in_features) is int and type(layer.out_features) is int
+
+
+def test_a_deep_copied_model_is_its_own_and_an_optimizer_refuses_copies():
+    """A copied model and optimizer trained nothing (the copy's parameters were not the
+    copied optimizer's buffers); a copied model listed the original's optimizer and refused
+    astype; pickling failed on a WeakSet."""
+    import copy
+    import pickle
+
+    model = nn.Sequential(nn.Linear(3, 2))
+    opt = nnfast.optim.Adam(model.parameters())
+    with pytest.raises(TypeError, match="Adam cannot be copied or pickled: build one over"):
+        copy.deepcopy((model, opt))
+    with pytest.raises(TypeError, match="Adam cannot be copied or pickled"):
+        pickle.dumps(opt)
+    twin = copy.deepcopy(model)
+    assert not twin[0].weight.optimizers
+    twin.astype("float64")  # the original's optimizer holds the original only
+    assert model[0].weight.dtype == np.float32
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back[0].weight.data, model[0].weight.data)
+    opt2 = nnfast.optim.Adam(back.parameters())
+    opt2.load_state_dict(opt.state_dict())
+
+
+def test_a_parameter_never_shares_its_gradient_with_its_data():
+    w = np.ones(3, np.float32)
+    p = nn.Parameter(w, grad=w)
+    p.zero_grad()
+    assert not p.grad.any() and p.data.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "act, err, what",
+    [
+        (lambda m: m.train("False"), TypeError, "train: mode must be True or False"),
+        (lambda m: m.train(None), TypeError, "train: mode must be True or False"),
+        (lambda m: setattr(m[0], "weight", np.zeros((2, 3))), TypeError,
+         r"Linear.weight is a parameter: assign a Parameter \(or to .weight.data\)"),
+        (lambda m: setattr(m[0], "bias", 0.0), TypeError, "Linear.bias is a parameter"),
+        (lambda m: m.append(3), TypeError, "Sequential.append: expected a Module, got int"),
+        (lambda m: setattr(m, "0", "relu"), TypeError, "Sequential: layer 0 must be a Module"),
+        (lambda m: setattr(m, "5", nn.ReLU()), ValueError, "Sequential: there is no layer 5"),
+        (lambda m: m[5], IndexError, "Sequential: index 5 is out of range for 1 layers"),
+        (lambda m: nn.register(3), TypeError, "register: expected a Module subclass"),
+    ],
+)  # fmt: skip
+def test_the_module_api_names_what_it_cannot_take(act, err, what):
+    """'False' trained; an array for a weight vanished from parameters() and failed at
+    forward; appended strings failed at forward."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(err, match=what):
+        act(model)
+    assert len(model) == 1 and model.training and isinstance(model[0].weight, nn.Parameter)
+
+
+def test_a_layer_set_by_name_is_the_one_forward_runs():
+    """parameters() saw the new layer while forward ran the old one."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    new = nn.Linear(2, 2)
+    model.__setattr__("1", new)  # as setattr(model, "1", new)
+    assert model[1] is new and any(p is new.weight for p in model.parameters())
+    x = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(model(x), new(model[0](x)))
+
+
+def test_register_refuses_a_name_taken_by_another_class():
+    """A user class named Linear replaced nnfast's: every nn.Linear model became unsavable."""
+
+    class Linear(nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match=r"register: the name Linear is nnfast\.nn\.layers"):
+        nn.register(Linear)
+    assert nn.MODULES["Linear"] is nn.Linear

@@ -21,7 +21,17 @@ MODULES: dict[str, type] = {}
 
 
 def register(cls):
-    """Class decorator: make ``cls`` constructible by name (``MODULES[cls.__name__]``)."""
+    """Class decorator: make ``cls`` constructible by name (``MODULES[cls.__name__]``).
+
+    A name taken by another class is refused: replacing nnfast's ``Linear`` with a user class
+    of that name made every saved ``nn.Linear`` model unsavable and unloadable."""
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise TypeError(f"register: expected a Module subclass, got {cls!r}")
+    taken = MODULES.get(cls.__name__)
+    if taken is not None and taken is not cls and (
+        taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):  # fmt: skip
+        raise ValueError(f"register: the name {cls.__name__} is {taken.__module__}."
+                         f"{taken.__qualname__}'s; give the class another name")  # fmt: skip
     MODULES[cls.__name__] = cls
     return cls
 
@@ -97,8 +107,16 @@ class Parameter:
                     f"Parameter: grad has shape {grad.shape} but data has shape {data.shape}"
                 )
             grad = _converted("Parameter", "grad", grad, data.dtype)
+            if np.shares_memory(grad, data):  # zero_grad would then zero the weights
+                grad = grad.copy()
         self._optimizers = weakref.WeakSet()  # the optimizers whose buffers hold this parameter
         self.set_storage(data, grad)
+
+    def __reduce__(self):
+        """Copies (copy.deepcopy, pickle) are new parameters that no optimizer holds: the
+        original's optimizers stay with the original (a WeakSet does not pickle, and a copy
+        that listed them refused astype for an optimizer it is not in)."""
+        return (Parameter, (self._data, self.grad))
 
     def set_storage(self, data: np.ndarray, grad: np.ndarray) -> None:
         """Point ``data`` and ``grad`` at these arrays (same shape, one float dtype), keeping
@@ -231,6 +249,10 @@ class Module:
         d = self.__dict__
         if "_parameters" not in d:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__()")
+        if name in d["_parameters"] and not isinstance(value, Parameter) and value is not None:
+            # an array or number there was dropped from parameters() and failed at forward
+            raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign a Parameter "
+                            f"(or to .{name}.data), got {type(value).__name__}")  # fmt: skip
         for reg in (d["_parameters"], d["_modules"]):
             reg.pop(name, None)
         if isinstance(value, Parameter):
@@ -324,6 +346,8 @@ class Module:
             p.zero_grad()
 
     def train(self, mode: bool = True):
+        if not isinstance(mode, (bool, np.bool_)):  # 'False' trained, None evaluated
+            raise TypeError(f"train: mode must be True or False, got {mode!r}")
         for m in self.modules():
             m.__dict__["training"] = bool(mode)
         return self
@@ -567,15 +591,36 @@ class Sequential(Module):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return Sequential(*self._layers[i])
-        return self._layers[i]
+        try:
+            return self._layers[i]
+        except IndexError:
+            raise IndexError(
+                f"Sequential: index {i} is out of range for {len(self)} layers"
+            ) from None
 
     def __iter__(self):
         return iter(self._layers)
 
     def append(self, module: Module):
-        setattr(self, str(len(self._layers)), module)
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
         self._layers.append(module)
+        setattr(self, str(len(self._layers) - 1), module)
         return self
+
+    def __setattr__(self, name, value):
+        layers = self.__dict__.get("_layers")
+        if layers is not None and name.isdigit():
+            # a layer set by name is the one forward runs (parameters() saw the new one,
+            # forward ran the old one, or none)
+            if int(name) >= len(layers):
+                raise ValueError(f"Sequential: there is no layer {name} (of {len(layers)}); "
+                                 f"add layers with append")  # fmt: skip
+            if not isinstance(value, Module):
+                raise TypeError(f"Sequential: layer {name} must be a Module, got "
+                                f"{type(value).__name__}")  # fmt: skip
+            layers[int(name)] = value
+        super().__setattr__(name, value)
 
     def forward(self, x):
         self.__dict__["_input_shape"] = (None, *np.shape(x)[1:])

@@ -124,6 +124,14 @@ class Optimizer:
         for g in groups:
             self.add_param_group(g)
 
+    def __reduce_ex__(self, protocol):
+        # a copy's flat buffers would not be its parameters' storage: its steps reached no
+        # model (a deep-copied model and optimizer trained nothing)
+        raise TypeError(
+            f"{type(self).__name__} cannot be copied or pickled: build one over the copied "
+            f"model's parameters and give it this one's state_dict()"
+        )
+
     def add_param_group(self, group: dict) -> None:
         """Add a group ``{"params": [...], hyper-parameter: value, ...}``; the hyper-parameters
         not given take the optimizer's defaults."""
