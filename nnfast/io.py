@@ -20,6 +20,7 @@ huge layer, a compressed bomb). Every malformed file is a ValueError naming it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import operator
@@ -52,7 +53,15 @@ def architecture(model: Module) -> dict:
             f"save: {name} is not a registered module type; decorate it with "
             f"@nnfast.nn.register and give it get_config()"
         )
-    rec = {"type": name, "config": model.get_config()}
+    config = model.get_config()
+    if not isinstance(model, Sequential):  # a file load could not rebuild: refused at save
+        try:
+            inspect.signature(type(model)).bind(**config)
+        except TypeError as err:
+            raise ValueError(f"save: {name} cannot be rebuilt from its get_config() {config!r} "
+                             f"({err}); give it a get_config() of its constructor's "
+                             f"arguments") from None  # fmt: skip
+    rec = {"type": name, "config": config}
     if isinstance(model, Sequential):
         rec["modules"] = [architecture(m) for m in model]
     return rec

@@ -533,3 +533,65 @@ def test_register_refuses_a_name_taken_by_another_class():
     with pytest.raises(ValueError, match=r"register: the name Linear is nnfast\.nn\.layers"):
         nn.register(Linear)
     assert nn.MODULES["Linear"] is nn.Linear
+
+
+def test_a_partial_state_dict_of_torch_names_is_not_read_as_nnfast_names():
+    """strict=False with torch names plus an extra key loaded src[1] into dst[2]: the keys
+    were read as nnfast names, which overlap torch's (0, 2, ...)."""
+
+    def mk(s):
+        return nn.Sequential(nn.Linear(4, 8, activation="relu", seed=s),
+                             nn.Linear(8, 8, activation="relu", seed=s + 1),
+                             nn.Linear(8, 3, seed=s + 2))  # fmt: skip
+
+    src, dst = mk(0), mk(10)
+    names = src.torch_state_dict_names()  # nnfast name -> torch name: 1.weight -> 2.weight
+    torch_sd = {t: src.state_dict()[n] for n, t in names.items()}
+    with pytest.raises(ValueError, match=r"\['2.bias', '2.weight'\] name different arrays"):
+        dst.load_state_dict({**torch_sd, "head.extra": np.zeros(1)}, strict=False)
+    np.testing.assert_array_equal(dst[2].weight.data, mk(10)[2].weight.data)  # unchanged
+    # one naming alone, with a key of neither: loaded, and what was not is reported
+    result = dst.load_state_dict({"0.weight": src[0].weight.data, "x": np.zeros(1)},
+                                 strict=False)  # fmt: skip
+    assert result.unexpected_keys == ["x"] and "0.bias" in result.missing_keys
+    np.testing.assert_array_equal(dst[0].weight.data, src[0].weight.data)
+    assert dst.load_state_dict(torch_sd) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "make, err, what",
+    [
+        (lambda: nn.Sequential(nn.Linear(2, 2)).astype(None), TypeError, "got dtype None"),
+        (lambda: nn.Linear(2, 2, dtype=None), TypeError, "got dtype None"),
+        (lambda: nn.Conv2d(2, 2, 3, activation=nn.PReLU(2)), TypeError,
+         "Conv2d: activation must be a name such as 'relu' or 'prelu', got PReLU"),
+        (lambda: nn.LeakyReLU(None), TypeError, "LeakyReLU: negative_slope must be a real"),
+        (lambda: nn.LeakyReLU("0.1"), TypeError, "LeakyReLU: negative_slope must be a real"),
+        (lambda: nn.Softplus(beta="2"), TypeError, "Softplus: beta must be a real number"),
+    ],
+)  # fmt: skip
+def test_layer_settings_of_the_wrong_kind_are_named(make, err, what):
+    """astype(None) converted to float64 (np.dtype(None)); a PReLU instance as a Conv2d's
+    activation ran but could not be saved; '0.1' was parsed and None failed in float()."""
+    with pytest.raises(err, match=re.escape(what) if "(" not in what else what):
+        make()
+
+
+def test_save_refuses_a_module_its_file_could_not_rebuild(tmp_path):
+    """It wrote the file, whose load then failed: 'missing 1 required positional argument'."""
+
+    @nn.register
+    class Scaled(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x):
+            return self.k * x
+
+    try:
+        with pytest.raises(ValueError, match=r"save: Scaled cannot be rebuilt from its get_conf"):
+            nnfast.io.save(nn.Sequential(Scaled(2)), tmp_path / "m.npz")
+        assert not (tmp_path / "m.npz").exists()
+    finally:
+        del nn.MODULES["Scaled"]

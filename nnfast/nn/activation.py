@@ -41,6 +41,12 @@ def activation_module(name):
     return cls()
 
 
+def _number(owner, name, value):
+    """A hyper-parameter as a float, not parsed from a string (None failed in float()); its
+    range is the kernel's to check (_check_config)."""
+    return _validate.real(value, name, type(owner).__name__, finite=False)
+
+
 def _as_float(owner, x):
     x = real_array(owner, x)
     if x.dtype not in (np.float32, np.float64):
@@ -130,7 +136,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _number(self, "negative_slope", negative_slope)
         self._check_config()
 
     def get_config(self):
@@ -143,7 +149,7 @@ class ELU(_Elementwise):
 
     def __init__(self, alpha=1.0):
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = _number(self, "alpha", alpha)
         self._check_config()
 
     def get_config(self):
@@ -156,8 +162,8 @@ class Softplus(_Elementwise):
 
     def __init__(self, beta=1.0, threshold=20.0):
         super().__init__()
-        self.beta = float(beta)
-        self.threshold = float(threshold)
+        self.beta = _number(self, "beta", beta)
+        self.threshold = _number(self, "threshold", threshold)
         self._check_config()
 
     def get_config(self):

@@ -158,6 +158,12 @@ class Conv2d(Module):
             self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
         else:
             self.bias = None
+        if activation is not None and not isinstance(activation, str):
+            # a module instance ran, but could not be saved (not JSON) or exported
+            raise TypeError(
+                f"Conv2d: activation must be a name such as 'relu' or 'prelu', got "
+                f"{type(activation).__name__}; or put the module after the layer"
+            )
         self.activation = activation
         # an activation whose derivative comes from its output runs in the GEMM epilogue and
         # in one fused backward pass with the bias gradient; others run as a module

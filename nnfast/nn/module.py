@@ -36,6 +36,13 @@ def register(cls):
     return cls
 
 
+class _LoadResult(NamedTuple):
+    """What load_state_dict did not load: torch's ``(missing_keys, unexpected_keys)``."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
 class UnsupportedModuleError(ValueError):
     """A module that has no PyTorch (or ONNX) equivalent; the message names it."""
 
@@ -65,6 +72,8 @@ class TorchModule(NamedTuple):
 
 
 def _float_dtype(dtype) -> np.dtype:
+    if dtype is None:  # np.dtype(None) is float64: astype(None) converted silently
+        raise TypeError("nnfast computes in float32 or float64, got dtype None")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"nnfast computes in float32 or float64, got dtype {dtype}")
@@ -397,7 +406,7 @@ class Module:
             sd[name] = np.array(b, copy=True)
         return sd
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+    def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays into the parameters and buffers, in place, converted to their dtypes.
 
         Everything is checked and converted (missing and unexpected keys, shapes, dtypes that
@@ -406,7 +415,8 @@ class Module:
 
         The names are this module's (``state_dict()``) or those of the equivalent torch model
         (:meth:`torch_state_dict_names`), so a torch ``state_dict`` of numpy arrays (for
-        example from ``safetensors.numpy.load_file``) loads as it is.
+        example from ``safetensors.numpy.load_file``) loads as it is. Returns, as torch does,
+        ``(missing_keys, unexpected_keys)`` (nnfast names; both empty when ``strict``).
         """
         targets = {}
         for name, p in self.named_parameters():
@@ -464,6 +474,7 @@ class Module:
                     cur[...] = value
                 else:
                     setattr(m, bname, value)
+        return _LoadResult(missing, [given.get(k, k) for k in unexpected])
 
     def check_buffer(self, name: str, value: np.ndarray, label: str) -> None:
         """ValueError if ``value`` cannot be this module's buffer ``name`` (``label`` names it
@@ -521,9 +532,18 @@ class Module:
             to_nnfast = {t: n for n, t in self.torch_state_dict_names().items()}
         except UnsupportedModuleError:
             return state_dict, {}
-        if not all(k in to_nnfast for k in keys):
-            return state_dict, {}
-        return {to_nnfast[k]: state_dict[k] for k in keys}, {to_nnfast[k]: k for k in keys}
+        if all(k in to_nnfast for k in keys):
+            return {to_nnfast[k]: state_dict[k] for k in keys}, {to_nnfast[k]: k for k in keys}
+        # neither naming alone (a subset, or keys of neither): a key of both namings that
+        # names different arrays cannot be read; torch's 2.weight was loaded as nnfast's
+        ambiguous = sorted(k for k in keys if k in own and k in to_nnfast and to_nnfast[k] != k)
+        if ambiguous:
+            raise ValueError(
+                f"load_state_dict: {ambiguous} name different arrays in nnfast's naming and "
+                f"torch's; give keys of one naming (state_dict() or torch_state_dict_names())"
+            )
+        named = {to_nnfast.get(k, k): state_dict[k] for k in keys}
+        return named, {to_nnfast[k]: k for k in keys if k in to_nnfast and to_nnfast[k] != k}
 
     # --- description ---------------------------------------------------------------------------
     def get_config(self) -> dict:
