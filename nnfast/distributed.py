@@ -39,6 +39,8 @@ import traceback
 
 import numpy as np
 
+from ._validate import integer
+
 __all__ = [
     "DistributedOptimizer",
     "DistributedSampler",
@@ -470,8 +472,6 @@ class DistributedSampler:
     """
 
     def __init__(self, n, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
-        from ._validate import integer
-
         what = "DistributedSampler"
         n = n if isinstance(n, (int, np.integer)) and not isinstance(n, bool) else _len(n)
         self.n = integer(n, "n", what, low=0)
@@ -497,7 +497,6 @@ class DistributedSampler:
 
     def indices(self, epoch=None) -> np.ndarray:
         """This rank's sample indices for ``epoch`` (default: the one set by ``set_epoch``)."""
-        from ._validate import integer
         from .data.loader import epoch_order
 
         epoch = (
@@ -513,8 +512,6 @@ class DistributedSampler:
         return idx[self.rank : self.total_size : self.num_replicas]
 
     def set_epoch(self, epoch) -> None:
-        from ._validate import integer
-
         self.epoch = integer(epoch, "epoch", "DistributedSampler.set_epoch", low=0)
 
     def __iter__(self):
