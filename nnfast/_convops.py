@@ -254,13 +254,20 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
 def global_avg_pool2d(x) -> np.ndarray:
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
     x = _check_nchw(x, "global_avg_pool2d")
+    _has_pixels(x.shape, "global_avg_pool2d")
     return x.mean(axis=(2, 3), dtype=x.dtype)
+
+
+def _has_pixels(shape, what):
+    if 0 in shape[2:]:  # the mean of no pixels: NaN and numpy's warnings
+        raise ValueError(f"{what}: planes of {shape[2]}x{shape[3]} pixels have no average")
 
 
 def global_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
     """Gradient of :func:`global_avg_pool2d`: dy (N, C) / (H*W) spread over each plane."""
     what = "global_avg_pool2d_backward"
     n, c, h, w = _input_shape(input_shape, what)
+    _has_pixels((n, c, h, w), what)
     dy = np.asarray(dy)
     if dy.dtype not in (np.float32, np.float64):  # an int dy gave int zeros for 0.75
         raise TypeError(f"{what}: dy has dtype {dy.dtype}; expected float32 or float64")

@@ -447,6 +447,12 @@ if core is not None and set(ACTIVATION_FUNCTIONS) != set(ACTIVATION_IDS):
 
 
 def _prelu_alpha(what, alpha, x):
+    # Python numbers (one, or a list) take x's dtype: 0.25 was refused as float64
+    items = alpha if isinstance(alpha, (list, tuple)) else [alpha]
+    if not isinstance(alpha, np.ndarray) and all(
+        isinstance(a, numbers.Real) and not isinstance(a, (bool, np.generic)) for a in items
+    ):
+        alpha = np.array(items, x.dtype)
     alpha = _array(what, "alpha", alpha, x.dtype).reshape(-1)
     c = x.shape[1] if x.ndim >= 2 else 1
     if alpha.size == 1 and c != 1:

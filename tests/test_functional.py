@@ -658,3 +658,20 @@ CONV_BLOCKS = [
 @pytest.mark.parametrize("name", CONV_BLOCKS)
 def test_conv_blocks_reexported(name):
     assert getattr(F, name) is getattr(_convops, name)
+
+
+def test_prelu_takes_python_numbers_for_alpha_in_the_inputs_dtype():
+    """The docstring's one broadcast value, 0.25, was refused as float64 for float32 input."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    for alpha in (0.25, [0.25], (0.25,)):
+        np.testing.assert_array_equal(F.prelu(x, alpha), np.where(x > 0, x, np.float32(0.25) * x))
+    with pytest.raises(TypeError, match="prelu: alpha has dtype bool"):
+        F.prelu(x, [True])
+
+
+def test_global_average_of_empty_planes_is_refused():
+    """It returned NaN with numpy's 'Mean of empty slice' warnings (the layer refused it)."""
+    with pytest.raises(ValueError, match="global_avg_pool2d: planes of 0x0 pixels"):
+        F.global_avg_pool2d(np.empty((1, 2, 0, 0), np.float32))
+    with pytest.raises(ValueError, match="global_avg_pool2d_backward: planes of 0x3 pixels"):
+        F.global_avg_pool2d_backward(np.ones((1, 2)), (1, 2, 0, 3))
