@@ -13,11 +13,22 @@ argument: ``"SGD: lr must be finite and >= 0, got nan"``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import operator
 
 __all__ = ["integer", "one_of", "real"]
+
+
+@contextlib.contextmanager
+def saved_data():
+    """Checks of a saved state (load_state_dict): it is data, so a value of the wrong type is a
+    bad value, a ValueError like the others."""
+    try:
+        yield
+    except TypeError as err:
+        raise ValueError(str(err)) from None
 
 
 def _got(value) -> str:

@@ -235,15 +235,16 @@ class EarlyStopping(Callback):
     def load_state_dict(self, state):
         what = "EarlyStopping.load_state_dict"
         best, epoch = state.get("best"), state.get("best_epoch")
-        best = None if best is None else _validate.real(best, "best", what, finite=False)
-        epoch = None if epoch is None else _validate.integer(epoch, "best_epoch", what, low=1)
-        wait = _validate.integer(state.get("wait"), "wait", what, low=0)
+        with _validate.saved_data():
+            best = None if best is None else _validate.real(best, "best", what, finite=False)
+            epoch = None if epoch is None else _validate.integer(epoch, "best_epoch", what, low=1)
+            wait = _validate.integer(state.get("wait"), "wait", what, low=0)
         if (best is None) != (epoch is None):
             raise ValueError(f"{what}: best {best!r} and best_epoch {epoch!r} go together")
         weights = {k[len(self._WEIGHTS) :]: v for k, v in state.items()
                    if k.startswith(self._WEIGHTS)}  # fmt: skip
         if any(not isinstance(v, np.ndarray) for v in weights.values()):
-            raise TypeError(f"{what}: the best weights must be arrays")
+            raise ValueError(f"{what}: the best weights must be arrays")
         self.best, self.best_epoch, self.wait = best, epoch, wait
         self._best_state = weights if weights and self.restore_best_weights else None
 

@@ -415,8 +415,8 @@ def fit(
     if val_split:
         (x, y), val = split_validation(x, y, val_split, seed)
     loader = _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size)
-    held = {id(p) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
-    if not held & {id(p) for p in model.parameters()} and any(True for _ in model.parameters()):
+    mine = {id(p) for p in model.parameters()}  # _check_parts checked param_groups
+    if mine and not mine & {id(p) for g in optimizer.param_groups for p in g["params"]}:
         raise ValueError("fit: the optimizer holds none of the model's parameters (was it built "
                          "for another model?)")  # fmt: skip
     if dist:  # every rank the same run first: its message says more than the wrapper's

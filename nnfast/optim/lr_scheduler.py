@@ -8,7 +8,6 @@ a validation metric instead.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 
@@ -37,15 +36,6 @@ def _check_state(scheduler, state):
     if saved != name:
         raise ValueError(f"{name}.load_state_dict: the state was saved by {saved}, not by {name}")
     return f"{name}.load_state_dict"
-
-
-@contextlib.contextmanager
-def _saved_data():
-    """A saved state is data: a value of the wrong type is a bad value (ValueError)."""
-    try:
-        yield
-    except TypeError as err:
-        raise ValueError(str(err)) from None
 
 
 class LRScheduler:
@@ -83,7 +73,7 @@ class LRScheduler:
         what = _check_state(self, state)
         base = state.get("base_lrs")
         groups = len(self.optimizer.param_groups)
-        with _saved_data():
+        with _validate.saved_data():
             epoch = _validate.integer(state.get("last_epoch"), "last_epoch", what, low=0)
             if not isinstance(base, list) or len(base) != groups:
                 raise ValueError(f"{what}: base_lrs must be a list of {groups} rates, got {base!r}")
@@ -229,7 +219,7 @@ class ReduceLROnPlateau:
 
     def load_state_dict(self, state):
         what = _check_state(self, state)
-        with _saved_data():
+        with _validate.saved_data():
             best = _validate.real(state.get("best"), "best", what, finite=False)  # inf: none yet
             counts = {k: _validate.integer(state.get(k), k, what, low=0) for k in self._STATE[1:]}
         self.best = best

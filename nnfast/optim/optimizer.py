@@ -288,10 +288,8 @@ class Optimizer:
             if unknown:
                 raise ValueError(f"{what}: group {i} has hyper-parameters {unknown}, which {name} "
                                  f"does not take")  # fmt: skip
-            try:
+            with _validate.saved_data():
                 checked.append(self._check_hyper(g, f"{what}: group {i}"))
-            except TypeError as err:  # a saved state is data: a wrong type is a bad value
-                raise ValueError(str(err)) from None
             n = g.get("num_elements", data.size)
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n != data.size:
                 raise ValueError(
