@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import nnfast
 from nnfast import nn, optim
 
 
@@ -178,6 +179,67 @@ def test_duplicate_parameters_are_refused():
     opt = optim.SGD([p])
     with pytest.raises(ValueError, match="more than once"):
         opt.add_param_group({"params": [p]})
+
+
+def _shared_cases():
+    lin = nn.Linear(4, 4)
+    relu = nn.ReLU()
+    return [
+        ("twice", lambda: nn.Sequential(lin, nn.Tanh(), lin), "layer 2 \\(Linear\\) is already"),
+        ("an activation", lambda: nn.Sequential(nn.Linear(4, 4), relu, nn.Linear(4, 4), relu),
+         "layer 3 \\(ReLU\\) is already"),
+        ("nested", lambda: nn.Sequential(nn.Sequential(lin), nn.Sequential(nn.Tanh(), lin)),
+         "layer 1 \\(Sequential\\) holds a Linear that is already"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_a_module_at_two_places_of_a_sequential_is_refused(case):
+    """Its backward would use its second place's forward for both (silently wrong gradients)."""
+    _, build, match = _shared_cases()[case]
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_appending_or_setting_a_layer_already_there_is_refused_and_changes_nothing():
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    model = nn.Sequential(a, nn.Tanh(), b)
+    with pytest.raises(ValueError, match="layer 3 \\(Linear\\) is already"):
+        model.append(a)
+    with pytest.raises(ValueError, match="layer 2 \\(Linear\\) is already"):
+        setattr(model, "2", a)
+    assert list(model) == [a, model[1], b] and model._modules["2"] is b
+    assert len(model.parameters()) == 4
+    setattr(model, "0", a)  # the same module at its own place
+    model.append(nn.Linear(4, 4))
+    assert len(model) == 4
+
+
+def test_tied_weights_are_one_parameter_stepped_on_both_gradients(rng):
+    a, b = nn.Linear(4, 4, seed=0), nn.Linear(4, 4, seed=1)
+    b.weight = a.weight
+    tied = nn.Sequential(a, nn.Tanh(), b).astype("float64")
+    assert [n for n, _ in tied.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert len(tied.parameters()) == 3 and tied.parameter_count() == 16 + 4 + 4
+    x = rng.standard_normal((5, 4))
+    assert nnfast.gradcheck(tied, x)
+    # the gradient is the sum of both places' (an untied copy's two weight gradients)
+    c, d = nn.Linear(4, 4), nn.Linear(4, 4)
+    c.weight.data, c.bias.data = a.weight.data, a.bias.data
+    d.weight.data, d.bias.data = a.weight.data, b.bias.data
+    untied = nn.Sequential(c, nn.Tanh(), d).astype("float64")
+    dy = rng.standard_normal((5, 4))
+    for m in (tied, untied):
+        m.zero_grad()
+        m(x)
+        m.backward(dy)
+    np.testing.assert_allclose(a.weight.grad, c.weight.grad + d.weight.grad, rtol=1e-12)
+    opt = optim.SGD(tied.parameters(), lr=0.1)
+    opt.step()
+    assert b.weight is a.weight
+    np.testing.assert_allclose(a.weight.data, c.weight.data - 0.1 * a.weight.grad, rtol=1e-12)
+    sd = tied.state_dict()
+    np.testing.assert_array_equal(sd["0.weight"], sd["2.weight"])
 
 
 def test_two_optimizers_over_overlapping_parameters_both_step(rng):

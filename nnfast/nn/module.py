@@ -262,8 +262,11 @@ class Module:
             # an array or number there was dropped from parameters() and failed at forward
             raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign a Parameter "
                             f"(or to .{name}.data), got {type(value).__name__}")  # fmt: skip
-        for reg in (d["_parameters"], d["_modules"]):
-            reg.pop(name, None)
+        # a name that stays a parameter or a module keeps its place (state_dict's order)
+        if not isinstance(value, Parameter):
+            d["_parameters"].pop(name, None)
+        if not isinstance(value, Module):
+            d["_modules"].pop(name, None)
         if isinstance(value, Parameter):
             d["_parameters"][name] = value
         elif isinstance(value, Module):
@@ -337,8 +340,11 @@ class Module:
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
     def parameters(self):
-        """Every Parameter of this module and its sub-modules, in a stable order."""
-        return [p for _, p in self.named_parameters()]
+        """Every Parameter of this module and its sub-modules, in a stable order, each once: a
+        Parameter that several modules share (tied weights) is listed where it first occurs,
+        as torch does, so that an optimizer steps it once on the sum of its gradients."""
+        seen = set()
+        return [p for _, p in self.named_parameters() if not (id(p) in seen or seen.add(id(p)))]
 
     def named_buffers(self, prefix=""):
         for mod_name, m in self.named_modules(prefix):
@@ -601,9 +607,28 @@ class Sequential(Module):
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
+            self._check_not_in(modules[:i], m, i)
             setattr(self, str(i), m)
         self.__dict__["_layers"] = list(modules)
         self.__dict__["_input_shape"] = None
+
+    @staticmethod
+    def _check_not_in(others, module, i):
+        """ValueError if ``module`` or one of its sub-modules is among ``others``' modules: a
+        module keeps the state of its last forward for its backward, so one run at two places
+        gave the first place the second's gradients (silently)."""
+        theirs = {id(m) for other in others for m in other.modules()}
+        shared = next((m for m in module.modules() if id(m) in theirs), None)
+        if shared is not None:
+            what = f"layer {i} ({type(module).__name__})"
+            if shared is not module:
+                what += f" holds a {type(shared).__name__} that"
+            raise ValueError(
+                f"Sequential: {what} is already in this Sequential; a module keeps its last "
+                f"forward's state for backward, so it can run at one place only. Use a new "
+                f"module for each place (to tie weights, give them the same Parameter: "
+                f"b.weight = a.weight)"
+            )
 
     def __len__(self):
         return len(self._layers)
@@ -624,6 +649,7 @@ class Sequential(Module):
     def append(self, module: Module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
+        self._check_not_in(self._layers, module, len(self._layers))
         self._layers.append(module)
         setattr(self, str(len(self._layers) - 1), module)
         return self
@@ -639,7 +665,9 @@ class Sequential(Module):
             if not isinstance(value, Module):
                 raise TypeError(f"Sequential: layer {name} must be a Module, got "
                                 f"{type(value).__name__}")  # fmt: skip
-            layers[int(name)] = value
+            i = int(name)
+            self._check_not_in(layers[:i] + layers[i + 1 :], value, i)
+            layers[i] = value
         super().__setattr__(name, value)
 
     def forward(self, x):
