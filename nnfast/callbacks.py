@@ -8,7 +8,8 @@
 
 ``fit`` calls each hook of every callback, in list order, with the :class:`~nnfast.train.FitState`
 of the run (``state.model``, ``state.optimizer``, ``state.history``, ``state.epoch``, ...).
-A hook asks to end training with ``state.stop("epoch")`` (after the current epoch) or
+A hook asks to end training with ``state.stop("epoch")`` (after the current epoch; asked in
+``on_epoch_begin`` before the epoch's first batch, the epoch does not start) or
 ``state.stop("batch")`` (after the current batch: an interruption, which a :class:`Checkpoint`
 records so that ``resume=`` continues exactly there). In a distributed run every rank runs the
 hooks; the callbacks here print and write files on rank 0 only.
@@ -214,7 +215,16 @@ class EarlyStopping(Callback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            state.stop("epoch")
+            state.stop("epoch", reason=self._reason())
+
+    def on_epoch_begin(self, state, epoch):
+        # resumed from a checkpoint of the epoch where it stopped the run: no epoch more
+        if self.wait and self.wait >= self.patience:  # wait 0 after an improvement
+            state.stop("epoch", reason=self._reason())
+
+    def _reason(self):
+        return (f"EarlyStopping: {self.monitor} did not improve for {self.wait} epochs "
+                f"(best {self.best:.6g} at epoch {self.best_epoch})")  # fmt: skip
 
     def on_train_end(self, state):
         # stopped inside an epoch: an interruption to resume, whose weights (in a Checkpoint
@@ -253,9 +263,11 @@ class Checkpoint(Callback):
     """Write a training checkpoint after every epoch, and when training is interrupted.
 
     The file (see :mod:`nnfast.checkpoint`) holds the model, optimizer, scheduler, Dropout's
-    random streams and ``fit``'s progress, so ``fit(..., resume=path)`` continues the run with
-    the same weights, bit for bit, as an uninterrupted one (same data, seed and thread count).
-    Written atomically, on rank 0 only; the directory is created at the first write.
+    random streams, the callbacks' states and ``fit``'s progress, so ``fit(..., resume=path)``
+    continues the run with the same weights, bit for bit, as an uninterrupted one (same data,
+    seed and thread count). An epoch's checkpoint is written after every callback's
+    ``on_epoch_end``, wherever this one is in the list. Written atomically, on rank 0 only; the
+    directory is created when training begins (other outputs may go into it).
 
     With ``signals`` (the default), the first Ctrl-C (SIGINT) or SIGTERM (what ``timeout`` and
     batch schedulers send) asks ``fit`` to stop after the current batch: it then writes the
@@ -289,9 +301,7 @@ class Checkpoint(Callback):
             return
         from .checkpoint import save_checkpoint
 
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+        self._make_directory()
         record = {**self.extra, "fit": state.state_dict()}
         save_checkpoint(self.path, state.model, state.optimizer, state.scheduler, record,
                         self.metadata, state.callbacks)  # fmt: skip
@@ -302,15 +312,25 @@ class Checkpoint(Callback):
         self.signal = signum
         self._state.stop("batch", reason=signal.Signals(signum).name)
 
+    def _make_directory(self):
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+
     def on_train_begin(self, state):
         self.signal, self._state = None, state
+        if _is_root(state):
+            self._make_directory()
         if not self.signals:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handle)
 
-    def on_epoch_end(self, state, epoch, logs):
+    def _after_epoch_end(self, state):
+        # after every callback's on_epoch_end, whatever the list's order: an EarlyStopping
+        # after this one has then counted the epoch (and stopped the run, which a resume from
+        # here must know)
         self.save(state)
 
     def on_train_end(self, state):

@@ -599,6 +599,12 @@ def _loop(state, loader, val, callbacks, dist):
         state.partial = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "time": p["time"]}
         for cb in callbacks:
             cb.on_epoch_begin(state, epoch)
+        if first == 0 and _agreed(state.stop_requested == "epoch", flag, dist):
+            # asked before the epoch's first batch (a resumed EarlyStopping that had stopped
+            # the run): the epoch does not start
+            state.epoch, state.partial = epoch - 1, None
+            _finish(state, epoch - 1, 0)
+            return
         b = first
         for xb, yb in loader.batches(epoch - 1, start=first):
             b += 1
@@ -630,13 +636,10 @@ def _loop(state, loader, val, callbacks, dist):
                     "elapsed": elapsed}  # fmt: skip
             for cb in callbacks:
                 cb.on_batch_end(state, b, logs)
-            stop = state.stop_requested == "batch"
-            if dist:  # every rank stops at the same batch, whichever rank asked
-                flag[0] = stop
-                dist._allreduce_sum(flag)
-                stop = flag[0] > 0
-                if stop and state.stop_requested is None:
-                    state.stop("batch", reason="another rank asked to stop")
+            # every rank stops at the same batch, whichever rank asked
+            stop = _agreed(state.stop_requested == "batch", flag, dist)
+            if stop and state.stop_requested is None:
+                state.stop("batch", reason="another rank asked to stop")
             if stop and b < n_batches:
                 _gather_ranks(state, dist)  # each rank's own sums, before they are merged
                 if dist:  # the record's sums are the whole job's
@@ -671,15 +674,24 @@ def _loop(state, loader, val, callbacks, dist):
         _gather_ranks(state, dist)
         for cb in callbacks:
             cb.on_epoch_end(state, epoch, row)
-        stop = state.stop_requested is not None
-        if dist:
-            flag[0] = stop
-            dist._allreduce_sum(flag)
-            stop = flag[0] > 0
-        if stop:
+        for cb in callbacks:  # a Checkpoint writes once every callback has had the epoch's end
+            after = getattr(cb, "_after_epoch_end", None)
+            if after is not None:
+                after(state)
+        if _agreed(state.stop_requested is not None, flag, dist):
             if epoch < state.epochs:
                 _finish(state, epoch, 0)
             return
+
+
+def _agreed(stop, flag, dist):
+    """Whether this rank or any other asks to stop (``stop`` alone outside a distributed run);
+    ``flag`` is the one-element array the sum goes through."""
+    if not dist:
+        return stop
+    flag[0] = stop
+    dist._allreduce_sum(flag)
+    return flag[0] > 0
 
 
 def _streams(model):

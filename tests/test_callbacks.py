@@ -313,6 +313,53 @@ def test_resume_with_early_stopping_is_bit_identical(tmp_path, patience, stop_at
         assert h1[k] == h2[k], k
 
 
+@pytest.mark.parametrize("early_first", [True, False], ids=["EarlyStopping first", "after"])
+def test_resuming_a_run_early_stopping_ended_trains_no_more(tmp_path, early_first):
+    """The checkpoint of the epoch where EarlyStopping stopped the run resumes to the same end:
+    no epoch more (it trained one, then stopped again), the best epoch's weights restored."""
+    straight, h1, es1 = _run_es(tmp_path, 1, early_first=early_first)
+    assert h1.stopped_early and h1.epochs < 6 and "EarlyStopping: val_accuracy" in h1.stop_reason
+    record = tmp_path / "ck.npz"
+    before = record.read_bytes()
+    counter = Recorder()
+    x, y = _blobs()
+    model, opt, sched = _setup()
+    es = EarlyStopping(patience=1, monitor="val_accuracy")
+    ck = Checkpoint(record, signals=False)
+    h2 = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=6, batch_size=32, seed=5,
+             val_split=0.2, scheduler=sched, resume=record,
+             callbacks=[*([es, ck] if early_first else [ck, es]), counter])  # fmt: skip
+    assert not [c for c in counter.calls if c[0] in ("batch", "epoch_end")]
+    assert (h2.epochs, h2.stopped_early, h2.interrupted) == (h1.epochs, True, False)
+    assert h2.stop_reason == h1.stop_reason
+    assert (es.best, es.best_epoch, es.wait) == (es1.best, es1.best_epoch, es1.wait)
+    for a, b in zip(straight.parameters(), model.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert record.read_bytes() == before  # nothing trained, nothing rewritten
+    # a larger patience goes on training from there
+    model, opt, sched = _setup()
+    h3 = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=6, batch_size=32, seed=5,
+             val_split=0.2, scheduler=sched, resume=record,
+             callbacks=[EarlyStopping(patience=100, monitor="val_accuracy")])  # fmt: skip
+    assert h3.epochs == 6 and not h3.stopped_early
+
+
+def test_patience_zero_stops_at_the_first_epoch_without_improvement():
+    x, y = _blobs()
+    model, opt, _ = _setup()
+    seen = []
+
+    class Watch(EarlyStopping):
+        def on_epoch_end(self, state, epoch, logs):
+            super().on_epoch_end(state, epoch, logs)
+            seen.append(self.wait)
+
+    h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=8, batch_size=32, seed=5,
+            val_split=0.2, callbacks=[Watch(patience=0, monitor="val_loss")])  # fmt: skip
+    assert seen[:-1] == [0] * (len(seen) - 1) and h.epochs == len(seen)
+    assert seen[-1] == 1 or (h.epochs == 8 and seen[-1] == 0)
+
+
 def test_a_checkpoint_without_callback_states_resumes_them_afresh(tmp_path):
     """Checkpoints from before callbacks' states were kept (none here: no callbacks)."""
     x, y = _blobs()
