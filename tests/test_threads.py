@@ -536,6 +536,53 @@ def run_script(code, timeout=30, **env):
     return out
 
 
+ISA_FLIP_SCRIPT = """
+import threading, time
+import numpy as np
+import nnfast
+from nnfast import nn
+
+nnfast.set_num_threads(1)
+isas = nnfast.info()["isa_supported"]
+conv = nn.Conv2d(6, 4, 5, padding=2, seed=0).eval()  # 4 output channels: generic's lanes only
+x = np.random.default_rng(0).standard_normal((4, 6, 12, 12)).astype(np.float32)
+refs = []
+for isa in isas:
+    nnfast.set_isa(isa)
+    refs.append(conv(x).copy())
+stop, bad, calls = [False], [], [0]
+
+def work():
+    while not stop[0]:
+        y = conv(x)
+        calls[0] += 1
+        if not any(np.array_equal(y, r) for r in refs):
+            bad.append(y)
+
+ts = [threading.Thread(target=work) for _ in range(2)]
+for t in ts:
+    t.start()
+end, k = time.perf_counter() + 1.0, 0
+while time.perf_counter() < end:
+    nnfast.set_isa(isas[k % len(isas)])
+    k += 1
+stop[0] = True
+for t in ts:
+    t.join()
+print(len(isas), calls[0], len(bad))
+"""
+
+
+def test_set_isa_while_other_threads_convolve():
+    """Each call keeps the kernels it planned with: a convolution planned on the generic path's
+    4 lanes ran AVX-512's 16-lane kernels once another thread switched, past its buffers (a
+    heap corruption that aborted the process within 0.2 s)."""
+    isas, calls, bad = map(int, run_script(ISA_FLIP_SCRIPT).split())
+    if isas < 2:
+        pytest.skip("one ISA path on this machine")
+    assert calls > 0 and bad == 0
+
+
 # The three products issue 11 names: a 128x784x256 layer, a split-K weight gradient and ReLU.
 # kernels(seed) returns each one's largest error against numpy: NaN where it left out unwritten.
 KERNELS_SCRIPT = """
