@@ -266,8 +266,9 @@ class Checkpoint(Callback):
     random streams, the callbacks' states and ``fit``'s progress, so ``fit(..., resume=path)``
     continues the run with the same weights, bit for bit, as an uninterrupted one (same data,
     seed and thread count). An epoch's checkpoint is written after every callback's
-    ``on_epoch_end``, wherever this one is in the list. Written atomically, on rank 0 only; the
-    directory is created when training begins (other outputs may go into it).
+    ``on_epoch_end`` (also when one of them raised), wherever this one is in the list. Written
+    atomically, on rank 0 only; the directory is created when training begins, and again at
+    each epoch's end if it went away (other outputs may go into it).
 
     With ``signals`` (the default), the first Ctrl-C (SIGINT) or SIGTERM (what ``timeout`` and
     batch schedulers send) asks ``fit`` to stop after the current batch: it then writes the
@@ -326,6 +327,10 @@ class Checkpoint(Callback):
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handle)
+
+    def on_epoch_end(self, state, epoch, logs):
+        if _is_root(state):  # again, for the callbacks after this one that write into it
+            self._make_directory()
 
     def _after_epoch_end(self, state):
         # after every callback's on_epoch_end, whatever the list's order: an EarlyStopping

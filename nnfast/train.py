@@ -672,12 +672,14 @@ def _loop(state, loader, val, callbacks, dist):
         state.history.append(row)
         state.epoch_done, state.batch, state.partial = epoch, 0, None
         _gather_ranks(state, dist)
-        for cb in callbacks:
-            cb.on_epoch_end(state, epoch, row)
-        for cb in callbacks:  # a Checkpoint writes once every callback has had the epoch's end
-            after = getattr(cb, "_after_epoch_end", None)
-            if after is not None:
-                after(state)
+        try:
+            for cb in callbacks:
+                cb.on_epoch_end(state, epoch, row)
+        finally:  # a Checkpoint writes once every callback has had the epoch's end, or failed
+            for cb in callbacks:
+                after = getattr(cb, "_after_epoch_end", None)
+                if after is not None:
+                    after(state)
         if _agreed(state.stop_requested is not None, flag, dist):
             if epoch < state.epochs:
                 _finish(state, epoch, 0)

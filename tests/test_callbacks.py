@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -342,6 +343,36 @@ def test_resuming_a_run_early_stopping_ended_trains_no_more(tmp_path, early_firs
              val_split=0.2, scheduler=sched, resume=record,
              callbacks=[EarlyStopping(patience=100, monitor="val_accuracy")])  # fmt: skip
     assert h3.epochs == 6 and not h3.stopped_early
+
+
+def test_an_epochs_checkpoint_is_written_when_a_later_callback_fails(tmp_path):
+    class Fails(Callback):
+        def on_epoch_end(self, state, epoch, logs):
+            if epoch == 2:
+                raise OSError("the metrics disk went away")
+
+    x, y = _blobs()
+    model, opt, _ = _setup()
+    cbs = [Checkpoint(tmp_path / "ck.npz", signals=False), Fails()]
+    with pytest.raises(OSError, match="went away"):
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=32, callbacks=cbs)
+    assert load_checkpoint(tmp_path / "ck.npz")["state"]["fit"]["epoch"] == 2
+
+
+def test_a_checkpoint_directory_that_went_away_is_made_again_for_what_follows(tmp_path):
+    """Outputs may go into the checkpoint's directory (nnfast train --metrics-out ck/m.csv)."""
+    ck = tmp_path / "ck"
+
+    class Remove(Callback):
+        def on_epoch_begin(self, state, epoch):
+            if epoch == 2:
+                shutil.rmtree(ck)
+
+    x, y = _blobs()
+    model, opt, _ = _setup()
+    cbs = [Checkpoint(ck / "ck.npz", signals=False), MetricsWriter(ck / "m.csv"), Remove()]
+    h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=32, callbacks=cbs)
+    assert h.epochs == 3 and sorted(p.name for p in ck.iterdir()) == ["ck.npz", "m.csv"]
 
 
 def test_patience_zero_stops_at_the_first_epoch_without_improvement():
