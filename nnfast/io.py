@@ -26,6 +26,7 @@ import math
 import operator
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -95,6 +96,9 @@ def _checked_node(record, where):
     cls = MODULES.get(name)
     if cls is None:
         raise ValueError(f"load: unknown layer type {name!r}; known types: {sorted(MODULES)}")
+    if "config" not in record and not issubclass(cls, Sequential):
+        # architecture() writes every layer's: without it the layer would get its defaults
+        raise _malformed(where, f"{name} has no 'config'")
     config = record.get("config", {})
     if not isinstance(config, dict):
         raise _malformed(where, f"'config' must be an object, got {_short(config)}")
@@ -225,6 +229,20 @@ def _safetensors():
     return safetensors
 
 
+#: safetensors has no checksum of its own (a zip's members have CRC-32s): a flipped bit in a
+#: weight or in the record loaded as another model. nnfast's files keep one in the header.
+CRC_KEY = "nnfast_crc32"
+
+
+def _crc32(record: str, tensors: dict) -> str:
+    """CRC-32 of the record and of every tensor's name and bytes, in name order, as hex."""
+    crc = zlib.crc32(record.encode())
+    for name in sorted(tensors):
+        crc = zlib.crc32(name.encode(), crc)
+        crc = zlib.crc32(np.ascontiguousarray(tensors[name]).view(np.uint8).reshape(-1), crc)
+    return f"{crc:08x}"
+
+
 def _is_safetensors(path) -> bool:
     return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
 
@@ -249,7 +267,8 @@ def save(model: Module, path, metadata=None) -> None:
     st = _safetensors()
     names = model.torch_state_dict_names()
     tensors = {names[k]: v for k, v in model.state_dict().items()}  # copies: contiguous
-    header = {"format": FORMAT, RECORD_KEY: json.dumps(_record(model, metadata))}
+    record = json.dumps(_record(model, metadata))
+    header = {"format": FORMAT, RECORD_KEY: record, CRC_KEY: _crc32(record, tensors)}
     data = st.numpy.save(tensors, metadata=header)
     with atomic_write(path) as f:
         f.write(data)
@@ -287,12 +306,19 @@ class ModelFile:
     ``nnfast.checkpoint`` read through it, so a file is opened and checked once.
     """
 
-    def __init__(self, path, kind, record, headers, reader):
+    def __init__(self, path, kind, record, headers, reader, check=None):
         self.path = path
         self.kind = kind  # "npz" or "safetensors"
         self.record = record
         self.headers = headers  # {name: (shape, dtype)} of every array in the file
         self._reader = reader
+        self._check = check
+
+    def check(self, arrays) -> None:
+        """ValueError if ``arrays`` (every array of the file, as read) do not match the file's
+        checksum; a zip checks its own members as they are read."""
+        if self._check is not None:
+            self._check(arrays)
 
     @property
     def metadata(self) -> dict:
@@ -426,7 +452,13 @@ def _open_safetensors(path) -> ModelFile:
         except Exception as err:
             raise _not_readable(path, ".safetensors", err) from None
 
-    return ModelFile(path, "safetensors", record, headers, reader)
+    def check(arrays):
+        saved = meta.get(CRC_KEY)  # files of nnfast before it wrote one have none
+        if saved is not None and saved != _crc32(raw, arrays):
+            raise ValueError(f"load: {path} is corrupt: its weights or architecture record do "
+                             f"not match the checksum saved with them")  # fmt: skip
+
+    return ModelFile(path, "safetensors", record, headers, reader, check)
 
 
 def _checked_record(path, record) -> dict:
@@ -487,6 +519,7 @@ def load_model_file(mf: ModelFile) -> Module:
         model.astype(dtype)
     names = list(present)
     arrays = mf.read(names)
+    mf.check(arrays)
     _follow_saved_dtypes(model, arrays)
     try:
         model.load_state_dict(arrays, strict=True)

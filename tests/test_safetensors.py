@@ -176,3 +176,45 @@ def test_truncated_safetensors_is_a_value_error_naming_the_file(tmp_path):
         path.write_bytes(data[:cut])
         with pytest.raises(ValueError, match=r"m\.safetensors"):
             nio.load(path)
+
+
+def _leaky_model():
+    return nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.01), nn.Dropout(0.25), nn.Linear(4, 2))
+
+
+def test_a_changed_weight_or_record_is_refused_by_its_checksum(tmp_path):
+    """safetensors keeps no checksum: a flipped bit in a weight, or a slope edited in the
+    record, loaded as another model without a word."""
+    path = tmp_path / "m.safetensors"
+    nio.save(_leaky_model(), path)
+    data = path.read_bytes()
+    record = data.find(b"0.01")
+    for i, change in ((len(data) - 1, lambda b: b ^ 1), (record + 3, lambda b: ord("3"))):
+        bad = bytearray(data)
+        bad[i] = change(bad[i])
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ValueError, match=r"m\.safetensors is corrupt: its weights or arch"):
+            nio.load(path)
+    path.write_bytes(data)
+    nio.load(path)
+
+
+def test_a_file_without_a_checksum_loads_and_a_layer_without_its_config_is_refused(tmp_path):
+    """Files of nnfast before the checksum have none; a layer's record without 'config' would
+    have been built with its defaults (Dropout 0.5 for the file's 0.25)."""
+    model = _leaky_model()
+    record = nio._record(model, None)
+    tensors = {nio_name: a for nio_name, a in zip(model.torch_state_dict_names().values(),
+                                                  model.state_dict().values())}  # fmt: skip
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(
+        st.save(tensors, metadata={"format": "nnfast", nio.RECORD_KEY: json.dumps(record)})
+    )
+    loaded = nio.load(path)
+    assert loaded[2].p == 0.25
+    del record["architecture"]["modules"][2]["config"]
+    path.write_bytes(
+        st.save(tensors, metadata={"format": "nnfast", nio.RECORD_KEY: json.dumps(record)})
+    )
+    with pytest.raises(ValueError, match=r"modules\[2\]: Dropout has no 'config'"):
+        nio.load(path)
