@@ -261,6 +261,30 @@ def write_plot(path, history, title, val_name="val"):
     plt.close(fig)
 
 
+def _refuse_unfinished(path) -> None:
+    """ValueError if ``path`` holds a run of nnfast train that did not reach its last epoch
+    (interrupted, or killed after an epoch): a new run would write over it after its first
+    epoch. Anything else there (a finished run, another tool's file) is written over."""
+    from .checkpoint import read_checkpoint_state
+
+    if not path.is_file():
+        return
+    try:
+        state = read_checkpoint_state(path)
+        cfg, progress = state["config"], state["fit"]
+        done, epochs, batch = progress["epoch"], cfg["epochs"], progress["batch"]
+        unfinished = batch > 0 or done < epochs
+        what = f"{cfg['model']} on {cfg['dataset']}, epoch {done} of {epochs}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a checkpoint that --resume could continue
+    if unfinished:
+        raise ValueError(
+            f"{path} holds an unfinished run ({what}{f', batch {batch}' if batch else ''}): "
+            f"continue it with --resume, or start afresh with another --checkpoint-dir (or "
+            f"remove the file)"
+        )
+
+
 def _resume_config(path, args) -> dict:
     """The configuration saved in the checkpoint at ``path``, checked, with ``--epochs`` applied;
     a checkpoint that cannot be resumed is one ValueError naming the file and the problem."""
@@ -369,6 +393,8 @@ def run(args, on_batch=None) -> int:
     ckpt_path = Path(args.checkpoint_dir) / CHECKPOINT_NAME
     cfg = None
     if root:
+        if not args.resume:
+            _refuse_unfinished(ckpt_path)
         cfg = _resume_config(ckpt_path, args) if args.resume else resolve_config(args)
     if dist is not None:
         cfg = dist._bcast_json(cfg)  # rank 0's: one seed, and one checkpoint read

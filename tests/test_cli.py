@@ -238,8 +238,16 @@ def test_resume_mid_epoch_is_bit_identical(data_dir, tmp_path, capsys, augment):
     args = cli.build_parser().parse_args(_train_args(data_dir, parts, "--resume"))
     with pytest.raises(_cli_train.TrainingInterrupted, match="after epoch 1 of 2"):
         _cli_train.run(args, on_batch=lambda epoch, batch: batch == 9)
+    # a new run over the unfinished one's checkpoint is refused, which stays as it was
+    before = (parts / "ck" / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    assert cli.main(_train_args(data_dir, parts, *common)) == 1
+    err = capsys.readouterr().err
+    assert "holds an unfinished run (mlp on mnist, epoch 1 of 2): continue it with --resume" in err
+    assert (parts / "ck" / "checkpoint.npz").read_bytes() == before
     assert cli.main(_train_args(data_dir, parts, "--resume")) == 0
     _assert_same_weights(_weights(straight / "model.npz"), _weights(parts / "model.npz"))
+    assert cli.main(_train_args(data_dir, parts, *common)) == 0  # over a finished run's
     a = load_checkpoint(straight / "ck" / "checkpoint.npz")
     b = load_checkpoint(parts / "ck" / "checkpoint.npz")
     ha, hb = a["state"]["fit"]["history"], b["state"]["fit"]["history"]
