@@ -230,6 +230,28 @@ static inline void nnf_conv_valid_range(ptrdiff_t wo, ptrdiff_t w, int s, int p,
     *hi = b < a ? a : b;
 }
 
+/* Whether the direct kernels' scratch (a padded copy of the input, or of its gradient:
+ * nnf_conv_direct_layout) stays of the images' size: padding or a stride far past the kernel
+ * (2**26 on a 3x3 image took 768 MB, padding 8192 around a 1x1 image 1 GB) go to the GEMM
+ * path instead, whose columns are the output's size. */
+static inline int nnf_conv_direct_fits(ptrdiff_t h, ptrdiff_t w, ptrdiff_t ho, ptrdiff_t wo,
+                                       const nnf_conv_geom *g) {
+    const double rows = (double)h + 2.0 * g->ph + g->sh, cols = (double)w + 2.0 * g->pw + g->sw;
+    return rows * cols <= 4.0 * ((double)h * (double)w + (double)ho * (double)wo) + 4096.0;
+}
+
+/* Taps [*lo, *hi) of a window of k taps, d apart from input index base, that fall inside
+ * [0, n): a window far larger than the image then costs what its taps inside do. */
+static inline void nnf_conv_tap_range(ptrdiff_t base, ptrdiff_t d, ptrdiff_t k, ptrdiff_t n,
+                                      ptrdiff_t *lo, ptrdiff_t *hi) {
+    ptrdiff_t a = base >= 0 ? 0 : (-base + d - 1) / d;
+    ptrdiff_t b = base >= n ? 0 : (n - base + d - 1) / d; /* the first tap at n or past */
+    if (a > k) a = k;
+    if (b > k) b = k;
+    *lo = a;
+    *hi = b < a ? a : b;
+}
+
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
  * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of nnf_conv_direct_layout's size,

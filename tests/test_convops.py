@@ -131,6 +131,35 @@ def test_avg_pool(cfg, dtype, rng):
     np.testing.assert_allclose(np.vdot(x, dx), np.vdot(y, g), rtol=1e-4)
 
 
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_pool_windows_far_larger_than_the_image_cost_their_taps_inside(dilation, rng):
+    """Windows of 2**20 taps around an 8x8 image. Every tap was visited, outside the image too
+    (a 2**30 window ran for minutes, past Ctrl-C)."""
+    k, (h, w) = 2**20, (8, 8)
+    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+    pad = (k - 1) * dilation // 2
+    y, _ = C.max_pool2d(x, k, 1, pad, dilation)
+
+    def taps(o, n):  # the input indices a window reads, by its taps' arithmetic
+        base = o - pad
+        return [
+            r for r in range(n) if (r - base) % dilation == 0 and 0 <= (r - base) // dilation < k
+        ]
+
+    want = np.empty_like(y)
+    for oh in range(y.shape[2]):
+        for ow in range(y.shape[3]):
+            want[:, :, oh, ow] = x[:, :, taps(oh, h)][:, :, :, taps(ow, w)].max(axis=(2, 3))
+    np.testing.assert_array_equal(y, want)
+    if dilation == 1:
+        a = C.avg_pool2d(x, k, 1, k // 2)
+        assert a.shape[2:] == (h + 1, w + 1)
+        total = x.astype(np.float64).sum(axis=(2, 3), keepdims=True) / float(k) ** 2
+        np.testing.assert_allclose(a, np.broadcast_to(total, a.shape), rtol=1e-5)
+        dx = C.avg_pool2d_backward(np.ones_like(a), x.shape, k, 1, k // 2)
+        np.testing.assert_allclose(dx, np.full(x.shape, (h + 1) * (w + 1) / float(k) ** 2))
+
+
 def test_max_pool_nan_propagates():
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 1, 1] = np.nan
