@@ -140,6 +140,29 @@ def test_direct_kernel_matches_the_gemm_path(
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol * max(1.0, np.abs(a).max()))
 
 
+@pytest.mark.parametrize(
+    "k, stride, padding, dilation, hw",
+    [(3, 2**26, 0, 1, 3), (1, 16384, 8192, 1, 1), (3, 1, 8192, 8192, 1), (3, 64, 40, 1, 5)],
+)
+def test_strides_and_padding_far_past_the_kernel_take_the_gemm_path(
+    k, stride, padding, dilation, hw, rng
+):
+    """The direct kernels' scratch is a padded copy of the image (or of its gradient), sized by
+    the stride and the padding: 2**26 on a 3x3 image took 768 MB for one output pixel, padding
+    8192 around one pixel 1 GB. Such layers take the GEMM path, whose columns are the output's
+    size; the answers are the same."""
+    x = rng.standard_normal((2, 1, hw, hw))
+    conv = nn.Conv2d(1, 2, k, stride=stride, padding=padding, dilation=dilation,
+                     dtype="float64", seed=3)  # fmt: skip
+    y = conv(x)
+    assert not conv._direct
+    want = direct_conv(x, conv.weight.data, conv.bias.data, conv.stride, conv.padding,
+                       conv.dilation)  # fmt: skip
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    if y.size <= 64:
+        assert nnfast.gradcheck(conv, x)
+
+
 def test_direct_kernel_ignores_nan_in_a_pending_gradient(rng):
     conv = nn.Conv2d(1, 2, 3, seed=7)
     x = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)

@@ -60,6 +60,8 @@ cdef extern from "conv.h" nogil:
     int nnf_conv_winograd_packed(int on)
     int nnf_conv_winograd_fused(int on)
     Py_ssize_t nnf_conv_direct_dx(Py_ssize_t max_k)
+    bint nnf_conv_direct_fits(Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho, Py_ssize_t wo,
+                              const nnf_conv_geom *g)
     int nnf_conv_implicit(int on)
     int nnf_maxpool_fwd_s(const float *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h,
                           Py_ssize_t w, const nnf_conv_geom *g, float *y, int32_t *argmax)
@@ -93,6 +95,13 @@ cdef int _float_type(cnp.ndarray a, str what) except -1:
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{what}: arrays must be C-contiguous")
     return t
+
+
+def conv_direct_fits(Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho, Py_ssize_t wo, tuple geom):
+    """Whether the direct kernels take an h x w -> ho x wo convolution of ``geom`` (conv.h's
+    nnf_conv_direct_fits: their scratch stays of the images' size)."""
+    cdef nnf_conv_geom g = _geom(geom)
+    return nnf_conv_direct_fits(h, w, ho, wo, &g)
 
 
 def conv_out_size(Py_ssize_t size, int k, int s, int p, int d):

@@ -7,7 +7,8 @@ tap's values for all the output pixels are one run, and the products run with ve
 the pixels, several output channels per load (the input gradient lays out a band's windows'
 gradients tap-major and adds them back). Bias and ReLU are fused in the forward; ReLU's
 derivative and the bias gradient in the backward's own pass over dY. There the GEMM would be
-degenerate (K = 9 or 25).
+degenerate (K = 9 or 25). A stride or padding far past the kernel, which would make that copy
+far larger than the image, takes the GEMM path (conv.h's nnf_conv_direct_fits).
 
 Other convolutions are GEMMs in one C call per layer (csrc/conv_gemm_impl.inc): the batch is
 cut into groups of images of about 512 output pixels, whose columns (C*KH*KW x pixels) then
@@ -217,7 +218,8 @@ class Conv2d(Module):
         act = self.activation if (self._fused and self.activation) else None
         k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         kernels = ops._core("Conv2d")
-        self._direct = k <= DIRECT_MAX_K and not self._pointwise  # a 1x1 reads x in place
+        self._direct = (k <= DIRECT_MAX_K and not self._pointwise  # a 1x1 reads x in place
+                        and kernels.conv_direct_fits(h, wd, ho, wo, self.geom))  # fmt: skip
         self._bf16 = w.dtype == np.float32 and _gemm.get_matmul_precision() == "bf16"
         if not self._direct:  # any fused activation runs in the GEMM's epilogue
             act_id, param = _gemm._common_act(act)
