@@ -151,6 +151,8 @@ _ACT_DEFAULTS = {
     "gelu": {"approximate": "none"},
 }
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 # (act, parameter) -> (lowest value, is it allowed, why): every parameter must also be finite
 _PARAM_RANGES = {
     ("leaky_relu", "negative_slope"): (0.0, True, "the backward is computed from the output"),
@@ -184,6 +186,11 @@ def _resolve_act_params(what: str, act: str, params: dict):
             bound = "" if lo == -math.inf else f" and {'>=' if closed else '>'} {lo:g}"
             because = f" ({why})" if why else ""
             raise ValueError(f"{what}: {k} must be finite{bound}{because}, got {v}")
+        # the float32 kernels take it as a float: past its range it was inf (ELU's alpha 1e308
+        # turned zeros into NaN); a threshold past it means no threshold, as inf does there
+        if k != "threshold" and abs(v) > _FLOAT32_MAX:
+            raise ValueError(f"{what}: {k} must be at most {_FLOAT32_MAX:.7g} in magnitude "
+                             f"(float32's range), got {v}")  # fmt: skip
     vals += [0.0, 0.0]
     return ACTIVATION_IDS[act], vals[0], vals[1]
 

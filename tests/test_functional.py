@@ -522,6 +522,10 @@ _BAD_PARAMS = [
     ("softplus", {"beta": INF}, "beta must be finite and > 0"),
     ("softplus", {"threshold": NAN}, "threshold must be finite, got nan"),
     ("softplus", {"threshold": -INF}, "threshold must be finite, got -inf"),
+    # float32 kernels take them as floats: ELU's alpha 1e308 turned zeros into NaN
+    ("elu", {"alpha": 1e308}, r"alpha must be at most 3.402823e\+38 in magnitude"),
+    ("leaky_relu", {"negative_slope": 1e39}, "negative_slope must be at most 3.402823e"),
+    ("softplus", {"beta": 1e300}, "beta must be at most 3.402823e"),
 ]
 
 
@@ -553,6 +557,8 @@ def test_activation_parameter_bounds_allowed():
     np.testing.assert_allclose(
         F.softplus(x, threshold=-1.0), np.where(x > -1, x, np.log1p(np.exp(x)))
     )
+    np.testing.assert_array_equal(F.elu(np.zeros(3, np.float32), alpha=3e38), np.zeros(3))
+    np.testing.assert_allclose(F.softplus(x, threshold=1e300), np.log1p(np.exp(x)))
     dx = F.elu_backward(np.ones_like(x), F.elu(x, alpha=0.5), alpha=0.5)
     np.testing.assert_allclose(dx, np.where(x > 0, 1, 0.5 * np.exp(x)), rtol=1e-12)
 

@@ -67,6 +67,17 @@ def test_shift_is_roll_plus_fill(shape, dtype, fill, rng):
     np.testing.assert_array_equal(y, shift_reference(x, d, fill))
 
 
+@pytest.mark.parametrize(
+    "make", [lambda f: RandomShift(2, fill=f), lambda f: RandomAffine(5, fill=f)]
+)
+def test_a_fill_past_the_images_dtype_is_refused(make, rng):
+    """It was inf in float32 images; float64 images take it."""
+    x = rng.standard_normal((2, 5, 5))
+    with pytest.raises(ValueError, match=r"fill 1e\+308 is past the range of the float32 images"):
+        make(1e308)(x.astype(np.float32), np.random.default_rng(0))
+    assert np.isfinite(make(1e308)(x, np.random.default_rng(0))).all()
+
+
 def test_shift_larger_than_the_image_gives_fill(rng):
     x = rng.standard_normal((20, 3, 3)).astype(np.float32)
     y = RandomShift(50, fill=2.0)(x, np.random.default_rng(0))

@@ -139,7 +139,7 @@ class RandomShift(Transform):
         mats = np.zeros((n, 6))
         mats[:, 0] = mats[:, 4] = 1.0
         mats[:, 2], mats[:, 5] = -d[:, 0], -d[:, 1]  # output (i, j) reads (i - dy, j - dx)
-        return _warp(x, mats, self.fill)
+        return _warp(x, mats, self.fill, "RandomShift")
 
     def _config(self):
         return {"max_px": self.max_px, "fill": self.fill}
@@ -198,7 +198,7 @@ class RandomAffine(Transform):
         oy, ox = cy + ty, cx + tx
         mats[:, 2] = cy - cos * oy - sin * ox
         mats[:, 5] = cx + sin * oy - cos * ox
-        return _warp(x, mats, self.fill)
+        return _warp(x, mats, self.fill, "RandomAffine")
 
     def _config(self):
         return {"degrees": self.degrees, "translate": self.translate, "scale": self.scale,
@@ -254,9 +254,12 @@ def _float_images(x, what, ranks=(3, 4)):
     return x
 
 
-def _warp(x, mats, fill):
+def _warp(x, mats, fill, what="warp"):
     """Resample x (N, [C,] H, W) through the per-image source maps mats (N, 6) (image.h)."""
     from .._native import core
+
+    if abs(fill) > float(np.finfo(x.dtype).max):  # it was inf in float32 images
+        raise ValueError(f"{what}: fill {fill} is past the range of the {x.dtype} images")
 
     if x.size == 0:  # no pixels to resample (and no sample axis to fold the channels into)
         return x.copy()
