@@ -129,8 +129,36 @@ typedef struct {
     char *bp;           /* the B panel all chunks share (b_private = 0) */
     char *scratch;      /* per worker: its A block (then its B slivers when b_private) */
     size_t a_bytes, worker_bytes; /* of a worker's A block, and of its whole scratch */
+    ptrdiff_t lead;     /* > 0: column sliver 0 is this wide, the others' C rows on lines */
     ptrdiff_t jc, nc, pc, kc; /* the current block */
 } bgemm_job;
+
+/* A tile kernel writes C 64 bytes a row; where C's rows do not start on a cache line (numpy
+ * gives 16-byte alignment), each tile row straddles two lines, and each line at a sliver's
+ * edge is written by two calls: a 2048^3 product into a C 16 or 48 bytes past a line ran
+ * 0.92-0.93x as fast on one thread, 0.96-0.98x on two, as into one on a line (Xeon with AMX,
+ * medians of 15 interleaved calls). A narrow first sliver (the columns up to the first line)
+ * puts every other sliver's rows on lines, for one more sliver's products (NR / n of them).
+ * Into a C 16 bytes past a line, against the slivers as they were (one process per build, 12
+ * interleaved rounds; the same C on a line read 1.02, the runs' drift): 2048^3 1.058 on two
+ * threads and 1.076 on one, 1024^3 1.027 (16 bytes) and 1.021 (48), no gain there. */
+#define LEAD_MIN_N 2048
+
+/* The number of column slivers of the current block */
+static ptrdiff_t block_slivers(const bgemm_job *j) {
+    const int NR = j->uk->nr;
+    return j->lead ? 1 + (j->nc - j->lead + NR - 1) / NR : (j->nc + NR - 1) / NR;
+}
+
+/* Column sliver t of the current block: its first column of C and its width */
+static void sliver_cols(const bgemm_job *j, ptrdiff_t t, ptrdiff_t *col, int *nr) {
+    const int NR = j->uk->nr;
+    ptrdiff_t c = j->jc + t * NR, w = NR;
+    if (j->lead) /* one block (jc 0): lead columns, then whole slivers */
+        c = t ? j->lead + (t - 1) * NR : 0, w = t ? NR : j->lead;
+    *col = c;
+    *nr = (int)(j->n - c < w ? j->n - c : w);
+}
 
 /* Packs and converts A's MR-row sliver s of the current K block to dst. */
 static void pack_a_sliver(const bgemm_job *j, ptrdiff_t s, char *dst) {
@@ -145,8 +173,9 @@ static void pack_a_sliver(const bgemm_job *j, ptrdiff_t s, char *dst) {
  * into that sliver at dst. */
 static void pack_b_rows(const bgemm_job *j, ptrdiff_t t, ptrdiff_t p0, ptrdiff_t kp, char *dst) {
     const int NR = j->uk->nr;
-    const ptrdiff_t col = j->jc + t * NR;
-    const int nr = j->n - col < NR ? (int)(j->n - col) : NR;
+    ptrdiff_t col;
+    int nr;
+    sliver_cols(j, t, &col, &nr);
     /* the sliver's rows are op(B)'s columns: op(B)(p, col + i) = b[p*rs_b + (col + i)*cs_b] */
     j->uk->pack(NR, nr, kp, j->b + (j->pc + p0) * j->rs_b + col * j->cs_b, j->cs_b, j->rs_b,
                 dst + (size_t)p0 * (size_t)NR * j->esz);
@@ -184,7 +213,7 @@ static void pack_b_chunk(void *p, ptrdiff_t ch, int worker) {
     (void)worker;
     const int NR = j->uk->nr;
     const size_t b_sl = nnf_bf16_sliver_bytes(j->uk, NR, j->kc);
-    const ptrdiff_t n_sl = (j->nc + NR - 1) / NR;
+    const ptrdiff_t n_sl = block_slivers(j);
     if (j->cs_b == 1) {
         ptrdiff_t k0, k1;
         nnf_chunk_range(j->kc, j->b_chunks, ch, j->sweep, &k0, &k1);
@@ -239,7 +268,7 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
     const size_t b_sl = nnf_bf16_sliver_bytes(j->uk, NR, kc);
     ptrdiff_t s0, s1, t0, t1; /* row slivers [s0, s1), column slivers [t0, t1) */
     row_block_range(j, ch / j->col_blocks, &s0, &s1);
-    nnf_chunk_range((j->nc + NR - 1) / NR, j->col_blocks, ch % j->col_blocks, 1, &t0, &t1);
+    nnf_chunk_range(block_slivers(j), j->col_blocks, ch % j->col_blocks, 1, &t0, &t1);
     char *ap = j->scratch + (size_t)worker * j->worker_bytes;
     const char *bp = j->bp + (size_t)t0 * b_sl; /* sliver t at bp + (t - t0) * b_sl */
     if (j->b_private) {
@@ -255,8 +284,9 @@ static void compute_chunk(void *p, ptrdiff_t ch, int worker) {
         const ptrdiff_t se = s1 - sb < j->mc_sl ? s1 : sb + j->mc_sl;
         for (ptrdiff_t s = sb; s < se; s++) pack_a_sliver(j, s, ap + (size_t)(s - sb) * a_sl);
         for (ptrdiff_t t = t0; t < t1; t++) {
-            const ptrdiff_t j0 = j->jc + t * NR;
-            const int nr = j->n - j0 < NR ? (int)(j->n - j0) : NR;
+            ptrdiff_t j0;
+            int nr;
+            sliver_cols(j, t, &j0, &nr);
             const char *bs = bp + (size_t)(t - t0) * b_sl;
             /* a shared panel's slivers come from L3: each call brings its share of the next
              * one into L2 (a tile kernel's 2048^3 1.01-1.08x as fast, 6 interleaved rounds) */
@@ -337,7 +367,11 @@ int nnf_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     j.worker_bytes = j.a_bytes;
     if (j.b_private) j.worker_bytes += (size_t)((n_sl + j.col_blocks - 1) / j.col_blocks) * b_sl;
     j.worker_bytes = whole_lines(j.worker_bytes);
-    const size_t shared = j.b_private ? 0 : whole_lines(b_all);
+    const uintptr_t c_line = (uintptr_t)c % 64;
+    if (nnf_bf16_is_tile_kernel(&uk) && !j.b_private && n >= LEAD_MIN_N && n <= uk.nc &&
+        ldc % 16 == 0 && c_line % 4 == 0 && c_line)
+        j.lead = (ptrdiff_t)(64 - c_line) / 4;
+    const size_t shared = j.b_private ? 0 : whole_lines(b_all + (j.lead ? b_sl : 0));
     j.bp = (char *)nnf_pack_buffer_acquire(shared + (size_t)nt * j.worker_bytes);
     if (!j.bp) return NNF_ENOMEM;
     j.scratch = j.bp + shared;

@@ -117,6 +117,32 @@ def test_driver_splits(bf16_path, threads, rng, m, k, n):
     assert (err <= bound + 1e-6 * np.abs(want + bias)).all()
 
 
+@pytest.mark.parametrize("m,k,n", [(70, 700, 2050), (33, 1500, 2048)])
+def test_out_at_every_place_in_a_cache_line_gives_the_same_bits(bf16_path, threads, rng, m, k, n):
+    """Wide products whose C rows do not start on a cache line take a narrow first column
+    sliver on the tile kernel (csrc/gemm_bf16.c, sliver_cols): the same sums, so the same bits
+    as into a C on a line, with the epilogue and with beta."""
+    a, b = operands(rng, m, k, n)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    first = {}
+    for offset in range(0, 64, 4):
+        buf = np.empty(m * n + 16, np.float32)
+        start = (-buf.ctypes.data % 64 + offset) % 64 // 4
+        out = buf[start : start + m * n].reshape(m, n)
+        assert out.ctypes.data % 64 == offset
+        for key, kwargs in (("relu", {"bias": bias, "activation": "relu"}),
+                            ("beta", {"alpha": 0.5, "beta": 1.0})):  # fmt: skip
+            out[...] = c0 if key == "beta" else np.nan
+            nnfast.gemm(a, b, out, precision="bf16", **kwargs)
+            if key not in first:
+                first[key] = out.copy()
+                if key == "beta":
+                    assert_bf16_close(out, a, b, alpha=0.5, beta=1.0, c=c0)
+                continue
+            np.testing.assert_array_equal(out.view(np.uint32), first[key].view(np.uint32))
+
+
 def test_shared_panel_packed_along_k(bf16_path, rng):
     """A shared B panel of a row-major B is packed in pieces along K (csrc/gemm_bf16.c,
     pack_b_chunk): K blocks of odd depth that are no multiple of the pieces, the last sliver
