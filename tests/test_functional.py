@@ -213,6 +213,18 @@ def test_softmax_stable(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [1e3, 1e6, -1e6])
+def test_log_softmax_keeps_its_precision_far_from_zero(isa, rng, dtype, offset):
+    """(x - max) - log(sum), not x - (max + log(sum)): the latter rounded log(sum) to max's
+    ulp (log_softmax of [1e6, 1e6] in float32 gave -0.6875 for -log 2 = -0.6931)."""
+    x = (rng.standard_normal((4, 37)) + offset).astype(dtype)
+    ref = _log_softmax(x.astype(np.float64))  # x is exact in float64: x - max is too
+    np.testing.assert_allclose(F.log_softmax(x), ref, rtol=0, atol=8 * np.finfo(dtype).eps)
+    big = np.array([[offset, offset]], dtype)
+    np.testing.assert_allclose(F.log_softmax(big), [[-np.log(2)] * 2], rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (37, 11), (8, 1000)])
 def test_softmax_cross_entropy(isa, threads, rng, dtype, eps, shape):
