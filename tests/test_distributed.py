@@ -97,6 +97,26 @@ def test_sampler_epochs_are_whole_numbers(epoch, err, what):
     assert sampler.epoch == 0
 
 
+def test_each_rank_draws_its_own_augmentation():
+    """Batch k's shifts were a function of (seed, epoch, k) alone: every rank shifted its
+    images alike, and a global batch of 12 equal images held 4 distinct ones on 3 ranks (11 in
+    one process). Rank 0 draws as one process does."""
+    from nnfast.data import RandomShift
+
+    img = np.zeros((24, 1, 12, 12), np.float32)
+    img[:, :, 4:8, 4:8] = 1.0
+    y = np.zeros(24, np.int64)
+
+    def first_batch(sampler):
+        loader = DataLoader(img, y, batch_size=4, seed=0, transform=RandomShift(2), sampler=sampler)
+        return next(iter(loader.batches(0)))[0]
+
+    ranks = [first_batch(DistributedSampler(24, num_replicas=3, rank=r, seed=0)) for r in range(3)]
+    assert not np.array_equal(ranks[0], ranks[1]) and not np.array_equal(ranks[1], ranks[2])
+    np.testing.assert_array_equal(ranks[0], first_batch(None))
+    np.testing.assert_array_equal(ranks[2], first_batch(DistributedSampler(24, 3, 2, seed=0)))
+
+
 def test_a_loader_refuses_a_sampler_of_another_size():
     """It yielded samples of the first 5 of 10 only."""
     with pytest.raises(ValueError, match="the sampler shares out 5 samples, but x has 10"):

@@ -44,7 +44,9 @@ class DataLoader:
         ``MNIST(dtype="uint8").transform`` to scale and standardise per batch. A
         :class:`~nnfast.data.transforms.Transform` (``RandomAffine``, ``Compose``...) is called
         as ``transform(x_batch, rng)`` with a generator that is a function of ``(seed, epoch,
-        batch number)`` alone, so augmentation is reproducible and survives a resume.
+        batch number)`` alone, so augmentation is reproducible and survives a resume; with a
+        sampler that has a ``rank`` above 0, of the rank too, so that the ranks of a
+        distributed run draw their own (rank 0 draws as one process does).
     sampler : optional
         Chooses the samples of each epoch and their order instead of ``shuffle``: an object with
         ``indices(epoch)`` (an int array) and ``len()``, e.g.
@@ -181,7 +183,11 @@ class DataLoader:
         """``transform`` applied to ``xb`` as iteration applies it to batch number ``batch``
         (0-based) of ``epoch``: random transforms get the generator of that position."""
         if isinstance(self.transform, Transform):
-            return self.transform(xb, np.random.default_rng([self.seed, int(epoch), int(batch)]))
+            key = [self.seed, int(epoch), int(batch)]
+            rank = getattr(self.sampler, "rank", 0)
+            if rank:  # every rank drew the same shifts and angles for its batch k
+                key.append(int(rank))
+            return self.transform(xb, np.random.default_rng(key))
         return self.transform(xb)
 
 
