@@ -44,7 +44,13 @@ import os
 import numpy as np
 
 from . import io
-from .nn.module import Module, Sequential, TorchModule, UnsupportedModuleError
+from .nn.module import (
+    Module,
+    Sequential,
+    TorchModule,
+    UnsupportedModuleError,
+    torch_translation,
+)
 
 __all__ = ["IR_VERSION", "OPSET", "UnsupportedModuleError", "to_onnx", "torch_code"]
 
@@ -209,10 +215,11 @@ def _flatten(g, kw, x, shape):
 def _walk(g, module: Module, x, shape):
     """Emit ``module`` (an nnfast module) applied to ``x`` of ``shape``; returns (x, shape)."""
     if isinstance(module, Sequential):
+        torch_translation(module)  # a subclass with a forward of its own is refused
         for m in module:
             x, shape = _walk(g, m, x, shape)
         return x, shape
-    mods = module.torch_modules()
+    mods = torch_translation(module)
     sd = module.state_dict()
     out_shape = module.output_shape(shape)
     for i, mod in enumerate(mods):

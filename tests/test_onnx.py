@@ -210,3 +210,38 @@ def test_torch_code_lists_the_equivalent_sequential():
     for name in ("BinaryStep", "Arctan", "Maxout"):
         assert f"class {name}(nn.Module):" in code
     compile(code, "<torch_code>", "exec")  # valid Python
+
+
+class _Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+class _Doubled(nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def _replaced_forward():
+    lin = nn.Linear(4, 4)
+    lin.forward = lambda x: -nn.Linear.forward(lin, x)
+    return lin
+
+
+@pytest.mark.parametrize(
+    "make, owner",
+    [
+        (lambda: nn.Sequential(_Residual(nn.Linear(4, 4, activation="tanh")), nn.Linear(4, 2)),
+         "_Residual replaces the forward of Sequential"),
+        (lambda: nn.Sequential(_Doubled(4, 2)), "_Doubled replaces the forward of Linear"),
+        (lambda: nn.Sequential(_replaced_forward()),
+         "a Linear whose forward was replaced replaces the forward of Linear"),
+    ],
+)  # fmt: skip
+def test_a_module_with_a_forward_of_its_own_is_not_exported_as_its_parent(make, owner):
+    """They inherited their parent's translation: the ONNX graph and the torch code computed
+    the parent's output (up to 0.6 away from nnfast's), without a word."""
+    model = make()
+    for export in (lambda: to_onnx(model, None, (4,)), lambda: torch_code(model)):
+        with pytest.raises(nnfast.export.UnsupportedModuleError, match=owner):
+            export()

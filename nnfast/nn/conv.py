@@ -65,7 +65,15 @@ from .._random import generator
 from . import init
 from .activation import activation_module
 from .layers import _BatchNorm, _with_activation
-from .module import Module, Parameter, TorchModule, _float_dtype, real_array, register
+from .module import (
+    Module,
+    Parameter,
+    TorchModule,
+    _float_dtype,
+    real_array,
+    register,
+    runs_own_forward,
+)
 
 #: Convolutions with C_in*KH*KW up to this run the direct kernel (measured at batch 128, 2
 #: threads, forward + backward: LeNet-5's and cnn_small's first layers, K = 25 and 9, take 0.25x
@@ -82,13 +90,6 @@ DIRECT_MAX_K = 32
 #: the other (for comparisons; the outputs and the weight and input gradients are the same to
 #: the bit either way, the bias gradient up to the order of its sum).
 FUSE_POOL = True
-
-
-def _runs_own_forward(module, cls):
-    """True if calling ``module`` runs ``cls.forward``: a fused pass would skip a ``forward``
-    or ``__call__`` that a subclass or the instance itself replaced."""
-    return (type(module).forward is cls.forward and type(module).__call__ is Module.__call__
-            and "forward" not in vars(module))  # fmt: skip
 
 
 def _check_nchw_shape(layer, shape, channels):
@@ -195,8 +196,8 @@ class Conv2d(Module):
     def fuses_with(self, following):
         """True if ``forward_fused(x, following)`` runs fused (see there)."""
         return (FUSE_POOL and isinstance(following, MaxPool2d) and self._act is None
-                and self.activation in (None, "relu") and _runs_own_forward(self, Conv2d)
-                and _runs_own_forward(following, MaxPool2d))  # fmt: skip
+                and self.activation in (None, "relu") and runs_own_forward(self, Conv2d)
+                and runs_own_forward(following, MaxPool2d))  # fmt: skip
 
     def _forward(self, x, pool):
         x = _check_nchw(self, x, self.in_channels)

@@ -47,6 +47,30 @@ class UnsupportedModuleError(ValueError):
     """A module that has no PyTorch (or ONNX) equivalent; the message names it."""
 
 
+def runs_own_forward(module, cls) -> bool:
+    """True if calling ``module`` runs ``cls.forward``: not a ``forward`` or ``__call__`` that a
+    subclass or the instance itself replaced (which a fused pass or a translation of ``cls``
+    would skip)."""
+    return (type(module).forward is cls.forward and type(module).__call__ is Module.__call__
+            and "forward" not in vars(module))  # fmt: skip
+
+
+def torch_translation(module) -> list:
+    """``module.torch_modules()``, or UnsupportedModuleError where ``module`` replaced the
+    forward that the translation it inherits describes (a Sequential subclass adding its
+    input back, a Linear doubling its output: exported as plain ones, they gave other
+    outputs without a word)."""
+    owner = next(c for c in type(module).__mro__ if "torch_modules" in vars(c))
+    if owner is not Module and not runs_own_forward(module, owner):
+        who = type(module).__name__
+        who = f"a {who} whose forward was replaced" if "forward" in vars(module) else who
+        raise UnsupportedModuleError(
+            f"{who} replaces the forward of {owner.__name__}, whose PyTorch and ONNX "
+            f"translation it would inherit; define its own torch_modules()"
+        )
+    return module.torch_modules()
+
+
 class TorchModule(NamedTuple):
     """One module of the equivalent ``torch.nn.Sequential`` (see :meth:`Module.torch_modules`).
 
@@ -505,7 +529,7 @@ class Module:
     def torch_root(self) -> TorchModule:
         """The equivalent torch model: a Sequential of :meth:`torch_modules`, or that one
         module itself when there is only one (a plain Linear is a torch Linear)."""
-        mods = self.torch_modules()
+        mods = torch_translation(self)
         if len(mods) == 1:
             return mods[0]
         return TorchModule("Sequential", {}, {}, tuple(mods))
@@ -706,7 +730,7 @@ class Sequential(Module):
     def torch_modules(self):
         children = []
         for i, m in enumerate(self._layers):
-            children += [c.prefixed(f"{i}.") for c in m.torch_modules()]
+            children += [c.prefixed(f"{i}.") for c in torch_translation(m)]
         return [TorchModule("Sequential", {}, {}, tuple(children))]
 
     def __repr__(self):
