@@ -222,12 +222,14 @@ def _walk(g, module: Module, x, shape):
     mods = torch_translation(module)
     sd = module.state_dict()
     out_shape = module.output_shape(shape)
+    # what a layer's activation module reads: the layer's own output (a Maxout after a Conv2d
+    # halves its channels; reshaped by the halved count, the graph failed)
+    own = getattr(module, "pre_activation_shape", module.output_shape)(shape)
     for i, mod in enumerate(mods):
         arrays = {t: sd[n] for t, n in mod.tensors.items()}
         if mod.type == "Sequential":
             raise UnsupportedModuleError(f"to_onnx: {type(module).__name__} nests a Sequential")
-        # a layer's first torch module changes the shape; its activation keeps it
-        x = _emit(g, mod, x, shape if i == 0 else out_shape, arrays)
+        x = _emit(g, mod, x, shape if i == 0 else own, arrays)
     return x, out_shape
 
 

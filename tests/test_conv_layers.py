@@ -616,3 +616,14 @@ def test_model_factories_name_bad_arguments(make, err, what):
     must be a whole number, got 2'."""
     with pytest.raises(err, match=what):
         make()
+
+
+@pytest.mark.parametrize("activation", ["prelu", "maxout"])
+def test_a_module_activation_takes_the_layers_dtype(activation, rng):
+    """PReLU's slope was float32 in a float64 layer: the output came out float32, and backward
+    refused the mixed dtypes."""
+    conv = nn.Conv2d(1, 4, 3, activation=activation, dtype="float64", seed=0)
+    x = rng.standard_normal((2, 1, 5, 5))
+    y = conv(x)
+    assert y.dtype == np.float64 and all(p.dtype == np.float64 for p in conv.parameters())
+    assert nnfast.gradcheck(conv, x)

@@ -245,3 +245,14 @@ def test_a_module_with_a_forward_of_its_own_is_not_exported_as_its_parent(make, 
     for export in (lambda: to_onnx(model, None, (4,)), lambda: torch_code(model)):
         with pytest.raises(nnfast.export.UnsupportedModuleError, match=owner):
             export()
+
+
+def test_a_conv_whose_maxout_halves_its_channels_exports():
+    """The Maxout read the layer's output shape after itself (3 channels for the conv's 6):
+    the graph's Reshape failed, and Conv2d.output_shape said 6, so a Linear after it was
+    refused."""
+    model = nn.Sequential(nn.Conv2d(2, 6, 3, activation="maxout", seed=0), nn.Flatten(),
+                          nn.Linear(27, 4, seed=1))  # fmt: skip
+    assert model[0].output_shape((None, 2, 5, 5)) == (None, 3, 3, 3)
+    _check(model, (2, 5, 5))
+    _check(model[0], (2, 5, 5))

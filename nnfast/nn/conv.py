@@ -172,6 +172,8 @@ class Conv2d(Module):
         entry = F.ACTIVATION_FUNCTIONS.get(activation) if isinstance(activation, str) else None
         self._fused = activation is None or (entry is not None and entry.from_output)
         self._act = None if self._fused else activation_module(activation)
+        if self._act is not None:  # PReLU's slope in the layer's dtype (it was float32)
+            self._act.astype(dtype)
         self._y = None
         self._pointwise = (kh, kw, sh, sw, ph, pw, dh, dw) == (1, 1, 1, 1, 0, 0, 1, 1)
         self._direct = False  # the path the last forward took (backward takes the same)
@@ -321,6 +323,12 @@ class Conv2d(Module):
         return dx
 
     def output_shape(self, input_shape):
+        shape = self.pre_activation_shape(input_shape)
+        # a module activation may change it (Maxout halves the channels)
+        return shape if self._act is None else self._act.output_shape(shape)
+
+    def pre_activation_shape(self, input_shape):
+        """The convolution's own output shape, before an activation that runs as a module."""
         if input_shape is None:
             return (None, self.out_channels, None, None)
         _check_nchw_shape(self, input_shape, self.in_channels)
