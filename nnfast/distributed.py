@@ -46,6 +46,7 @@ __all__ = [
     "DistributedSampler",
     "allreduce_mean",
     "barrier",
+    "broadcast_buffers",
     "broadcast_optimizer_state",
     "broadcast_parameters",
     "init",
@@ -333,15 +334,30 @@ def broadcast_parameters(model, root=0) -> None:
     """
     if hasattr(model, "parameters") and callable(model.parameters):
         named = [(n, p.data) for n, p in model.named_parameters()]
-        named += [(n, b) for n, b in model.named_buffers() if isinstance(b, np.ndarray)]
+        named += _buffers(model)
     else:
         named = [(str(i), p.data) for i, p in enumerate(model)]
+    _broadcast_named("broadcast_parameters", "parameters", named, root)
+
+
+def broadcast_buffers(model, root=0) -> None:
+    """Give every rank rank ``root``'s buffers (BatchNorm's running statistics), as
+    ``broadcast_parameters`` does with the parameters too. ``fit`` calls it at each epoch's end,
+    so that every rank validates with the statistics of the model rank 0 saves."""
+    _broadcast_named("broadcast_buffers", "buffers", _buffers(model), root)
+
+
+def _buffers(model):
+    return [(n, b) for n, b in model.named_buffers() if isinstance(b, np.ndarray)]
+
+
+def _broadcast_named(what, kind, named, root):
     # the same names, shapes and dtypes everywhere first: another model hung a rank in Bcast,
     # or filled its PReLU slopes with BatchNorm's weights
     differ = _ranks_differing([[n, list(a.shape), a.dtype.str] for n, a in named])
     if differ:
-        raise ValueError(f"broadcast_parameters: {_ranks(differ)} hold other parameters than "
-                         f"rank 0 (names, shapes or dtypes); this rank's: "
+        raise ValueError(f"{what}: {_ranks(differ)} hold other {kind} than rank 0 (names, "
+                         f"shapes or dtypes); this rank's: "
                          f"{[(n, a.shape, str(a.dtype)) for n, a in named][:8]}")  # fmt: skip
     for _, a in named:
         _bcast_array(a, root)

@@ -660,6 +660,9 @@ def _loop(state, loader, val, callbacks, dist):
                "val_loss": None, "val_accuracy": None,
                "lr": float(optimizer.param_groups[0]["lr"]), "time": train_time,
                "samples_per_s": float(n / max(train_time, 1e-9))}  # fmt: skip
+        if dist:  # rank 0's running statistics everywhere: validation reads the saved model's,
+            # and a resumed run's (resume gives every rank rank 0's) reads the same
+            dist.broadcast_buffers(model)
         if val is not None:
             ev = _evaluate(model, loss, val, 256, dist)
             row["val_loss"], row["val_accuracy"] = ev["loss"], ev["accuracy"]
