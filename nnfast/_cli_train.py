@@ -261,6 +261,23 @@ def write_plot(path, history, title, val_name="val"):
     plt.close(fig)
 
 
+#: options that may differ between ranks: each rank's own threads and printing
+PER_RANK_OPTIONS = ("threads", "quiet")
+
+
+def _refuse_other_options(dist, args) -> None:
+    """ValueError on every rank when a rank was started with other options than rank 0 (an
+    MPMD launch): rank 0's configuration was broadcast and ran everywhere, without a word."""
+    plain = (str, int, float, bool, list, type(None))  # the parser's values, not its handlers
+    mine = {k: v for k, v in sorted(vars(args).items())
+            if k not in PER_RANK_OPTIONS and isinstance(v, plain)}  # fmt: skip
+    differ = dist._ranks_differing(mine)
+    if differ:
+        given = {k: v for k, v in mine.items() if v not in (None, False)}
+        raise ValueError(f"--distributed: {dist._ranks(differ)}: started with other options "
+                         f"than rank 0 (this rank's: {given})")  # fmt: skip
+
+
 def _refuse_unfinished(path) -> None:
     """ValueError if ``path`` holds a run of nnfast train that did not reach its last epoch
     (interrupted, or killed after an epoch): a new run would write over it after its first
@@ -380,6 +397,8 @@ def run(args, on_batch=None) -> int:
         dist.init()  # one line naming the extra when mpi4py is missing
     root = dist is None or dist.rank() == 0
     size = 1 if dist is None else dist.size()
+    if dist is not None:  # rank 0's configuration goes to every rank: it must be theirs too
+        _refuse_other_options(dist, args)
     if root:
         check_outputs(args)
     if args.plot:

@@ -492,3 +492,26 @@ def test_validation_reads_the_saved_models_batchnorm_statistics(tmp_path):
     )
     assert rc == 0, err
     assert "validated with the saved statistics" in out
+
+
+@needs_mpi
+def test_cli_ranks_started_with_other_options_are_refused(tmp_path):
+    """Rank 0's configuration was broadcast and ran on every rank, whatever the others were
+    given (an MPMD launch: mpiexec -n 1 A : -n 1 B)."""
+    data = write_tiny_mnist(tmp_path / "data")
+    train = [sys.executable, "-m", "nnfast", "train", "--distributed", "--data-dir", str(data),
+             "--batch-size", "4", "--epochs", "1", "--checkpoint-dir", "ck", "--quiet"]  # fmt: skip
+    p = subprocess.Popen([MPIEXEC, "-n", "1", *train, "--hidden", "8", ":", "-n", "1", *train,
+                          "--hidden", "16", "--threads", "1"], cwd=tmp_path, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)  # fmt: skip
+    try:
+        out, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("mpiexec did not finish (a rank waited for the other)")
+    assert p.returncode != 0
+    assert "rank 1 of 2: started with other options than rank 0" in err
+    assert not (tmp_path / "ck").exists()
+    rc, out, err = _mpirun([*train, "--hidden", "8"], tmp_path)  # the same, --threads aside
+    assert rc == 0, err
