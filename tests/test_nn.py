@@ -108,6 +108,18 @@ def test_losses_match_references(rng):
     assert np.isfinite(nn.CrossEntropyLoss()(big, np.array([1])))
 
 
+def test_smoothing_probability_targets_mixes_in_eps_over_c_as_torch(rng):
+    """Rows that do not sum to 1 (here 2): the mix was eps / C times the row's sum, torch's is
+    eps / C (x [[1, 2, 3]], t [[0, 2, 0]], eps 0.3: 2.8152 against torch's 2.3929)."""
+    x, t = np.array([[1.0, 2.0, 3.0]]), np.array([[0.0, 2.0, 0.0]])
+    loss = nn.CrossEntropyLoss(label_smoothing=0.3)
+    mixed = 0.7 * t + 0.1
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    assert loss(x, t) == pytest.approx(-(mixed * logp).sum(), rel=1e-12)
+    assert loss(x, t) == pytest.approx(2.3929, abs=1e-4)
+    assert gradcheck(loss, x, t)
+
+
 def test_linear_forward_matches_numpy_float32(rng):
     lin = nn.Linear(7, 4, activation="relu", seed=0)
     x = rng.standard_normal((9, 7)).astype(np.float32)

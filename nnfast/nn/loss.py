@@ -115,8 +115,8 @@ class CrossEntropyLoss(_Loss):
                 raise
         elif t.dtype.kind == "f" and t.shape == x.shape:  # class probabilities
             t = t.astype(x.dtype, copy=False)
-            if eps:
-                t = (1 - eps) * t + eps / c * t.sum(axis=1, keepdims=True)
+            if eps:  # torch's mix, whatever a row sums to (eps / C of each row's sum was not)
+                t = (1 - eps) * t + eps / c
             logp = F.log_softmax(x)
             loss = -float(np.einsum("ij,ij->", t, logp)) / max(n, 1)
             grad = np.exp(logp)
