@@ -160,6 +160,17 @@ def test_pool_windows_far_larger_than_the_image_cost_their_taps_inside(dilation,
         np.testing.assert_allclose(dx, np.full(x.shape, (h + 1) * (w + 1) / float(k) ** 2))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_max_pool_window_of_padding_only_is_minus_infinity(dtype):
+    """The max of no element: -inf, as torch and ONNX give (it was 0); its gradient goes
+    nowhere. A dilated window can straddle a small image and read only padding."""
+    x = np.arange(4, dtype=dtype).reshape(1, 1, 1, 4)
+    y, argmax = C.max_pool2d(x, (1, 2), 1, (0, 1), (1, 5))
+    np.testing.assert_array_equal(y, np.full((1, 1, 1, 1), -np.inf, dtype))
+    dx = C.max_pool2d_backward(np.ones_like(y), argmax, x.shape, (1, 2), 1, (0, 1), (1, 5))
+    np.testing.assert_array_equal(dx, np.zeros_like(x))
+
+
 def test_max_pool_nan_propagates():
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 1, 1] = np.nan
@@ -350,11 +361,11 @@ def test_pool_padding_at_most_half_the_kernel(kind, args):
 
 def test_pool_padding_of_half_the_dilated_kernel_is_allowed(rng):
     """Half the dilated extent is allowed (torch's rule); a dilated window may still hold padding
-    alone there: 0 with index -1, and backward skips it."""
+    alone there: -inf with index -1, and backward skips it."""
     x = rng.standard_normal((1, 2, 3, 5))
     y, argmax = C.max_pool2d(x, 2, 1, 3, 5)  # extent 6, padding 3
     assert (argmax == -1).any() and (argmax >= 0).any()
-    np.testing.assert_array_equal(y[argmax == -1], 0)
+    np.testing.assert_array_equal(y[argmax == -1], -np.inf)
     picked = np.take_along_axis(x.reshape(1, 2, -1), argmax.reshape(1, 2, -1), axis=2)
     np.testing.assert_array_equal(picked.reshape(y.shape)[argmax >= 0], y[argmax >= 0])
     dx = C.max_pool2d_backward(np.ones_like(y), argmax, x.shape, 2, 1, 3, 5)
