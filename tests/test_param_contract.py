@@ -170,6 +170,13 @@ def test_optimizer_load_state_dict_resumes_exactly(cls, rng):
         np.testing.assert_array_equal(pa.data, pb.data)
 
 
+def test_optimizer_defaults_are_torchs():
+    """SGD's lr defaulted to 0.01 where torch 2.13's is 1e-3 (a differential audit)."""
+    p = nn.Parameter(np.ones(2))
+    assert optim.SGD([p]).defaults["lr"] == 1e-3
+    assert optim.Adam([p]).defaults["lr"] == 1e-3 and optim.AdamW([p]).defaults["lr"] == 1e-3
+
+
 def test_duplicate_parameters_are_refused():
     p, q = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
     with pytest.raises(ValueError, match="more than once"):

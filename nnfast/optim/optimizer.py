@@ -349,7 +349,8 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum (Polyak; Sutskever et al. 2013 for Nesterov),
     as torch: g = grad + wd p; buf = momentum buf + (1 - dampening) g (buf = g at step 1);
-    g = g + momentum buf if nesterov else buf; p -= lr g."""
+    g = g + momentum buf if nesterov else buf; p -= lr g. ``lr`` defaults to torch's 1e-3 (it
+    was 0.01)."""
 
     _HYPER: ClassVar[dict] = {
         **Optimizer._HYPER,
@@ -358,7 +359,7 @@ class SGD(Optimizer):
         "nesterov": ("flag", {}),
     }
 
-    def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):  # fmt: skip
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov)  # fmt: skip
