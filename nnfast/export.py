@@ -29,7 +29,7 @@ LeakyReLU, ELU
 Softplus          Mul, Softplus, Div, Greater, Where (torch's beta and threshold)
 GELU              Div, Erf, Add, Mul (erf form) or Pow, Mul, Add, Tanh (tanh form)
 SiLU              Sigmoid, Mul
-BinaryStep        Greater, Cast
+BinaryStep        Greater, Cast, IsNaN, Where
 PReLU             PRelu (the slope shaped (C, 1, 1) for images)
 Maxout            Reshape, ReduceMax
 Softmax           Softmax; LogSoftmax: LogSoftmax
@@ -164,9 +164,10 @@ def _emit(g: _Graph, mod: TorchModule, x: str, shape, arrays: dict) -> str:
         return g.op("Mul", [half_x, g.op("Add", [t_, g.const("one", 1.0)])])
     if t == "SiLU":
         return g.op("Mul", [x, g.op("Sigmoid", [x])])
-    if t == "BinaryStep":  # 1 where x > 0, else 0 (NaN -> 0, as nnfast's kernel)
+    if t == "BinaryStep":  # 1 where x > 0, else 0; NaN stays NaN, as nnfast's kernel keeps it
         positive = g.op("Greater", [x, g.const("zero", 0.0)])
-        return g.op("Cast", [positive], to=g.helper.np_dtype_to_tensor_dtype(g.dtype))
+        step = g.op("Cast", [positive], to=g.helper.np_dtype_to_tensor_dtype(g.dtype))
+        return g.op("Where", [g.op("IsNaN", [x]), x, step])
     if t == "PReLU":
         slope = np.asarray(arrays["weight"])
         if slope.size > 1 and len(shape) > 2:  # per channel: broadcast along axis 1
@@ -303,10 +304,10 @@ def to_onnx(model: Module, path, input_shape, *, check: bool = True):
 # --- PyTorch code --------------------------------------------------------------------------------
 _CUSTOM = {
     "BinaryStep": '''class BinaryStep(nn.Module):
-    """1 where x > 0, else 0 (nnfast's "step" activation)."""
+    """1 where x > 0, else 0, NaN where x is NaN (nnfast's "step" activation)."""
 
     def forward(self, x):
-        return (x > 0).to(x.dtype)
+        return torch.where(torch.isnan(x), x, (x > 0).to(x.dtype))
 ''',
     "Arctan": """class Arctan(nn.Module):
     def forward(self, x):

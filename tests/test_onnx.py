@@ -256,3 +256,14 @@ def test_a_conv_whose_maxout_halves_its_channels_exports():
     assert model[0].output_shape((None, 2, 5, 5)) == (None, 3, 3, 3)
     _check(model, (2, 5, 5))
     _check(model[0], (2, 5, 5))
+
+
+def test_step_keeps_nan_in_the_graph_as_the_kernel_does():
+    """The kernel keeps NaN; the graph (and torch_code) gave 0 there, while the export's own
+    comment said it followed the kernel."""
+    model = nn.Sequential(nn.Linear(3, 4, activation="step", seed=0)).eval()
+    x = np.array([[np.nan, 0.0, 1.0], [1.0, -2.0, 0.5]], np.float32)
+    ref = model(x)
+    assert np.isnan(ref[0]).all() and not np.isnan(ref[1]).any()
+    np.testing.assert_array_equal(_run(to_onnx(model, None, (3,)), x), ref)
+    assert "torch.isnan(x)" in torch_code(model)
