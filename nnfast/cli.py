@@ -520,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-smoothing",
         type=_fraction,
         metavar="EPS",
-        help="mix the one-hot targets with the uniform distribution by EPS (default 0)",
+        help="mix the one-hot targets with the uniform distribution by EPS (default: the "
+        "recipe's, 0 but for the cnn on Fashion-MNIST)",
     )
     p.add_argument(
         "--augment",
