@@ -508,6 +508,8 @@ def load_model_file(mf: ModelFile) -> Module:
         shapes = implied_shapes(arch)
     except RecursionError:
         raise ValueError(f"load: {path} has an architecture record nested too deeply") from None
+    except ValueError as err:
+        raise _in_file(path, err) from None
     present = {k: v[0] for k, v in mf.headers.items() if not k.startswith("__")}
     if shapes is not None:  # compare before building: the record may declare huge layers
         _compare_shapes(path, mf.kind, shapes, present)
@@ -515,6 +517,8 @@ def load_model_file(mf: ModelFile) -> Module:
         model = build(arch)
     except RecursionError:
         raise ValueError(f"load: {path} has an architecture record nested too deeply") from None
+    except ValueError as err:
+        raise _in_file(path, err) from None
     if model.dtype is not None and model.dtype != dtype:
         model.astype(dtype)
     names = list(present)
@@ -526,6 +530,12 @@ def load_model_file(mf: ModelFile) -> Module:
     except ValueError as err:
         raise ValueError(f"load: {path}: {err}") from None
     return model
+
+
+def _in_file(path, err) -> ValueError:
+    """``err`` about a record (an unknown layer type, a malformed node) naming the file too."""
+    msg = str(err)
+    return ValueError(f"load: {path}: {msg[len('load: ') :] if msg.startswith('load: ') else msg}")
 
 
 def _follow_saved_dtypes(model: Module, arrays: dict) -> None:

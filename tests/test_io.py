@@ -108,7 +108,7 @@ def test_corrupt_files_raise_value_error(tmp_path):
 
     record["architecture"]["modules"][1]["type"] = "Conv9d"
     _write(bad, **{**arrays, "__nnfast__": np.array(json.dumps(record))})
-    with pytest.raises(ValueError, match="unknown layer type 'Conv9d'"):
+    with pytest.raises(ValueError, match=r"load: .*bad\.npz: unknown layer type 'Conv9d'"):
         nio.load(bad)
 
     _write(bad, **{k: v for k, v in arrays.items() if k != "1.weight"})
@@ -177,11 +177,20 @@ def test_malformed_records_raise_value_error(tmp_path, edit, match):
     assert re.search(match, str(info.value))
 
 
-def test_huge_declared_layers_are_refused_before_allocating(tmp_path):
-    """A record declaring layers far larger than its arrays is refused from the headers."""
+@pytest.mark.parametrize("loss", [False, True], ids=["layers", "with a loss"])
+def test_huge_declared_layers_are_refused_before_allocating(tmp_path, loss):
+    """A record declaring layers far larger than its arrays is refused from the headers. A
+    loss said nothing of its arrays, so a record holding one was built unchecked: a 1.4 KB file
+    declaring Linear(6000, 6000) beside an MSELoss allocated 432 MB first."""
     good = tmp_path / "good.npz"
     nio.save(_model(), good)
-    bad = _edit(good, _set(["architecture", "modules", 1, "config"], HUGE))
+
+    def edit(rec):
+        _set(["architecture", "modules", 1, "config"], HUGE)(rec)
+        if loss:
+            rec["architecture"]["modules"].append({"type": "MSELoss", "config": {}})
+
+    bad = _edit(good, edit)
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match=r"1.weight has shape \(8, 12\) but the architecture"):
