@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from . import _runtime
 from ._gemm import get_matmul_precision
 from ._native import IMPORT_ERROR, core
@@ -37,11 +39,16 @@ def info() -> dict:
 
 
 def _blas_description() -> str:
-    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so threadpoolctl can see it)
+    import scipy
+    import scipy.linalg  # loads SciPy's BLAS, so that threadpoolctl sees it
     from threadpoolctl import threadpool_info
 
     libs = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    scipy_libs = [p for p in libs if "scipy" in p.get("filepath", "")] or libs
+    # SciPy's own directory or its wheel's libraries: numpy's OpenBLAS is named
+    # libscipy_openblas64_ too, and which one came first depended on the load order
+    root = os.path.dirname(scipy.__file__)
+    mine = (root + os.sep, root + ".libs" + os.sep)
+    scipy_libs = [p for p in libs if p.get("filepath", "").startswith(mine)] or libs
     if not scipy_libs:
         return "unknown"
     p = scipy_libs[0]

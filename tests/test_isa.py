@@ -107,3 +107,24 @@ def test_nnfast_isa_forces_each_path(name, monkeypatch):
     finally:
         nnfast.set_isa(before_isa)
         nnfast.set_num_threads(before_threads)
+
+
+def test_info_reports_scipys_blas_not_numpys(monkeypatch):
+    """numpy's OpenBLAS is named libscipy_openblas64_ too: matching "scipy" in the path
+    reported whichever came first (numpy's 0.3.31 for SciPy's 0.3.30 after a numpy product)."""
+    import scipy
+    import threadpoolctl
+
+    from nnfast import _info
+
+    site = os.path.dirname(os.path.dirname(scipy.__file__))
+    libs = [
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31", "num_threads": 2,
+         "filepath": os.path.join(site, "numpy.libs", "libscipy_openblas64_-x.so")},
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.30", "num_threads": 2,
+         "filepath": os.path.join(site, "scipy.libs", "libscipy_openblas-y.so")},
+    ]  # fmt: skip
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libs)
+    assert _info._blas_description() == "openblas 0.3.30 (2 threads)"
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libs[:1])  # SciPy's elsewhere
+    assert _info._blas_description() == "openblas 0.3.31 (2 threads)"
