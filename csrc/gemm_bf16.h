@@ -11,7 +11,9 @@
  * - emulated: the ISA path's fp32 micro-kernel on bf16-rounded values stored as fp32, each
  *   K-pair swapped in packing so that the fp32 FMAs add a pair's odd product first, as
  *   vdpbf16ps does. The products are exact, so the sums match vdpbf16ps bit for bit except
- *   where vdpbf16ps flushes a subnormal partial sum to zero.
+ *   where vdpbf16ps flushes a subnormal partial sum to zero, within one K block: the fp32
+ *   kernels' blocks are shorter (256 generic, 512 AVX2), and a block's sum added to C's adds
+ *   in another order than one running sum, so past them the bits differ (within the bound).
  * A third, AMX's tile kernel (below), rounds its sums otherwise; where it runs it serves every
  * bf16 product. */
 #ifndef NNFAST_GEMM_BF16_H
