@@ -405,9 +405,6 @@ def run(args, on_batch=None) -> int:
         check_plot_available()
     if args.threads is not None:
         nnfast.set_num_threads(args.threads)
-    if args.precision == "bf16" and args.backend != "native":
-        raise ValueError("--precision bf16 runs on nnfast's kernels: drop --backend blas")
-    nnfast.set_gemm_backend(args.backend)
 
     ckpt_path = Path(args.checkpoint_dir) / CHECKPOINT_NAME
     cfg = None
@@ -418,6 +415,11 @@ def run(args, on_batch=None) -> int:
     if dist is not None:
         cfg = dist._bcast_json(cfg)  # rank 0's: one seed, and one checkpoint read
     bs, epochs = cfg["batch_size"], cfg["epochs"]
+    if cfg["precision"] == "bf16" and args.backend != "native":  # a resumed bf16 run's too
+        what = ("the checkpoint was trained with --precision bf16, which runs" if args.resume
+                else "--precision bf16 runs")  # fmt: skip
+        raise ValueError(f"{what} on nnfast's kernels: drop --backend blas")
+    nnfast.set_gemm_backend(args.backend)
     if bs % size:
         raise ValueError(f"--batch-size {bs} is the global batch: it must be a multiple of the "
                          f"{size} ranks")  # fmt: skip

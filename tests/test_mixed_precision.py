@@ -217,6 +217,12 @@ def test_cli_precision_is_recorded_and_resume_keeps_it(data_dir, tmp_path, capsy
     capsys.readouterr()
     assert cli.main(_train_args(data_dir, run, "--resume", "--precision", "fp32")) == 1
     assert "trained with --precision bf16" in capsys.readouterr().err
+    # nor on SciPy's BLAS, where its Linear layers would train in fp32 (it was accepted)
+    assert cli.main(_train_args(data_dir, run, "--resume", "--backend", "blas")) == 1
+    assert (
+        "trained with --precision bf16, which runs on nnfast's kernels" in capsys.readouterr().err
+    )
+    assert nnfast.get_gemm_backend() == "native"
     # fp32 is the default and is recorded too
     assert cli.main(_train_args(data_dir, tmp_path / "fp32", "--epochs", "1")) == 0
     cfg = load_checkpoint(tmp_path / "fp32" / "ck" / "checkpoint.npz")["state"]["config"]
