@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from . import _validate
+from ._gemm import PRECISIONS, get_matmul_precision, matmul_precision
 from ._random import generator
 from .callbacks import Callback, EarlyStopping, ProgressBar
 from .data.loader import DataLoader
@@ -124,6 +125,7 @@ class FitState:
     def __init__(self, **kw):
         self.__dict__.update(kw)
         self.epoch, self.batch, self.partial, self.error = 0, 0, None, None
+        self.precision = get_matmul_precision()  # the layers' matmuls (a resume: the saved one)
         self.callbacks = []
         self.resumed_callbacks = None  # a resumed run's saved callback states (_resume)
         self.ranks = None  # distributed: every rank's random streams and running sums
@@ -150,6 +152,7 @@ class FitState:
             "epoch": self.epoch_done,
             "batch": self.batch if self.partial is not None else 0,
             "partial": self.partial if self.batch else None,
+            "precision": self.precision,
             "history": dict(self.history),
             "seed": self.seed,
             "num_train": self.num_train,
@@ -304,7 +307,10 @@ def _resume_state(path, saved, state, loader_len, num_train):
     if partial is not None and ranks is not None:
         for r in ranks:
             _check_partial(bad, r["partial"])
-    return seed, epoch, batch, partial, History(hist), ranks
+    precision = rec.get("precision")  # None: a checkpoint from before it was recorded
+    if precision not in (None, *PRECISIONS):
+        raise bad(f"its matmul precision is {precision!r}, not one of {PRECISIONS}")
+    return seed, epoch, batch, partial, History(hist), ranks, precision
 
 
 def _check_partial(bad, partial):
@@ -448,7 +454,10 @@ def fit(
         for cb in callbacks:
             cb.on_train_begin(state)
         _restore_callbacks(callbacks, state.resumed_callbacks, resume)
-        _loop(state, loader, val, callbacks, dist)
+        # the layers' matmul precision of the run (a resumed one: its checkpoint's; the setting
+        # around this call comes back after)
+        with matmul_precision(state.precision):
+            _loop(state, loader, val, callbacks, dist)
     except BaseException as err:
         state.error = err
         raise
@@ -548,13 +557,14 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
             ckpt = load_checkpoint(path, model, getattr(optimizer, "optimizer", optimizer),
                                    scheduler, same_run=True)  # fmt: skip
             saved, callback_states = ckpt["state"], ckpt["callbacks"]
-            seed, epoch, batch, partial, history, ranks = _resume_state(
+            seed, epoch, batch, partial, history, ranks, precision = _resume_state(
                 path, saved, state, len(loader), state.num_train
             )
             sched = None if scheduler is None else scheduler.state_dict()
             reply = {"seed": seed, "epoch": epoch, "batch": batch, "partial": partial,
                      "history": dict(history), "scheduler": sched, "ranks": ranks,
-                     "callbacks": _callback_shapes(callback_states)}  # fmt: skip
+                     "callbacks": _callback_shapes(callback_states),
+                     "precision": precision}  # fmt: skip
         except (OSError, ValueError) as err:
             if dist is None:
                 raise
@@ -574,6 +584,7 @@ def _resume(state, path, model, optimizer, scheduler, loader, dist):
             reply["partial"] = mine["partial"]  # this rank's own sums: the same additions
         callback_states = _bcast_callback_states(dist, reply["callbacks"], callback_states)
     state.resumed_callbacks = callback_states
+    state.precision = reply["precision"] or state.precision
     state.seed = reply["seed"]
     state.history = History(reply["history"])
     state.history.num_batches = len(loader)

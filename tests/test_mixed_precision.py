@@ -47,6 +47,26 @@ def test_linear_forward_and_backward_run_in_bf16(rng):
         assert p.data.dtype == p.grad.dtype == np.float32
 
 
+def test_a_backward_takes_its_forwards_precision(rng):
+    """Linear's backward followed the setting at backward time: outside the forward's bf16
+    block it went fp32 (Conv2d's kept the forward's)."""
+    nnfast.manual_seed(0)
+    layer = nn.Linear(40, 24)
+    x = rng.standard_normal((16, 40)).astype(np.float32)
+    dy = rng.standard_normal((16, 24)).astype(np.float32)
+    with nnfast.matmul_precision("bf16"):
+        layer(x)
+    layer.zero_grad()
+    dx = layer.backward(dy)  # fp32 around it now
+    x64, w64, dy64 = (bf16(v).astype(np.float64) for v in (x, layer.weight.data, dy))
+    np.testing.assert_allclose(dx, dy64 @ w64, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(layer.weight.grad, dy64.T @ x64, rtol=0, atol=1e-5)
+    layer(x)  # and the other way round
+    with nnfast.matmul_precision("bf16"):
+        dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, dy.astype(np.float64) @ layer.weight.data, rtol=1e-5, atol=1e-6)
+
+
 def test_conv2d_forward_and_backward_run_in_bf16(bf16_path, rng):
     """A convolution on the GEMM path (C_in*KH*KW above DIRECT_MAX_K: smaller ones
     run nnfast's direct kernel, which has no GEMM and stays fp32); a 3x3 kernel of stride 1
@@ -179,6 +199,36 @@ def test_bf16_training_tracks_fp32(rng, name):
 def data_dir(tmp_path_factory):
     """A tiny MNIST: class k is a bright bar at one of ten places, plus noise."""
     return write_tiny_mnist(tmp_path_factory.mktemp("mnist"), 256, 64)
+
+
+def test_fit_records_the_precision_and_resume_keeps_it(rng, tmp_path):
+    """Checkpoints written through fit kept no precision: a bf16 run resumed outside its
+    matmul_precision block went on in fp32, no longer bit for bit the uninterrupted run."""
+    from nnfast.callbacks import Callback, Checkpoint
+
+    data = _blobs(rng)
+
+    class StopAt(Callback):
+        def on_batch_end(self, state, batch, logs):
+            if (state.epoch, batch) == (2, 4):
+                state.stop("batch")
+
+    def run(stop=False, resume=None):
+        nnfast.manual_seed(3)
+        model = nn.Sequential(nn.Linear(20, 32, activation="relu"), nn.Linear(32, 4))
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        callbacks = [Checkpoint(tmp_path / "ck.npz", signals=False)] + ([StopAt()] if stop else [])
+        fit(model, nn.CrossEntropyLoss(), opt, data, epochs=3, batch_size=32, seed=3,
+            callbacks=callbacks, resume=resume)  # fmt: skip
+        return np.concatenate([p.data.ravel() for p in model.parameters()])
+
+    with nnfast.matmul_precision("bf16"):
+        straight = run()
+        run(stop=True)
+    assert load_checkpoint(tmp_path / "ck.npz")["state"]["fit"]["precision"] == "bf16"
+    resumed = run(resume=tmp_path / "ck.npz")  # outside the block
+    np.testing.assert_array_equal(resumed, straight)
+    assert nnfast.get_matmul_precision() == "fp32"  # the setting around fit comes back
 
 
 def _train_args(data_dir, out, *extra):

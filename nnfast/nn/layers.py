@@ -89,6 +89,7 @@ class Linear(Module):
             )
         self.activation = activation
         self._x = self._u = None
+        self._precision = "fp32"  # the last forward's products' (its backward's too)
 
     def forward(self, x):
         """x (N, in_features) -> (N, out_features)."""
@@ -97,6 +98,10 @@ class Linear(Module):
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
         self._x = x
+        # what the forward's products take (bf16 on nnfast's kernels only), kept for backward:
+        # a backward outside the forward's matmul_precision block went fp32 (Conv2d's did not)
+        bf16 = w.dtype == np.float32 and _gemm.get_matmul_precision() == "bf16"
+        self._precision = "bf16" if bf16 and _gemm.get_gemm_backend() == "native" else "fp32"
         b = None if self.bias is None else self.bias.data
         act = self.activation
         # y = act(x @ W.T + b): bias and activation applied to each GEMM tile while in cache;
@@ -123,10 +128,11 @@ class Linear(Module):
         if has_bias:
             self.bias.grad += db
         gw, beta = self.weight.grad_target()
-        gemm(dy, self._x, gw, trans_a=True, beta=beta)
+        gemm(dy, self._x, gw, trans_a=True, beta=beta, precision=self._precision)
         if not input_grad:
             return None
-        return gemm(dy, self.weight.data)  # dx (N, in) = dy (N, out) @ W (out, in)
+        # dx (N, in) = dy (N, out) @ W (out, in)
+        return gemm(dy, self.weight.data, precision=self._precision)
 
     def output_shape(self, input_shape):
         if input_shape is None:
