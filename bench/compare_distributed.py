@@ -199,7 +199,7 @@ def main(argv=None):
           f"{args.batch_size}, {args.rounds} interleaved rounds")  # fmt: skip
     header = (f"{'model':10} {'1x2 epoch s':>12} {'2x1 epoch s':>12} {'2x1 / 1x2':>10} "
               f"{'allreduce % (in training)':>26} {'allreduce % (pure)':>19}")  # fmt: skip
-    rows, results = [], {}
+    rows, results, missed = [], {}, []
     for model in models:
         runs = {k: [] for k in LAYOUTS}
         for _ in range(args.rounds):
@@ -211,17 +211,25 @@ def main(argv=None):
         ratio = float(np.median(np.array(t2) / np.array(t1)))
         r2 = runs["2x1"]
         in_training = np.median([r["allreduce_in_training_s"] / r["train_s"] for r in r2])
-        step2 = np.median([r["epoch_s"] / r["steps_per_epoch"] for r in r2])
-        pure = np.median([r["allreduce_pure_s"] for r in r2]) / step2
+        # medians of per-round ratios, as the other columns
+        pure = np.median([r["allreduce_pure_s"] / (r["epoch_s"] / r["steps_per_epoch"])
+                          for r in r2])  # fmt: skip
         rows.append(f"{model:10} {np.median(t1):>12.3f} {np.median(t2):>12.3f} {ratio:>9.2f}x "
                     f"{100 * in_training:>25.1f}% {100 * pure:>18.1f}%")  # fmt: skip
-        results[model] = runs["1x2"][len(t1) // 2]
+        if model == "cnn_small" and ratio > 1.15:
+            missed.append(f"cnn_small: 2x1 / 1x2 {ratio:.2f} (target <= 1.15)")
+        if model == "mlp" and in_training > 0.10:
+            missed.append(f"mlp: allreduce {100 * in_training:.1f}% of the step (target <= 10%)")
+        # the projection from the 1x2 run of median epoch time
+        results[model] = sorted(runs["1x2"], key=lambda r: r["epoch_s"])[len(t1) // 2]
     print(header)
     print("-" * len(header))
     print("\n".join(rows))
     for model, r1 in results.items():
         project(model, r1, args)
+    print("targets:", "; ".join(f"{m}  MISSED" for m in missed) if missed else "met")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

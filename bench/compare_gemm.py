@@ -3,7 +3,7 @@
 Each round times both variants back to back (bench/timing.py: after the other's threads have
 gone idle, outputs checked) and the median of the per-round ratios is reported.
 
-    python bench/compare_gemm.py [--rounds 21] [--threads 2] [--only mlp,im2col]
+    python bench/compare_gemm.py [--rounds 15] [--threads 2] [--only mlp,im2col]
 """
 
 import argparse

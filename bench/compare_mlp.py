@@ -44,7 +44,8 @@ def main(argv=None):
     speedup = ratio(times, "numpy", "nnfast")
     print(f"nnfast / numpy speed-up: {speedup:.2f}x (target >= 1.5x): "
           f"{'met' if speedup >= 1.5 else 'MISSED'}")  # fmt: skip
+    return 0 if speedup >= 1.5 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -47,12 +47,14 @@ class Conv:
         self.y = y
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         dy = dy * (self.y > 0)
         n, cout = dy.shape[:2]
         d_rows = dy.transpose(0, 2, 3, 1).reshape(-1, cout)
         self.gw = d_rows.T @ self.cols
         self.gb = d_rows.sum(axis=0)
+        if not input_grad:  # the first layer's: nnfast and PyTorch skip it too
+            return None
         return col2im(d_rows @ self.w, self.shape, self.k, self.pad)
 
 
@@ -122,8 +124,8 @@ class NumpyCNN:
         loss = -float(np.log(p[rows, y]).mean())
         p[rows, y] -= 1
         g = p / len(y)
-        for m in reversed(self.layers):
-            g = m.backward(g)
+        for i, m in reversed(list(enumerate(self.layers))):
+            g = m.backward(g, input_grad=False) if i == 0 else m.backward(g)
         self.t += 1
         b1, b2, eps = 0.9, 0.999, 1e-8
         step = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
