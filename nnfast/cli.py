@@ -7,13 +7,17 @@
     nnfast bench gemm [--sizes 256,512]           GFLOP/s of the GEMM variants against BLAS
 
 Exit status: 0 on success, 2 for a usage error, 1 for any other error (one line on stderr;
-``--debug`` shows the traceback), 130 when Ctrl-C stopped training (after a checkpoint).
+``--debug`` shows the traceback), 130 when Ctrl-C stopped training (after a checkpoint),
+or 143 for SIGTERM (outside training too, e.g. while the data load: one line, not a silent
+death).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -682,13 +686,46 @@ def _one_line(err) -> str:
     return " ".join(text.split())
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (a Checkpoint handles it there)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """SIGTERM raises _Terminated while the command runs, where its default would end the
+    process without a word (before training: while the data load); a handler already
+    installed (an embedding program's) and other threads are left alone."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        mine = previous == signal.SIG_DFL
+        if mine:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        mine = False
+    try:
+        yield
+    finally:
+        if mine:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ._cli_train import TrainingInterrupted
 
     try:
-        return args.func(args)
+        with _sigterm_as_exception():
+            return args.func(args)
+    except _Terminated:
+        if args.debug:
+            raise
+        print("nnfast: terminated", file=sys.stderr)
+        return 143
     except TrainingInterrupted as err:
         if err.show:
             print(f"nnfast: {err}", file=sys.stderr)

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -705,3 +706,19 @@ def test_bench_gemm_of_a_tiny_size_ends(capsys):
     """--sizes 1 ran 1e8 calls a timing (half an hour each, silently)."""
     assert cli.main(["bench", "gemm", "--sizes", "1", "--rounds", "1"]) == 0
     assert "blas" in capsys.readouterr().out
+
+
+def test_sigterm_outside_training_is_one_line_and_143(monkeypatch, capsys):
+    """Before training (while the data load) SIGTERM's default ended the process without a
+    word (status -15), where Ctrl-C printed 'nnfast: interrupted'."""
+
+    def terminated(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises first
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_info", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["info"]) == 143
+    assert capsys.readouterr().err.strip() == "nnfast: terminated"
+    assert signal.getsignal(signal.SIGTERM) == before  # given back
