@@ -252,6 +252,20 @@ static inline void nnf_conv_tap_range(ptrdiff_t base, ptrdiff_t d, ptrdiff_t k, 
     *hi = b < a ? a : b;
 }
 
+/* The taps of output (oh, ow)'s window that fall inside an h x w image: rows bh + i * dh for
+ * i in [i0, i1), columns bw + j * dw for j in [j0, j1) (nnf_conv_tap_range along each axis). */
+typedef struct {
+    ptrdiff_t bh, bw, i0, i1, j0, j1;
+} nnf_conv_window;
+
+static inline nnf_conv_window nnf_conv_window_taps(const nnf_conv_geom *g, ptrdiff_t oh,
+                                                   ptrdiff_t ow, ptrdiff_t h, ptrdiff_t w) {
+    nnf_conv_window t = {.bh = oh * g->sh - g->ph, .bw = ow * g->sw - g->pw};
+    nnf_conv_tap_range(t.bh, g->dh, g->kh, h, &t.i0, &t.i1);
+    nnf_conv_tap_range(t.bw, g->dw, g->kw, w, &t.j0, &t.j1);
+    return t;
+}
+
 /* Per-ISA kernel table of the direct convolution (conv_kernel.inc, built into
  * eltwise_kernel_<isa>.c with that ISA's flags). Each runs nb images on the calling thread,
  * x (nb, C, H, W), y and dy (nb, Cout, Ho, Wo), with a scratch of nnf_conv_direct_layout's size,

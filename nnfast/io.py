@@ -504,21 +504,11 @@ def load_model_file(mf: ModelFile) -> Module:
     dtype = mf.record.get("dtype", "float32")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"load: {path} has dtype {_short(dtype)}; expected float32 or float64")
-    try:
-        shapes = implied_shapes(arch)
-    except RecursionError:
-        raise ValueError(f"load: {path} has an architecture record nested too deeply") from None
-    except ValueError as err:
-        raise _in_file(path, err) from None
+    shapes = _from_record(path, implied_shapes, arch)
     present = {k: v[0] for k, v in mf.headers.items() if not k.startswith("__")}
     if shapes is not None:  # compare before building: the record may declare huge layers
         _compare_shapes(path, mf.kind, shapes, present)
-    try:
-        model = build(arch)
-    except RecursionError:
-        raise ValueError(f"load: {path} has an architecture record nested too deeply") from None
-    except ValueError as err:
-        raise _in_file(path, err) from None
+    model = _from_record(path, build, arch)
     if model.dtype is not None and model.dtype != dtype:
         model.astype(dtype)
     names = list(present)
@@ -532,10 +522,17 @@ def load_model_file(mf: ModelFile) -> Module:
     return model
 
 
-def _in_file(path, err) -> ValueError:
-    """``err`` about a record (an unknown layer type, a malformed node) naming the file too."""
-    msg = str(err)
-    return ValueError(f"load: {path}: {msg[len('load: ') :] if msg.startswith('load: ') else msg}")
+def _from_record(path, step, arch):
+    """``step(arch)`` (implied_shapes or build), its errors about the record (an unknown layer
+    type, a malformed node, nesting too deep) naming the file."""
+    try:
+        return step(arch)
+    except RecursionError:
+        raise ValueError(f"load: {path} has an architecture record nested too deeply") from None
+    except ValueError as err:
+        msg = str(err)
+        msg = msg[len("load: ") :] if msg.startswith("load: ") else msg
+        raise ValueError(f"load: {path}: {msg}") from None
 
 
 def _follow_saved_dtypes(model: Module, arrays: dict) -> None:
