@@ -161,15 +161,20 @@ typedef struct {
     nnf_act_bwd_span_d bwd_d[NNF_ACT_COUNT];
     void (*math_s)(int fn, ptrdiff_t n, const float *x, float *y);
     void (*math_d)(int fn, ptrdiff_t n, const double *x, double *y);
-    /* one softmax row: returns log(sum exp(x - max)) + max; writes y (softmax or log-softmax)
-     * if y != NULL; *xsum (if not NULL) = sum of x */
-    double (*lse_row_s)(int log_, ptrdiff_t n, const float *x, float *y, double *xsum);
-    double (*lse_row_d)(int log_, ptrdiff_t n, const double *x, double *y, double *xsum);
-    /* y = scale * (exp(x - lse) - tgt_off), tgt_off subtracted from every element */
-    void (*xent_bwd_row_s)(ptrdiff_t n, const float *x, double lse, double off, double scale,
-                           float *dx);
-    void (*xent_bwd_row_d)(ptrdiff_t n, const double *x, double lse, double off, double scale,
-                           double *dx);
+    /* one softmax row: returns log(sum exp(x - max)), the row's max (0 if it is infinite)
+     * into *max; writes y (softmax or log-softmax) if y != NULL; *dsum (if not NULL) = the
+     * sum of x - max. Apart, as max + log(sum) rounds log(sum) away far from 0 (the loss of
+     * logits near 1e30 read 0 for log 3). */
+    double (*lse_row_s)(int log_, ptrdiff_t n, const float *x, float *y, double *max,
+                        double *dsum);
+    double (*lse_row_d)(int log_, ptrdiff_t n, const double *x, double *y, double *max,
+                        double *dsum);
+    /* y = scale * (exp((x - max) - lsum) - tgt_off), tgt_off subtracted from every element;
+     * max and lsum as lse_row gives them */
+    void (*xent_bwd_row_s)(ptrdiff_t n, const float *x, double max, double lsum, double off,
+                           double scale, float *dx);
+    void (*xent_bwd_row_d)(ptrdiff_t n, const double *x, double max, double lsum, double off,
+                           double scale, double *dx);
     double (*bce_fwd_s)(ptrdiff_t n, const float *x, const float *t);
     double (*bce_fwd_d)(ptrdiff_t n, const double *x, const double *t);
     void (*bce_bwd_s)(ptrdiff_t n, const float *x, const float *t, float scale, float *dx);

@@ -226,6 +226,29 @@ def test_log_softmax_keeps_its_precision_far_from_zero(isa, rng, dtype, offset):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("offset", [1e6, -1e15, 1e30])
+def test_softmax_cross_entropy_keeps_its_precision_far_from_zero(isa, rng, dtype, eps, offset):
+    """The loss as (lse - max) - (x - max): lse - x cancelled (logits all near 1e30 gave 0 for
+    log 3), and so did the gradient alone, from exp(x - lse)."""
+    x = (rng.standard_normal((6, 17)) * 3 + offset).astype(dtype)
+    labels = rng.integers(0, 17, 6)
+    ls = _log_softmax(x.astype(np.float64))
+    target = np.full(x.shape, eps / 17)
+    target[np.arange(6), labels] += 1 - eps
+    ref_loss, ref_grad = -(target * ls).sum() / 6, (np.exp(ls) - target) / 6
+    tol = 16 * np.finfo(dtype).eps
+    loss, grad = F.softmax_cross_entropy_with_grad(x, labels, label_smoothing=eps)
+    np.testing.assert_allclose(loss, ref_loss, rtol=tol)
+    np.testing.assert_allclose(F.softmax_cross_entropy(x, labels, eps), ref_loss, rtol=tol)
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=tol)
+    np.testing.assert_allclose(F.softmax_cross_entropy_backward(x, labels, eps), ref_grad,
+                               rtol=0, atol=tol)  # fmt: skip
+    same = np.full((2, 3), offset, dtype)
+    np.testing.assert_allclose(F.softmax_cross_entropy(same, [2, 0], eps), np.log(3), rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (37, 11), (8, 1000)])
 def test_softmax_cross_entropy(isa, threads, rng, dtype, eps, shape):
     n, k = shape
