@@ -201,12 +201,22 @@ def _check_data(name, data):
 
 
 def _correct(loss, out, y):
-    """Number of correct predictions in a batch, or None when accuracy does not apply."""
+    """Correct predictions in a batch, in samples (a sample of K labels counts 1/K per label
+    right, so that accuracy stays a fraction of the samples), or None when accuracy does not
+    apply."""
     if isinstance(loss, CrossEntropyLoss) and y.ndim == 1:
         return int(np.count_nonzero(out.argmax(axis=1) == y))
     if isinstance(loss, BCEWithLogitsLoss):
-        return int(np.count_nonzero((out > 0) == (y.reshape(out.shape) > 0.5)))
+        right = np.count_nonzero((out > 0) == (y.reshape(out.shape) > 0.5))
+        labels = out.size // len(out) if len(out) else 1
+        return int(right) if labels == 1 else right / labels
     return None
+
+
+def _count(value):
+    """A sum of _correct's counts: an int when whole (single-label), else the float."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
 
 
 def _backward(model, grad):
@@ -604,7 +614,7 @@ def _loop(state, loader, val, callbacks, dist):
         state.epoch = epoch
         first = state.batch
         p = state.partial or {"loss_sum": 0.0, "correct": 0, "seen": 0, "time": 0.0}
-        loss_sum, correct, seen = float(p["loss_sum"]), int(p["correct"]), int(p["seen"])
+        loss_sum, correct, seen = float(p["loss_sum"]), p["correct"], int(p["seen"])
         counted = True
         start = time.perf_counter() - p["time"]
         state.partial = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "time": p["time"]}
@@ -656,7 +666,7 @@ def _loop(state, loader, val, callbacks, dist):
                 if dist:  # the record's sums are the whole job's
                     sums = np.array([loss_sum, correct, seen], np.float64)
                     dist._allreduce_sum(sums)
-                    state.partial = {"loss_sum": float(sums[0]), "correct": int(sums[1]),
+                    state.partial = {"loss_sum": float(sums[0]), "correct": _count(sums[1]),
                                      "seen": int(sums[2]), "time": elapsed}  # fmt: skip
                 _finish(state, epoch, b)
                 return
@@ -810,5 +820,5 @@ def _evaluate(model, loss, data, batch_size, dist):
     if dist:
         sums = np.array([total, correct, counted], np.float64)
         dist._allreduce_sum(sums)
-        total, correct, counted = float(sums[0]), int(sums[1]), sums[2] == dist.size()
+        total, correct, counted = float(sums[0]), _count(sums[1]), sums[2] == dist.size()
     return {"loss": total / n, "accuracy": correct / n if counted else None}

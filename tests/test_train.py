@@ -29,6 +29,22 @@ def test_xor_mlp_reaches_100_percent():
     assert ((predict(model, XOR_X)[:, 0] > 0) == XOR_Y).all()
 
 
+def test_multi_label_accuracy_is_a_fraction_of_the_samples(rng):
+    # K labels per sample: each right label counts 1/K of its sample (it counted 1, and the
+    # accuracy of 10 samples of 3 labels read 1.5)
+    x = rng.standard_normal((10, 4)).astype(np.float32)
+    y = (rng.random((10, 3)) > 0.5).astype(np.float32)
+    model = nn.Sequential(nn.Linear(4, 3))
+    out = model(x)
+    want = np.mean((out > 0) == (y > 0.5))
+    got = evaluate(model, nn.BCEWithLogitsLoss(), (x, y), batch_size=4)["accuracy"]
+    assert got == pytest.approx(want)
+    hist = fit(model, nn.BCEWithLogitsLoss(), optim.SGD(model.parameters(), lr=0.0), (x, y),
+               epochs=1, batch_size=4, val=(x, y))  # fmt: skip
+    assert hist["accuracy"][-1] == pytest.approx(want)
+    assert hist["val_accuracy"][-1] == pytest.approx(want)
+
+
 def _train(seed, x, y, val):
     nnfast.manual_seed(seed)
     model = nn.Sequential(
