@@ -502,6 +502,23 @@ def test_a_parameter_never_shares_its_gradient_with_its_data():
     assert not p.grad.any() and p.data.tolist() == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("make", [lambda: nn.Linear(8, 5), lambda: nn.Conv2d(8, 5, 3)])
+def test_a_weight_from_a_strided_view_and_a_weight_of_another_dtype(make, rng):
+    """A Parameter copies a transposed or strided array to C order (Conv2d's kernels refused
+    it); a weight and bias of two dtypes are a TypeError naming the layer."""
+    m, ref = make(), make()
+    x = rng.standard_normal((2, 8, 6, 6) if isinstance(m, nn.Conv2d) else (2, 8), np.float32)
+    w = rng.standard_normal(m.weight.shape[::-1], np.float32)
+    m.weight = nn.Parameter(w.transpose())
+    assert m.weight.data.flags.c_contiguous
+    ref.weight.data = w.transpose()
+    ref.bias.data = m.bias.data
+    np.testing.assert_array_equal(m(x), ref(x))
+    m.weight = nn.Parameter(w.transpose().astype(np.float64))
+    with pytest.raises(TypeError, match=r"weight is float64 but bias is float32"):
+        m(x)
+
+
 @pytest.mark.parametrize(
     "act, err, what",
     [

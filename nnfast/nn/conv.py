@@ -73,6 +73,7 @@ from .module import (
     real_array,
     register,
     runs_own_forward,
+    weight_and_bias,
 )
 
 #: Convolutions with C_in*KH*KW up to this run the direct kernel (measured at batch 128, 2
@@ -203,7 +204,7 @@ class Conv2d(Module):
 
     def _forward(self, x, pool):
         x = _check_nchw(self, x, self.in_channels)
-        w = self.weight.data
+        w, bias = weight_and_bias(self)
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
         x = np.ascontiguousarray(x)
@@ -217,7 +218,6 @@ class Conv2d(Module):
             pooling = (pool.geom, np.empty(y.shape, np.int32))
         else:
             y = ops.empty(shape, w.dtype, self, x.shape)
-        bias = None if self.bias is None else self.bias.data
         act = self.activation if (self._fused and self.activation) else None
         k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         kernels = ops._core("Conv2d")

@@ -16,7 +16,15 @@ from .._convops import whole
 from .._random import generator
 from . import init
 from .activation import activation_module
-from .module import Module, Parameter, TorchModule, _float_dtype, real_array, register
+from .module import (
+    Module,
+    Parameter,
+    TorchModule,
+    _float_dtype,
+    real_array,
+    register,
+    weight_and_bias,
+)
 
 gemm = _gemm.gemm
 
@@ -93,7 +101,7 @@ class Linear(Module):
 
     def forward(self, x):
         """x (N, in_features) -> (N, out_features)."""
-        w = self.weight.data
+        w, b = weight_and_bias(self)
         x = _check_input(self, x, self.in_features)
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
@@ -102,7 +110,6 @@ class Linear(Module):
         # a backward outside the forward's matmul_precision block went fp32 (Conv2d's did not)
         bf16 = w.dtype == np.float32 and _gemm.get_matmul_precision() == "bf16"
         self._precision = "bf16" if bf16 and _gemm.get_gemm_backend() == "native" else "fp32"
-        b = None if self.bias is None else self.bias.data
         act = self.activation
         # y = act(x @ W.T + b): bias and activation applied to each GEMM tile while in cache;
         # keep what the derivative is written in (the output, or the pre-activation)

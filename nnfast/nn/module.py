@@ -95,6 +95,19 @@ class TorchModule(NamedTuple):
         )
 
 
+def weight_and_bias(module):
+    """(weight.data, bias.data or None) of a Linear or Conv2d, or TypeError naming the module
+    when a Parameter assigned since gave them two dtypes (the kernels refused them with errors
+    that named neither)."""
+    w, b = module.weight.data, None if module.bias is None else module.bias.data
+    if b is not None and b.dtype != w.dtype:
+        raise TypeError(
+            f"{module!r}: weight is {w.dtype} but bias is {b.dtype}; a layer computes in one "
+            f"dtype (assign both in it, or convert with module.astype)"
+        )
+    return w, b
+
+
 def _float_dtype(dtype) -> np.dtype:
     if dtype is None:  # np.dtype(None) is float64: astype(None) converted silently
         raise TypeError("nnfast computes in float32 or float64, got dtype None")
@@ -116,7 +129,9 @@ class Parameter:
     same (ValueError) and that the dtype converts within its kind (TypeError for strings,
     complex numbers or objects; float64 -> float32 and integers convert). So a value assigned is
     what the optimizer steps on, as in PyTorch; an assignment never detaches the parameter.
-    ``param.grad = None`` is ``zero_grad()``.
+    ``param.grad = None`` is ``zero_grad()``: a zero gradient, which optimizers step on (torch
+    skips a parameter whose grad is None); leave parameters out of the optimizer to freeze them.
+    A transposed or strided ``data`` is copied to C order.
 
     ``zero_grad`` is deferred: the zeros are written when ``grad`` is next read, and a layer
     whose backward writes the whole gradient (through :meth:`grad_target`) never writes them.
@@ -131,6 +146,10 @@ class Parameter:
         data = np.asarray(data)
         if data.dtype not in (np.float32, np.float64):
             data = _converted("Parameter", "data", data, np.dtype(np.float32))
+        # the kernels read weights in C order: a transposed or strided view is copied (Conv2d
+        # refused one with an error from deep inside its kernels)
+        if not data.flags.c_contiguous:
+            data = data.copy(order="C")
         if grad is None:
             grad = np.zeros_like(data)
         else:
