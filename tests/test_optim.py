@@ -232,6 +232,20 @@ def test_centered_rmsprop_stays_finite_on_a_steady_float32_gradient(g):
     assert np.all(np.isfinite(p.data))
 
 
+def test_rmsprop_takes_gradients_whose_square_overflows():
+    """(1 - alpha) g before g: g^2 overflowed float32 from |g| ~ 2e19 and froze the weights
+    (torch's addcmul scales first too)."""
+    p = nn.Parameter(np.zeros(1, np.float32))
+    opt = optim.RMSprop([p], lr=0.01)
+    v = 0.0
+    for _ in range(2):
+        p.grad = np.array([2e19], np.float32)
+        opt.step()
+        v = 0.99 * v + 0.01 * 2e19**2  # float64
+    step1 = 0.01 * 2e19 / (np.sqrt(0.01 * 2e19**2) + 1e-8)
+    np.testing.assert_allclose(p.data, [-(step1 + 0.01 * 2e19 / (np.sqrt(v) + 1e-8))], rtol=1e-6)
+
+
 def test_adagrad(rng):
     lr, decay, eps, wd = 0.1, 0.01, 1e-10, 0.05
 

@@ -482,8 +482,8 @@ class RMSprop(Optimizer):
             g = data * group["weight_decay"]
             g += grad
         sq *= a
-        np.multiply(g, g, out=t)
-        t *= 1 - a
+        np.multiply(g, 1 - a, out=t)  # (1 - a) g before g: g^2 overflowed from |g| ~ 2e19 on
+        t *= g
         sq += t
         if group["centered"]:
             ga = state["grad_avg"]
