@@ -14,7 +14,7 @@ import operator
 import numpy as np
 
 from . import _runtime
-from ._arrays import overlaps
+from ._arrays import native_order, overlaps
 from ._native import core
 
 VARIANTS = ("auto", "naive", "blocked", "packed", "blas")
@@ -115,8 +115,7 @@ def _common_act(activation):
 
 
 def _check_matrix(name: str, x) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
+    x = native_order(np.asarray(x))
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"gemm: {name} has dtype {x.dtype}; nnfast computes in float32 or float64 "
@@ -206,7 +205,7 @@ def _check_epilogue(bias, activation, activation_params, preact_out, m, n, a, b,
 
     dtype = a.dtype
     if bias is not None:
-        bias = np.asarray(bias)
+        bias = native_order(np.asarray(bias))
         if bias.dtype != dtype:
             raise TypeError(f"gemm: bias has dtype {bias.dtype} but a and b are {dtype}")
         if bias.shape != (n,):

@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import _validate
-from ._arrays import overlaps
+from ._arrays import native_order, overlaps
 
 # the convolution and pooling building blocks of nnfast._convops (which does not import this
 # module) are part of this API: F.im2col, F.max_pool2d_backward, ...
@@ -48,7 +48,7 @@ def _native():
 
 def _array(what: str, name: str, x, dtype=None) -> np.ndarray:
     """x as a C-contiguous float32/float64 array (copied only if it is not one already)."""
-    x = np.asarray(x)
+    x = native_order(np.asarray(x))
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"{what}: {name} has dtype {x.dtype}; nnfast computes in float32 or float64 "

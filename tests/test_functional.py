@@ -213,6 +213,17 @@ def test_softmax_stable(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_arrays_in_the_other_byte_order_are_read_as_their_values(rng, dtype):
+    """'>f4' is float32 stored big-endian: converted, as the layers did (gemm and functional
+    called it a dtype that is not float32 or float64)."""
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    swapped = x.astype(np.dtype(dtype).newbyteorder("S"))
+    np.testing.assert_array_equal(F.relu(swapped), F.relu(x))
+    np.testing.assert_array_equal(F.softmax(swapped), F.softmax(x))
+    np.testing.assert_array_equal(nnfast.gemm(swapped, swapped.T), nnfast.gemm(x, x.T))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [1e3, 1e6, -1e6])
 def test_log_softmax_keeps_its_precision_far_from_zero(isa, rng, dtype, offset):
     """(x - max) - log(sum), not x - (max + log(sum)): the latter rounded log(sum) to max's

@@ -330,21 +330,26 @@ def test_mixed_dtypes(ab):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("which", ["a", "b", "out", "bias", "preact_out"])
-def test_byte_swapped_operand(variant, which):
+def test_byte_swapped_operand(variant, which, rng):
     """A big-endian >f4 array has numpy's float32 type number but its bytes reversed: the C
-    kernels would read or write garbage, so every variant (the fast common call too) refuses
-    it, naming the array."""
+    kernels would read or write garbage. Every variant (the fast common call too) reads an
+    operand or bias in the CPU's byte order, as the layers do, and refuses such an output,
+    naming it (writing a converted copy would lose the result)."""
     ops = {
-        "a": np.ones((3, 4), np.float32),
-        "b": np.ones((4, 5), np.float32),
+        "a": rng.standard_normal((3, 4)).astype(np.float32),
+        "b": rng.standard_normal((4, 5)).astype(np.float32),
         "out": np.empty((3, 5), np.float32),
-        "bias": np.zeros(5, np.float32),
+        "bias": rng.standard_normal(5).astype(np.float32),
         "preact_out": np.empty((3, 5), np.float32),
     }
+    want = nnfast.gemm(ops["a"], ops["b"], bias=ops["bias"], activation="tanh", variant=variant)
     ops[which] = ops[which].astype(ops[which].dtype.newbyteorder(">"))
-    with pytest.raises(TypeError, match=f"gemm: {which} (has dtype >f4|must be a float32)"):
-        nnfast.gemm(ops["a"], ops["b"], **{k: v for k, v in ops.items() if k not in "ab"},
-                    variant=variant)  # fmt: skip
+    call = dict(bias=ops["bias"], activation="tanh", variant=variant)
+    if which in ("out", "preact_out"):
+        with pytest.raises(TypeError, match=f"gemm: {which} (has dtype >f4|must be a float32)"):
+            nnfast.gemm(ops["a"], ops["b"], **{which: ops[which]}, **call)
+    else:
+        np.testing.assert_array_equal(nnfast.gemm(ops["a"], ops["b"], **call), want)
 
 
 def test_bad_out(ab):
