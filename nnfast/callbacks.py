@@ -1,10 +1,13 @@
 """Callbacks of :func:`nnfast.train.fit`: progress bar, checkpoints, metrics files, early stopping.
 
     from nnfast.callbacks import Checkpoint, EarlyStopping, MetricsWriter, ProgressBar
-    fit(model, loss, opt, (x, y), epochs=10, val_split=0.1,
-        callbacks=[ProgressBar(), MetricsWriter("m.csv"), EarlyStopping(patience=3),
-                   Checkpoint("ck/checkpoint.npz")])
-    fit(model, loss, opt, (x, y), epochs=10, resume="ck/checkpoint.npz")   # continues it
+    callbacks = [ProgressBar(), MetricsWriter("m.csv"), EarlyStopping(patience=3),
+                 Checkpoint("ck/checkpoint.npz")]
+    fit(model, loss, opt, (x, y), epochs=10, val_split=0.1, callbacks=callbacks)
+    # interrupted: the same call with resume= continues it (in a new process, with the model
+    # and optimizer built as before)
+    fit(model, loss, opt, (x, y), epochs=10, val_split=0.1, callbacks=callbacks,
+        resume="ck/checkpoint.npz")
 
 ``fit`` calls each hook of every callback, in list order, with the :class:`~nnfast.train.FitState`
 of the run (``state.model``, ``state.optimizer``, ``state.history``, ``state.epoch``, ...).

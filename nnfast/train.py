@@ -388,7 +388,7 @@ def fit(
         Reshuffle the training set every epoch.
     seed : int, Generator or None
         Seed of the shuffling order and the validation split (None: drawn from the
-        ``nnfast.manual_seed`` stream).
+        ``nnfast.manual_seed`` stream). A resumed run takes its checkpoint's.
     verbose : bool or "stderr"
         Print one line per epoch (a :class:`ProgressBar` without the bar).
     val_split : float in [0, 1)
@@ -428,6 +428,7 @@ def fit(
     seed = _seed_int(seed)
     if dist:
         seed = dist._bcast_json(seed)  # rank 0's, when each rank drew its own
+    whole = x, y
     if val_split:
         (x, y), val = split_validation(x, y, val_split, seed)
     loader = _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size)
@@ -449,6 +450,8 @@ def fit(
     )  # fmt: skip
     if resume is not None:
         _resume(state, resume, model, optimizer, scheduler, loader, dist)
+        if val_split and state.seed != seed:  # the held-out samples of the checkpoint's run
+            (x, y), val = split_validation(*whole, val_split, state.seed)  # (the same sizes)
         seed = state.seed
         loader = _make_loader(template, x, y, batch_size, shuffle, seed, dist, rank, size)
     elif dist:

@@ -101,12 +101,12 @@ def test_error_reaches_on_train_end_and_is_raised():
     assert isinstance(rec.calls[-1][1], nnfast.train.NonFiniteLossError)
 
 
-def _run(tmp_path, epochs, stop_at=None, resume=None, name="ck.npz", loader=False):
+def _run(tmp_path, epochs, stop_at=None, resume=None, name="ck.npz", loader=False, seed=5):
     x, y = _blobs()
     model, opt, sched = _setup()
     ck = Checkpoint(tmp_path / name)
     train = DataLoader(x, y, batch_size=32) if loader else (x, y)
-    h = fit(model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, batch_size=32, seed=5,
+    h = fit(model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, batch_size=32, seed=seed,
             val_split=0.2, scheduler=sched, callbacks=[ck, Recorder(stop_at)],
             resume=resume)  # fmt: skip
     return model, h
@@ -126,6 +126,18 @@ def test_resume_mid_epoch_and_between_epochs_is_bit_identical(tmp_path, loader):
         np.testing.assert_array_equal(a.data, b.data)
     for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert h1[k] == h2[k], k
+
+
+@pytest.mark.parametrize("seed", [6, None])
+def test_a_resume_holds_out_the_checkpoints_validation_samples(tmp_path, seed):
+    """The split took the call's seed and the shuffling the checkpoint's: a resume with
+    another seed (or None, drawn afresh) trained on other samples without a word."""
+    straight, h1 = _run(tmp_path, 2, name="a.npz")
+    _run(tmp_path, 2, stop_at=(2, 3))
+    resumed, h2 = _run(tmp_path, 2, resume=tmp_path / "ck.npz", seed=seed)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert h1["val_loss"] == h2["val_loss"]
 
 
 def _tamper(path, out, edit):
