@@ -17,6 +17,19 @@ from ._runtime import get_isa, get_num_threads, set_isa, set_num_threads
 
 __version__ = "0.1.0"
 
+#: submodules that ``import nnfast`` leaves for their first use (``nnfast.export.to_onnx``,
+#: as the docs write it, raised AttributeError)
+_ON_FIRST_USE = ("callbacks", "data", "distributed", "export", "functional", "models")
+
+
+def __getattr__(name):
+    if name in _ON_FIRST_USE:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "GradcheckError",
     "__version__",

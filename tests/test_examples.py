@@ -145,3 +145,17 @@ def test_gan_main_writes_samples_and_generator(gan, tmp_path, capsys):
     assert "epoch 1/1  D loss" in capsys.readouterr().out
     z = np.random.default_rng(0).standard_normal((3, 64), np.float32)
     np.testing.assert_array_equal(nnfast.io.load(saved)(z), g(z))
+
+
+def test_every_submodule_is_reachable_after_import_nnfast():
+    """The docs write nnfast.export.to_onnx(...) after `import nnfast`: AttributeError, as
+    export, models and distributed were imported by nothing (a fresh interpreter, since this
+    one has imported them all)."""
+    import subprocess
+    import sys
+
+    names = repr(nnfast._ON_FIRST_USE)
+    code = f"import nnfast; print([getattr(nnfast, n).__name__ for n in {names}])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == repr([f"nnfast.{n}" for n in nnfast._ON_FIRST_USE])
