@@ -161,7 +161,8 @@ def _load_model(path, dataset=None):
             must = "a finite number > 0" if key == "std" else "a finite number"
             raise ValueError(f"{path}: its metadata has {key} {value}; it must be {must}")
         info[key] = float(value)
-    shape = meta.get("input_shape", [1, 28, 28])
+    # the metadata's, else a first Linear's width (a model saved from Python), else an image
+    shape = io.input_shape(model, meta) or [1, 28, 28]
     if (
         not isinstance(shape, list)
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)

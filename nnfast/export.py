@@ -357,17 +357,14 @@ def torch_code(model: Module) -> str:
 def load_and_export(src, dst, input_shape=None):
     """``nnfast export``: the model at ``src`` (``.npz`` or ``.safetensors``) to ONNX at
     ``dst``; ``input_shape`` defaults to the file's metadata (``input_shape``), else the first
-    Linear's width. Returns the input shape used."""
+    layer's width if it is a Linear (io.input_shape). Returns the input shape used."""
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise ValueError(f"export: {dst} is the model file itself; write the ONNX elsewhere")
     mf = io.open_model_file(src)
     model = io.load_model_file(mf)
     if input_shape is None:
-        input_shape = mf.metadata.get("input_shape")
+        input_shape = io.input_shape(model, mf.metadata)
     if input_shape is None:
-        first = next((m for m in model.modules() if not isinstance(m, Sequential)), None)
-        if getattr(first, "in_features", None) is None:
-            raise ValueError(f"export: {src} records no input_shape; give --input-shape")
-        input_shape = (first.in_features,)
+        raise ValueError(f"export: {src} records no input_shape; give --input-shape")
     to_onnx(model, dst, tuple(input_shape))
     return tuple(input_shape)

@@ -247,6 +247,17 @@ def _is_safetensors(path) -> bool:
     return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
 
 
+def input_shape(model: Module, metadata: dict):
+    """The shape of one input the model was saved for: the metadata's ``input_shape`` (which
+    ``nnfast train`` records, and ``save(..., metadata={"input_shape": [784]})`` can), else
+    ``[in_features]`` when the first layer is a Linear, else None."""
+    if "input_shape" in metadata:
+        return metadata["input_shape"]
+    first = next((m for m in model.modules() if not isinstance(m, Sequential)), None)
+    width = getattr(first, "in_features", None)
+    return None if width is None else [width]
+
+
 def save(model: Module, path, metadata=None) -> None:
     """Write ``model`` to ``path`` atomically, never leaving it half-written.
 

@@ -186,6 +186,21 @@ def test_predict_takes_a_softmax_models_outputs_as_probabilities(trained, tmp_pa
         assert [g.split()[:2] for g in got] == [w.split()[:2] for w in want]  # class and %
 
 
+def test_a_model_saved_from_python_without_metadata_is_fed_its_first_linears_width(
+    trained, data_dir, tmp_path, capsys
+):
+    """The README's Python MLP, Linear(784, ...) first and saved with no metadata, was fed
+    (1, 28, 28) images by evaluate and predict, and refused."""
+    model, images = trained
+    plain = io.load(model)
+    assert isinstance(plain[0], nn.Flatten) and isinstance(plain[1], nn.Linear)
+    io.save(nn.Sequential(*list(plain)[1:]), tmp_path / "py.npz")  # what Python code saves
+    np.save(tmp_path / "a.npy", images[:3])
+    want = _predicted(capsys, model, tmp_path / "a.npy")
+    assert _predicted(capsys, str(tmp_path / "py.npz"), tmp_path / "a.npy") == want
+    assert cli.main(["evaluate", str(tmp_path / "py.npz"), "--data-dir", str(data_dir)]) == 0
+
+
 @pytest.mark.parametrize("model", ["lenet5", "cnn"])
 def test_train_conv_models(data_dir, tmp_path, capsys, model):
     args = _train_args(data_dir, tmp_path, "--model", model, "--epochs", "1", "--batch-size", "64")
