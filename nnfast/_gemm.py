@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _runtime
 from ._arrays import native_order, overlaps
-from ._native import core
+from ._native import IMPORT_ERROR, core
 
 VARIANTS = ("auto", "naive", "blocked", "packed", "blas")
 _NATIVE_VARIANTS = {"naive": 0, "blocked": 1, "packed": 2}
@@ -427,9 +427,14 @@ def gemm(
         backend = blas.gemm
     else:
         if core is None:
+            if bf16:  # the packed kernels alone compute in bf16
+                raise RuntimeError(
+                    f"gemm: precision='bf16' needs the native extension, which is unavailable "
+                    f"({IMPORT_ERROR}); use precision='fp32'"
+                )
             raise RuntimeError(
-                f"gemm: variant {variant!r} needs the native extension, which is unavailable; "
-                f"use variant='blas' or 'auto'"
+                f"gemm: variant {variant!r} needs the native extension, which is unavailable "
+                f"({IMPORT_ERROR}); use variant='blas' or 'auto'"
             )
         code = _NATIVE_VARIANTS[variant]
         extra = (bias, act[0], act[1], preact_out) if fused else ()

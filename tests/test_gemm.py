@@ -546,6 +546,13 @@ except RuntimeError as err:
     assert "native extension" in str(err)
 else:
     raise AssertionError("packed without the extension must raise")
+try:
+    nnfast.gemm(a, b.T, precision="bf16")
+except RuntimeError as err:
+    assert "precision='bf16' needs the native extension" in str(err), err
+    assert "disabled by NNFAST_DISABLE_NATIVE" in str(err), err
+else:
+    raise AssertionError("bf16 without the extension must raise")
 print("ok")
 """
     r = run_python(code, NNFAST_DISABLE_NATIVE="1")

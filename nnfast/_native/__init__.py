@@ -4,6 +4,7 @@
 Setting ``NNFAST_DISABLE_NATIVE=1`` skips it on purpose, so every product goes through SciPy.
 """
 
+import importlib
 import os
 
 core = None
@@ -13,6 +14,10 @@ if os.environ.get("NNFAST_DISABLE_NATIVE", "") not in ("", "0"):
     IMPORT_ERROR = "disabled by NNFAST_DISABLE_NATIVE"
 else:
     try:
-        from . import _core as core  # noqa: F401  (re-exported)
-    except ImportError as err:  # not built, or built for another Python
+        core = importlib.import_module(f"{__name__}._core")
+    except ModuleNotFoundError as err:  # not built ("from . import _core" blamed a cycle)
+        IMPORT_ERROR = str(err)
+        if err.name == f"{__name__}._core":
+            IMPORT_ERROR = f"{err.name} is not built (pip install . compiles it)"
+    except ImportError as err:  # built for another Python, or a missing symbol
         IMPORT_ERROR = str(err)
