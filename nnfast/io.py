@@ -299,8 +299,9 @@ def parse_json(path, raw, what: str, name: str) -> dict:
     try:
         record = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as err:
-        problem = "is nested too deeply" if isinstance(err, RecursionError) else f"({err})"
-        raise ValueError(f"{what}: {path} has a corrupt {name} record {problem}") from None
+        deep = isinstance(err, RecursionError)
+        problem = "nested too deeply" if deep else f"that is corrupt ({err})"
+        raise ValueError(f"{what}: {path} has a {name} record {problem}") from None
     if not isinstance(record, dict):
         raise ValueError(
             f"{what}: {path} has a malformed {name} record: a JSON {type(record).__name__}, "
