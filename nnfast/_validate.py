@@ -18,7 +18,9 @@ import math
 import numbers
 import operator
 
-__all__ = ["integer", "one_of", "real"]
+import numpy as np
+
+__all__ = ["flag", "integer", "one_of", "real"]
 
 
 @contextlib.contextmanager
@@ -78,6 +80,14 @@ def real(
         cond = f"finite and {cond}" if finite and cond != "finite" else cond
         raise ValueError(f"{what}: {name} must be {cond}, got {v}")
     return v
+
+
+def flag(value, name: str, what: str) -> bool:
+    """``value`` as a bool if it is one (numpy's too), else TypeError: the strings 'no' and
+    'False' and None were taken for True, False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}: {name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def one_of(value, name: str, what: str, options) -> object:

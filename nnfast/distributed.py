@@ -39,7 +39,7 @@ import traceback
 
 import numpy as np
 
-from ._validate import integer
+from ._validate import flag, integer
 
 __all__ = [
     "DistributedOptimizer",
@@ -500,10 +500,8 @@ class DistributedSampler:
                 f"DistributedSampler: rank {self.rank} is not below num_replicas "
                 f"{self.num_replicas}"
             )
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
-            if not isinstance(flag, (bool, np.bool_)):  # 'no' and 'False' were both True
-                raise TypeError(f"{what}: {name} must be True or False, got {flag!r}")
-        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.shuffle = flag(shuffle, "shuffle", what)
+        self.drop_last = flag(drop_last, "drop_last", what)
         self.seed = integer(seed, "seed", what, low=0)
         self.epoch = 0
         k = self.num_replicas

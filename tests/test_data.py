@@ -710,6 +710,8 @@ def test_loader_bad_arguments():
         ({"seed": 1.5}, TypeError, "seed must be an int or a numpy Generator, got a float 1.5"),
         ({"seed": "abc"}, TypeError, "seed must be an int or a numpy Generator, got a str"),
         ({"seed": False}, TypeError, "seed must be an int or a numpy Generator, got a bool"),
+        ({"shuffle": "no"}, TypeError, "shuffle must be True or False, got 'no'"),
+        ({"drop_last": "False"}, TypeError, "drop_last must be True or False, got 'False'"),
     ],
 )
 def test_loader_bad_batch_size_and_seed(kwargs, error, what):
@@ -739,6 +741,23 @@ def test_loader_epochs_and_starts_are_whole_numbers(call, error, what):
         call(loader)
     assert str(e.value).startswith(what)
     assert loader.epoch == 0
+
+
+def test_loader_runs_the_epoch_its_sampler_was_set_to():
+    """torch's idiom, sampler.set_epoch(e) before each epoch (or a new loader on a sampler set
+    to e), chose nothing: the loader ran its own epoch 0's order."""
+    from nnfast.distributed import DistributedSampler
+
+    x, y = np.zeros((10, 2)), np.arange(10)
+    sampler = DistributedSampler(10, 2, 1, seed=1)
+    sampler.set_epoch(3)
+    loader = DataLoader(x, y, batch_size=10, sampler=sampler)
+    assert loader.epoch == 3
+    np.testing.assert_array_equal(next(iter(loader))[1], sampler.indices(3))
+    assert sampler.epoch == 4  # iterating advanced both
+    loader.set_epoch(1)
+    assert sampler.epoch == 1
+    np.testing.assert_array_equal(next(iter(loader))[1], sampler.indices(1))
 
 
 def test_loader_names_a_sampler_index_outside_the_data():

@@ -54,7 +54,8 @@ class DataLoader:
 
     Notes
     -----
-    Iterating starts epoch ``self.epoch`` and then advances it; ``set_epoch(e)`` chooses it.
+    Iterating starts epoch ``self.epoch`` and then advances it; ``set_epoch(e)`` chooses it. A
+    sampler that keeps an epoch (``sampler.set_epoch``) keeps the loader's: either sets it.
     Batches are fresh arrays, except without shuffle, transform or a dtype change, when they
     are read-only views of ``x`` and ``y``.
 
@@ -91,14 +92,14 @@ class DataLoader:
                 )
         self.x, self.y = x, y
         self.batch_size = _whole_number("batch_size", batch_size, 1)
-        self.shuffle = bool(shuffle)
+        self.shuffle = _validate.flag(shuffle, "shuffle", "DataLoader")
         if seed is None:
             self.seed = int(np.random.SeedSequence().entropy % 2**63)
         elif isinstance(seed, np.random.Generator):
             self.seed = int(seed.integers(2**63))
         else:
             self.seed = _whole_number("seed", seed, 0, "an int or a numpy Generator")
-        self.drop_last = bool(drop_last)
+        self.drop_last = _validate.flag(drop_last, "drop_last", "DataLoader")
         self.dtype = None if dtype is None else np.dtype(dtype)
         if transform is not None and not callable(transform):
             raise TypeError(
@@ -114,7 +115,27 @@ class DataLoader:
         if isinstance(n, int) and n != len(x):
             raise ValueError(f"DataLoader: the sampler shares out {n} samples, but x has {len(x)}")
         self.sampler = sampler
-        self.epoch = 0
+        self._epoch = 0
+
+    def _sampler_epoch(self):
+        """Whether the sampler keeps the epoch (``set_epoch`` and ``epoch``, as
+        DistributedSampler and torch's samplers do): then it is the loader's too."""
+        return callable(getattr(self.sampler, "set_epoch", None)) and isinstance(
+            getattr(self.sampler, "epoch", None), int
+        )
+
+    @property
+    def epoch(self):
+        """The epoch the next iteration runs: the sampler's when it keeps one (torch's
+        ``sampler.set_epoch(e)`` before each epoch chose nothing here), else the loader's."""
+        return self.sampler.epoch if self._sampler_epoch() else self._epoch
+
+    @epoch.setter
+    def epoch(self, epoch):
+        if self._sampler_epoch():
+            self.sampler.set_epoch(epoch)
+        else:
+            self._epoch = epoch
 
     def _epoch_size(self):
         return len(self.x) if self.sampler is None else len(self.sampler)

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _validate
+
 MODULES: dict[str, type] = {}
 
 
@@ -404,10 +406,9 @@ class Module:
             p.zero_grad()
 
     def train(self, mode: bool = True):
-        if not isinstance(mode, (bool, np.bool_)):  # 'False' trained, None evaluated
-            raise TypeError(f"train: mode must be True or False, got {mode!r}")
+        mode = _validate.flag(mode, "mode", "train")  # 'False' trained, None evaluated
         for m in self.modules():
-            m.__dict__["training"] = bool(mode)
+            m.__dict__["training"] = mode
         return self
 
     def eval(self):

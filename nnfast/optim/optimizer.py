@@ -191,9 +191,7 @@ class Optimizer:
             if kind == "real":
                 group[k] = _validate.real(v, k, what, **kw)
             elif kind == "flag":
-                if not isinstance(v, (bool, np.bool_)):
-                    raise TypeError(f"{what}: {k} must be True or False, got {v!r}")
-                group[k] = bool(v)
+                group[k] = _validate.flag(v, k, what)
             else:  # betas: two coefficients in [0, 1)
                 if isinstance(v, (str, bytes, set, frozenset, dict)) or not hasattr(v, "__len__"):
                     # a set's order is its hash's, not the one written
