@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import http.server
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -263,6 +264,7 @@ class Server:
     def __init__(self, files):
         self.files = dict(files)  # URL path -> bytes
         self.requests = []
+        self.trickle = threading.Event()  # set: paths under /trickle/ are sent a byte at a time
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -272,10 +274,26 @@ class Server:
                 if body is None:
                     self.send_error(404)
                     return
+                # /cut/: a Content-Length past the end; /silent/: headers, then nothing;
+                # /trickle/: a byte every 20 ms (both until the client leaves)
+                cut = 100 if self.path.startswith("/cut/") else 0
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(body) + cut))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.path.startswith("/silent/"):
+                    server.trickle.wait(10)
+                    return
+                if not self.path.startswith("/trickle/"):
+                    self.wfile.write(body)
+                    return
+                for i in range(len(body)):
+                    if server.trickle.wait(0.02):
+                        return
+                    try:
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return
 
             def log_message(self, *args):
                 pass
@@ -288,6 +306,7 @@ class Server:
         return f"http://127.0.0.1:{self.httpd.server_port}/{prefix}/"
 
     def close(self):
+        self.trickle.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -333,10 +352,64 @@ def test_cached_files_are_not_fetched_again(tiny, server):
 
 
 def test_download_into_root_when_given(tiny, server, tmp_path):
+    """Into root/<dataset>, not root: another data set of the same file names (Fashion-MNIST
+    after MNIST) found the first one's files there and loaded them as its own."""
     root = tmp_path / "my-data"
     tiny(root, train=False, mirrors=[server.url("good")], timeout=5)
-    assert sorted(p.name for p in root.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in (root / tiny.name).iterdir()) == sorted(FILES)
     assert not (tmp_path / "xdg-cache").exists()
+
+    class Other(tiny):
+        name = "other-tiny"
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        Other(root, train=False, download=False)
+
+
+def test_root_with_a_tilde_is_the_home_directory(tiny, server, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    ds = tiny("~/data", train=False, mirrors=[server.url("good")], timeout=5)
+    assert ds.files[0].parent == tmp_path / "home" / "data" / tiny.name
+    assert not (tmp_path / "~").exists()
+
+
+def _serve_as(server, tiny_files, prefix, name, tiny):
+    """A fresh data set (nothing cached) whose only mirror is server's /prefix/."""
+    for n, b in tiny_files.items():
+        server.files[f"/{prefix}/{n}"] = b * 10 if prefix == "trickle" else b
+
+    class Fresh(tiny):
+        pass
+
+    Fresh.name = name
+    return Fresh
+
+
+def test_a_stalled_mirror_hands_over_to_the_next(tiny, server, tiny_files):
+    """A byte every 20 ms beat the per-read timeout for ever; a mirror that sends less than
+    STALL_BYTES in any timeout span has stalled, and the next one is tried."""
+    fresh = _serve_as(server, tiny_files, "trickle", "tiny-trickle", tiny)
+    ds = fresh(train=True, mirrors=[server.url("trickle"), server.url("good")], timeout=0.3)
+    assert ds.targets.tolist() == [0, 1, 2, 3, 9, 5]
+    alone = _serve_as(server, tiny_files, "trickle", "tiny-trickle-alone", tiny)
+    with pytest.raises(DownloadError, match=r"/trickle/\S+: stalled: \d+ bytes in the last 0.3 s"):
+        alone(train=False, mirrors=[server.url("trickle")], timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    "prefix, what",
+    [("silent", r"timed out after 0 bytes"), ("cut", r"(incomplete download|IncompleteRead)")],
+)
+def test_a_mirror_error_names_the_mirror_not_the_file(tiny, server, tiny_files, prefix, what):
+    """A mirror that went quiet after its headers was reported against the local file
+    ('... timed out: /path/t10k-images-idx3-ubyte.gz'), which reads as a disk problem."""
+    fresh = _serve_as(server, tiny_files, prefix, f"tiny-{prefix}", tiny)
+    with pytest.raises(DownloadError) as e:
+        fresh(train=False, mirrors=[server.url(prefix)], timeout=0.3)
+    line = next(x for x in str(e.value).splitlines() if f"/{prefix}/" in x)
+    assert re.search(what, line), line
+    assert str(cache_dir(fresh.name)) not in line
 
 
 def test_checksum_mismatch_leaves_nothing_behind(tiny, server, tiny_files):
@@ -435,7 +508,9 @@ def test_a_download_directory_that_cannot_be_made_says_where_to_put_files(tiny, 
     """An unwritable cache gave a bare '[Errno 1] Operation not permitted'. (A file in the
     way stands in for permissions, which root, running the tests in CI, does not lack.)"""
     (tmp_path / "file").write_text("x")
-    with pytest.raises(DownloadError, match=r"cannot create .*file/sub to download into") as e:
+    with pytest.raises(
+        DownloadError, match=r"cannot create .*file/sub/tiny-mnist to download into"
+    ) as e:
         tiny(tmp_path / "file" / "sub", train=False)
     assert "Put these four files" in str(e.value)
 

@@ -7,11 +7,12 @@ Where the files are looked for, in order (each file as ``NAME.gz`` or uncompress
 3. the cache, ``$XDG_CACHE_HOME/nnfast/<dataset>``, else ``~/.cache/nnfast/<dataset>``.
 
 ``<dataset>`` is ``mnist`` or ``fashion-mnist``. Files that are missing are downloaded (when
-``download=True``) into ``root`` if given, else into the cache: each mirror is tried in turn, the
-bytes are checked against the data set's published md5 and the file is renamed into place only
-if they match. Files found locally are not checked against those md5s (a re-compressed copy,
-such as Debian's Fashion-MNIST, is as good as the original); they are checked as IDX files of the
-right shape instead: (N, 28, 28) uint8 images, (N,) labels in 0..9, the same N.
+``download=True``) into ``root/<dataset>`` if ``root`` is given, else into the cache: each mirror
+is tried in turn, the bytes are checked against the data set's published md5 and the file is
+renamed into place only if they match. Files found locally are not checked against those md5s
+(a re-compressed copy, such as Debian's Fashion-MNIST, is as good as the original); they are
+checked as IDX files of the right shape instead: (N, 28, 28) uint8 images, (N,) labels in 0..9,
+the same N.
 """
 
 import contextlib
@@ -58,7 +59,7 @@ def _search_dirs(name, root):
         dirs += [Path(root), Path(root) / name]
     env = os.environ.get("NNFAST_DATA")
     if env:
-        dirs.append(Path(env) / name)
+        dirs.append(Path(env).expanduser() / name)
     dirs.append(cache_dir(name))
     return dirs
 
@@ -91,18 +92,64 @@ def _md5(path):
     return h.hexdigest()
 
 
+#: A mirror that sends less than this in any ``timeout`` seconds has stalled: a trickle of a
+#: byte every half second beat the per-read timeout and never finished (9.9 MB at 2 bytes/s).
+STALL_BYTES = 16 * 1024
+
+
+class _MirrorError(OSError):
+    """A mirror's failure (refused, timed out, stalled, cut off), told apart from the
+    destination file's: atomic_write names errors without a file name as the file's."""
+
+    def __init__(self, reason, url):
+        super().__init__(reason)
+        self.filename = url  # not renamed as the destination's error
+
+    def __str__(self):
+        return str(self.args[0])
+
+
 def _fetch(url, dest, md5, timeout):
-    """Download ``url`` to ``dest`` atomically if its md5 matches; else raise, leaving nothing."""
+    """Download ``url`` to ``dest`` atomically if its md5 matches; else raise, leaving nothing.
+    The temporary file is made before the request: it keeps the directory, which another
+    process's failed download removes if it made it and finds it empty."""
+    import time
+    import urllib.error
     import urllib.request  # here, not at import: keeps `import nnfast.data` light
 
     from .. import __version__
 
     req = urllib.request.Request(url, headers={"User-Agent": f"nnfast/{__version__}"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp, atomic_write(dest) as f:
-        h = hashlib.md5(usedforsecurity=False)
-        for chunk in iter(lambda: resp.read(1 << 20), b""):
-            h.update(chunk)
-            f.write(chunk)
+    with atomic_write(dest) as f:
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)
+        except urllib.error.HTTPError as err:  # "HTTP Error 404: Not Found"
+            raise _MirrorError(err, url) from None
+        except OSError as err:  # refused, unreachable, timed out: URLError's reason
+            raise _MirrorError(getattr(err, "reason", err), url) from None
+        with resp:
+            size = resp.headers.get("Content-Length")
+            h = hashlib.md5(usedforsecurity=False)
+            got, window, window_start = 0, 0, time.monotonic()
+            while True:
+                try:  # read1: what has arrived (read(n) waited for all n bytes of a trickle)
+                    chunk = resp.read1(1 << 20)
+                except OSError as err:
+                    raise _MirrorError(f"{err or type(err).__name__} after {got:,} bytes",
+                                       url) from None  # fmt: skip
+                if not chunk:
+                    break
+                h.update(chunk)
+                f.write(chunk)
+                got, window = got + len(chunk), window + len(chunk)
+                if time.monotonic() - window_start >= timeout:
+                    if window < STALL_BYTES:
+                        raise _MirrorError(
+                            f"stalled: {window:,} bytes in the last {timeout:g} s (after "
+                            f"{got:,}); trying the next mirror", url)  # fmt: skip
+                    window, window_start = 0, time.monotonic()
+        if size is not None and size.isdigit() and got < int(size):
+            raise _MirrorError(f"incomplete download: {got:,} of {int(size):,} bytes", url)
         if h.hexdigest() != md5:
             raise ValueError(f"checksum mismatch: md5 {h.hexdigest()}, expected {md5}")
 
@@ -157,7 +204,9 @@ class _IDXImageDataset:
             raise TypeError(f"{name}: mirrors must be base URLs (str), got {self.mirrors!r}")
         # None waited for ever on a server that accepted but never answered
         self.timeout = _validate.real(timeout, "timeout", name, low=0.0, low_open=True)
-        if root is not None and Path(root).exists() and not Path(root).is_dir():
+        if root is not None:  # '~/data' made a directory named ~ in the working directory
+            root = Path(os.fspath(root)).expanduser()
+        if root is not None and root.exists() and not root.is_dir():
             raise NotADirectoryError(f"{name}: root {root} is not a directory")
         images_path, labels_path = self._locate(root, download)
         images, labels = self._load(images_path, labels_path)
@@ -177,7 +226,9 @@ class _IDXImageDataset:
         found = {f: _find(f, dirs) for f in wanted}
         if all(found.values()):
             self._apart(wanted, dirs)
-        target = Path(root) if root is not None else cache_dir(self.name)
+        # root/<dataset>, not root: MNIST's files there were found as Fashion-MNIST's (the
+        # same names), and loaded as them
+        target = Path(root) / self.name if root is not None else cache_dir(self.name)
         if not download:
             missing = [f for f in wanted if found[f] is None]
             raise FileNotFoundError(
@@ -332,7 +383,8 @@ class MNIST(_IDXImageDataset):
     mirrors : sequence of str, optional
         Base URLs to download from, tried in order (default ``MNIST.mirrors``).
     timeout : float
-        Seconds per connection attempt and per read.
+        Seconds per connection attempt and per read; a mirror that sends less than 16 KB in any
+        such span has stalled, and the next one is tried.
 
     Attributes
     ----------
