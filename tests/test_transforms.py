@@ -173,6 +173,21 @@ def test_integer_images_become_float32():
     np.testing.assert_array_equal(y, x)
 
 
+@pytest.mark.parametrize(
+    "mean, std, what",
+    [(1e300, 1.0, r"mean \[1e\+300\] is not a finite float32"),
+     (0.0, 1e-300, r"std \[1e-300\] is not a finite nonzero float32"),
+     (0.0, 1e-45, r"overflows the float32 images")],
+)  # fmt: skip
+def test_normalize_refuses_what_float32_images_cannot_hold(mean, std, what):
+    """Finite parameters past float32's range gave images of inf (and 0 / 0: NaN), with
+    numpy's warnings only."""
+    x = np.ones((1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match=what):
+        Normalize(mean, std)(x)
+    assert np.isfinite(Normalize(mean, std)(x.astype(np.float64))).all() or std == 1e-300
+
+
 def test_normalize(rng):
     x = rng.uniform(0, 1, (4, 3, 5, 5)).astype(np.float32)
     y = Normalize([0.1, 0.2, 0.3], [0.5, 1.0, 2.0])(x)

@@ -106,10 +106,23 @@ class Normalize(Transform):
                     f"Normalize: {name} has {len(v)} values but the input of shape {x.shape} "
                     f"has {c} channel(s)"
                 )
-            a = np.asarray(v, x.dtype)
+            with np.errstate(over="ignore"):
+                a = np.asarray(v, x.dtype)
+            # in float32, mean 1e300 was inf and std 1e-300 was 0: images of inf and NaN
+            if not np.isfinite(a).all() or (name == "std" and not (a > 0).all()):
+                raise ValueError(
+                    f"Normalize: {name} {list(v)} is not a finite{' nonzero' * (name == 'std')} "
+                    f"{x.dtype} number (the images' dtype)"
+                )
             stats.append(a.reshape(-1, 1, 1) if x.ndim == 4 and len(v) > 1 else a[0])
         mean, std = stats
-        return (x - mean) / std
+        try:
+            with np.errstate(over="raise"):
+                return (x - mean) / std
+        except FloatingPointError:  # std 1e-45 in float32: images of inf
+            raise ValueError(
+                f"Normalize: (x - {self.mean}) / {self.std} overflows the {x.dtype} images"
+            ) from None
 
     def _config(self):
         return {"mean": self.mean, "std": self.std}
