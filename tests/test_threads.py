@@ -583,6 +583,47 @@ def test_set_isa_while_other_threads_convolve():
     assert calls > 0 and bad == 0
 
 
+BLOCKING_FLIP_SCRIPT = """
+import threading, time
+import numpy as np
+import nnfast
+from nnfast._native import core
+nnfast.set_num_threads(2)
+rng = np.random.default_rng(0)
+a = rng.standard_normal((300, 300)).astype(np.float32)
+b = rng.standard_normal((300, 700)).astype(np.float32)
+want = a.astype(np.float64) @ b
+core.force_gemm_driver("goto")
+mr, nr = (core.gemm_kernels()["float32"][0][k] for k in ("mr", "nr"))
+stop = threading.Event()
+def flip():  # nc of 2 and 16 slivers: a product that re-read it overran its B buffer
+    i = 0
+    while not stop.is_set():
+        core.set_gemm_blocking("float32", 4 * mr, 128, (2 if i % 2 else 16) * nr)
+        i += 1
+t = threading.Thread(target=flip)
+t.start()
+calls = bad = 0
+t0 = time.time()
+while time.time() - t0 < 1.0:
+    out = np.full((300, 700), np.nan, np.float32)
+    nnfast.gemm(a, b, out)
+    calls += 1
+    bad += not np.abs(out - want).max() <= 1e-3
+stop.set()
+t.join()
+print(calls, bad)
+"""
+
+
+def test_gemm_blocking_changed_while_a_product_runs():
+    """The tuning hook changes the kernel table in place: a product that sized its packing
+    buffer from one NC and stepped by another wrote past the buffer (AddressSanitizer) and
+    left columns unwritten (68 wrong products in 318)."""
+    calls, bad = map(int, run_script(BLOCKING_FLIP_SCRIPT).split())
+    assert calls > 0 and bad == 0
+
+
 # The three products issue 11 names: a 128x784x256 layer, a split-K weight gradient and ReLU.
 # kernels(seed) returns each one's largest error against numpy: NaN where it left out unwritten.
 KERNELS_SCRIPT = """
