@@ -113,12 +113,15 @@ class Linear(Module):
         act = self.activation
         # y = act(x @ W.T + b): bias and activation applied to each GEMM tile while in cache;
         # keep what the derivative is written in (the output, or the pre-activation)
+        # (the precision passed, not read again: set from another thread in between, the
+        # forward ran in one and the backward in the other)
+        p = self._precision
         if act is None or F.ACTIVATION_FUNCTIONS[act].from_output:
-            y = gemm(x, w, trans_b=True, bias=b, activation=act)
+            y = gemm(x, w, trans_b=True, bias=b, activation=act, precision=p)
             self._u = y
         else:
             z = np.empty((x.shape[0], self.out_features), w.dtype)
-            y = gemm(x, w, trans_b=True, bias=b, activation=act, preact_out=z)
+            y = gemm(x, w, trans_b=True, bias=b, activation=act, preact_out=z, precision=p)
             self._u = z
         return y
 
