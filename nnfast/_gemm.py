@@ -57,8 +57,9 @@ def set_matmul_precision(precision: str) -> None:
     and accumulates in float32 (:func:`gemm` with ``precision="bf16"``): mixed-precision
     training, where parameters, gradients, the optimizer and every non-GEMM operation stay
     float32 (so do convolutions small enough for the direct kernel, which has no GEMM: see
-    ``nnfast.nn.conv.DIRECT_MAX_K``). float64 products are never affected. The setting is
-    process-wide; see :func:`matmul_precision` for a scoped one.
+    ``nnfast.nn.conv.DIRECT_MAX_K``; a 1x1 convolution is a GEMM whatever its size). float64
+    products are never affected. The setting is process-wide; see :func:`matmul_precision`
+    for a scoped one.
     """
     global _precision
     _precision = _check_precision("set_matmul_precision", precision)
