@@ -135,8 +135,8 @@ def _fetch(url, dest, md5, timeout):
                 try:  # read1: what has arrived (read(n) waited for all n bytes of a trickle)
                     chunk = resp.read1(1 << 20)
                 except OSError as err:
-                    raise _MirrorError(f"{err or type(err).__name__} after {got:,} bytes",
-                                       url) from None  # fmt: skip
+                    reason = str(err) or type(err).__name__
+                    raise _MirrorError(f"{reason} after {got:,} bytes", url) from None
                 if not chunk:
                     break
                 h.update(chunk)
