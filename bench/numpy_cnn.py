@@ -6,6 +6,8 @@ cross-entropy, and Adam as in-place ufuncs: what a careful numpy user would writ
 architectures as ``nnfast.models.lenet5`` / ``cnn_small`` (NCHW, float32).
 """
 
+import math
+
 import numpy as np
 
 
@@ -128,7 +130,7 @@ class NumpyCNN:
             g = m.backward(g, input_grad=False) if i == 0 else m.backward(g)
         self.t += 1
         b1, b2, eps = 0.9, 0.999, 1e-8
-        step = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        step = self.lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)  # a float: float32 math
         for (mod, a), m, v in zip(self.params, self.m, self.v):
             grad = getattr(mod, "g" + a)
             m *= b1
