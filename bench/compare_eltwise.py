@@ -1,7 +1,9 @@
 """Element-wise kernel ratios in interleaved rounds (fused, numpy, copy, fused, numpy, ...).
 
 For each activation, forward + backward on n float32 elements: the speed-up over numpy's
-multi-pass equivalent, and the share of copy bandwidth each fused kernel reaches (forward moves
+multi-pass equivalent (in-place passes into outputs of its own, as nnfast's; numpy's ufuncs run
+on one thread, nnfast's kernels on --threads: run --threads 1 for a thread-for-thread
+comparison), and the share of copy bandwidth each fused kernel reaches (forward moves
 2 arrays, backward 3; numpy.copyto of the same array moves 2, in as many pieces as threads,
 each on a thread of its own: the roof the threaded kernels share). Softmax cross-entropy (loss
 + gradient in one call, as CrossEntropyLoss uses it) against numpy. Medians of per-round
@@ -46,7 +48,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     nnfast.set_num_threads(args.threads)
     pool = ThreadPoolExecutor(args.threads)  # the copy's threads (idle between calls)
-    print(f"nnfast {nnfast.info()['version']}, ISA {nnfast.get_isa()}, {args.threads} threads")
+    print(f"nnfast {nnfast.info()['version']}, ISA {nnfast.get_isa()}, {args.threads} threads "
+          f"(numpy's ufuncs: 1)")  # fmt: skip
     print(
         f"{'act':9} {'n':>5} {'fwd+bwd us':>10} {'numpy us':>9} {'x numpy':>8} "
         f"{'fwd bw':>7} {'bwd bw':>7}  (bw = share of copy bandwidth)"
