@@ -75,20 +75,20 @@ def worker(args):
         from nnfast.callbacks import Callback
 
         # fit's own Allreduces (every batch's stop flag, each epoch's metrics) count too
-        flag_seconds = [0.0]
+        fit_seconds = [0.0]
         allreduce_sum = dist._allreduce_sum
 
         def timed(a):
             start = time.perf_counter()
             allreduce_sum(a)
-            flag_seconds[0] += time.perf_counter() - start
+            fit_seconds[0] += time.perf_counter() - start
             return a
 
         dist._allreduce_sum = timed
 
         class AllreduceTime(Callback):
             def on_epoch_end(self, state, epoch, logs):
-                comm.append(opt.allreduce_seconds + flag_seconds[0])
+                comm.append(opt.allreduce_seconds + fit_seconds[0])
 
         callbacks.append(AllreduceTime())
     h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), args.epochs, callbacks=callbacks,

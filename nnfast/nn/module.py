@@ -485,8 +485,8 @@ class Module:
         if strict and (missing or unexpected):
             if given:  # the caller's keys were torch's: name the missing ones so too
                 torch_names = self.torch_state_dict_names()
-                missing = [f"{torch_names[k]} (nnfast {k})" if torch_names[k] != k else k
-                           for k in missing]  # fmt: skip
+                missing = [f"{torch_names[k]} (nnfast {k})" if torch_names.get(k, k) != k
+                           else k for k in missing]  # fmt: skip
             raise ValueError(
                 f"load_state_dict: missing arrays {missing}, unexpected arrays {unexpected}"
             )
